@@ -1,0 +1,3 @@
+from chronosched_server.cli import main
+
+raise SystemExit(main())

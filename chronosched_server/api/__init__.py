@@ -1,0 +1,1 @@
+"""gRPC servicers: validate -> call storage -> convert. No SQL, no status codes."""

@@ -1,0 +1,53 @@
+"""Request-reading helpers shared by the servicers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Protocol
+
+from google.protobuf import json_format, struct_pb2
+
+from chronosched_server import ids
+from chronosched_server.validation import Violations
+
+
+class EnumType(Protocol):
+    def Name(self, number: int) -> str: ...  # noqa: N802 - protobuf's name
+
+
+def uuid_field(v: Violations, path: str, value: str, *, required: bool = True) -> uuid.UUID | None:
+    if not value:
+        if required:
+            v.add(path, "required")
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        v.add(path, f"{value[:64]!r} is not a UUID")
+        return None
+
+
+def state_filter(v: Violations, path: str, value: int, enum: EnumType) -> str | None:
+    """Enum filter -> stored state text; UNSPECIFIED (0) means no filter."""
+    if value == 0:
+        return None
+    try:
+        return enum.Name(value).removeprefix("STATE_")
+    except ValueError:
+        v.add(path, f"unknown state {value}")
+        return None
+
+
+def uuid_token(v: Violations, token: str) -> uuid.UUID | None:
+    raw = ids.decode_page_token(token)
+    if raw is None:
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        v.add("page_token", "malformed page token")
+        return None
+
+
+def to_dict(value: struct_pb2.Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(value)

@@ -1,0 +1,136 @@
+"""Database rows -> protobuf messages."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+from psycopg.rows import DictRow
+
+from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, namespace_pb2
+from chronosched_server import cron
+
+log = logging.getLogger(__name__)
+
+NEXT_FIRE_COUNT = 5
+
+MISFIRE = {
+    "skip": definition_pb2.JobDefinition.MISFIRE_POLICY_SKIP,
+    "fire_once": definition_pb2.JobDefinition.MISFIRE_POLICY_FIRE_ONCE,
+}
+OVERLAP = {
+    "allow": definition_pb2.JobDefinition.OVERLAP_POLICY_ALLOW,
+    "forbid": definition_pb2.JobDefinition.OVERLAP_POLICY_FORBID,
+}
+
+
+def ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(value)
+    return out
+
+
+def dur(value: timedelta) -> duration_pb2.Duration:
+    out = duration_pb2.Duration()
+    out.FromTimedelta(value)
+    return out
+
+
+def struct(value: dict[str, Any] | None) -> struct_pb2.Struct | None:
+    if value is None:
+        return None
+    out = struct_pb2.Struct()
+    out.update(value)
+    return out
+
+
+def namespace(row: DictRow) -> namespace_pb2.Namespace:
+    return namespace_pb2.Namespace(
+        namespace_id=row["namespace_id"], description=row["description"], create_time=ts(row["create_time"])
+    )
+
+
+def definition(row: DictRow) -> definition_pb2.JobDefinition:
+    fires: list[timestamp_pb2.Timestamp] = []
+    if row["cron_spec"]:
+        schedule = cron.parse_schedule(row["cron_spec"], row["time_zone"])
+        fires = [ts_ for t in schedule.next_times(row["as_of"], NEXT_FIRE_COUNT) if (ts_ := ts(t))]
+    return definition_pb2.JobDefinition(
+        def_id=str(row["def_id"]),
+        namespace_id=row["namespace_id"],
+        name=row["name"],
+        version=row["version"],
+        kind=row["kind"],
+        payload_template=struct(row["payload_template"]),
+        cron_spec=row["cron_spec"],
+        time_zone=row["time_zone"],
+        misfire_policy=MISFIRE[row["misfire_policy"]],
+        overlap_policy=OVERLAP[row["overlap_policy"]],
+        starting_deadline=dur(row["starting_deadline"]),
+        max_attempts=row["max_attempts"],
+        backoff_initial=dur(row["backoff_initial"]),
+        backoff_max=dur(row["backoff_max"]),
+        backoff_multiplier=row["backoff_multiplier"],
+        execution_timeout=dur(row["execution_timeout"]),
+        default_priority=row["default_priority"],
+        delay_after_parents=dur(row["delay_after_parents"]),
+        create_time=ts(row["create_time"]),
+        next_fire_times=fires,
+    )
+
+
+def dag(row: DictRow) -> dag_pb2.Dag:
+    return dag_pb2.Dag(
+        dag_id=str(row["dag_id"]),
+        namespace_id=row["namespace_id"],
+        name=row["name"],
+        state=dag_pb2.Dag.State.Value("STATE_" + row["state"]),
+        job_count=row["job_count"],
+        unfinished_job_count=row["unfinished_job_count"],
+        create_time=ts(row["create_time"]),
+        start_time=ts(row["start_time"]),
+        end_time=ts(row["end_time"]),
+        update_time=ts(row["update_time"]),
+    )
+
+
+def job(row: DictRow) -> job_pb2.Job:
+    return job_pb2.Job(
+        job_id=str(row["job_id"]),
+        namespace_id=row["namespace_id"],
+        dag_id=str(row["dag_id"]) if row["dag_id"] else "",
+        def_id=str(row["def_id"]),
+        def_version=row["def_version"],
+        kind=row["kind"],
+        key=row["key"],
+        state=job_pb2.Job.State.Value("STATE_" + row["state"]),
+        attempt=row["attempt"],
+        max_attempts=row["max_attempts"],
+        priority=row["priority"],
+        payload=struct(row["payload"]),
+        result=struct(row["result"]),
+        error=row["error"],
+        due_time=ts(row["due_time"]),
+        create_time=ts(row["create_time"]),
+        start_time=ts(row["start_time"]),
+        end_time=ts(row["end_time"]),
+        update_time=ts(row["update_time"]),
+        lease_expire_time=ts(row["lease_expire_time"]),
+        worker_id=row["worker_id"],
+    )
+
+
+def dependency(row: DictRow) -> dag_pb2.Dependency:
+    return dag_pb2.Dependency(parent_job_id=str(row["parent_job_id"]), child_job_id=str(row["child_job_id"]))
+
+
+def state_name(value: int, enum_name: str, values: Any) -> str | None:
+    """Enum value -> stored state text, None for UNSPECIFIED (no filter)."""
+    if value == 0:
+        return None
+    name: str = values.Name(value)
+    return name.removeprefix("STATE_")

@@ -1,0 +1,135 @@
+"""DefinitionService."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import grpc
+
+from chronosched.v1 import definition_pb2, definition_pb2_grpc, job_pb2
+from chronosched_server import cron, ids, validation
+from chronosched_server.api import convert
+from chronosched_server.api.common import to_dict, uuid_field, uuid_token
+from chronosched_server.storage import definitions, jobs
+from chronosched_server.storage.db import Database
+from chronosched_server.storage.definitions import NewDefinition
+from chronosched_server.validation import Violations
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+Def = definition_pb2.JobDefinition
+
+_DAY = timedelta(days=1)
+_WEEK = timedelta(days=7)
+_MISFIRE = {Def.MISFIRE_POLICY_UNSPECIFIED: "skip", Def.MISFIRE_POLICY_SKIP: "skip", Def.MISFIRE_POLICY_FIRE_ONCE: "fire_once"}
+_OVERLAP = {Def.OVERLAP_POLICY_UNSPECIFIED: "allow", Def.OVERLAP_POLICY_ALLOW: "allow", Def.OVERLAP_POLICY_FORBID: "forbid"}
+
+
+def _duration(
+    v: Violations, request: definition_pb2.CreateDefinitionRequest, name: str, default: timedelta,
+    lo: timedelta, hi: timedelta,
+) -> timedelta:
+    if not request.HasField(name):  # type: ignore[arg-type]
+        return default
+    return validation.check_duration(v, name, getattr(request, name), lo, hi)
+
+
+def read_new_definition(request: definition_pb2.CreateDefinitionRequest) -> NewDefinition:
+    """Validate a CreateDefinitionRequest whole and apply the documented defaults."""
+    v = Violations()
+    validation.check_slug(v, "namespace_id", request.namespace_id)
+    validation.check_pattern(v, "name", request.name, validation.NAME_RE, required=True)
+    validation.check_pattern(v, "kind", request.kind, validation.KIND_RE, required=True)
+    validation.check_json_object(v, "payload_template", request.payload_template)
+    validation.check_pattern(v, "request_id", request.request_id, validation.REQUEST_ID_RE, required=False)
+    time_zone = request.time_zone or "UTC"
+    try:
+        cron.parse_schedule(request.cron_spec or "@hourly", time_zone)
+    except cron.TimeZoneError as exc:
+        v.add("time_zone", str(exc))
+    except cron.CronSpecError as exc:
+        v.add("cron_spec", str(exc))
+    if request.misfire_policy not in _MISFIRE:
+        v.add("misfire_policy", f"unknown policy {request.misfire_policy}")
+    if request.overlap_policy not in _OVERLAP:
+        v.add("overlap_policy", f"unknown policy {request.overlap_policy}")
+    max_attempts = request.max_attempts if request.HasField("max_attempts") else 3
+    validation.check_range(v, "max_attempts", max_attempts, validation.MIN_ATTEMPTS, validation.MAX_ATTEMPTS)
+    multiplier = request.backoff_multiplier if request.HasField("backoff_multiplier") else 2.0
+    validation.check_range(v, "backoff_multiplier", multiplier, 1.0, 10.0)
+    priority = request.default_priority if request.HasField("default_priority") else 0
+    validation.check_range(v, "default_priority", priority, validation.MIN_PRIORITY, validation.MAX_PRIORITY)
+    zero = timedelta(0)
+    backoff_initial = _duration(v, request, "backoff_initial", timedelta(seconds=1), zero, _DAY)
+    backoff_max = _duration(v, request, "backoff_max", max(timedelta(minutes=5), backoff_initial), zero, _DAY)
+    if backoff_max < backoff_initial:
+        v.add("backoff_max", "must be at least backoff_initial")
+    new = NewDefinition(
+        namespace_id=request.namespace_id,
+        name=request.name,
+        kind=request.kind,
+        payload_template=json.dumps(to_dict(request.payload_template)),
+        cron_spec=request.cron_spec.strip(),
+        time_zone=time_zone,
+        misfire_policy=_MISFIRE.get(request.misfire_policy, "skip"),
+        overlap_policy=_OVERLAP.get(request.overlap_policy, "allow"),
+        starting_deadline=_duration(v, request, "starting_deadline", timedelta(seconds=60), timedelta(seconds=1), _DAY),
+        max_attempts=max_attempts,
+        backoff_initial=backoff_initial,
+        backoff_max=backoff_max,
+        backoff_multiplier=multiplier,
+        execution_timeout=_duration(v, request, "execution_timeout", timedelta(hours=1), timedelta(seconds=1), _WEEK),
+        default_priority=priority,
+        delay_after_parents=_duration(v, request, "delay_after_parents", zero, zero, _WEEK),
+    )
+    v.raise_if_any()
+    return new
+
+
+class DefinitionServicer(definition_pb2_grpc.DefinitionServiceServicer):
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def CreateDefinition(  # noqa: N802 - gRPC method name
+        self, request: definition_pb2.CreateDefinitionRequest, context: Ctx
+    ) -> definition_pb2.JobDefinition:
+        new = read_new_definition(request)
+        return convert.definition(await definitions.create(self.db, new, request.request_id))
+
+    async def ListDefinitions(  # noqa: N802
+        self, request: definition_pb2.ListDefinitionsRequest, context: Ctx
+    ) -> definition_pb2.ListDefinitionsResponse:
+        v = Violations()
+        validation.check_slug(v, "namespace_id", request.namespace_id)
+        validation.check_pattern(v, "name", request.name, validation.NAME_RE, required=False)
+        limit = validation.page_size(v, request.page_size)
+        after = uuid_token(v, request.page_token)
+        v.raise_if_any()
+        rows = await definitions.list_page(self.db, request.namespace_id, request.name or None, after, limit + 1)
+        page = rows[:limit]
+        token = ids.encode_page_token(str(page[-1]["def_id"])) if len(rows) > limit else ""
+        return definition_pb2.ListDefinitionsResponse(
+            definitions=[convert.definition(r) for r in page], next_page_token=token
+        )
+
+    async def GetDefinition(  # noqa: N802
+        self, request: definition_pb2.GetDefinitionRequest, context: Ctx
+    ) -> definition_pb2.JobDefinition:
+        v = Violations()
+        validation.check_slug(v, "namespace_id", request.namespace_id)
+        def_id = uuid_field(v, "def_id", request.def_id)
+        v.raise_if_any()
+        assert def_id is not None
+        return convert.definition(await definitions.get(self.db, request.namespace_id, def_id))
+
+    async def Tick(self, request: definition_pb2.TickRequest, context: Ctx) -> job_pb2.Job:  # noqa: N802
+        v = Violations()
+        validation.check_slug(v, "namespace_id", request.namespace_id)
+        def_id = uuid_field(v, "def_id", request.def_id)
+        validation.check_json_object(v, "payload", request.payload)
+        validation.check_pattern(v, "request_id", request.request_id, validation.REQUEST_ID_RE, required=False)
+        v.raise_if_any()
+        assert def_id is not None
+        payload = to_dict(request.payload) if request.HasField("payload") else None
+        return convert.job(await jobs.tick(self.db, request.namespace_id, def_id, payload, request.request_id))

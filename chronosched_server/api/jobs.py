@@ -1,0 +1,77 @@
+"""JobService."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from chronosched.v1 import job_pb2, job_pb2_grpc
+from chronosched_server import ids, validation
+from chronosched_server.api import convert
+from chronosched_server.api.common import state_filter, to_dict, uuid_field, uuid_token
+from chronosched_server.storage import jobs
+from chronosched_server.storage.db import Database
+from chronosched_server.validation import Violations
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+def _attempt(v: Violations, request: job_pb2.CompleteJobRequest | job_pb2.FailJobRequest) -> int | None:
+    if not request.HasField("attempt"):
+        return None
+    if request.attempt < 1:
+        v.add("attempt", f"attempt numbers start at 1, got {request.attempt}")
+    return request.attempt
+
+
+class JobServicer(job_pb2_grpc.JobServiceServicer):
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def GetJob(self, request: job_pb2.GetJobRequest, context: Ctx) -> job_pb2.Job:  # noqa: N802
+        v = Violations()
+        validation.check_slug(v, "namespace_id", request.namespace_id)
+        job_id = uuid_field(v, "job_id", request.job_id)
+        v.raise_if_any()
+        assert job_id is not None
+        return convert.job(await jobs.get(self.db, request.namespace_id, job_id))
+
+    async def ListJobs(  # noqa: N802
+        self, request: job_pb2.ListJobsRequest, context: Ctx
+    ) -> job_pb2.ListJobsResponse:
+        v = Violations()
+        validation.check_slug(v, "namespace_id", request.namespace_id)
+        state = state_filter(v, "state", request.state, job_pb2.Job.State)
+        dag_id = uuid_field(v, "dag_id", request.dag_id, required=False)
+        def_id = uuid_field(v, "def_id", request.def_id, required=False)
+        limit = validation.page_size(v, request.page_size)
+        after = uuid_token(v, request.page_token)
+        v.raise_if_any()
+        rows = await jobs.list_page(
+            self.db, request.namespace_id, state=state, dag_id=dag_id, def_id=def_id, after=after, limit=limit + 1
+        )
+        page = rows[:limit]
+        token = ids.encode_page_token(str(page[-1]["job_id"])) if len(rows) > limit else ""
+        return job_pb2.ListJobsResponse(jobs=[convert.job(r) for r in page], next_page_token=token)
+
+    async def CompleteJob(  # noqa: N802
+        self, request: job_pb2.CompleteJobRequest, context: Ctx
+    ) -> job_pb2.Job:
+        v = Violations()
+        job_id = uuid_field(v, "job_id", request.job_id)
+        attempt = _attempt(v, request)
+        validation.check_json_object(v, "result", request.result)
+        v.raise_if_any()
+        assert job_id is not None
+        return convert.job(await jobs.complete(self.db, job_id, attempt, to_dict(request.result)))
+
+    async def FailJob(self, request: job_pb2.FailJobRequest, context: Ctx) -> job_pb2.Job:  # noqa: N802
+        v = Violations()
+        job_id = uuid_field(v, "job_id", request.job_id)
+        attempt = _attempt(v, request)
+        validation.check_text(v, "error", request.error, validation.MAX_ERROR_CHARS)
+        v.raise_if_any()
+        assert job_id is not None
+        row = await jobs.fail(self.db, job_id, attempt, request.error, non_retryable=request.non_retryable)
+        return convert.job(row)

@@ -1,0 +1,52 @@
+"""NamespaceService."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from chronosched.v1 import namespace_pb2, namespace_pb2_grpc
+from chronosched_server import ids, validation
+from chronosched_server.api import convert
+from chronosched_server.storage import namespaces
+from chronosched_server.storage.db import Database
+from chronosched_server.validation import Violations
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class NamespaceServicer(namespace_pb2_grpc.NamespaceServiceServicer):
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def CreateNamespace(  # noqa: N802 - gRPC method name
+        self, request: namespace_pb2.CreateNamespaceRequest, context: Ctx
+    ) -> namespace_pb2.Namespace:
+        v = Violations()
+        validation.check_slug(v, "namespace_id", request.namespace_id)
+        validation.check_text(v, "description", request.description, validation.MAX_DESCRIPTION)
+        v.raise_if_any()
+        return convert.namespace(await namespaces.create(self.db, request.namespace_id, request.description))
+
+    async def ListNamespaces(  # noqa: N802
+        self, request: namespace_pb2.ListNamespacesRequest, context: Ctx
+    ) -> namespace_pb2.ListNamespacesResponse:
+        v = Violations()
+        limit = validation.page_size(v, request.page_size)
+        after = ids.decode_page_token(request.page_token)
+        v.raise_if_any()
+        rows = await namespaces.list_page(self.db, after, limit + 1)
+        page = rows[:limit]
+        token = ids.encode_page_token(page[-1]["namespace_id"]) if len(rows) > limit else ""
+        return namespace_pb2.ListNamespacesResponse(
+            namespaces=[convert.namespace(r) for r in page], next_page_token=token
+        )
+
+    async def GetNamespace(  # noqa: N802
+        self, request: namespace_pb2.GetNamespaceRequest, context: Ctx
+    ) -> namespace_pb2.Namespace:
+        v = Violations()
+        validation.check_slug(v, "namespace_id", request.namespace_id)
+        v.raise_if_any()
+        return convert.namespace(await namespaces.get(self.db, request.namespace_id))

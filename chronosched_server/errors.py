@@ -1,0 +1,81 @@
+"""Domain errors: what went wrong in the scheduler's own terms.
+
+The storage layer turns database errors into these (by constraint name), and
+one gRPC interceptor turns these into status codes with `google.rpc.ErrorInfo`
+and `BadRequest` details. Nothing else builds status codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ERROR_DOMAIN = "chronosched.dev"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad request field, named by its path in the request (e.g. `jobs[3].key`)."""
+
+    field: str
+    description: str
+
+
+class DomainError(Exception):
+    """Base of every error a client may see; `reason` is the ErrorInfo reason."""
+
+    reason: str = "ERROR"
+
+    def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        self.metadata = dict(metadata or {})
+
+
+class InvalidArgument(DomainError):
+    """A malformed field; the request changed nothing."""
+
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, violations: list[FieldViolation], *, reason: str | None = None):
+        shown = "; ".join(f"{v.field}: {v.description}" for v in violations[:5])
+        more = f" (and {len(violations) - 5} more)" if len(violations) > 5 else ""
+        super().__init__(f"invalid request: {shown}{more}", reason=reason)
+        self.violations = violations
+
+    @classmethod
+    def one(cls, field: str, description: str, *, reason: str | None = None) -> InvalidArgument:
+        return cls([FieldViolation(field, description)], reason=reason)
+
+
+class NotFound(DomainError):
+    """The named resource does not exist (in this namespace)."""
+
+    reason = "NOT_FOUND"
+
+    def __init__(self, resource: str, resource_id: str, *, namespace_id: str | None = None):
+        where = f" in namespace {namespace_id!r}" if namespace_id else ""
+        super().__init__(
+            f"{resource} {resource_id!r} not found{where}",
+            reason=f"{resource.upper()}_NOT_FOUND",
+            metadata={"resource": resource, "id": resource_id},
+        )
+
+
+class AlreadyExists(DomainError):
+    """A resource with the same identity exists."""
+
+    reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(DomainError):
+    """The request is well-formed but breaks a rule of the current state."""
+
+    reason = "FAILED_PRECONDITION"
+
+
+class Unavailable(DomainError):
+    """A dependency (the database) cannot be reached; retrying later may work."""
+
+    reason = "UNAVAILABLE"

@@ -1,0 +1,1 @@
+"""Storage layer: the only code that talks SQL to PostgreSQL."""

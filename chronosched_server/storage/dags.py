@@ -1,0 +1,310 @@
+"""DAGs: creation with whole topologies, incremental building, start, cancel, delete."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.rows import DictRow
+
+from chronosched_server import topology
+from chronosched_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from chronosched_server.ids import uuid7
+from chronosched_server.storage import namespaces
+from chronosched_server.storage.bulk import copy_rows, copy_text
+from chronosched_server.storage.db import Conn, Database, execute, fetch_all, fetch_one
+
+_TERMINAL_DAG = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated JobSpec; `payload` None means the template as it is."""
+
+    key: str
+    def_id: uuid.UUID
+    payload: dict[str, Any] | None
+    priority: int | None
+
+
+def sealed(dag: DictRow) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"DAG {dag['dag_id']} is {dag['state']}: DAGs are immutable once started;"
+        " create a new DAG to change its topology",
+        reason="DAG_SEALED",
+        metadata={"dag_id": str(dag["dag_id"]), "state": dag["state"]},
+    )
+
+
+async def _lock(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+    dag = await fetch_one(conn, "lock_dag", {"namespace_id": namespace_id, "dag_id": dag_id})
+    if dag is None:
+        await namespaces.require(conn, namespace_id)
+        raise NotFound("dag", str(dag_id), namespace_id=namespace_id)
+    return dag
+
+
+async def _lock_pending(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+    dag = await _lock(conn, namespace_id, dag_id)
+    if dag["state"] != "PENDING":
+        raise sealed(dag)
+    return dag
+
+
+async def _definitions(conn: Conn, namespace_id: str, jobs: Sequence[NewJob]) -> dict[uuid.UUID, DictRow]:
+    wanted = list({job.def_id for job in jobs})
+    rows = await fetch_all(conn, "definitions_by_ids", {"namespace_id": namespace_id, "def_ids": wanted})
+    found = {row["def_id"]: row for row in rows}
+    for i, job in enumerate(jobs):
+        if job.def_id not in found:
+            raise InvalidArgument.one(
+                f"jobs[{i}].def_id",
+                f"no definition {str(job.def_id)!r} in namespace {namespace_id!r}",
+                reason="DEFINITION_NOT_FOUND",
+            )
+    return found
+
+
+async def _insert_jobs(
+    conn: Conn,
+    namespace_id: str,
+    dag_id: uuid.UUID,
+    jobs: Sequence[NewJob],
+    pending: Sequence[int],
+    ready_at: datetime | None,
+) -> list[uuid.UUID]:
+    """COPY the jobs in; with `ready_at`, jobs without parents go straight to the frontier."""
+    defs = await _definitions(conn, namespace_id, jobs)
+    templates = {def_id: row["payload_template"] for def_id, row in defs.items()}
+    template_text = {def_id: copy_text(json.dumps(t, separators=(",", ":"))) for def_id, t in templates.items()}
+    ids = [uuid7() for _ in jobs]
+    lines: list[str] = []
+    frontier: list[str] = []
+    due = ready_at.isoformat() if ready_at else r"\N"
+    for job_id, job, parents in zip(ids, jobs, pending, strict=True):
+        d = defs[job.def_id]
+        if job.payload:
+            payload = copy_text(json.dumps({**templates[job.def_id], **job.payload}, separators=(",", ":")))
+        else:
+            payload = template_text[job.def_id]
+        priority = d["default_priority"] if job.priority is None else job.priority
+        ready = ready_at is not None and parents == 0
+        state = "READY" if ready else "PENDING"
+        lines.append(
+            f"{job_id}\t{namespace_id}\t{dag_id}\t{job.def_id}\t{job.key}\t{state}\t"
+            f"{d['max_attempts']}\t{priority}\t{parents}\t{payload}\t{due if ready else chr(92) + 'N'}\n"
+        )
+        if ready:
+            frontier.append(f"{job_id}\t{namespace_id}\t{d['kind']}\t{priority}\t{due}\n")
+    await copy_rows(
+        conn,
+        b"copy jobs (job_id, namespace_id, dag_id, def_id, key, state, max_attempts, priority,"
+        b" pending_parents, payload, due_time) from stdin",
+        lines,
+    )
+    if frontier:
+        await copy_rows(conn, b"copy frontier (job_id, namespace_id, kind, priority, due_time) from stdin", frontier)
+    return ids
+
+
+async def _insert_edges(conn: Conn, dag_id: uuid.UUID, edges: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    await copy_rows(
+        conn,
+        b"copy dependencies (dag_id, parent_job_id, child_job_id) from stdin",
+        (f"{dag_id}\t{p}\t{c}\n" for p, c in edges),
+    )
+
+
+async def create(
+    db: Database,
+    namespace_id: str,
+    name: str,
+    jobs: Sequence[NewJob],
+    edges: Sequence[tuple[int, int]],
+    start: bool,
+    request_id: str,
+) -> DictRow:
+    """Create a DAG with its topology in one transaction; `edges` are validated and acyclic."""
+    pending = topology.indegrees(len(jobs), edges)
+    async with db.transaction() as conn:
+        await namespaces.require(conn, namespace_id)
+        idem = namespaces.RequestIds(conn, namespace_id, "CreateDag", request_id)
+        earlier = await idem.claim()
+        if earlier is not None:
+            return await _get(conn, namespace_id, earlier[0])
+        dag_id = uuid7()
+        dag = await fetch_one(
+            conn, "insert_dag", {"dag_id": dag_id, "namespace_id": namespace_id, "name": name, "job_count": len(jobs)}
+        )
+        assert dag is not None
+        if start:
+            dag = await fetch_one(conn, "start_dag", {"dag_id": dag_id})
+            assert dag is not None
+        if jobs:
+            ids = await _insert_jobs(conn, namespace_id, dag_id, jobs, pending, dag["start_time"] if start else None)
+            if edges:
+                await _insert_edges(conn, dag_id, [(ids[p], ids[c]) for p, c in edges])
+        await idem.record([dag_id])
+        return dag
+
+
+async def _get(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+    row = await fetch_one(conn, "get_dag", {"namespace_id": namespace_id, "dag_id": dag_id})
+    if row is None:
+        await namespaces.require(conn, namespace_id)
+        raise NotFound("dag", str(dag_id), namespace_id=namespace_id)
+    return row
+
+
+async def get(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+    async with db.transaction() as conn:
+        return await _get(conn, namespace_id, dag_id)
+
+
+async def list_page(
+    db: Database, namespace_id: str, state: str | None, after: uuid.UUID | None, limit: int
+) -> list[DictRow]:
+    async with db.transaction() as conn:
+        await namespaces.require(conn, namespace_id)
+        return await fetch_all(
+            conn, "list_dags", {"namespace_id": namespace_id, "state": state, "after": after, "limit": limit}
+        )
+
+
+async def create_jobs(
+    db: Database, namespace_id: str, dag_id: uuid.UUID, jobs: Sequence[NewJob], request_id: str
+) -> list[DictRow]:
+    async with db.transaction() as conn:
+        idem = namespaces.RequestIds(conn, namespace_id, "CreateJobs", request_id)
+        dag = await _lock(conn, namespace_id, dag_id)
+        ids = await idem.claim()
+        if ids is None:
+            if dag["state"] != "PENDING":
+                raise sealed(dag)
+            ids = await _insert_jobs(conn, namespace_id, dag_id, jobs, [0] * len(jobs), None)
+            await execute(conn, "add_dag_jobs", {"dag_id": dag_id, "n": len(jobs)})
+            await idem.record(ids)
+        return await fetch_all(conn, "get_jobs_by_ids", {"job_ids": ids})
+
+
+async def add_dependencies(
+    db: Database, namespace_id: str, dag_id: uuid.UUID, edges: Sequence[tuple[uuid.UUID, uuid.UUID]], field: str
+) -> None:
+    """Add edges between jobs of one PENDING DAG, all or nothing, keeping it acyclic."""
+    async with db.transaction() as conn:
+        await _lock_pending(conn, namespace_id, dag_id)
+        key_rows = await fetch_all(conn, "dag_job_keys", {"dag_id": dag_id})
+        index = {row["job_id"]: i for i, row in enumerate(key_rows)}
+        names = [row["key"] for row in key_rows]
+        await _check_members(conn, dag_id, index, edges, field)
+        existing = {(r["parent_job_id"], r["child_job_id"]) for r in await fetch_all(conn, "dag_edges", {"dag_id": dag_id})}
+        seen: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+        for n, edge in enumerate(edges):
+            if edge in existing:
+                raise AlreadyExists(
+                    f"{field}[{n}]: the dependency {edge[0]} -> {edge[1]} already exists",
+                    reason="DEPENDENCY_EXISTS",
+                )
+            if edge in seen:
+                raise InvalidArgument.one(f"{field}[{n}]", f"duplicate of {field}[{seen[edge]}]")
+            seen[edge] = n
+        all_edges = [(index[p], index[c]) for p, c in [*existing, *edges]]
+        topology.check_acyclic(len(names), all_edges, names)
+        await execute(
+            conn,
+            "insert_edges",
+            {"dag_id": dag_id, "parents": [p for p, _ in edges], "children": [c for _, c in edges]},
+        )
+        counts: dict[uuid.UUID, int] = {}
+        for _, child in edges:
+            counts[child] = counts.get(child, 0) + 1
+        await execute(
+            conn, "add_pending_parents", {"job_ids": list(counts), "counts": list(counts.values())}
+        )
+
+
+async def _check_members(
+    conn: Conn,
+    dag_id: uuid.UUID,
+    index: dict[uuid.UUID, int],
+    edges: Sequence[tuple[uuid.UUID, uuid.UUID]],
+    field: str,
+) -> None:
+    outside = sorted({j for edge in edges for j in edge if j not in index})
+    if not outside:
+        return
+    homes = {r["job_id"]: r["dag_id"] for r in await fetch_all(conn, "jobs_dag_of", {"job_ids": outside})}
+    for n, (parent, child) in enumerate(edges):
+        for side, job_id in (("parent_job_id", parent), ("child_job_id", child)):
+            if job_id in index:
+                continue
+            if job_id in homes:
+                raise FailedPrecondition(
+                    f"{field}[{n}].{side}: job {job_id} belongs to another DAG; edges across DAGs are not allowed",
+                    reason="CROSS_DAG_EDGE",
+                )
+            raise NotFound("job", str(job_id))
+
+
+async def start(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+    async with db.transaction() as conn:
+        dag = await _lock(conn, namespace_id, dag_id)
+        if dag["state"] != "PENDING":
+            raise FailedPrecondition(
+                f"DAG {dag_id} is already {dag['state']}; only a PENDING DAG can be started",
+                reason="DAG_ALREADY_STARTED",
+            )
+        if dag["job_count"] == 0:
+            raise FailedPrecondition(f"DAG {dag_id} has no jobs; add jobs before starting it", reason="DAG_EMPTY")
+        started = await fetch_one(conn, "start_dag", {"dag_id": dag_id})
+        await execute(conn, "start_dag_roots", {"dag_id": dag_id})
+        assert started is not None
+        return started
+
+
+async def cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+    async with db.transaction() as conn:
+        dag = await _lock(conn, namespace_id, dag_id)
+        if dag["state"] == "SUCCEEDED":
+            raise FailedPrecondition(f"DAG {dag_id} already SUCCEEDED; nothing to cancel", reason="DAG_SUCCEEDED")
+        if dag["state"] == "CANCELLED":
+            return dag
+        await execute(conn, "cancel_dag_jobs", {"dag_id": dag_id})
+        row = await fetch_one(conn, "cancel_dag", {"dag_id": dag_id})
+        assert row is not None
+        return row
+
+
+async def delete(db: Database, namespace_id: str, dag_id: uuid.UUID) -> None:
+    async with db.transaction() as conn:
+        await _lock(conn, namespace_id, dag_id)
+        # Cancel first so the same transaction marks running work as ended;
+        # late results then find no job and are rejected.
+        await execute(conn, "cancel_dag_jobs", {"dag_id": dag_id})
+        await execute(conn, "delete_dag_edges", {"dag_id": dag_id})
+        await execute(conn, "delete_dag", {"dag_id": dag_id})
+
+
+async def require_in_namespace(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> None:
+    await _get(conn, namespace_id, dag_id)
+
+
+async def list_dependencies(
+    db: Database, namespace_id: str, dag_id: uuid.UUID, after: tuple[uuid.UUID, uuid.UUID] | None, limit: int
+) -> list[DictRow]:
+    async with db.transaction() as conn:
+        await _get(conn, namespace_id, dag_id)
+        return await fetch_all(
+            conn,
+            "list_dependencies",
+            {
+                "dag_id": dag_id,
+                "after_parent": after[0] if after else None,
+                "after_child": after[1] if after else None,
+                "limit": limit,
+            },
+        )

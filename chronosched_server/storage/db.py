@@ -1,0 +1,99 @@
+"""Connection pool and the one place database errors become domain errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from chronosched_server.errors import AlreadyExists, DomainError, FailedPrecondition, Unavailable
+from chronosched_server.storage.queries import q
+
+Conn = psycopg.AsyncConnection[DictRow]
+
+# Constraint name -> the error a client sees. Mapped by name, never by message
+# text, so rewording a PostgreSQL message cannot change an API error.
+_CONSTRAINT_ERRORS: dict[str, tuple[type[DomainError], str, str]] = {
+    "namespaces_pkey": (AlreadyExists, "NAMESPACE_EXISTS", "namespace already exists"),
+    "job_definitions_immutable": (
+        FailedPrecondition,
+        "DEFINITION_IMMUTABLE",
+        "job definitions are immutable; create a new version instead",
+    ),
+    "jobs_dag_key_key": (AlreadyExists, "JOB_KEY_EXISTS", "a job with this key already exists in the DAG"),
+    "dependencies_pkey": (AlreadyExists, "DEPENDENCY_EXISTS", "the dependency already exists"),
+}
+
+
+def translate(exc: psycopg.Error) -> DomainError:
+    """Turn a database error into the domain error a client should see."""
+    constraint = exc.diag.constraint_name if isinstance(exc, psycopg.DatabaseError) else None
+    if constraint in _CONSTRAINT_ERRORS:
+        cls, reason, message = _CONSTRAINT_ERRORS[constraint]
+        return cls(message, reason=reason, metadata={"constraint": constraint})
+    if isinstance(exc, psycopg.OperationalError | pgerrors.AdminShutdown | pgerrors.CannotConnectNow):
+        return Unavailable(f"database unavailable: {type(exc).__name__}", reason="DATABASE_UNAVAILABLE")
+    raise exc
+
+
+class Database:
+    """The server's connection pool; every transaction goes through `transaction()`."""
+
+    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10):
+        self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"row_factory": dict_row, "autocommit": False},
+            open=False,
+            # Requests wait at most this long for a connection; beyond it the
+            # database is treated as unavailable rather than hanging clients.
+            timeout=10.0,
+            reconnect_timeout=0,
+            check=AsyncConnectionPool.check_connection,
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        """A connection inside one transaction; database errors leave as domain errors."""
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                yield conn
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        except TimeoutError as exc:  # pool exhausted or database unreachable
+            raise Unavailable("database unavailable: no connection", reason="DATABASE_UNAVAILABLE") from exc
+
+    async def ping(self, timeout: float = 2.0) -> bool:
+        try:
+            async with self.pool.connection(timeout=timeout) as conn:
+                await conn.execute("select 1")
+            return True
+        except (psycopg.Error, TimeoutError):
+            return False
+
+
+async def fetch_one(conn: Conn, name: str, params: dict[str, Any]) -> DictRow | None:
+    cur = await conn.execute(q(name), params)
+    return await cur.fetchone()
+
+
+async def fetch_all(conn: Conn, name: str, params: dict[str, Any]) -> list[DictRow]:
+    cur = await conn.execute(q(name), params)
+    return await cur.fetchall()
+
+
+async def execute(conn: Conn, name: str, params: dict[str, Any]) -> int:
+    cur = await conn.execute(q(name), params)
+    return cur.rowcount

@@ -1,0 +1,146 @@
+"""Jobs: reads, results (complete/fail) and standalone enqueue (Tick)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from psycopg.rows import DictRow
+
+from chronosched_server import transitions
+from chronosched_server.errors import NotFound
+from chronosched_server.ids import uuid7
+from chronosched_server.storage import dags, namespaces
+from chronosched_server.storage.db import Conn, Database, execute, fetch_all, fetch_one
+from chronosched_server.transitions import JobFacts, Outcome
+
+
+async def get(db: Database, namespace_id: str, job_id: uuid.UUID) -> DictRow:
+    async with db.transaction() as conn:
+        row = await fetch_one(conn, "get_job", {"namespace_id": namespace_id, "job_id": job_id})
+        if row is None:
+            await namespaces.require(conn, namespace_id)
+            raise NotFound("job", str(job_id), namespace_id=namespace_id)
+    return row
+
+
+async def list_page(
+    db: Database,
+    namespace_id: str,
+    *,
+    state: str | None,
+    dag_id: uuid.UUID | None,
+    def_id: uuid.UUID | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[DictRow]:
+    async with db.transaction() as conn:
+        await namespaces.require(conn, namespace_id)
+        return await fetch_all(
+            conn,
+            "list_jobs",
+            {
+                "namespace_id": namespace_id,
+                "state": state,
+                "dag_id": dag_id,
+                "def_id": def_id,
+                "after": after,
+                "limit": limit,
+            },
+        )
+
+
+async def list_dag_page(
+    db: Database, namespace_id: str, dag_id: uuid.UUID, state: str | None, after: str | None, limit: int
+) -> list[DictRow]:
+    async with db.transaction() as conn:
+        await dags.require_in_namespace(conn, namespace_id, dag_id)
+        return await fetch_all(
+            conn, "list_dag_jobs", {"dag_id": dag_id, "state": state, "after": after, "limit": limit}
+        )
+
+
+async def _lock(conn: Conn, job_id: uuid.UUID) -> DictRow:
+    job = await fetch_one(conn, "lock_job", {"job_id": job_id})
+    if job is None:
+        raise NotFound("job", str(job_id))
+    return job
+
+
+def _facts(job: DictRow) -> JobFacts:
+    return JobFacts(state=job["state"], attempt=job["attempt"], max_attempts=job["max_attempts"])
+
+
+async def _reload(conn: Conn, job_id: uuid.UUID) -> DictRow:
+    rows = await fetch_all(conn, "get_jobs_by_ids", {"job_ids": [job_id]})
+    return rows[0]
+
+
+async def complete(db: Database, job_id: uuid.UUID, attempt: int | None, result: dict[str, Any]) -> DictRow:
+    """Record a success; unlocks children exactly once, in the same transaction."""
+    async with db.transaction() as conn:
+        job = await _lock(conn, job_id)
+        if transitions.decide_complete(_facts(job), attempt) is Outcome.SUCCEED:
+            await execute(conn, "succeed_job", {"job_id": job_id, "result": json.dumps(result)})
+            await execute(conn, "remove_from_frontier", {"job_id": job_id})
+            if job["dag_id"] is not None:
+                await execute(conn, "unlock_children", {"job_id": job_id, "dag_id": job["dag_id"]})
+                await execute(conn, "dag_jobs_finished", {"dag_id": job["dag_id"], "finished": 1, "failed": False})
+        return await _reload(conn, job_id)
+
+
+async def fail(
+    db: Database, job_id: uuid.UUID, attempt: int | None, error: str, *, non_retryable: bool
+) -> DictRow:
+    """Record a failure: retry after backoff, or fail for good and skip descendants."""
+    async with db.transaction() as conn:
+        job = await _lock(conn, job_id)
+        outcome = transitions.decide_fail(_facts(job), attempt, non_retryable=non_retryable)
+        if outcome is Outcome.RETRY:
+            delay = transitions.backoff(
+                job["attempt"], job["backoff_initial"], job["backoff_max"], job["backoff_multiplier"]
+            )
+            await execute(conn, "retry_job", {"job_id": job_id, "error": error, "delay": delay, "kind": job["kind"]})
+        elif outcome is Outcome.FAIL:
+            await execute(conn, "fail_job", {"job_id": job_id, "error": error})
+            await execute(conn, "remove_from_frontier", {"job_id": job_id})
+            if job["dag_id"] is not None:
+                skipped = await execute(conn, "skip_descendants", {"job_id": job_id, "dag_id": job["dag_id"]})
+                await execute(
+                    conn, "dag_jobs_finished", {"dag_id": job["dag_id"], "finished": 1 + skipped, "failed": True}
+                )
+        return await _reload(conn, job_id)
+
+
+async def tick(
+    db: Database, namespace_id: str, def_id: uuid.UUID, payload: dict[str, Any] | None, request_id: str
+) -> DictRow:
+    """Enqueue one standalone run of a definition version now (READY, in the frontier)."""
+    async with db.transaction() as conn:
+        definition = await fetch_one(conn, "get_definition", {"namespace_id": namespace_id, "def_id": def_id})
+        if definition is None:
+            await namespaces.require(conn, namespace_id)
+            raise NotFound("definition", str(def_id), namespace_id=namespace_id)
+        idem = namespaces.RequestIds(conn, namespace_id, "Tick", request_id)
+        earlier = await idem.claim()
+        if earlier is not None:
+            return await _reload(conn, earlier[0])
+        job_id = uuid7()
+        merged = {**definition["payload_template"], **(payload or {})}
+        await execute(
+            conn,
+            "insert_standalone_job",
+            {
+                "job_id": job_id,
+                "namespace_id": namespace_id,
+                "def_id": def_id,
+                "key": definition["name"],
+                "max_attempts": definition["max_attempts"],
+                "priority": definition["default_priority"],
+                "payload": json.dumps(merged),
+                "kind": definition["kind"],
+            },
+        )
+        await idem.record([job_id])
+        return await _reload(conn, job_id)

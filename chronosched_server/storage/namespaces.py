@@ -1,0 +1,60 @@
+"""Namespaces and the idempotency keys that live inside them."""
+
+from __future__ import annotations
+
+import uuid
+
+from psycopg.rows import DictRow
+
+from chronosched_server.errors import NotFound
+from chronosched_server.storage.db import Conn, Database, execute, fetch_all, fetch_one
+
+
+async def create(db: Database, namespace_id: str, description: str) -> DictRow:
+    async with db.transaction() as conn:
+        row = await fetch_one(conn, "insert_namespace", {"namespace_id": namespace_id, "description": description})
+    assert row is not None
+    return row
+
+
+async def get(db: Database, namespace_id: str) -> DictRow:
+    async with db.transaction() as conn:
+        row = await fetch_one(conn, "get_namespace", {"namespace_id": namespace_id})
+    if row is None:
+        raise NotFound("namespace", namespace_id)
+    return row
+
+
+async def list_page(db: Database, after: str | None, limit: int) -> list[DictRow]:
+    async with db.transaction() as conn:
+        return await fetch_all(conn, "list_namespaces", {"after": after, "limit": limit})
+
+
+async def require(conn: Conn, namespace_id: str) -> None:
+    """NOT_FOUND unless the namespace exists (checked inside the caller's transaction)."""
+    if await fetch_one(conn, "get_namespace", {"namespace_id": namespace_id}) is None:
+        raise NotFound("namespace", namespace_id)
+
+
+class RequestIds:
+    """Idempotency for one creation call: `claim` first, `record` last, same transaction."""
+
+    def __init__(self, conn: Conn, namespace_id: str, method: str, request_id: str):
+        self.conn = conn
+        self.params = {"namespace_id": namespace_id, "method": method, "request_id": request_id}
+        self.active = bool(request_id)
+
+    async def claim(self) -> list[uuid.UUID] | None:
+        """None if this call is first (go ahead); else the original call's resource ids."""
+        if not self.active:
+            return None
+        if await fetch_one(self.conn, "claim_request_id", self.params) is not None:
+            return None
+        row = await fetch_one(self.conn, "get_request_id", self.params)
+        assert row is not None
+        ids: list[uuid.UUID] = row["resource_ids"]
+        return ids
+
+    async def record(self, resource_ids: list[uuid.UUID]) -> None:
+        if self.active:
+            await execute(self.conn, "set_request_id", {**self.params, "resource_ids": resource_ids})

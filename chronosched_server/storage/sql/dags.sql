@@ -1,0 +1,101 @@
+-- name: insert_dag
+insert into dags (dag_id, namespace_id, name, job_count, unfinished_job_count)
+values (%(dag_id)s::uuid, %(namespace_id)s::text, %(name)s::text, %(job_count)s::bigint,
+        %(job_count)s::bigint)
+returning *;
+
+-- name: get_dag
+select * from dags where dag_id = %(dag_id)s::uuid and namespace_id = %(namespace_id)s::text
+union all
+select * from dags_history where dag_id = %(dag_id)s::uuid and namespace_id = %(namespace_id)s::text
+limit 1;
+
+-- name: lock_dag
+select * from dags
+where dag_id = %(dag_id)s::uuid and namespace_id = %(namespace_id)s::text
+for update;
+
+-- name: list_dags
+select * from dags
+where namespace_id = %(namespace_id)s::text
+  and (%(state)s::text is null or state = %(state)s::text)
+  and (%(after)s::uuid is null or dag_id > %(after)s::uuid)
+order by dag_id
+limit %(limit)s::int;
+
+-- name: dag_job_keys
+select job_id, key from jobs where dag_id = %(dag_id)s::uuid;
+
+-- name: dag_edges
+select parent_job_id, child_job_id from dependencies where dag_id = %(dag_id)s::uuid;
+
+-- name: jobs_dag_of
+select job_id, dag_id from jobs where job_id = any(%(job_ids)s::uuid[]);
+
+-- name: add_dag_jobs
+update dags
+set job_count = job_count + %(n)s::bigint,
+    unfinished_job_count = unfinished_job_count + %(n)s::bigint,
+    update_time = now()
+where dag_id = %(dag_id)s::uuid;
+
+-- name: insert_edges
+insert into dependencies (dag_id, parent_job_id, child_job_id)
+select %(dag_id)s::uuid, p, c
+from unnest(%(parents)s::uuid[], %(children)s::uuid[]) as e (p, c);
+
+-- name: add_pending_parents
+update jobs
+set pending_parents = pending_parents + x.n, update_time = now()
+from unnest(%(job_ids)s::uuid[], %(counts)s::int[]) as x (job_id, n)
+where jobs.job_id = x.job_id;
+
+-- name: start_dag
+update dags
+set state = 'RUNNING', start_time = now(), update_time = now()
+where dag_id = %(dag_id)s::uuid
+returning *;
+
+-- name: start_dag_roots
+with r as (
+    update jobs
+    set state = 'READY', due_time = now(), update_time = now()
+    where dag_id = %(dag_id)s::uuid and state = 'PENDING' and pending_parents = 0
+    returning job_id, namespace_id, def_id, priority, due_time
+)
+insert into frontier (job_id, namespace_id, kind, priority, due_time)
+select r.job_id, r.namespace_id, d.kind, r.priority, r.due_time
+from r join job_definitions d on d.def_id = r.def_id;
+
+-- name: cancel_dag_jobs
+with c as (
+    update jobs
+    set state = 'CANCELLED', end_time = now(), update_time = now(), lease_expire_time = null
+    where dag_id = %(dag_id)s::uuid and state in ('PENDING', 'READY', 'RUNNING')
+    returning job_id
+), f as (
+    delete from frontier using c where frontier.job_id = c.job_id
+)
+select count(*) as cancelled from c;
+
+-- name: cancel_dag
+update dags
+set state = 'CANCELLED', unfinished_job_count = 0, end_time = now(), update_time = now()
+where dag_id = %(dag_id)s::uuid
+returning *;
+
+-- name: delete_dag_edges
+delete from dependencies where dag_id = %(dag_id)s::uuid;
+
+-- name: delete_dag
+-- Jobs go with the DAG (on delete cascade), and frontier rows with the jobs.
+delete from dags where dag_id = %(dag_id)s::uuid;
+
+-- name: list_dependencies
+select parent_job_id, child_job_id
+from dependencies
+where dag_id = %(dag_id)s::uuid
+  and (%(after_parent)s::uuid is null
+       or (parent_job_id, child_job_id) > (%(after_parent)s::uuid, %(after_child)s::uuid))
+order by parent_job_id, child_job_id
+limit %(limit)s::int;

@@ -1,0 +1,84 @@
+"""Job state transitions for results (complete/fail): pure decisions, no I/O.
+
+The storage layer locks the job row, asks `decide_*` what to do, and applies
+the answer in the same transaction. Keeping the rules here makes the fencing
+and idempotency cases unit-testable without a database.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import timedelta
+
+from chronosched_server.errors import FailedPrecondition
+
+ACTIVE = frozenset({"READY", "RUNNING"})
+TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "SKIPPED"})
+
+
+class Outcome(enum.Enum):
+    SUCCEED = "succeed"  # job -> SUCCEEDED, children unlocked
+    RETRY = "retry"  # job -> READY with attempt + 1 after backoff
+    FAIL = "fail"  # job -> FAILED, descendants SKIPPED, DAG FAILED
+    ACK = "ack"  # duplicate of an applied result: change nothing
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    """What the decision needs to know about the locked job row."""
+
+    state: str
+    attempt: int
+    max_attempts: int
+
+
+def _check_fence(job: JobFacts, attempt: int | None) -> None:
+    if attempt is not None and attempt != job.attempt:
+        raise FailedPrecondition(
+            f"stale attempt {attempt}: the job is at attempt {job.attempt}",
+            reason="STALE_ATTEMPT",
+            metadata={"attempt": str(attempt), "current_attempt": str(job.attempt)},
+        )
+
+
+def _reject_state(job: JobFacts, verb: str) -> FailedPrecondition:
+    if job.state == "PENDING":
+        why = "its parents have not all succeeded or its DAG has not started"
+    else:
+        why = f"it is already {job.state}"
+    return FailedPrecondition(f"cannot {verb} the job: {why}", reason=f"JOB_{job.state}")
+
+
+def decide_complete(job: JobFacts, attempt: int | None) -> Outcome:
+    _check_fence(job, attempt)
+    if job.state in ACTIVE:
+        return Outcome.SUCCEED
+    if job.state == "SUCCEEDED":
+        return Outcome.ACK
+    raise _reject_state(job, "complete")
+
+
+def decide_fail(job: JobFacts, attempt: int | None, *, non_retryable: bool) -> Outcome:
+    _check_fence(job, attempt)
+    if job.state in ACTIVE:
+        if non_retryable or job.attempt >= job.max_attempts:
+            return Outcome.FAIL
+        return Outcome.RETRY
+    if job.state == "FAILED":
+        return Outcome.ACK
+    raise _reject_state(job, "fail")
+
+
+def backoff(attempt: int, initial: timedelta, maximum: timedelta, multiplier: float) -> timedelta:
+    """Delay before attempt `attempt + 1`: initial * multiplier^(attempt-1), capped."""
+    if attempt < 1:
+        raise ValueError("attempt numbers start at 1")
+    # Cap the exponent before multiplying so a large attempt cannot overflow.
+    seconds = initial.total_seconds()
+    cap = maximum.total_seconds()
+    for _ in range(attempt - 1):
+        seconds *= multiplier
+        if seconds >= cap:
+            return maximum
+    return min(timedelta(seconds=seconds), maximum)

@@ -1,0 +1,48 @@
+"""In-process gRPC server on a free port, against a fresh database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from chronosched.v1 import (
+    admin_pb2_grpc,
+    dag_pb2_grpc,
+    definition_pb2_grpc,
+    job_pb2_grpc,
+    namespace_pb2_grpc,
+)
+from chronosched_server.app import Server
+from chronosched_server.config import Config
+
+
+@dataclass
+class Stubs:
+    channel: grpc.aio.Channel
+    namespaces: namespace_pb2_grpc.NamespaceServiceStub
+    definitions: definition_pb2_grpc.DefinitionServiceStub
+    dags: dag_pb2_grpc.DagServiceStub
+    jobs: job_pb2_grpc.JobServiceStub
+    admin: admin_pb2_grpc.AdminServiceStub
+    server: Server
+
+
+@pytest.fixture
+async def api(database_url: str) -> AsyncIterator[Stubs]:
+    server = Server(Config(database_url=database_url, grpc_port=0))
+    port = await server.start()
+    opts = [("grpc.max_send_message_length", 256 << 20), ("grpc.max_receive_message_length", 256 << 20)]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=opts) as channel:
+        yield Stubs(
+            channel=channel,
+            namespaces=namespace_pb2_grpc.NamespaceServiceStub(channel),
+            definitions=definition_pb2_grpc.DefinitionServiceStub(channel),
+            dags=dag_pb2_grpc.DagServiceStub(channel),
+            jobs=job_pb2_grpc.JobServiceStub(channel),
+            admin=admin_pb2_grpc.AdminServiceStub(channel),
+            server=server,
+        )
+    await server.stop(grace=0)

@@ -1,0 +1,279 @@
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from chronosched.v1 import dag_pb2, job_pb2
+from tests.api.conftest import Stubs
+from tests.api.helpers import dag, dag_jobs, definition, fails, namespace
+
+PENDING, READY = job_pb2.Job.STATE_PENDING, job_pb2.Job.STATE_READY
+PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_create_with_topology_starts_roots_only(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    created = await dag(api, ns, d.def_id, "abcd", [("a", "c"), ("b", "c"), ("c", "d")])
+    assert created.state == dag_pb2.Dag.STATE_RUNNING
+    assert (created.job_count, created.unfinished_job_count) == (4, 4)
+    jobs = await dag_jobs(api, ns, created.dag_id)
+    assert {k: j.state for k, j in jobs.items()} == {"a": READY, "b": READY, "c": PENDING, "d": PENDING}
+    assert all(j.attempt == 1 and j.def_version == 1 and j.dag_id == created.dag_id for j in jobs.values())
+    deps = await api.dags.ListDependencies(dag_pb2.ListDependenciesRequest(namespace_id=ns, dag_id=created.dag_id))
+    pairs = {(e.parent_job_id, e.child_job_id) for e in deps.dependencies}
+    ids = {k: j.job_id for k, j in jobs.items()}
+    assert pairs == {(ids["a"], ids["c"]), (ids["b"], ids["c"]), (ids["c"], ids["d"])}
+
+
+async def test_cycle_is_rejected_naming_it_and_nothing_written(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    failure = await fails(
+        dag(api, ns, d.def_id, "abcx", [("x", "a"), ("a", "b"), ("b", "c"), ("c", "a")]), PRECONDITION
+    )
+    assert failure.reason == "CYCLE_DETECTED"
+    assert "a -> b -> c -> a" in failure.message or "b -> c -> a -> b" in failure.message or (
+        "c -> a -> b -> c" in failure.message
+    )
+    listed = await api.dags.ListDags(dag_pb2.ListDagsRequest(namespace_id=ns))
+    assert list(listed.dags) == []
+
+
+async def test_bad_topology_fields(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    cases = [
+        (["a", "a"], [], "jobs[1].key"),
+        (["a"], [("a", "a")], "dependencies[0]"),
+        (["a"], [("a", "zz")], "dependencies[0].child"),
+        (["a", "b"], [("a", "b"), ("a", "b")], "dependencies[1]"),
+        (["bad key"], [], "jobs[0].key"),
+    ]
+    for keys, edges, field in cases:
+        failure = await fails(dag(api, ns, d.def_id, keys, edges), grpc.StatusCode.INVALID_ARGUMENT)
+        assert field in failure.fields, (keys, edges, failure.fields)
+    unknown = await fails(
+        api.dags.CreateDag(
+            dag_pb2.CreateDagRequest(
+                namespace_id=ns, jobs=[dag_pb2.JobSpec(key="a", def_id="01a21bb3-c3d8-7531-ae11-88dc678939e4")]
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert unknown.fields == ["jobs[0].def_id"]
+    empty_start = await fails(
+        api.dags.CreateDag(dag_pb2.CreateDagRequest(namespace_id=ns, start=True)), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert empty_start.fields == ["start"]
+    listed = await api.dags.ListDags(dag_pb2.ListDagsRequest(namespace_id=ns))
+    assert list(listed.dags) == []
+
+
+async def test_build_then_start_and_seal(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    empty = await api.dags.CreateDag(dag_pb2.CreateDagRequest(namespace_id=ns, name="built"))
+    assert empty.state == dag_pb2.Dag.STATE_PENDING
+    created = await api.dags.CreateJobs(
+        dag_pb2.CreateJobsRequest(
+            namespace_id=ns, dag_id=empty.dag_id, jobs=[dag_pb2.JobSpec(key=k, def_id=d.def_id) for k in "abcd"]
+        )
+    )
+    a, b, c, x = (j.job_id for j in created.jobs)
+    assert [j.key for j in created.jobs] == ["a", "b", "c", "d"]
+    assert all(j.state == PENDING for j in created.jobs)
+    await api.dags.AddDependency(
+        dag_pb2.AddDependencyRequest(namespace_id=ns, dag_id=empty.dag_id, parent_job_id=a, child_job_id=b)
+    )
+    bulk = await api.dags.AddDependencies(
+        dag_pb2.AddDependenciesRequest(
+            namespace_id=ns, dag_id=empty.dag_id, dependencies=[dag_pb2.Dependency(parent_job_id=b, child_job_id=c)]
+        )
+    )
+    assert len(bulk.dependencies) == 1
+    # c -> a would close a -> b -> c -> a; the whole batch is refused.
+    cycle = await fails(
+        api.dags.AddDependencies(
+            dag_pb2.AddDependenciesRequest(
+                namespace_id=ns,
+                dag_id=empty.dag_id,
+                dependencies=[
+                    dag_pb2.Dependency(parent_job_id=a, child_job_id=x),
+                    dag_pb2.Dependency(parent_job_id=c, child_job_id=a),
+                ],
+            )
+        ),
+        PRECONDITION,
+    )
+    assert cycle.reason == "CYCLE_DETECTED"
+    assert any(p in cycle.message for p in ["a -> b -> c -> a", "b -> c -> a -> b", "c -> a -> b -> c"]), cycle.message
+    deps = await api.dags.ListDependencies(dag_pb2.ListDependenciesRequest(namespace_id=ns, dag_id=empty.dag_id))
+    assert len(deps.dependencies) == 2
+    dup = await fails(
+        api.dags.AddDependency(
+            dag_pb2.AddDependencyRequest(namespace_id=ns, dag_id=empty.dag_id, parent_job_id=a, child_job_id=b)
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+    )
+    assert dup.reason == "DEPENDENCY_EXISTS"
+    dup_key = await fails(
+        api.dags.CreateJobs(
+            dag_pb2.CreateJobsRequest(
+                namespace_id=ns, dag_id=empty.dag_id, jobs=[dag_pb2.JobSpec(key="a", def_id=d.def_id)]
+            )
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+    )
+    assert dup_key.reason == "JOB_KEY_EXISTS"
+    started = await api.dags.StartDag(dag_pb2.StartDagRequest(namespace_id=ns, dag_id=empty.dag_id))
+    assert started.state == dag_pb2.Dag.STATE_RUNNING and started.job_count == 4
+    jobs = await dag_jobs(api, ns, empty.dag_id)
+    assert {k: j.state for k, j in jobs.items()} == {"a": READY, "b": PENDING, "c": PENDING, "d": READY}
+    # Sealed: no jobs, no edges, no second start.
+    sealed = await fails(
+        api.dags.CreateJobs(
+            dag_pb2.CreateJobsRequest(
+                namespace_id=ns, dag_id=empty.dag_id, jobs=[dag_pb2.JobSpec(key="z", def_id=d.def_id)]
+            )
+        ),
+        PRECONDITION,
+    )
+    assert sealed.reason == "DAG_SEALED" and "immutable" in sealed.message
+    await fails(
+        api.dags.AddDependency(
+            dag_pb2.AddDependencyRequest(namespace_id=ns, dag_id=empty.dag_id, parent_job_id=a, child_job_id=c)
+        ),
+        PRECONDITION,
+    )
+    again = await fails(api.dags.StartDag(dag_pb2.StartDagRequest(namespace_id=ns, dag_id=empty.dag_id)), PRECONDITION)
+    assert again.reason == "DAG_ALREADY_STARTED"
+
+
+async def test_edges_across_dags_and_unknown_jobs(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    one = await dag(api, ns, d.def_id, "a", [], start=False)
+    two = await dag(api, ns, d.def_id, "b", [], start=False)
+    a = (await dag_jobs(api, ns, one.dag_id))["a"].job_id
+    b = (await dag_jobs(api, ns, two.dag_id))["b"].job_id
+    cross = await fails(
+        api.dags.AddDependency(
+            dag_pb2.AddDependencyRequest(namespace_id=ns, dag_id=one.dag_id, parent_job_id=a, child_job_id=b)
+        ),
+        PRECONDITION,
+    )
+    assert cross.reason == "CROSS_DAG_EDGE"
+    await fails(
+        api.dags.AddDependency(
+            dag_pb2.AddDependencyRequest(
+                namespace_id=ns, dag_id=one.dag_id, parent_job_id=a, child_job_id="01a21bb3-c3d8-7531-ae11-88dc678939e4"
+            )
+        ),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    self_edge = await fails(
+        api.dags.AddDependency(
+            dag_pb2.AddDependencyRequest(namespace_id=ns, dag_id=one.dag_id, parent_job_id=a, child_job_id=a)
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert self_edge.fields == ["child_job_id"]
+
+
+async def test_start_empty_dag_is_refused(api: Stubs) -> None:
+    ns = await namespace(api)
+    empty = await api.dags.CreateDag(dag_pb2.CreateDagRequest(namespace_id=ns))
+    failure = await fails(api.dags.StartDag(dag_pb2.StartDagRequest(namespace_id=ns, dag_id=empty.dag_id)), PRECONDITION)
+    assert failure.reason == "DAG_EMPTY"
+
+
+async def test_cancel_and_delete(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    created = await dag(api, ns, d.def_id, "ab", [("a", "b")])
+    cancelled = await api.dags.CancelDag(dag_pb2.CancelDagRequest(namespace_id=ns, dag_id=created.dag_id))
+    assert cancelled.state == dag_pb2.Dag.STATE_CANCELLED and cancelled.unfinished_job_count == 0
+    jobs = await dag_jobs(api, ns, created.dag_id)
+    assert {j.state for j in jobs.values()} == {job_pb2.Job.STATE_CANCELLED}
+    late = await fails(api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=jobs["a"].job_id)), PRECONDITION)
+    assert late.reason == "JOB_CANCELLED"
+    await api.dags.DeleteDag(dag_pb2.DeleteDagRequest(namespace_id=ns, dag_id=created.dag_id))
+    await fails(api.dags.GetDag(dag_pb2.GetDagRequest(namespace_id=ns, dag_id=created.dag_id)), grpc.StatusCode.NOT_FOUND)
+    await fails(
+        api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=jobs["a"].job_id)), grpc.StatusCode.NOT_FOUND
+    )
+    await fails(api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=jobs["a"].job_id)), grpc.StatusCode.NOT_FOUND)
+
+
+async def test_delete_running_dag_rejects_late_results(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    created = await dag(api, ns, d.def_id, "ab", [("a", "b")])
+    jobs = await dag_jobs(api, ns, created.dag_id)
+    await api.dags.DeleteDag(dag_pb2.DeleteDagRequest(namespace_id=ns, dag_id=created.dag_id))
+    await fails(
+        api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=jobs["a"].job_id, attempt=1)),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    listed = await api.jobs.ListJobs(job_pb2.ListJobsRequest(namespace_id=ns))
+    assert list(listed.jobs) == []
+
+
+async def test_namespace_isolation_of_dags(api: Stubs) -> None:
+    a = await namespace(api, "a")
+    b = await namespace(api, "b")
+    d = await definition(api, a)
+    created = await dag(api, a, d.def_id, "x", [])
+    for call in [
+        api.dags.GetDag(dag_pb2.GetDagRequest(namespace_id=b, dag_id=created.dag_id)),
+        api.dags.DeleteDag(dag_pb2.DeleteDagRequest(namespace_id=b, dag_id=created.dag_id)),
+        api.dags.CancelDag(dag_pb2.CancelDagRequest(namespace_id=b, dag_id=created.dag_id)),
+        api.dags.ListDagJobs(dag_pb2.ListDagJobsRequest(namespace_id=b, dag_id=created.dag_id)),
+    ]:
+        await fails(call, grpc.StatusCode.NOT_FOUND)
+    # Definitions of another namespace cannot be used either.
+    other = await fails(dag(api, b, d.def_id, "x", []), grpc.StatusCode.INVALID_ARGUMENT)
+    assert other.fields == ["jobs[0].def_id"]
+    still = await api.dags.GetDag(dag_pb2.GetDagRequest(namespace_id=a, dag_id=created.dag_id))
+    assert still.state == dag_pb2.Dag.STATE_RUNNING
+
+
+async def test_create_dag_request_id_and_concurrent_retries(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    req = dag_pb2.CreateDagRequest(
+        namespace_id=ns, jobs=[dag_pb2.JobSpec(key="a", def_id=d.def_id)], start=True, request_id="once"
+    )
+    results = await asyncio.gather(*(api.dags.CreateDag(req) for _ in range(5)))
+    assert len({r.dag_id for r in results}) == 1
+    listed = await api.dags.ListDags(dag_pb2.ListDagsRequest(namespace_id=ns))
+    assert len(listed.dags) == 1
+    jobs = await api.jobs.ListJobs(job_pb2.ListJobsRequest(namespace_id=ns))
+    assert len(jobs.jobs) == 1
+
+
+async def test_list_dags_filter_and_pages(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    running = [await dag(api, ns, d.def_id, "a", []) for _ in range(3)]
+    await dag(api, ns, d.def_id, "a", [], start=False)
+    page = await api.dags.ListDags(
+        dag_pb2.ListDagsRequest(namespace_id=ns, state=dag_pb2.Dag.STATE_RUNNING, page_size=2)
+    )
+    assert [x.dag_id for x in page.dags] == [r.dag_id for r in running[:2]]
+    rest = await api.dags.ListDags(
+        dag_pb2.ListDagsRequest(
+            namespace_id=ns, state=dag_pb2.Dag.STATE_RUNNING, page_size=2, page_token=page.next_page_token
+        )
+    )
+    assert [x.dag_id for x in rest.dags] == [running[2].dag_id] and rest.next_page_token == ""
+    bad = await fails(
+        api.dags.ListDags(dag_pb2.ListDagsRequest(namespace_id=ns, page_token="!!!")), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert bad.fields == ["page_token"]
+    big = await fails(
+        api.dags.ListDags(dag_pb2.ListDagsRequest(namespace_id=ns, page_size=1001)), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert big.fields == ["page_size"]
