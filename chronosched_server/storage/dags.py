@@ -13,7 +13,7 @@ from psycopg.rows import DictRow
 
 from chronosched_server import topology
 from chronosched_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from chronosched_server.ids import uuid7
+from chronosched_server.ids import uuid7, uuid7_strs
 from chronosched_server.storage import namespaces
 from chronosched_server.storage.bulk import copy_rows, copy_text
 from chronosched_server.storage.db import Conn, Database, execute, fetch_all, fetch_one
@@ -76,12 +76,18 @@ async def _insert_jobs(
     jobs: Sequence[NewJob],
     pending: Sequence[int],
     ready_at: datetime | None,
-) -> list[uuid.UUID]:
-    """COPY the jobs in; with `ready_at`, jobs without parents go straight to the frontier."""
+) -> list[str]:
+    """COPY the jobs in; with `ready_at`, jobs without parents go straight to the frontier.
+
+    Returns the new job ids as text, the form COPY needs.
+    """
     defs = await _definitions(conn, namespace_id, jobs)
     templates = {def_id: row["payload_template"] for def_id, row in defs.items()}
     template_text = {def_id: copy_text(json.dumps(t, separators=(",", ":"))) for def_id, t in templates.items()}
-    ids = [uuid7() for _ in jobs]
+    ids = uuid7_strs(len(jobs))
+    # Render each UUID once: str(UUID) per row dominated the COPY otherwise.
+    dag_text = str(dag_id)
+    def_text = {def_id: str(def_id) for def_id in defs}
     lines: list[str] = []
     frontier: list[str] = []
     due = ready_at.isoformat() if ready_at else r"\N"
@@ -95,7 +101,7 @@ async def _insert_jobs(
         ready = ready_at is not None and parents == 0
         state = "READY" if ready else "PENDING"
         lines.append(
-            f"{job_id}\t{namespace_id}\t{dag_id}\t{job.def_id}\t{job.key}\t{state}\t"
+            f"{job_id}\t{namespace_id}\t{dag_text}\t{def_text[job.def_id]}\t{job.key}\t{state}\t"
             f"{d['max_attempts']}\t{priority}\t{parents}\t{payload}\t{due if ready else chr(92) + 'N'}\n"
         )
         if ready:
@@ -111,11 +117,12 @@ async def _insert_jobs(
     return ids
 
 
-async def _insert_edges(conn: Conn, dag_id: uuid.UUID, edges: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+async def _insert_edges(conn: Conn, dag_id: uuid.UUID, edges: Sequence[tuple[str, str]]) -> None:
+    dag_text = str(dag_id)
     await copy_rows(
         conn,
         b"copy dependencies (dag_id, parent_job_id, child_job_id) from stdin",
-        (f"{dag_id}\t{p}\t{c}\n" for p, c in edges),
+        (f"{dag_text}\t{p}\t{c}\n" for p, c in edges),
     )
 
 
@@ -185,7 +192,7 @@ async def create_jobs(
         if ids is None:
             if dag["state"] != "PENDING":
                 raise sealed(dag)
-            ids = await _insert_jobs(conn, namespace_id, dag_id, jobs, [0] * len(jobs), None)
+            ids = [uuid.UUID(i) for i in await _insert_jobs(conn, namespace_id, dag_id, jobs, [0] * len(jobs), None)]
             await execute(conn, "add_dag_jobs", {"dag_id": dag_id, "n": len(jobs)})
             await idem.record(ids)
         return await fetch_all(conn, "get_jobs_by_ids", {"job_ids": ids})

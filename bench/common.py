@@ -1,0 +1,46 @@
+"""Benchmark scaffolding: a throwaway embedded PostgreSQL and an in-process server."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import grpc
+import psycopg
+
+from chronosched_server.app import Server
+from chronosched_server.config import Config
+from chronosched_server.storage.migrate import migrate
+
+
+@asynccontextmanager
+async def database() -> AsyncIterator[str]:
+    """A migrated database on a fresh embedded PostgreSQL, deleted afterwards."""
+    import pgserver
+
+    tmp = Path(tempfile.mkdtemp(prefix="chronosched-bench-"))
+    pg = await asyncio.to_thread(pgserver.get_server, tmp / "pg", cleanup_mode="delete")
+    try:
+        admin = pg.get_uri()
+        async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
+            await conn.execute("create database bench")
+        url = pg.get_uri("bench")
+        await migrate(url)
+        yield url
+    finally:
+        await asyncio.to_thread(pg.cleanup)
+
+
+@asynccontextmanager
+async def server(url: str) -> AsyncIterator[tuple[Server, grpc.aio.Channel]]:
+    srv = Server(Config(database_url=url, grpc_port=0))
+    port = await srv.start()
+    opts = [("grpc.max_send_message_length", 512 << 20), ("grpc.max_receive_message_length", 512 << 20)]
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=opts) as channel:
+            yield srv, channel
+    finally:
+        await srv.stop(grace=0)
