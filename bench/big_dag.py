@@ -18,9 +18,16 @@ import time
 import uuid
 
 import psycopg
+from chronosched.v1 import (
+    dag_pb2,
+    dag_pb2_grpc,
+    definition_pb2,
+    definition_pb2_grpc,
+    namespace_pb2,
+    namespace_pb2_grpc,
+)
 
 from bench.common import database, server
-from chronosched.v1 import dag_pb2, dag_pb2_grpc, definition_pb2, definition_pb2_grpc, namespace_pb2, namespace_pb2_grpc
 from chronosched_server.graph import find_cycle
 
 
@@ -80,8 +87,10 @@ async def main() -> None:
         t1 = time.perf_counter()
         dag = await dag_pb2_grpc.DagServiceStub(channel).CreateDag(req, timeout=120)
         grpc_s = time.perf_counter() - t1
-        print(f"gRPC CreateDag: {grpc_s:.2f} s (+{built:.2f} s building the request); "
-              f"{grpc_s / base:.2f}x baseline; state={dag_pb2.Dag.State.Name(dag.state)} jobs={dag.job_count}")
+        print(
+            f"gRPC CreateDag: {grpc_s:.2f} s (+{built:.2f} s building the request); "
+            f"{grpc_s / base:.2f}x baseline; state={dag_pb2.Dag.State.Name(dag.state)} jobs={dag.job_count}"
+        )
         if args.rest:
             from bench.rest import create_dag_rest
 
@@ -93,8 +102,10 @@ async def main() -> None:
             }
             raw = json.dumps(body).encode()
             rest_s, reply = await create_dag_rest(srv.port, "bench", raw)
-            print(f"REST CreateDag through Envoy ({len(raw) / 1e6:.1f} MB body): {rest_s:.2f} s; "
-                  f"{rest_s / base:.2f}x baseline; state={reply.get('state')} jobs={reply.get('job_count')}")
+            print(
+                f"REST CreateDag through Envoy ({len(raw) / 1e6:.1f} MB body): {rest_s:.2f} s; "
+                f"{rest_s / base:.2f}x baseline; state={reply.get('state')} jobs={reply.get('job_count')}"
+            )
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ from chronosched_server.storage.migrate import migrate
 @asynccontextmanager
 async def database() -> AsyncIterator[str]:
     """A migrated database on a fresh embedded PostgreSQL, deleted afterwards."""
-    import pgserver
+    from pgserver.postgres_server import get_server
 
     tmp = Path(tempfile.mkdtemp(prefix="chronosched-bench-"))
-    pg = await asyncio.to_thread(pgserver.get_server, tmp / "pg", cleanup_mode="delete")
+    pg = await asyncio.to_thread(get_server, tmp / "pg", cleanup_mode="delete")
     try:
         admin = pg.get_uri()
         async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:

@@ -8,10 +8,6 @@ import logging
 import signal
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
-
 from chronosched.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -24,6 +20,10 @@ from chronosched.v1 import (
     namespace_pb2,
     namespace_pb2_grpc,
 )
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
 from chronosched_server.api.admin import AdminServicer
 from chronosched_server.api.dags import DagServicer
 from chronosched_server.api.definitions import DefinitionServicer
@@ -76,7 +76,11 @@ class Server:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.db), self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
-            [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            [
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
             self.grpc,
         )
         self.port = 0
@@ -110,7 +114,7 @@ class Server:
         """Report NOT_SERVING while the database is unreachable, so balancers look elsewhere."""
         serving: bool | None = None
         while True:
-            ok = await self.db.ping(timeout=self.config.health_interval_s)
+            ok = await self.db.ping(wait_s=self.config.health_interval_s)
             if ok != serving:
                 if not ok:
                     log.warning("database unreachable; health is NOT_SERVING")

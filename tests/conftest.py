@@ -35,10 +35,10 @@ def pg_url() -> Iterator[str]:
     if external:
         yield external
         return
-    import pgserver
+    from pgserver.postgres_server import get_server
 
     tmp = Path(tempfile.mkdtemp(prefix="chronosched-test-pg-"))
-    server = pgserver.get_server(tmp / "data", cleanup_mode="delete")
+    server = get_server(tmp / "data", cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:
@@ -60,7 +60,9 @@ def database_url(pg_url: str, template_db: str) -> Iterator[str]:
     name = f"t_{os.getpid()}_{next(_counter)}"
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("create database {} template {}").format(sql.Identifier(name), sql.Identifier(template_db))
+            sql.SQL("create database {} template {}").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
         )
     yield _with_db(pg_url, name)
     with psycopg.connect(pg_url, autocommit=True) as conn:

@@ -6,8 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-
 from chronosched.v1 import admin_pb2, admin_pb2_grpc
+
 from chronosched_server import __version__, validation
 from chronosched_server.errors import Unavailable
 from chronosched_server.storage import admin
@@ -21,11 +21,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def __init__(self, db: Database):
         self.db = db
 
-    async def Prune(self, request: admin_pb2.PruneRequest, context: Ctx) -> admin_pb2.PruneResponse:  # noqa: N802
+    async def Prune(self, request: admin_pb2.PruneRequest, context: Ctx) -> admin_pb2.PruneResponse:
         v = Violations()
         if not request.HasField("older_than"):
             # No default: pruning everything finished is too easy to do by accident.
-            v.add("older_than", "required, e.g. \"3600s\"")
+            v.add("older_than", 'required, e.g. "3600s"')
         older_than = validation.check_duration(
             v, "older_than", request.older_than, timedelta(0), timedelta(days=36500)
         )
@@ -35,9 +35,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         dags, jobs, edges = await admin.prune(self.db, older_than, request.namespace_id or None)
         return admin_pb2.PruneResponse(dags_pruned=dags, jobs_pruned=jobs, dependencies_pruned=edges)
 
-    async def Healthz(  # noqa: N802
-        self, request: admin_pb2.HealthzRequest, context: Ctx
-    ) -> admin_pb2.HealthzResponse:
-        if not await self.db.ping(timeout=1.0):
+    async def Healthz(self, request: admin_pb2.HealthzRequest, context: Ctx) -> admin_pb2.HealthzResponse:
+        if not await self.db.ping(wait_s=1.0):
             raise Unavailable("database unreachable", reason="DATABASE_UNAVAILABLE")
         return admin_pb2.HealthzResponse(status="SERVING", version=__version__)

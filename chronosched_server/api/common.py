@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
 from chronosched_server import ids
 from chronosched_server.validation import Violations
-
-
-class EnumType(Protocol):
-    def Name(self, number: int) -> str: ...  # noqa: N802 - protobuf's name
 
 
 def uuid_field(v: Violations, path: str, value: str, *, required: bool = True) -> uuid.UUID | None:
@@ -27,12 +24,12 @@ def uuid_field(v: Violations, path: str, value: str, *, required: bool = True) -
         return None
 
 
-def state_filter(v: Violations, path: str, value: int, enum: EnumType) -> str | None:
+def state_filter(v: Violations, path: str, value: int, enum_name: Callable[[Any], str]) -> str | None:
     """Enum filter -> stored state text; UNSPECIFIED (0) means no filter."""
     if value == 0:
         return None
     try:
-        return enum.Name(value).removeprefix("STATE_")
+        return enum_name(value).removeprefix("STATE_")
     except ValueError:
         v.add(path, f"unknown state {value}")
         return None

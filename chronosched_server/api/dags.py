@@ -7,14 +7,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+from chronosched.v1 import dag_pb2, dag_pb2_grpc, job_pb2
 from google.protobuf import empty_pb2
 
-from chronosched.v1 import dag_pb2, dag_pb2_grpc, job_pb2
 from chronosched_server import ids, topology, validation
 from chronosched_server.api import convert
 from chronosched_server.api.common import state_filter, to_dict, uuid_field, uuid_token
 from chronosched_server.storage import dags, jobs
 from chronosched_server.storage.dags import NewJob
+from chronosched_server.storage.db import Database
 from chronosched_server.validation import Violations
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -39,7 +40,9 @@ def read_job_specs(v: Violations, specs: Sequence[dag_pb2.JobSpec]) -> list[NewJ
             payload = to_dict(spec.payload)
         priority = spec.priority if spec.HasField("priority") else None
         if priority is not None:
-            validation.check_range(v, f"{path}.priority", priority, validation.MIN_PRIORITY, validation.MAX_PRIORITY)
+            validation.check_range(
+                v, f"{path}.priority", priority, validation.MIN_PRIORITY, validation.MAX_PRIORITY
+            )
         if def_id is not None:
             out.append(NewJob(key=spec.key, def_id=def_id, payload=payload, priority=priority))
     return out
@@ -50,7 +53,9 @@ def read_dag_ref(v: Violations, namespace_id: str, dag_id: str) -> uuid.UUID | N
     return uuid_field(v, "dag_id", dag_id)
 
 
-def read_edges(v: Violations, edges: Sequence[dag_pb2.Dependency], field: str) -> list[tuple[uuid.UUID, uuid.UUID]]:
+def read_edges(
+    v: Violations, edges: Sequence[dag_pb2.Dependency], field: str
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
     if len(edges) > validation.MAX_EDGES_PER_CALL:
         v.add(field, f"at most {validation.MAX_EDGES_PER_CALL} dependencies per call, got {len(edges)}")
         return []
@@ -68,17 +73,22 @@ def read_edges(v: Violations, edges: Sequence[dag_pb2.Dependency], field: str) -
 
 
 class DagServicer(dag_pb2_grpc.DagServiceServicer):
-    def __init__(self, db: dags.Database):
+    def __init__(self, db: Database):
         self.db = db
 
-    async def CreateDag(self, request: dag_pb2.CreateDagRequest, context: Ctx) -> dag_pb2.Dag:  # noqa: N802
+    async def CreateDag(self, request: dag_pb2.CreateDagRequest, context: Ctx) -> dag_pb2.Dag:
         v = Violations()
         validation.check_slug(v, "namespace_id", request.namespace_id)
         validation.check_text(v, "name", request.name, validation.MAX_DAG_NAME)
-        validation.check_pattern(v, "request_id", request.request_id, validation.REQUEST_ID_RE, required=False)
+        validation.check_pattern(
+            v, "request_id", request.request_id, validation.REQUEST_ID_RE, required=False
+        )
         new_jobs = read_job_specs(v, request.jobs)
         if len(request.dependencies) > validation.MAX_EDGES_PER_CALL:
-            v.add("dependencies", f"at most {validation.MAX_EDGES_PER_CALL} per call, got {len(request.dependencies)}")
+            v.add(
+                "dependencies",
+                f"at most {validation.MAX_EDGES_PER_CALL} per call, got {len(request.dependencies)}",
+            )
         if request.start and not request.jobs:
             v.add("start", "a DAG without jobs cannot be started; add jobs or set start to false")
         keys = [spec.key for spec in request.jobs]
@@ -90,12 +100,10 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         )
         return convert.dag(row)
 
-    async def ListDags(  # noqa: N802
-        self, request: dag_pb2.ListDagsRequest, context: Ctx
-    ) -> dag_pb2.ListDagsResponse:
+    async def ListDags(self, request: dag_pb2.ListDagsRequest, context: Ctx) -> dag_pb2.ListDagsResponse:
         v = Violations()
         validation.check_slug(v, "namespace_id", request.namespace_id)
-        state = state_filter(v, "state", request.state, dag_pb2.Dag.State)
+        state = state_filter(v, "state", request.state, dag_pb2.Dag.State.Name)
         limit = validation.page_size(v, request.page_size)
         after = uuid_token(v, request.page_token)
         v.raise_if_any()
@@ -104,29 +112,31 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         token = ids.encode_page_token(str(page[-1]["dag_id"])) if len(rows) > limit else ""
         return dag_pb2.ListDagsResponse(dags=[convert.dag(r) for r in page], next_page_token=token)
 
-    async def GetDag(self, request: dag_pb2.GetDagRequest, context: Ctx) -> dag_pb2.Dag:  # noqa: N802
+    async def GetDag(self, request: dag_pb2.GetDagRequest, context: Ctx) -> dag_pb2.Dag:
         dag_id = self._ref(request.namespace_id, request.dag_id)
         return convert.dag(await dags.get(self.db, request.namespace_id, dag_id))
 
-    async def DeleteDag(self, request: dag_pb2.DeleteDagRequest, context: Ctx) -> empty_pb2.Empty:  # noqa: N802
+    async def DeleteDag(self, request: dag_pb2.DeleteDagRequest, context: Ctx) -> empty_pb2.Empty:
         dag_id = self._ref(request.namespace_id, request.dag_id)
         await dags.delete(self.db, request.namespace_id, dag_id)
         return empty_pb2.Empty()
 
-    async def StartDag(self, request: dag_pb2.StartDagRequest, context: Ctx) -> dag_pb2.Dag:  # noqa: N802
+    async def StartDag(self, request: dag_pb2.StartDagRequest, context: Ctx) -> dag_pb2.Dag:
         dag_id = self._ref(request.namespace_id, request.dag_id)
         return convert.dag(await dags.start(self.db, request.namespace_id, dag_id))
 
-    async def CancelDag(self, request: dag_pb2.CancelDagRequest, context: Ctx) -> dag_pb2.Dag:  # noqa: N802
+    async def CancelDag(self, request: dag_pb2.CancelDagRequest, context: Ctx) -> dag_pb2.Dag:
         dag_id = self._ref(request.namespace_id, request.dag_id)
         return convert.dag(await dags.cancel(self.db, request.namespace_id, dag_id))
 
-    async def CreateJobs(  # noqa: N802
+    async def CreateJobs(
         self, request: dag_pb2.CreateJobsRequest, context: Ctx
     ) -> dag_pb2.CreateJobsResponse:
         v = Violations()
         dag_id = read_dag_ref(v, request.namespace_id, request.dag_id)
-        validation.check_pattern(v, "request_id", request.request_id, validation.REQUEST_ID_RE, required=False)
+        validation.check_pattern(
+            v, "request_id", request.request_id, validation.REQUEST_ID_RE, required=False
+        )
         if not request.jobs:
             v.add("jobs", "at least one job is required")
         new_jobs = read_job_specs(v, request.jobs)
@@ -136,12 +146,12 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         rows = await dags.create_jobs(self.db, request.namespace_id, dag_id, new_jobs, request.request_id)
         return dag_pb2.CreateJobsResponse(jobs=[convert.job(r) for r in rows])
 
-    async def ListDagJobs(  # noqa: N802
+    async def ListDagJobs(
         self, request: dag_pb2.ListDagJobsRequest, context: Ctx
     ) -> dag_pb2.ListDagJobsResponse:
         v = Violations()
         dag_id = read_dag_ref(v, request.namespace_id, request.dag_id)
-        state = state_filter(v, "state", request.state, job_pb2.Job.State)
+        state = state_filter(v, "state", request.state, job_pb2.Job.State.Name)
         limit = validation.page_size(v, request.page_size)
         after = ids.decode_page_token(request.page_token)
         v.raise_if_any()
@@ -151,9 +161,7 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         token = ids.encode_page_token(page[-1]["key"]) if len(rows) > limit else ""
         return dag_pb2.ListDagJobsResponse(jobs=[convert.job(r) for r in page], next_page_token=token)
 
-    async def AddDependency(  # noqa: N802
-        self, request: dag_pb2.AddDependencyRequest, context: Ctx
-    ) -> dag_pb2.Dependency:
+    async def AddDependency(self, request: dag_pb2.AddDependencyRequest, context: Ctx) -> dag_pb2.Dependency:
         v = Violations()
         dag_id = read_dag_ref(v, request.namespace_id, request.dag_id)
         parent = uuid_field(v, "parent_job_id", request.parent_job_id)
@@ -165,7 +173,7 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         await dags.add_dependencies(self.db, request.namespace_id, dag_id, [(parent, child)], "dependency")
         return dag_pb2.Dependency(parent_job_id=str(parent), child_job_id=str(child))
 
-    async def AddDependencies(  # noqa: N802
+    async def AddDependencies(
         self, request: dag_pb2.AddDependenciesRequest, context: Ctx
     ) -> dag_pb2.AddDependenciesResponse:
         v = Violations()
@@ -180,7 +188,7 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
             dependencies=[dag_pb2.Dependency(parent_job_id=str(p), child_job_id=str(c)) for p, c in edges]
         )
 
-    async def ListDependencies(  # noqa: N802
+    async def ListDependencies(
         self, request: dag_pb2.ListDependenciesRequest, context: Ctx
     ) -> dag_pb2.ListDependenciesResponse:
         v = Violations()

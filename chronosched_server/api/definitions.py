@@ -7,8 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-
 from chronosched.v1 import definition_pb2, definition_pb2_grpc, job_pb2
+
 from chronosched_server import cron, ids, validation
 from chronosched_server.api import convert
 from chronosched_server.api.common import to_dict, uuid_field, uuid_token
@@ -22,13 +22,25 @@ Def = definition_pb2.JobDefinition
 
 _DAY = timedelta(days=1)
 _WEEK = timedelta(days=7)
-_MISFIRE = {Def.MISFIRE_POLICY_UNSPECIFIED: "skip", Def.MISFIRE_POLICY_SKIP: "skip", Def.MISFIRE_POLICY_FIRE_ONCE: "fire_once"}
-_OVERLAP = {Def.OVERLAP_POLICY_UNSPECIFIED: "allow", Def.OVERLAP_POLICY_ALLOW: "allow", Def.OVERLAP_POLICY_FORBID: "forbid"}
+_MISFIRE = {
+    Def.MISFIRE_POLICY_UNSPECIFIED: "skip",
+    Def.MISFIRE_POLICY_SKIP: "skip",
+    Def.MISFIRE_POLICY_FIRE_ONCE: "fire_once",
+}
+_OVERLAP = {
+    Def.OVERLAP_POLICY_UNSPECIFIED: "allow",
+    Def.OVERLAP_POLICY_ALLOW: "allow",
+    Def.OVERLAP_POLICY_FORBID: "forbid",
+}
 
 
 def _duration(
-    v: Violations, request: definition_pb2.CreateDefinitionRequest, name: str, default: timedelta,
-    lo: timedelta, hi: timedelta,
+    v: Violations,
+    request: definition_pb2.CreateDefinitionRequest,
+    name: str,
+    default: timedelta,
+    lo: timedelta,
+    hi: timedelta,
 ) -> timedelta:
     if not request.HasField(name):  # type: ignore[arg-type]
         return default
@@ -74,12 +86,16 @@ def read_new_definition(request: definition_pb2.CreateDefinitionRequest) -> NewD
         time_zone=time_zone,
         misfire_policy=_MISFIRE.get(request.misfire_policy, "skip"),
         overlap_policy=_OVERLAP.get(request.overlap_policy, "allow"),
-        starting_deadline=_duration(v, request, "starting_deadline", timedelta(seconds=60), timedelta(seconds=1), _DAY),
+        starting_deadline=_duration(
+            v, request, "starting_deadline", timedelta(seconds=60), timedelta(seconds=1), _DAY
+        ),
         max_attempts=max_attempts,
         backoff_initial=backoff_initial,
         backoff_max=backoff_max,
         backoff_multiplier=multiplier,
-        execution_timeout=_duration(v, request, "execution_timeout", timedelta(hours=1), timedelta(seconds=1), _WEEK),
+        execution_timeout=_duration(
+            v, request, "execution_timeout", timedelta(hours=1), timedelta(seconds=1), _WEEK
+        ),
         default_priority=priority,
         delay_after_parents=_duration(v, request, "delay_after_parents", zero, zero, _WEEK),
     )
@@ -91,13 +107,13 @@ class DefinitionServicer(definition_pb2_grpc.DefinitionServiceServicer):
     def __init__(self, db: Database):
         self.db = db
 
-    async def CreateDefinition(  # noqa: N802 - gRPC method name
+    async def CreateDefinition(
         self, request: definition_pb2.CreateDefinitionRequest, context: Ctx
     ) -> definition_pb2.JobDefinition:
         new = read_new_definition(request)
         return convert.definition(await definitions.create(self.db, new, request.request_id))
 
-    async def ListDefinitions(  # noqa: N802
+    async def ListDefinitions(
         self, request: definition_pb2.ListDefinitionsRequest, context: Ctx
     ) -> definition_pb2.ListDefinitionsResponse:
         v = Violations()
@@ -106,14 +122,16 @@ class DefinitionServicer(definition_pb2_grpc.DefinitionServiceServicer):
         limit = validation.page_size(v, request.page_size)
         after = uuid_token(v, request.page_token)
         v.raise_if_any()
-        rows = await definitions.list_page(self.db, request.namespace_id, request.name or None, after, limit + 1)
+        rows = await definitions.list_page(
+            self.db, request.namespace_id, request.name or None, after, limit + 1
+        )
         page = rows[:limit]
         token = ids.encode_page_token(str(page[-1]["def_id"])) if len(rows) > limit else ""
         return definition_pb2.ListDefinitionsResponse(
             definitions=[convert.definition(r) for r in page], next_page_token=token
         )
 
-    async def GetDefinition(  # noqa: N802
+    async def GetDefinition(
         self, request: definition_pb2.GetDefinitionRequest, context: Ctx
     ) -> definition_pb2.JobDefinition:
         v = Violations()
@@ -123,13 +141,17 @@ class DefinitionServicer(definition_pb2_grpc.DefinitionServiceServicer):
         assert def_id is not None
         return convert.definition(await definitions.get(self.db, request.namespace_id, def_id))
 
-    async def Tick(self, request: definition_pb2.TickRequest, context: Ctx) -> job_pb2.Job:  # noqa: N802
+    async def Tick(self, request: definition_pb2.TickRequest, context: Ctx) -> job_pb2.Job:
         v = Violations()
         validation.check_slug(v, "namespace_id", request.namespace_id)
         def_id = uuid_field(v, "def_id", request.def_id)
         validation.check_json_object(v, "payload", request.payload)
-        validation.check_pattern(v, "request_id", request.request_id, validation.REQUEST_ID_RE, required=False)
+        validation.check_pattern(
+            v, "request_id", request.request_id, validation.REQUEST_ID_RE, required=False
+        )
         v.raise_if_any()
         assert def_id is not None
         payload = to_dict(request.payload) if request.HasField("payload") else None
-        return convert.job(await jobs.tick(self.db, request.namespace_id, def_id, payload, request.request_id))
+        return convert.job(
+            await jobs.tick(self.db, request.namespace_id, def_id, payload, request.request_id)
+        )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-
 from chronosched.v1 import job_pb2, job_pb2_grpc
+
 from chronosched_server import ids, validation
 from chronosched_server.api import convert
 from chronosched_server.api.common import state_filter, to_dict, uuid_field, uuid_token
@@ -29,7 +29,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
     def __init__(self, db: Database):
         self.db = db
 
-    async def GetJob(self, request: job_pb2.GetJobRequest, context: Ctx) -> job_pb2.Job:  # noqa: N802
+    async def GetJob(self, request: job_pb2.GetJobRequest, context: Ctx) -> job_pb2.Job:
         v = Violations()
         validation.check_slug(v, "namespace_id", request.namespace_id)
         job_id = uuid_field(v, "job_id", request.job_id)
@@ -37,27 +37,29 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         assert job_id is not None
         return convert.job(await jobs.get(self.db, request.namespace_id, job_id))
 
-    async def ListJobs(  # noqa: N802
-        self, request: job_pb2.ListJobsRequest, context: Ctx
-    ) -> job_pb2.ListJobsResponse:
+    async def ListJobs(self, request: job_pb2.ListJobsRequest, context: Ctx) -> job_pb2.ListJobsResponse:
         v = Violations()
         validation.check_slug(v, "namespace_id", request.namespace_id)
-        state = state_filter(v, "state", request.state, job_pb2.Job.State)
+        state = state_filter(v, "state", request.state, job_pb2.Job.State.Name)
         dag_id = uuid_field(v, "dag_id", request.dag_id, required=False)
         def_id = uuid_field(v, "def_id", request.def_id, required=False)
         limit = validation.page_size(v, request.page_size)
         after = uuid_token(v, request.page_token)
         v.raise_if_any()
         rows = await jobs.list_page(
-            self.db, request.namespace_id, state=state, dag_id=dag_id, def_id=def_id, after=after, limit=limit + 1
+            self.db,
+            request.namespace_id,
+            state=state,
+            dag_id=dag_id,
+            def_id=def_id,
+            after=after,
+            limit=limit + 1,
         )
         page = rows[:limit]
         token = ids.encode_page_token(str(page[-1]["job_id"])) if len(rows) > limit else ""
         return job_pb2.ListJobsResponse(jobs=[convert.job(r) for r in page], next_page_token=token)
 
-    async def CompleteJob(  # noqa: N802
-        self, request: job_pb2.CompleteJobRequest, context: Ctx
-    ) -> job_pb2.Job:
+    async def CompleteJob(self, request: job_pb2.CompleteJobRequest, context: Ctx) -> job_pb2.Job:
         v = Violations()
         job_id = uuid_field(v, "job_id", request.job_id)
         attempt = _attempt(v, request)
@@ -66,7 +68,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         assert job_id is not None
         return convert.job(await jobs.complete(self.db, job_id, attempt, to_dict(request.result)))
 
-    async def FailJob(self, request: job_pb2.FailJobRequest, context: Ctx) -> job_pb2.Job:  # noqa: N802
+    async def FailJob(self, request: job_pb2.FailJobRequest, context: Ctx) -> job_pb2.Job:
         v = Violations()
         job_id = uuid_field(v, "job_id", request.job_id)
         attempt = _attempt(v, request)

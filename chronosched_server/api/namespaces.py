@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-
 from chronosched.v1 import namespace_pb2, namespace_pb2_grpc
+
 from chronosched_server import ids, validation
 from chronosched_server.api import convert
 from chronosched_server.storage import namespaces
@@ -20,7 +20,7 @@ class NamespaceServicer(namespace_pb2_grpc.NamespaceServiceServicer):
     def __init__(self, db: Database):
         self.db = db
 
-    async def CreateNamespace(  # noqa: N802 - gRPC method name
+    async def CreateNamespace(
         self, request: namespace_pb2.CreateNamespaceRequest, context: Ctx
     ) -> namespace_pb2.Namespace:
         v = Violations()
@@ -29,7 +29,7 @@ class NamespaceServicer(namespace_pb2_grpc.NamespaceServiceServicer):
         v.raise_if_any()
         return convert.namespace(await namespaces.create(self.db, request.namespace_id, request.description))
 
-    async def ListNamespaces(  # noqa: N802
+    async def ListNamespaces(
         self, request: namespace_pb2.ListNamespacesRequest, context: Ctx
     ) -> namespace_pb2.ListNamespacesResponse:
         v = Violations()
@@ -43,7 +43,7 @@ class NamespaceServicer(namespace_pb2_grpc.NamespaceServiceServicer):
             namespaces=[convert.namespace(r) for r in page], next_page_token=token
         )
 
-    async def GetNamespace(  # noqa: N802
+    async def GetNamespace(
         self, request: namespace_pb2.GetNamespaceRequest, context: Ctx
     ) -> namespace_pb2.Namespace:
         v = Violations()

@@ -83,7 +83,9 @@ async def _insert_jobs(
     """
     defs = await _definitions(conn, namespace_id, jobs)
     templates = {def_id: row["payload_template"] for def_id, row in defs.items()}
-    template_text = {def_id: copy_text(json.dumps(t, separators=(",", ":"))) for def_id, t in templates.items()}
+    template_text = {
+        def_id: copy_text(json.dumps(t, separators=(",", ":"))) for def_id, t in templates.items()
+    }
     ids = uuid7_strs(len(jobs))
     # Render each UUID once: str(UUID) per row dominated the COPY otherwise.
     dag_text = str(dag_id)
@@ -113,7 +115,9 @@ async def _insert_jobs(
         lines,
     )
     if frontier:
-        await copy_rows(conn, b"copy frontier (job_id, namespace_id, kind, priority, due_time) from stdin", frontier)
+        await copy_rows(
+            conn, b"copy frontier (job_id, namespace_id, kind, priority, due_time) from stdin", frontier
+        )
     return ids
 
 
@@ -145,14 +149,18 @@ async def create(
             return await _get(conn, namespace_id, earlier[0])
         dag_id = uuid7()
         dag = await fetch_one(
-            conn, "insert_dag", {"dag_id": dag_id, "namespace_id": namespace_id, "name": name, "job_count": len(jobs)}
+            conn,
+            "insert_dag",
+            {"dag_id": dag_id, "namespace_id": namespace_id, "name": name, "job_count": len(jobs)},
         )
         assert dag is not None
         if start:
             dag = await fetch_one(conn, "start_dag", {"dag_id": dag_id})
             assert dag is not None
         if jobs:
-            ids = await _insert_jobs(conn, namespace_id, dag_id, jobs, pending, dag["start_time"] if start else None)
+            ids = await _insert_jobs(
+                conn, namespace_id, dag_id, jobs, pending, dag["start_time"] if start else None
+            )
             if edges:
                 await _insert_edges(conn, dag_id, [(ids[p], ids[c]) for p, c in edges])
         await idem.record([dag_id])
@@ -192,14 +200,21 @@ async def create_jobs(
         if ids is None:
             if dag["state"] != "PENDING":
                 raise sealed(dag)
-            ids = [uuid.UUID(i) for i in await _insert_jobs(conn, namespace_id, dag_id, jobs, [0] * len(jobs), None)]
+            ids = [
+                uuid.UUID(i)
+                for i in await _insert_jobs(conn, namespace_id, dag_id, jobs, [0] * len(jobs), None)
+            ]
             await execute(conn, "add_dag_jobs", {"dag_id": dag_id, "n": len(jobs)})
             await idem.record(ids)
         return await fetch_all(conn, "get_jobs_by_ids", {"job_ids": ids})
 
 
 async def add_dependencies(
-    db: Database, namespace_id: str, dag_id: uuid.UUID, edges: Sequence[tuple[uuid.UUID, uuid.UUID]], field: str
+    db: Database,
+    namespace_id: str,
+    dag_id: uuid.UUID,
+    edges: Sequence[tuple[uuid.UUID, uuid.UUID]],
+    field: str,
 ) -> None:
     """Add edges between jobs of one PENDING DAG, all or nothing, keeping it acyclic."""
     async with db.transaction() as conn:
@@ -208,7 +223,10 @@ async def add_dependencies(
         index = {row["job_id"]: i for i, row in enumerate(key_rows)}
         names = [row["key"] for row in key_rows]
         await _check_members(conn, dag_id, index, edges, field)
-        existing = {(r["parent_job_id"], r["child_job_id"]) for r in await fetch_all(conn, "dag_edges", {"dag_id": dag_id})}
+        existing = {
+            (r["parent_job_id"], r["child_job_id"])
+            for r in await fetch_all(conn, "dag_edges", {"dag_id": dag_id})
+        }
         seen: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
         for n, edge in enumerate(edges):
             if edge in existing:
@@ -229,9 +247,7 @@ async def add_dependencies(
         counts: dict[uuid.UUID, int] = {}
         for _, child in edges:
             counts[child] = counts.get(child, 0) + 1
-        await execute(
-            conn, "add_pending_parents", {"job_ids": list(counts), "counts": list(counts.values())}
-        )
+        await execute(conn, "add_pending_parents", {"job_ids": list(counts), "counts": list(counts.values())})
 
 
 async def _check_members(
@@ -251,7 +267,8 @@ async def _check_members(
                 continue
             if job_id in homes:
                 raise FailedPrecondition(
-                    f"{field}[{n}].{side}: job {job_id} belongs to another DAG; edges across DAGs are not allowed",
+                    f"{field}[{n}].{side}: job {job_id} belongs to another DAG;"
+                    " edges across DAGs are not allowed",
                     reason="CROSS_DAG_EDGE",
                 )
             raise NotFound("job", str(job_id))
@@ -266,7 +283,9 @@ async def start(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
                 reason="DAG_ALREADY_STARTED",
             )
         if dag["job_count"] == 0:
-            raise FailedPrecondition(f"DAG {dag_id} has no jobs; add jobs before starting it", reason="DAG_EMPTY")
+            raise FailedPrecondition(
+                f"DAG {dag_id} has no jobs; add jobs before starting it", reason="DAG_EMPTY"
+            )
         started = await fetch_one(conn, "start_dag", {"dag_id": dag_id})
         await execute(conn, "start_dag_roots", {"dag_id": dag_id})
         assert started is not None
@@ -277,7 +296,9 @@ async def cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
     async with db.transaction() as conn:
         dag = await _lock(conn, namespace_id, dag_id)
         if dag["state"] == "SUCCEEDED":
-            raise FailedPrecondition(f"DAG {dag_id} already SUCCEEDED; nothing to cancel", reason="DAG_SUCCEEDED")
+            raise FailedPrecondition(
+                f"DAG {dag_id} already SUCCEEDED; nothing to cancel", reason="DAG_SUCCEEDED"
+            )
         if dag["state"] == "CANCELLED":
             return dag
         await execute(conn, "cancel_dag_jobs", {"dag_id": dag_id})

@@ -75,9 +75,9 @@ class Database:
         except TimeoutError as exc:  # pool exhausted or database unreachable
             raise Unavailable("database unavailable: no connection", reason="DATABASE_UNAVAILABLE") from exc
 
-    async def ping(self, timeout: float = 2.0) -> bool:
+    async def ping(self, wait_s: float = 2.0) -> bool:
         try:
-            async with self.pool.connection(timeout=timeout) as conn:
+            async with self.pool.connection(timeout=wait_s) as conn:
                 await conn.execute("select 1")
             return True
         except (psycopg.Error, TimeoutError):

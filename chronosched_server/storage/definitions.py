@@ -43,7 +43,9 @@ async def create(db: Database, new: NewDefinition, request_id: str) -> DictRow:
         idem = namespaces.RequestIds(conn, new.namespace_id, "CreateDefinition", request_id)
         earlier = await idem.claim()
         if earlier is not None:
-            row = await fetch_one(conn, "get_definition", {"namespace_id": new.namespace_id, "def_id": earlier[0]})
+            row = await fetch_one(
+                conn, "get_definition", {"namespace_id": new.namespace_id, "def_id": earlier[0]}
+            )
             assert row is not None
             return row
         key = {"namespace_id": new.namespace_id, "name": new.name}

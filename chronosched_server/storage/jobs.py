@@ -86,7 +86,9 @@ async def complete(db: Database, job_id: uuid.UUID, attempt: int | None, result:
             await execute(conn, "remove_from_frontier", {"job_id": job_id})
             if job["dag_id"] is not None:
                 await execute(conn, "unlock_children", {"job_id": job_id, "dag_id": job["dag_id"]})
-                await execute(conn, "dag_jobs_finished", {"dag_id": job["dag_id"], "finished": 1, "failed": False})
+                await execute(
+                    conn, "dag_jobs_finished", {"dag_id": job["dag_id"], "finished": 1, "failed": False}
+                )
         return await _reload(conn, job_id)
 
 
@@ -101,14 +103,18 @@ async def fail(
             delay = transitions.backoff(
                 job["attempt"], job["backoff_initial"], job["backoff_max"], job["backoff_multiplier"]
             )
-            await execute(conn, "retry_job", {"job_id": job_id, "error": error, "delay": delay, "kind": job["kind"]})
+            await execute(
+                conn, "retry_job", {"job_id": job_id, "error": error, "delay": delay, "kind": job["kind"]}
+            )
         elif outcome is Outcome.FAIL:
             await execute(conn, "fail_job", {"job_id": job_id, "error": error})
             await execute(conn, "remove_from_frontier", {"job_id": job_id})
             if job["dag_id"] is not None:
                 skipped = await execute(conn, "skip_descendants", {"job_id": job_id, "dag_id": job["dag_id"]})
                 await execute(
-                    conn, "dag_jobs_finished", {"dag_id": job["dag_id"], "finished": 1 + skipped, "failed": True}
+                    conn,
+                    "dag_jobs_finished",
+                    {"dag_id": job["dag_id"], "finished": 1 + skipped, "failed": True},
                 )
         return await _reload(conn, job_id)
 

@@ -12,7 +12,9 @@ from chronosched_server.storage.db import Conn, Database, execute, fetch_all, fe
 
 async def create(db: Database, namespace_id: str, description: str) -> DictRow:
     async with db.transaction() as conn:
-        row = await fetch_one(conn, "insert_namespace", {"namespace_id": namespace_id, "description": description})
+        row = await fetch_one(
+            conn, "insert_namespace", {"namespace_id": namespace_id, "description": description}
+        )
     assert row is not None
     return row
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
-
 from chronosched.v1 import (
     admin_pb2_grpc,
     dag_pb2_grpc,
@@ -15,6 +14,7 @@ from chronosched.v1 import (
     job_pb2_grpc,
     namespace_pb2_grpc,
 )
+
 from chronosched_server.app import Server
 from chronosched_server.config import Config
 
@@ -22,11 +22,11 @@ from chronosched_server.config import Config
 @dataclass
 class Stubs:
     channel: grpc.aio.Channel
-    namespaces: namespace_pb2_grpc.NamespaceServiceStub
-    definitions: definition_pb2_grpc.DefinitionServiceStub
-    dags: dag_pb2_grpc.DagServiceStub
-    jobs: job_pb2_grpc.JobServiceStub
-    admin: admin_pb2_grpc.AdminServiceStub
+    namespaces: namespace_pb2_grpc.NamespaceServiceAsyncStub
+    definitions: definition_pb2_grpc.DefinitionServiceAsyncStub
+    dags: dag_pb2_grpc.DagServiceAsyncStub
+    jobs: job_pb2_grpc.JobServiceAsyncStub
+    admin: admin_pb2_grpc.AdminServiceAsyncStub
     server: Server
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import grpc
 import pytest
+from chronosched.v1 import dag_pb2, definition_pb2, namespace_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from chronosched.v1 import dag_pb2, definition_pb2, namespace_pb2
 from tests.api.conftest import Stubs
 
 
@@ -25,7 +25,13 @@ async def definition(api: Stubs, ns: str, name: str = "noop", **fields: Any) -> 
 
 
 async def dag(
-    api: Stubs, ns: str, def_id: str, keys: str | list[str], edges: list[tuple[str, str]], *, start: bool = True
+    api: Stubs,
+    ns: str,
+    def_id: str,
+    keys: str | list[str],
+    edges: list[tuple[str, str]],
+    *,
+    start: bool = True,
 ) -> dag_pb2.Dag:
     return await api.dags.CreateDag(
         dag_pb2.CreateDagRequest(
@@ -40,7 +46,9 @@ async def dag(
 
 async def dag_jobs(api: Stubs, ns: str, dag_id: str) -> dict[str, Any]:
     """key -> Job for every job of the DAG."""
-    resp = await api.dags.ListDagJobs(dag_pb2.ListDagJobsRequest(namespace_id=ns, dag_id=dag_id, page_size=1000))
+    resp = await api.dags.ListDagJobs(
+        dag_pb2.ListDagJobsRequest(namespace_id=ns, dag_id=dag_id, page_size=1000)
+    )
     return {j.key: j for j in resp.jobs}
 
 
@@ -52,7 +60,7 @@ class RpcFailure:
         self.fields: list[str] = []
         for key, value in err.trailing_metadata() or ():
             if key == "grpc-status-details-bin":
-                status = status_pb2.Status.FromString(value)  # type: ignore[arg-type]
+                status = status_pb2.Status.FromString(value)
                 for detail in status.details:
                     info = error_details_pb2.ErrorInfo()
                     bad = error_details_pb2.BadRequest()

@@ -3,8 +3,8 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-
 from chronosched.v1 import dag_pb2, job_pb2
+
 from tests.api.conftest import Stubs
 from tests.api.helpers import dag, dag_jobs, definition, fails, namespace
 
@@ -21,7 +21,9 @@ async def test_create_with_topology_starts_roots_only(api: Stubs) -> None:
     jobs = await dag_jobs(api, ns, created.dag_id)
     assert {k: j.state for k, j in jobs.items()} == {"a": READY, "b": READY, "c": PENDING, "d": PENDING}
     assert all(j.attempt == 1 and j.def_version == 1 and j.dag_id == created.dag_id for j in jobs.values())
-    deps = await api.dags.ListDependencies(dag_pb2.ListDependenciesRequest(namespace_id=ns, dag_id=created.dag_id))
+    deps = await api.dags.ListDependencies(
+        dag_pb2.ListDependenciesRequest(namespace_id=ns, dag_id=created.dag_id)
+    )
     pairs = {(e.parent_job_id, e.child_job_id) for e in deps.dependencies}
     ids = {k: j.job_id for k, j in jobs.items()}
     assert pairs == {(ids["a"], ids["c"]), (ids["b"], ids["c"]), (ids["c"], ids["d"])}
@@ -34,8 +36,10 @@ async def test_cycle_is_rejected_naming_it_and_nothing_written(api: Stubs) -> No
         dag(api, ns, d.def_id, "abcx", [("x", "a"), ("a", "b"), ("b", "c"), ("c", "a")]), PRECONDITION
     )
     assert failure.reason == "CYCLE_DETECTED"
-    assert "a -> b -> c -> a" in failure.message or "b -> c -> a -> b" in failure.message or (
-        "c -> a -> b -> c" in failure.message
+    assert (
+        "a -> b -> c -> a" in failure.message
+        or "b -> c -> a -> b" in failure.message
+        or ("c -> a -> b -> c" in failure.message)
     )
     listed = await api.dags.ListDags(dag_pb2.ListDagsRequest(namespace_id=ns))
     assert list(listed.dags) == []
@@ -57,14 +61,16 @@ async def test_bad_topology_fields(api: Stubs) -> None:
     unknown = await fails(
         api.dags.CreateDag(
             dag_pb2.CreateDagRequest(
-                namespace_id=ns, jobs=[dag_pb2.JobSpec(key="a", def_id="01a21bb3-c3d8-7531-ae11-88dc678939e4")]
+                namespace_id=ns,
+                jobs=[dag_pb2.JobSpec(key="a", def_id="01a21bb3-c3d8-7531-ae11-88dc678939e4")],
             )
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert unknown.fields == ["jobs[0].def_id"]
     empty_start = await fails(
-        api.dags.CreateDag(dag_pb2.CreateDagRequest(namespace_id=ns, start=True)), grpc.StatusCode.INVALID_ARGUMENT
+        api.dags.CreateDag(dag_pb2.CreateDagRequest(namespace_id=ns, start=True)),
+        grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert empty_start.fields == ["start"]
     listed = await api.dags.ListDags(dag_pb2.ListDagsRequest(namespace_id=ns))
@@ -78,7 +84,9 @@ async def test_build_then_start_and_seal(api: Stubs) -> None:
     assert empty.state == dag_pb2.Dag.STATE_PENDING
     created = await api.dags.CreateJobs(
         dag_pb2.CreateJobsRequest(
-            namespace_id=ns, dag_id=empty.dag_id, jobs=[dag_pb2.JobSpec(key=k, def_id=d.def_id) for k in "abcd"]
+            namespace_id=ns,
+            dag_id=empty.dag_id,
+            jobs=[dag_pb2.JobSpec(key=k, def_id=d.def_id) for k in "abcd"],
         )
     )
     a, b, c, x = (j.job_id for j in created.jobs)
@@ -89,7 +97,9 @@ async def test_build_then_start_and_seal(api: Stubs) -> None:
     )
     bulk = await api.dags.AddDependencies(
         dag_pb2.AddDependenciesRequest(
-            namespace_id=ns, dag_id=empty.dag_id, dependencies=[dag_pb2.Dependency(parent_job_id=b, child_job_id=c)]
+            namespace_id=ns,
+            dag_id=empty.dag_id,
+            dependencies=[dag_pb2.Dependency(parent_job_id=b, child_job_id=c)],
         )
     )
     assert len(bulk.dependencies) == 1
@@ -108,12 +118,18 @@ async def test_build_then_start_and_seal(api: Stubs) -> None:
         PRECONDITION,
     )
     assert cycle.reason == "CYCLE_DETECTED"
-    assert any(p in cycle.message for p in ["a -> b -> c -> a", "b -> c -> a -> b", "c -> a -> b -> c"]), cycle.message
-    deps = await api.dags.ListDependencies(dag_pb2.ListDependenciesRequest(namespace_id=ns, dag_id=empty.dag_id))
+    assert any(p in cycle.message for p in ["a -> b -> c -> a", "b -> c -> a -> b", "c -> a -> b -> c"]), (
+        cycle.message
+    )
+    deps = await api.dags.ListDependencies(
+        dag_pb2.ListDependenciesRequest(namespace_id=ns, dag_id=empty.dag_id)
+    )
     assert len(deps.dependencies) == 2
     dup = await fails(
         api.dags.AddDependency(
-            dag_pb2.AddDependencyRequest(namespace_id=ns, dag_id=empty.dag_id, parent_job_id=a, child_job_id=b)
+            dag_pb2.AddDependencyRequest(
+                namespace_id=ns, dag_id=empty.dag_id, parent_job_id=a, child_job_id=b
+            )
         ),
         grpc.StatusCode.ALREADY_EXISTS,
     )
@@ -143,11 +159,15 @@ async def test_build_then_start_and_seal(api: Stubs) -> None:
     assert sealed.reason == "DAG_SEALED" and "immutable" in sealed.message
     await fails(
         api.dags.AddDependency(
-            dag_pb2.AddDependencyRequest(namespace_id=ns, dag_id=empty.dag_id, parent_job_id=a, child_job_id=c)
+            dag_pb2.AddDependencyRequest(
+                namespace_id=ns, dag_id=empty.dag_id, parent_job_id=a, child_job_id=c
+            )
         ),
         PRECONDITION,
     )
-    again = await fails(api.dags.StartDag(dag_pb2.StartDagRequest(namespace_id=ns, dag_id=empty.dag_id)), PRECONDITION)
+    again = await fails(
+        api.dags.StartDag(dag_pb2.StartDagRequest(namespace_id=ns, dag_id=empty.dag_id)), PRECONDITION
+    )
     assert again.reason == "DAG_ALREADY_STARTED"
 
 
@@ -168,7 +188,10 @@ async def test_edges_across_dags_and_unknown_jobs(api: Stubs) -> None:
     await fails(
         api.dags.AddDependency(
             dag_pb2.AddDependencyRequest(
-                namespace_id=ns, dag_id=one.dag_id, parent_job_id=a, child_job_id="01a21bb3-c3d8-7531-ae11-88dc678939e4"
+                namespace_id=ns,
+                dag_id=one.dag_id,
+                parent_job_id=a,
+                child_job_id="01a21bb3-c3d8-7531-ae11-88dc678939e4",
             )
         ),
         grpc.StatusCode.NOT_FOUND,
@@ -185,7 +208,9 @@ async def test_edges_across_dags_and_unknown_jobs(api: Stubs) -> None:
 async def test_start_empty_dag_is_refused(api: Stubs) -> None:
     ns = await namespace(api)
     empty = await api.dags.CreateDag(dag_pb2.CreateDagRequest(namespace_id=ns))
-    failure = await fails(api.dags.StartDag(dag_pb2.StartDagRequest(namespace_id=ns, dag_id=empty.dag_id)), PRECONDITION)
+    failure = await fails(
+        api.dags.StartDag(dag_pb2.StartDagRequest(namespace_id=ns, dag_id=empty.dag_id)), PRECONDITION
+    )
     assert failure.reason == "DAG_EMPTY"
 
 
@@ -197,14 +222,22 @@ async def test_cancel_and_delete(api: Stubs) -> None:
     assert cancelled.state == dag_pb2.Dag.STATE_CANCELLED and cancelled.unfinished_job_count == 0
     jobs = await dag_jobs(api, ns, created.dag_id)
     assert {j.state for j in jobs.values()} == {job_pb2.Job.STATE_CANCELLED}
-    late = await fails(api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=jobs["a"].job_id)), PRECONDITION)
+    late = await fails(
+        api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=jobs["a"].job_id)), PRECONDITION
+    )
     assert late.reason == "JOB_CANCELLED"
     await api.dags.DeleteDag(dag_pb2.DeleteDagRequest(namespace_id=ns, dag_id=created.dag_id))
-    await fails(api.dags.GetDag(dag_pb2.GetDagRequest(namespace_id=ns, dag_id=created.dag_id)), grpc.StatusCode.NOT_FOUND)
     await fails(
-        api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=jobs["a"].job_id)), grpc.StatusCode.NOT_FOUND
+        api.dags.GetDag(dag_pb2.GetDagRequest(namespace_id=ns, dag_id=created.dag_id)),
+        grpc.StatusCode.NOT_FOUND,
     )
-    await fails(api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=jobs["a"].job_id)), grpc.StatusCode.NOT_FOUND)
+    await fails(
+        api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=jobs["a"].job_id)),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    await fails(
+        api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=jobs["a"].job_id)), grpc.StatusCode.NOT_FOUND
+    )
 
 
 async def test_delete_running_dag_rejects_late_results(api: Stubs) -> None:
@@ -270,10 +303,12 @@ async def test_list_dags_filter_and_pages(api: Stubs) -> None:
     )
     assert [x.dag_id for x in rest.dags] == [running[2].dag_id] and rest.next_page_token == ""
     bad = await fails(
-        api.dags.ListDags(dag_pb2.ListDagsRequest(namespace_id=ns, page_token="!!!")), grpc.StatusCode.INVALID_ARGUMENT
+        api.dags.ListDags(dag_pb2.ListDagsRequest(namespace_id=ns, page_token="!!!")),
+        grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert bad.fields == ["page_token"]
     big = await fails(
-        api.dags.ListDags(dag_pb2.ListDagsRequest(namespace_id=ns, page_size=1001)), grpc.StatusCode.INVALID_ARGUMENT
+        api.dags.ListDags(dag_pb2.ListDagsRequest(namespace_id=ns, page_size=1001)),
+        grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert big.fields == ["page_size"]

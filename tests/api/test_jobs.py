@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import grpc
+from chronosched.v1 import admin_pb2, dag_pb2, definition_pb2, job_pb2
 from google.protobuf import duration_pb2, struct_pb2
 
-from chronosched.v1 import admin_pb2, dag_pb2, definition_pb2, job_pb2
 from tests.api.conftest import Stubs
 from tests.api.helpers import dag, dag_jobs, definition, fails, namespace
 
@@ -13,7 +14,7 @@ J = job_pb2.Job
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 
 
-def result(**values: object) -> struct_pb2.Struct:
+def result(**values: Any) -> struct_pb2.Struct:
     out = struct_pb2.Struct()
     out.update(values)
     return out
@@ -24,7 +25,9 @@ async def test_completion_unlocks_children_once_and_dag_succeeds(api: Stubs) -> 
     d = await definition(api, ns)
     created = await dag(api, ns, d.def_id, "abc", [("a", "c"), ("b", "c")])
     jobs = await dag_jobs(api, ns, created.dag_id)
-    done = await api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=jobs["a"].job_id, result=result(rows=3)))
+    done = await api.jobs.CompleteJob(
+        job_pb2.CompleteJobRequest(job_id=jobs["a"].job_id, result=result(rows=3))
+    )
     assert done.state == J.STATE_SUCCEEDED and dict(done.result) == {"rows": 3}
     assert (await dag_jobs(api, ns, created.dag_id))["c"].state == J.STATE_PENDING
     await api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=jobs["b"].job_id, attempt=1))
@@ -42,7 +45,9 @@ async def test_pending_job_cannot_complete(api: Stubs) -> None:
     d = await definition(api, ns)
     created = await dag(api, ns, d.def_id, "ab", [("a", "b")])
     jobs = await dag_jobs(api, ns, created.dag_id)
-    failure = await fails(api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=jobs["b"].job_id)), PRECONDITION)
+    failure = await fails(
+        api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=jobs["b"].job_id)), PRECONDITION
+    )
     assert failure.reason == "JOB_PENDING"
 
 
@@ -62,7 +67,9 @@ async def test_duplicate_completions_are_one_transition(api: Stubs, aconn: objec
         "select pending_parents, state from jobs where dag_id = %s::uuid and key = 'b'", (created.dag_id,)
     )
     assert await cur.fetchone() == (0, "READY")
-    cur = await aconn.execute("select count(*) from frontier where job_id in (select job_id from jobs where key='b')")
+    cur = await aconn.execute(
+        "select count(*) from frontier where job_id in (select job_id from jobs where key='b')"
+    )
     assert await cur.fetchone() == (1,)
     dag_row = await api.dags.GetDag(dag_pb2.GetDagRequest(namespace_id=ns, dag_id=created.dag_id))
     assert dag_row.unfinished_job_count == 1
@@ -70,9 +77,7 @@ async def test_duplicate_completions_are_one_transition(api: Stubs, aconn: objec
 
 async def test_fenced_results_and_retry_backoff(api: Stubs) -> None:
     ns = await namespace(api)
-    d = await definition(
-        api, ns, max_attempts=2, backoff_initial=duration_pb2.Duration(seconds=30)
-    )
+    d = await definition(api, ns, max_attempts=2, backoff_initial=duration_pb2.Duration(seconds=30))
     created = await dag(api, ns, d.def_id, "ab", [("a", "b")])
     a = (await dag_jobs(api, ns, created.dag_id))["a"]
     retried = await api.jobs.FailJob(job_pb2.FailJobRequest(job_id=a.job_id, attempt=1, error="boom"))
@@ -93,7 +98,8 @@ async def test_fenced_results_and_retry_backoff(api: Stubs) -> None:
     final = await api.dags.GetDag(dag_pb2.GetDagRequest(namespace_id=ns, dag_id=created.dag_id))
     assert final.state == dag_pb2.Dag.STATE_FAILED and final.unfinished_job_count == 0
     bad = await fails(
-        api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=a.job_id, attempt=0)), grpc.StatusCode.INVALID_ARGUMENT
+        api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=a.job_id, attempt=0)),
+        grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert bad.fields == ["attempt"]
 
@@ -102,14 +108,22 @@ async def test_final_failure_skips_all_descendants_but_not_other_branches(api: S
     ns = await namespace(api)
     d = await definition(api, ns)
     # a -> b -> c, a -> d, and an independent branch x -> y.
-    created = await dag(api, ns, d.def_id, ["a", "b", "c", "d", "x", "y"], [("a", "b"), ("b", "c"), ("a", "d"), ("x", "y")])
+    created = await dag(
+        api, ns, d.def_id, ["a", "b", "c", "d", "x", "y"], [("a", "b"), ("b", "c"), ("a", "d"), ("x", "y")]
+    )
     jobs = await dag_jobs(api, ns, created.dag_id)
-    failed = await api.jobs.FailJob(job_pb2.FailJobRequest(job_id=jobs["a"].job_id, error="no", non_retryable=True))
+    failed = await api.jobs.FailJob(
+        job_pb2.FailJobRequest(job_id=jobs["a"].job_id, error="no", non_retryable=True)
+    )
     assert failed.state == J.STATE_FAILED and failed.attempt == 1
     states = {k: j.state for k, j in (await dag_jobs(api, ns, created.dag_id)).items()}
     assert states == {
-        "a": J.STATE_FAILED, "b": J.STATE_SKIPPED, "c": J.STATE_SKIPPED, "d": J.STATE_SKIPPED,
-        "x": J.STATE_READY, "y": J.STATE_PENDING,
+        "a": J.STATE_FAILED,
+        "b": J.STATE_SKIPPED,
+        "c": J.STATE_SKIPPED,
+        "d": J.STATE_SKIPPED,
+        "x": J.STATE_READY,
+        "y": J.STATE_PENDING,
     }
     row = await api.dags.GetDag(dag_pb2.GetDagRequest(namespace_id=ns, dag_id=created.dag_id))
     assert row.state == dag_pb2.Dag.STATE_FAILED and row.unfinished_job_count == 2
@@ -130,7 +144,10 @@ async def test_payload_merge_priority_and_tick(api: Stubs) -> None:
     created = await api.dags.CreateDag(
         dag_pb2.CreateDagRequest(
             namespace_id=ns,
-            jobs=[dag_pb2.JobSpec(key="a", def_id=d.def_id, payload=override, priority=-3), dag_pb2.JobSpec(key="b", def_id=d.def_id)],
+            jobs=[
+                dag_pb2.JobSpec(key="a", def_id=d.def_id, payload=override, priority=-3),
+                dag_pb2.JobSpec(key="b", def_id=d.def_id),
+            ],
             start=True,
         )
     )
@@ -138,13 +155,21 @@ async def test_payload_merge_priority_and_tick(api: Stubs) -> None:
     assert dict(jobs["a"].payload) == {"url": "http://b", "method": "GET"} and jobs["a"].priority == -3
     assert dict(jobs["b"].payload) == {"url": "http://a", "method": "GET"} and jobs["b"].priority == 7
     assert jobs["a"].kind == "fetch" or jobs["a"].kind == "noop"
-    ticked = await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id, payload=override))
+    ticked = await api.definitions.Tick(
+        definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id, payload=override)
+    )
     assert ticked.state == J.STATE_READY and ticked.dag_id == "" and ticked.namespace_id == ns
     assert dict(ticked.payload)["url"] == "http://b" and ticked.def_version == 1
-    t1 = await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id, request_id="t"))
-    t2 = await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id, request_id="t"))
+    t1 = await api.definitions.Tick(
+        definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id, request_id="t")
+    )
+    t2 = await api.definitions.Tick(
+        definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id, request_id="t")
+    )
     assert t1.job_id == t2.job_id
-    standalone = await api.jobs.ListJobs(job_pb2.ListJobsRequest(namespace_id=ns, def_id=d.def_id, state=J.STATE_READY))
+    standalone = await api.jobs.ListJobs(
+        job_pb2.ListJobsRequest(namespace_id=ns, def_id=d.def_id, state=J.STATE_READY)
+    )
     assert len(standalone.jobs) == 4  # two DAG jobs, two ticks
     done = await api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=ticked.job_id, attempt=1))
     assert done.state == J.STATE_SUCCEEDED

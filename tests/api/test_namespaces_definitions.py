@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import itertools
 import uuid
+from typing import Any
 
 import grpc
+import pytest
+from chronosched.v1 import definition_pb2, namespace_pb2
 from google.protobuf import duration_pb2, struct_pb2
 
-from chronosched.v1 import definition_pb2, namespace_pb2
 from tests.api.conftest import Stubs
 from tests.api.helpers import definition, fails, namespace
 
@@ -96,12 +99,12 @@ async def test_definition_cron_next_fire_times(api: Stubs) -> None:
     fires = [t.ToDatetime() for t in d.next_fire_times]
     assert len(fires) == 5
     assert all(f.second % 5 == 0 and f.microsecond == 0 for f in fires)
-    assert all((b - a).total_seconds() == 5 for a, b in zip(fires, fires[1:], strict=False))
+    assert all((b - a).total_seconds() == 5 for a, b in itertools.pairwise(fires))
 
 
 async def test_definition_bad_input_names_fields_and_writes_nothing(api: Stubs) -> None:
     ns = await namespace(api)
-    cases: list[tuple[dict[str, object], str]] = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"name": "", "kind": "noop"}, "name"),
         ({"name": "bad name", "kind": "noop"}, "name"),
         ({"name": "n", "kind": ""}, "kind"),
@@ -113,12 +116,17 @@ async def test_definition_bad_input_names_fields_and_writes_nothing(api: Stubs) 
         ({"name": "n", "kind": "noop", "max_attempts": 101}, "max_attempts"),
         ({"name": "n", "kind": "noop", "default_priority": 5000}, "default_priority"),
         ({"name": "n", "kind": "noop", "backoff_multiplier": 0.5}, "backoff_multiplier"),
-        ({"name": "n", "kind": "noop", "execution_timeout": duration_pb2.Duration(seconds=0)}, "execution_timeout"),
+        (
+            {"name": "n", "kind": "noop", "execution_timeout": duration_pb2.Duration(seconds=0)},
+            "execution_timeout",
+        ),
         ({"name": "n", "kind": "noop", "request_id": "has space"}, "request_id"),
     ]
     for fields, field in cases:
         failure = await fails(
-            api.definitions.CreateDefinition(definition_pb2.CreateDefinitionRequest(namespace_id=ns, **fields)),
+            api.definitions.CreateDefinition(
+                definition_pb2.CreateDefinitionRequest(namespace_id=ns, **fields)
+            ),
             INVALID,
         )
         assert field in failure.fields, (fields, failure.fields)
@@ -170,11 +178,9 @@ async def test_definitions_are_immutable_in_the_database(api: Stubs, aconn: obje
     assert isinstance(aconn, psycopg.AsyncConnection)
     ns = await namespace(api)
     d = await definition(api, ns, "n")
-    try:
+    with pytest.raises(psycopg.errors.IntegrityConstraintViolation) as info:
         await aconn.execute("update job_definitions set kind = 'other' where def_id = %s::uuid", (d.def_id,))
-        raise AssertionError("update was allowed")
-    except psycopg.errors.IntegrityConstraintViolation as exc:
-        assert exc.diag.constraint_name == "job_definitions_immutable"
+    assert info.value.diag.constraint_name == "job_definitions_immutable"
 
 
 async def test_namespace_isolation_of_definitions(api: Stubs) -> None:
