@@ -32,7 +32,9 @@ class Config:
         return f"{self.grpc_host}:{self.grpc_port}"
 
 
-def env_default(name: str, default: str | None = None, environ: Mapping[str, str] | None = None) -> str | None:
+def env_default(
+    name: str, default: str | None = None, environ: Mapping[str, str] | None = None
+) -> str | None:
     """Read CHRONOSCHED_<name> as a flag's default; only cli.py calls this."""
     env = os.environ if environ is None else environ
     return env.get(ENV_PREFIX + name, default)
