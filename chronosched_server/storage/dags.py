@@ -17,6 +17,7 @@ from chronosched_server.ids import uuid7, uuid7_strs
 from chronosched_server.storage import namespaces
 from chronosched_server.storage.bulk import copy_rows, copy_text
 from chronosched_server.storage.db import Conn, Database, execute, fetch_all, fetch_one
+from chronosched_server.validation import MAX_JOBS_PER_DAG
 
 _TERMINAL_DAG = ("SUCCEEDED", "FAILED", "CANCELLED")
 
@@ -200,6 +201,12 @@ async def create_jobs(
         if ids is None:
             if dag["state"] != "PENDING":
                 raise sealed(dag)
+            if dag["job_count"] + len(jobs) > MAX_JOBS_PER_DAG:
+                raise FailedPrecondition(
+                    f"DAG {dag_id} would have {dag['job_count'] + len(jobs)} jobs;"
+                    f" the limit is {MAX_JOBS_PER_DAG} (docs/limits.md)",
+                    reason="DAG_TOO_LARGE",
+                )
             ids = [
                 uuid.UUID(i)
                 for i in await _insert_jobs(conn, namespace_id, dag_id, jobs, [0] * len(jobs), None)
