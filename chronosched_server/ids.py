@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 import time
 import uuid
 
@@ -15,28 +16,41 @@ def uuid7() -> uuid.UUID:
 
     Ids that grow with time keep B-tree inserts at the right edge of the index
     (a 100,000-job COPY stays cheap) and let lists page by id alone in
-    creation order.
+    creation order (within one server process; across processes, ids of the
+    same millisecond may interleave).
     """
     return uuid.UUID(uuid7_strs(1)[0])
 
 
+_lock = threading.Lock()
+_last_ms = 0
+_last_seq = 0
+
+
 def uuid7_strs(count: int) -> list[str]:
-    """`count` v7 UUIDs as canonical strings, in increasing order.
+    """`count` v7 UUIDs as canonical strings, increasing across all calls.
 
     Bulk inserts need the text form only; uuid.UUID.__str__ alone cost 1.5 s
-    for a 100,000-job DAG, so the text is formatted here directly. A counter in
-    rand_a keeps ids of one batch ordered within the same millisecond.
+    for a 100,000-job DAG, so the text is formatted here directly. The 12-bit
+    rand_a field is a sequence number within the millisecond; when it runs
+    out the timestamp moves on by one, so order holds for any batch size.
     """
-    ms = (time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF
+    global _last_ms, _last_seq
     rand = os.urandom(8 * count)
     out: list[str] = []
-    for i in range(count):
-        tail = int.from_bytes(rand[8 * i : 8 * i + 8], "big") & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000
-        # 12-bit rand_a holds the low bits of the batch counter; ms moves on
-        # every 4096 ids so order is kept for batches of any size.
-        stamp = ms + (i >> 12)
-        h = f"{stamp:012x}7{i & 0xFFF:03x}{tail:016x}"
-        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    with _lock:
+        ms, seq = _last_ms, _last_seq
+        now = (time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF
+        if now > ms:
+            ms, seq = now, -1
+        for i in range(count):
+            seq += 1
+            if seq > 0xFFF:
+                ms, seq = ms + 1, 0
+            tail = int.from_bytes(rand[8 * i : 8 * i + 8], "big") & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000
+            h = f"{ms:012x}7{seq:03x}{tail:016x}"
+            out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+        _last_ms, _last_seq = ms, seq
     return out
 
 
@@ -60,6 +74,11 @@ def decode_page_token(token: str, field: str = "page_token") -> str | None:
         return None
     try:
         padded = token + "=" * (-len(token) % 4)
-        return base64.urlsafe_b64decode(padded.encode()).decode()
+        # validate=True: the lenient decoder drops foreign characters, which
+        # would turn garbage into "" and silently restart the listing.
+        raw = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError):
         raise InvalidArgument.one(field, "malformed page token") from None
+    if not raw:
+        raise InvalidArgument.one(field, "malformed page token")
+    return raw

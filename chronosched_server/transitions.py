@@ -74,11 +74,8 @@ def backoff(attempt: int, initial: timedelta, maximum: timedelta, multiplier: fl
     """Delay before attempt `attempt + 1`: initial * multiplier^(attempt-1), capped."""
     if attempt < 1:
         raise ValueError("attempt numbers start at 1")
-    # Cap the exponent before multiplying so a large attempt cannot overflow.
-    seconds = initial.total_seconds()
-    cap = maximum.total_seconds()
-    for _ in range(attempt - 1):
-        seconds *= multiplier
-        if seconds >= cap:
-            return maximum
-    return min(timedelta(seconds=seconds), maximum)
+    # Capping the exponent keeps the float finite for any attempt number.
+    seconds = initial.total_seconds() * multiplier ** min(attempt - 1, 100)
+    if seconds >= maximum.total_seconds():
+        return maximum
+    return timedelta(seconds=seconds)

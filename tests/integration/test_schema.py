@@ -1,0 +1,314 @@
+"""The migrated schema against the code: named queries, migrations, triggers, error mapping.
+
+Real PostgreSQL, a fresh migrated database per test (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+import uuid
+from datetime import timedelta
+from importlib import resources
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import conninfo, errors, sql
+from psycopg.types.json import Jsonb
+
+from chronosched_server.errors import AlreadyExists, FailedPrecondition, Unavailable
+from chronosched_server.storage.db import translate
+from chronosched_server.storage.migrate import _LOCK_KEY, MigrationError, load_migrations, migrate
+from chronosched_server.storage.queries import all_queries, q
+
+pytestmark = pytest.mark.timeout(60)
+
+AConn = psycopg.AsyncConnection[tuple[Any, ...]]
+
+# A psycopg named placeholder and the cast that follows it (all our parameters carry one).
+PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+CAST = re.compile(r"%\((\w+)\)s::([a-z][a-z0-9_]*(?:\[\])?)")
+
+
+def to_positional(query: str) -> tuple[str, list[str]]:
+    """`%(name)s` -> `$n`, numbered in order of first appearance."""
+    order: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match[1]
+        if name not in order:
+            order.append(name)
+        return f"${order.index(name) + 1}"
+
+    return PLACEHOLDER.sub(number, query), order
+
+
+def test_to_positional_numbers_by_first_appearance() -> None:
+    text, names = to_positional("select %(b)s::int, %(a)s::text, %(b)s::int where x = %(c)s::uuid")
+    assert text == "select $1::int, $2::text, $1::int where x = $3::uuid"
+    assert names == ["b", "a", "c"]
+
+
+def migration_files() -> dict[str, bytes]:
+    folder = resources.files("chronosched_server.storage").joinpath("migrations")
+    return {entry.name: entry.read_bytes() for entry in folder.iterdir() if entry.name.endswith(".sql")}
+
+
+async def fetch_all(conn: AConn, query: bytes, params: Any = None) -> list[tuple[Any, ...]]:
+    cur = await conn.execute(query, params)
+    return await cur.fetchall()
+
+
+async def fetch_value(conn: AConn, query: bytes, params: Any = None) -> Any:
+    cur = await conn.execute(query, params)
+    row = await cur.fetchone()
+    assert row is not None
+    return row[0]
+
+
+# --- named queries ------------------------------------------------------------
+
+
+async def test_every_named_query_prepares_with_its_declared_parameter_types(aconn: AConn) -> None:
+    failures: list[str] = []
+    checked = 0
+    for name, query in all_queries().items():
+        text, params = to_positional(query)
+        casts: dict[str, set[str]] = {}
+        for match in CAST.finditer(query):
+            casts.setdefault(match[1], set()).add(match[2])
+        statement = f"q_{name}"
+        try:
+            await aconn.execute(f"prepare {statement} as {text}".encode())
+        except psycopg.Error as exc:
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        types = await fetch_value(
+            aconn,
+            b"select parameter_types::text[] from pg_prepared_statements where name = %s::text",
+            (statement,),
+        )
+        await aconn.execute(f"deallocate {statement}".encode())
+        checked += 1
+        if len(types) != len(params):
+            failures.append(f"{name}: {len(types)} parameters prepared, {len(params)} named")
+            continue
+        for param, prepared in zip(params, types, strict=True):
+            declared = casts.get(param, set())
+            if len(declared) != 1:
+                failures.append(f"{name}: %({param})s is cast as {sorted(declared)}; want exactly one type")
+                continue
+            want = await fetch_value(aconn, b"select %s::text::regtype::text", (next(iter(declared)),))
+            if prepared != want:
+                failures.append(f"{name}: %({param})s prepared as {prepared}, declared {want}")
+    assert failures == []
+    assert checked == len(all_queries())
+    assert checked >= 40
+
+
+# --- migrations ---------------------------------------------------------------
+
+
+async def test_migrate_again_applies_nothing(database_url: str) -> None:
+    assert await migrate(database_url) == []
+    assert await migrate(database_url) == []
+
+
+async def test_schema_migrations_records_each_file_with_its_sha256(aconn: AConn) -> None:
+    files = migration_files()
+    assert "0001_init.sql" in files
+    expected = [
+        (int(name[:4]), name, hashlib.sha256(content).hexdigest()) for name, content in sorted(files.items())
+    ]
+    rows = await fetch_all(aconn, b"select version, name, checksum from schema_migrations order by version")
+    assert rows == expected
+    assert [(m.version, m.name, m.checksum) for m in load_migrations()] == expected
+
+
+async def test_changed_checksum_stops_migrate_and_releases_the_lock(database_url: str, aconn: AConn) -> None:
+    await aconn.execute(b"update schema_migrations set checksum = 'edited' where version = 1")
+
+    with pytest.raises(MigrationError, match=r"^migration 0001_init\.sql changed after it was applied$"):
+        await migrate(database_url)
+
+    assert await fetch_value(aconn, b"select checksum from schema_migrations where version = 1") == "edited"
+    # The advisory lock is released even though migrate failed.
+    assert await fetch_value(aconn, b"select pg_try_advisory_lock(%s::bigint)", (_LOCK_KEY,)) is True
+    assert await fetch_value(aconn, b"select pg_advisory_unlock(%s::bigint)", (_LOCK_KEY,)) is True
+
+
+async def _advisory_waiters(admin: AConn, dbname: str) -> int:
+    count = await fetch_value(
+        admin,
+        b"select count(*) from pg_locks l join pg_database d on d.oid = l.database"
+        b" where l.locktype = 'advisory' and not l.granted and d.datname = %s::text"
+        b" and l.classid = %s::bigint and l.objid = %s::bigint",
+        (dbname, _LOCK_KEY >> 32, _LOCK_KEY & 0xFFFF_FFFF),
+    )
+    assert isinstance(count, int)
+    return count
+
+
+async def test_concurrent_migrations_on_a_new_database_apply_each_file_once(pg_url: str) -> None:
+    dbname = f"t_concurrent_migrate_{uuid.uuid4().hex[:12]}"
+    url = conninfo.make_conninfo(pg_url, dbname=dbname)
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
+        await admin.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as holder:
+                # Hold the migration lock so both migrate() calls queue up on it.
+                await holder.execute(b"select pg_advisory_lock(%s::bigint)", (_LOCK_KEY,))
+                tasks = [asyncio.create_task(migrate(url)) for _ in range(2)]
+                deadline = time.monotonic() + 30
+                while await _advisory_waiters(admin, dbname) < 2:
+                    assert not any(t.done() for t in tasks), [t.exception() for t in tasks if t.done()]
+                    assert time.monotonic() < deadline, "both migrate() calls never waited on the lock"
+                assert await fetch_value(holder, b"select to_regclass('schema_migrations') is null") is True
+                await holder.execute(b"select pg_advisory_unlock(%s::bigint)", (_LOCK_KEY,))
+                results = await asyncio.gather(*tasks)
+
+                names = sorted(migration_files())
+                assert sorted(results, key=len) == [[], names]
+                rows = await fetch_all(holder, b"select name from schema_migrations order by version")
+                assert [r[0] for r in rows] == names
+                assert await fetch_value(holder, b"select to_regclass('frontier') is not null") is True
+        finally:
+            await admin.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(dbname))
+            )
+
+
+# --- schema rules -------------------------------------------------------------
+
+
+async def _insert_namespace(conn: AConn, namespace_id: str) -> None:
+    await conn.execute(q("insert_namespace"), {"namespace_id": namespace_id, "description": ""})
+
+
+async def _insert_definition(conn: AConn, namespace_id: str) -> uuid.UUID:
+    def_id = uuid.uuid4()
+    await conn.execute(
+        q("insert_definition"),
+        {
+            "def_id": def_id,
+            "namespace_id": namespace_id,
+            "name": "nightly",
+            "version": 1,
+            "kind": "report",
+            "payload_template": Jsonb({}),
+            "cron_spec": "",
+            "time_zone": "UTC",
+            "misfire_policy": "skip",
+            "overlap_policy": "allow",
+            "starting_deadline": timedelta(minutes=1),
+            "max_attempts": 3,
+            "backoff_initial": timedelta(seconds=1),
+            "backoff_max": timedelta(minutes=5),
+            "backoff_multiplier": 2.0,
+            "execution_timeout": timedelta(minutes=10),
+            "default_priority": 0,
+            "delay_after_parents": timedelta(0),
+        },
+    )
+    return def_id
+
+
+async def test_job_definitions_reject_update(aconn: AConn) -> None:
+    await _insert_namespace(aconn, "team-a")
+    def_id = await _insert_definition(aconn, "team-a")
+
+    with pytest.raises(errors.IntegrityConstraintViolation) as caught:
+        await aconn.execute(b"update job_definitions set kind = 'other' where def_id = %s::uuid", (def_id,))
+    exc = caught.value
+    assert exc.sqlstate == "23000"
+    assert exc.diag.constraint_name == "job_definitions_immutable"
+    assert exc.diag.message_primary == "rows of job_definitions are immutable"
+    kind = await fetch_value(aconn, b"select kind from job_definitions where def_id = %s::uuid", (def_id,))
+    assert kind == "report"
+
+    domain = translate(exc)
+    assert isinstance(domain, FailedPrecondition)
+    assert domain.reason == "DEFINITION_IMMUTABLE"
+    assert domain.message == "job definitions are immutable; create a new version instead"
+    assert domain.metadata == {"constraint": "job_definitions_immutable"}
+
+
+async def test_job_definitions_allow_delete(aconn: AConn) -> None:
+    await _insert_namespace(aconn, "team-a")
+    def_id = await _insert_definition(aconn, "team-a")
+    cur = await aconn.execute(b"delete from job_definitions where def_id = %s::uuid", (def_id,))
+    assert cur.rowcount == 1
+
+
+async def _reloptions(conn: AConn, table: str) -> set[str]:
+    options = await fetch_value(
+        conn,
+        b"select reloptions from pg_class where relname = %s::text and relnamespace = 'public'::regnamespace",
+        (table,),
+    )
+    assert isinstance(options, list)
+    return set(options)
+
+
+async def test_queue_tables_have_aggressive_autovacuum(aconn: AConn) -> None:
+    assert await _reloptions(aconn, "frontier") == {
+        "autovacuum_vacuum_scale_factor=0.0",
+        "autovacuum_vacuum_threshold=500",
+        "autovacuum_vacuum_cost_delay=0",
+        "autovacuum_analyze_scale_factor=0.05",
+    }
+    assert await _reloptions(aconn, "jobs") == {
+        "autovacuum_vacuum_scale_factor=0.01",
+        "autovacuum_vacuum_cost_delay=0",
+        "autovacuum_analyze_scale_factor=0.02",
+    }
+
+
+# --- database errors -> domain errors -------------------------------------------
+
+
+async def test_translate_duplicate_namespace(aconn: AConn) -> None:
+    await aconn.execute(b"insert into namespaces (namespace_id) values ('team-a')")
+    with pytest.raises(errors.UniqueViolation) as caught:
+        await aconn.execute(b"insert into namespaces (namespace_id) values ('team-a')")
+    assert caught.value.diag.constraint_name == "namespaces_pkey"
+
+    domain = translate(caught.value)
+    assert isinstance(domain, AlreadyExists)
+    assert domain.reason == "NAMESPACE_EXISTS"
+    assert domain.message == "namespace already exists"
+    assert domain.metadata == {"constraint": "namespaces_pkey"}
+
+
+async def test_translate_duplicate_dependency(aconn: AConn) -> None:
+    dag_id, parent, child = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    insert = b"insert into dependencies values (%s::uuid, %s::uuid, %s::uuid)"
+    await aconn.execute(insert, (dag_id, parent, child))
+    with pytest.raises(errors.UniqueViolation) as caught:
+        await aconn.execute(insert, (dag_id, parent, child))
+
+    domain = translate(caught.value)
+    assert isinstance(domain, AlreadyExists)
+    assert domain.reason == "DEPENDENCY_EXISTS"
+
+
+async def test_translate_reraises_unmapped_constraint_errors(aconn: AConn) -> None:
+    node = uuid.uuid4()
+    with pytest.raises(errors.CheckViolation) as caught:
+        await aconn.execute(
+            b"insert into dependencies values (%s::uuid, %s::uuid, %s::uuid)", (uuid.uuid4(), node, node)
+        )
+    assert caught.value.diag.constraint_name == "dependencies_no_self_edge"
+    with pytest.raises(errors.CheckViolation) as reraised:
+        translate(caught.value)
+    assert reraised.value is caught.value
+
+
+def test_translate_connection_failure_is_unavailable() -> None:
+    domain = translate(psycopg.OperationalError("connection refused"))
+    assert isinstance(domain, Unavailable)
+    assert domain.reason == "DATABASE_UNAVAILABLE"
+    assert domain.message == "database unavailable: OperationalError"
