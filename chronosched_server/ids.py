@@ -47,7 +47,9 @@ def uuid7_strs(count: int) -> list[str]:
             seq += 1
             if seq > 0xFFF:
                 ms, seq = ms + 1, 0
-            tail = int.from_bytes(rand[8 * i : 8 * i + 8], "big") & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000
+            tail = (
+                int.from_bytes(rand[8 * i : 8 * i + 8], "big") & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000
+            )
             h = f"{ms:012x}7{seq:03x}{tail:016x}"
             out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
         _last_ms, _last_seq = ms, seq
