@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from datetime import timedelta
 
 import grpc
 from chronosched.v1 import (
@@ -19,6 +20,8 @@ from chronosched.v1 import (
     job_pb2_grpc,
     namespace_pb2,
     namespace_pb2_grpc,
+    worker_pb2,
+    worker_pb2_grpc,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -30,7 +33,9 @@ from chronosched_server.api.definitions import DefinitionServicer
 from chronosched_server.api.interceptor import ErrorInterceptor
 from chronosched_server.api.jobs import JobServicer
 from chronosched_server.api.namespaces import NamespaceServicer
+from chronosched_server.api.worker import WorkerServicer
 from chronosched_server.config import Config
+from chronosched_server.dispatch.dispatcher import DispatchConfig, Dispatcher
 from chronosched_server.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,7 @@ SERVICE_NAMES = [
     dag_pb2.DESCRIPTOR.services_by_name["DagService"].full_name,
     job_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
 ]
 
 # Long-lived worker streams (next issue) cross NATs and proxies: keepalive
@@ -74,6 +80,16 @@ class Server:
         dag_pb2_grpc.add_DagServiceServicer_to_server(DagServicer(self.db), self.grpc)
         job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.db), self.grpc)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.db), self.grpc)
+        self.dispatcher = Dispatcher(
+            self.db,
+            config.database_url,
+            DispatchConfig(
+                lease=timedelta(seconds=config.lease_s),
+                poll_interval_s=config.poll_interval_s,
+                reap_interval_s=config.reap_interval_s,
+            ),
+        )
+        worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self.dispatcher), self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
             [
@@ -91,6 +107,7 @@ class Server:
         await self.db.open()
         self.port = self.grpc.add_insecure_port(f"{self.config.grpc_host}:{self.config.grpc_port}")
         await self.grpc.start()
+        await self.dispatcher.start()
         await self._set_serving(await self.db.ping())
         self._health_task = asyncio.create_task(self._watch_database())
         log.info("chronosched gRPC server listening on %s:%d", self.config.grpc_host, self.port)
@@ -102,6 +119,7 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
         await self._set_serving(False)
+        await self.dispatcher.stop()
         await self.grpc.stop(grace)
         await self.db.close()
 

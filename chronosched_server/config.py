@@ -26,6 +26,12 @@ class Config:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     # How often the health checker pings the database.
     health_interval_s: float = 2.0
+    # How long a pushed job's lease lasts; each worker heartbeat renews it.
+    lease_s: float = 30.0
+    # Safety-net poll of the dispatcher (missed NOTIFYs, delayed jobs).
+    poll_interval_s: float = 0.5
+    # How often expired leases are looked for.
+    reap_interval_s: float = 1.0
 
     @property
     def grpc_address(self) -> str:

@@ -14,7 +14,7 @@ from psycopg.rows import DictRow
 from chronosched_server import topology
 from chronosched_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from chronosched_server.ids import uuid7, uuid7_strs
-from chronosched_server.storage import namespaces
+from chronosched_server.storage import leases, namespaces
 from chronosched_server.storage.bulk import copy_rows, copy_text
 from chronosched_server.storage.db import Conn, Database, execute, fetch_all, fetch_one
 from chronosched_server.validation import MAX_JOBS_PER_DAG
@@ -308,18 +308,26 @@ async def cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
             )
         if dag["state"] == "CANCELLED":
             return dag
-        await execute(conn, "cancel_dag_jobs", {"dag_id": dag_id})
+        await _cancel_jobs(conn, dag_id)
         row = await fetch_one(conn, "cancel_dag", {"dag_id": dag_id})
         assert row is not None
         return row
 
 
+async def _cancel_jobs(conn: Conn, dag_id: uuid.UUID) -> None:
+    """Cancel every unfinished job; running attempts get a cancel pushed to their worker
+    (the notification is delivered only if the transaction commits)."""
+    running = await fetch_all(conn, "running_jobs_of_dag", {"dag_id": dag_id})
+    await execute(conn, "cancel_dag_jobs", {"dag_id": dag_id})
+    await leases.notify_cancelled(conn, running)
+
+
 async def delete(db: Database, namespace_id: str, dag_id: uuid.UUID) -> None:
     async with db.transaction() as conn:
         await _lock(conn, namespace_id, dag_id)
-        # Cancel first so the same transaction marks running work as ended;
-        # late results then find no job and are rejected.
-        await execute(conn, "cancel_dag_jobs", {"dag_id": dag_id})
+        # Cancel first so workers are told to stop; late results then find no
+        # job and are rejected.
+        await _cancel_jobs(conn, dag_id)
         await execute(conn, "delete_dag_edges", {"dag_id": dag_id})
         await execute(conn, "delete_dag", {"dag_id": dag_id})
 

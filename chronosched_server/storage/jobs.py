@@ -8,12 +8,11 @@ from typing import Any
 
 from psycopg.rows import DictRow
 
-from chronosched_server import transitions
 from chronosched_server.errors import NotFound
 from chronosched_server.ids import uuid7
 from chronosched_server.storage import dags, namespaces
 from chronosched_server.storage.db import Conn, Database, execute, fetch_all, fetch_one
-from chronosched_server.transitions import JobFacts, Outcome
+from chronosched_server.storage.results import ResultIn, apply_results
 
 
 async def get(db: Database, namespace_id: str, job_id: uuid.UUID) -> DictRow:
@@ -61,62 +60,29 @@ async def list_dag_page(
         )
 
 
-async def _lock(conn: Conn, job_id: uuid.UUID) -> DictRow:
-    job = await fetch_one(conn, "lock_job", {"job_id": job_id})
-    if job is None:
-        raise NotFound("job", str(job_id))
-    return job
-
-
-def _facts(job: DictRow) -> JobFacts:
-    return JobFacts(state=job["state"], attempt=job["attempt"], max_attempts=job["max_attempts"])
-
-
 async def _reload(conn: Conn, job_id: uuid.UUID) -> DictRow:
     rows = await fetch_all(conn, "get_jobs_by_ids", {"job_ids": [job_id]})
     return rows[0]
 
 
-async def complete(db: Database, job_id: uuid.UUID, attempt: int | None, result: dict[str, Any]) -> DictRow:
-    """Record a success; unlocks children exactly once, in the same transaction."""
+async def _apply_one(db: Database, item: ResultIn) -> DictRow:
     async with db.transaction() as conn:
-        job = await _lock(conn, job_id)
-        if transitions.decide_complete(_facts(job), attempt) is Outcome.SUCCEED:
-            await execute(conn, "succeed_job", {"job_id": job_id, "result": json.dumps(result)})
-            await execute(conn, "remove_from_frontier", {"job_id": job_id})
-            if job["dag_id"] is not None:
-                await execute(conn, "unlock_children", {"job_id": job_id, "dag_id": job["dag_id"]})
-                await execute(
-                    conn, "dag_jobs_finished", {"dag_id": job["dag_id"], "finished": 1, "failed": False}
-                )
-        return await _reload(conn, job_id)
+        (out,) = await apply_results(conn, [item])
+        if out.rejected is not None:
+            raise out.rejected
+        return await _reload(conn, item.job_id)
+
+
+async def complete(db: Database, job_id: uuid.UUID, attempt: int | None, result: dict[str, Any]) -> DictRow:
+    """Record a success (a batch of one through the shared transition path)."""
+    return await _apply_one(db, ResultIn(job_id, attempt, True, result))
 
 
 async def fail(
     db: Database, job_id: uuid.UUID, attempt: int | None, error: str, *, non_retryable: bool
 ) -> DictRow:
     """Record a failure: retry after backoff, or fail for good and skip descendants."""
-    async with db.transaction() as conn:
-        job = await _lock(conn, job_id)
-        outcome = transitions.decide_fail(_facts(job), attempt, non_retryable=non_retryable)
-        if outcome is Outcome.RETRY:
-            delay = transitions.backoff(
-                job["attempt"], job["backoff_initial"], job["backoff_max"], job["backoff_multiplier"]
-            )
-            await execute(
-                conn, "retry_job", {"job_id": job_id, "error": error, "delay": delay, "kind": job["kind"]}
-            )
-        elif outcome is Outcome.FAIL:
-            await execute(conn, "fail_job", {"job_id": job_id, "error": error})
-            await execute(conn, "remove_from_frontier", {"job_id": job_id})
-            if job["dag_id"] is not None:
-                skipped = await execute(conn, "skip_descendants", {"job_id": job_id, "dag_id": job["dag_id"]})
-                await execute(
-                    conn,
-                    "dag_jobs_finished",
-                    {"dag_id": job["dag_id"], "finished": 1 + skipped, "failed": True},
-                )
-        return await _reload(conn, job_id)
+    return await _apply_one(db, ResultIn(job_id, attempt, False, {}, error, non_retryable))
 
 
 async def tick(

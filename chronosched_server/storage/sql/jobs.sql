@@ -35,63 +35,14 @@ where j.dag_id = %(dag_id)s::uuid
 order by j.key
 limit %(limit)s::int;
 
--- name: lock_job
-select j.job_id, j.namespace_id, j.dag_id, j.state, j.attempt, j.max_attempts, j.priority,
-       d.kind, d.backoff_initial, d.backoff_max, d.backoff_multiplier
-from jobs j join job_definitions d on d.def_id = j.def_id
-where j.job_id = %(job_id)s::uuid
-for update of j;
-
--- name: succeed_job
-update jobs
-set state = 'SUCCEEDED', result = %(result)s::jsonb, end_time = now(), update_time = now(),
-    lease_expire_time = null
-where job_id = %(job_id)s::uuid;
-
 -- name: fail_job
 update jobs
 set state = 'FAILED', error = %(error)s::text, end_time = now(), update_time = now(),
     lease_expire_time = null
 where job_id = %(job_id)s::uuid;
 
--- name: retry_job
-with j as (
-    update jobs
-    set state = 'READY', attempt = attempt + 1, error = %(error)s::text,
-        due_time = now() + %(delay)s::interval, update_time = now(),
-        start_time = null, lease_expire_time = null, worker_id = ''
-    where job_id = %(job_id)s::uuid
-    returning job_id, namespace_id, priority, due_time
-)
-insert into frontier (job_id, namespace_id, kind, priority, due_time)
-select job_id, namespace_id, %(kind)s::text, priority, due_time from j
-on conflict (job_id) do update set due_time = excluded.due_time;
-
 -- name: remove_from_frontier
 delete from frontier where job_id = %(job_id)s::uuid;
-
--- name: unlock_children
--- Children are locked in job_id order so two parents finishing at once cannot
--- deadlock; a child whose last parent this was enters the frontier in the same
--- statement. Cost: the number of children, found through the edge key.
-with kids as (
-    select c.job_id
-    from dependencies e join jobs c on c.job_id = e.child_job_id
-    where e.dag_id = %(dag_id)s::uuid and e.parent_job_id = %(job_id)s::uuid
-    order by c.job_id
-    for update of c
-), dec as (
-    update jobs c
-    set pending_parents = c.pending_parents - 1,
-        state = case when c.pending_parents = 1 then 'READY' else c.state end,
-        due_time = case when c.pending_parents = 1 then now() + d.delay_after_parents else c.due_time end,
-        update_time = now()
-    from kids, job_definitions d
-    where c.job_id = kids.job_id and d.def_id = c.def_id and c.state = 'PENDING'
-    returning c.job_id, c.namespace_id, d.kind, c.priority, c.due_time, c.state
-)
-insert into frontier (job_id, namespace_id, kind, priority, due_time)
-select job_id, namespace_id, kind, priority, due_time from dec where state = 'READY';
 
 -- name: skip_descendants
 with recursive below (job_id) as (
@@ -106,25 +57,6 @@ update jobs
 set state = 'SKIPPED', end_time = now(), update_time = now()
 where job_id in (select job_id from below) and state = 'PENDING';
 
--- name: dag_jobs_finished
--- Counts terminal jobs down; the DAG ends SUCCEEDED when the count reaches 0
--- while RUNNING, or FAILED at once when a job failed for good.
-update dags
-set unfinished_job_count = unfinished_job_count - %(finished)s::bigint,
-    state = case
-        when state <> 'RUNNING' then state
-        when %(failed)s::boolean then 'FAILED'
-        when unfinished_job_count - %(finished)s::bigint = 0 then 'SUCCEEDED'
-        else state
-    end,
-    end_time = case
-        when state = 'RUNNING'
-             and (%(failed)s::boolean or unfinished_job_count - %(finished)s::bigint = 0) then now()
-        else end_time
-    end,
-    update_time = now()
-where dag_id = %(dag_id)s::uuid;
-
 -- name: insert_standalone_job
 with j as (
     insert into jobs (job_id, namespace_id, def_id, key, state, max_attempts, priority, payload, due_time)
@@ -134,3 +66,87 @@ with j as (
 )
 insert into frontier (job_id, namespace_id, kind, priority, due_time)
 select job_id, namespace_id, %(kind)s::text, priority, due_time from j;
+
+-- name: lock_jobs
+-- Locked in job_id order so concurrent batches cannot deadlock.
+select j.job_id, j.namespace_id, j.dag_id, j.state, j.attempt, j.max_attempts, j.priority,
+       d.kind, d.backoff_initial, d.backoff_max, d.backoff_multiplier
+from jobs j join job_definitions d on d.def_id = j.def_id
+where j.job_id = any(%(job_ids)s::uuid[])
+order by j.job_id
+for update of j;
+
+-- name: succeed_jobs
+update jobs j
+set state = 'SUCCEEDED', result = r.result, end_time = now(), update_time = now(),
+    lease_expire_time = null
+from unnest(%(job_ids)s::uuid[], %(results)s::jsonb[]) as r (job_id, result)
+where j.job_id = r.job_id;
+
+-- name: remove_many_from_frontier
+delete from frontier where job_id = any(%(job_ids)s::uuid[]);
+
+-- name: retry_jobs
+-- Back to READY with the next attempt number, due after its backoff.
+with j as (
+    update jobs j
+    set state = 'READY', attempt = j.attempt + 1, error = x.error,
+        due_time = now() + x.delay, update_time = now(),
+        start_time = null, lease_expire_time = null, worker_id = ''
+    from unnest(%(job_ids)s::uuid[], %(errors)s::text[], %(delays)s::interval[], %(kinds)s::text[])
+        as x (job_id, error, delay, kind)
+    where j.job_id = x.job_id
+    returning j.job_id, j.namespace_id, x.kind, j.priority, j.due_time
+)
+insert into frontier (job_id, namespace_id, kind, priority, due_time)
+select job_id, namespace_id, kind, priority, due_time from j
+on conflict (job_id) do update set due_time = excluded.due_time;
+
+-- name: unlock_children
+-- Children of the given succeeded parents, locked in job_id order; a child
+-- whose last parents these were enters the frontier in the same statement.
+-- Cost: the number of children, found through the edge key.
+with parents as (
+    select * from unnest(%(dag_ids)s::uuid[], %(job_ids)s::uuid[]) as p (dag_id, job_id)
+), kids as (
+    select e.child_job_id as job_id, count(*)::int as n
+    from parents p
+    join dependencies e on e.dag_id = p.dag_id and e.parent_job_id = p.job_id
+    group by e.child_job_id
+), locked as (
+    select c.job_id, k.n
+    from jobs c join kids k on k.job_id = c.job_id
+    order by c.job_id
+    for update of c
+), dec as (
+    update jobs c
+    set pending_parents = c.pending_parents - l.n,
+        state = case when c.pending_parents = l.n then 'READY' else c.state end,
+        due_time = case when c.pending_parents = l.n then now() + d.delay_after_parents else c.due_time end,
+        update_time = now()
+    from locked l, job_definitions d
+    where c.job_id = l.job_id and d.def_id = c.def_id and c.state = 'PENDING'
+    returning c.job_id, c.namespace_id, d.kind, c.priority, c.due_time, c.state
+)
+insert into frontier (job_id, namespace_id, kind, priority, due_time)
+select job_id, namespace_id, kind, priority, due_time from dec where state = 'READY';
+
+-- name: dag_jobs_finished
+-- Counts terminal jobs down per DAG (callers pass DAG ids sorted, to lock in
+-- a fixed order); a DAG ends SUCCEEDED when its count reaches 0 while
+-- RUNNING, or FAILED at once when one of its jobs failed for good.
+update dags g
+set unfinished_job_count = g.unfinished_job_count - x.finished,
+    state = case
+        when g.state <> 'RUNNING' then g.state
+        when x.failed then 'FAILED'
+        when g.unfinished_job_count - x.finished = 0 then 'SUCCEEDED'
+        else g.state
+    end,
+    end_time = case
+        when g.state = 'RUNNING' and (x.failed or g.unfinished_job_count - x.finished = 0) then now()
+        else g.end_time
+    end,
+    update_time = now()
+from unnest(%(dag_ids)s::uuid[], %(finished)s::bigint[], %(failed)s::boolean[]) as x (dag_id, finished, failed)
+where g.dag_id = x.dag_id;

@@ -1,0 +1,156 @@
+"""WorkerService: the Dequeue stream. Validates what workers send and hands it
+to the dispatcher; all queue work happens in the dispatcher's pump."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from chronosched.v1 import worker_pb2, worker_pb2_grpc
+
+from chronosched_server import validation
+from chronosched_server.api.common import to_dict
+from chronosched_server.dispatch.dispatcher import Dispatcher
+from chronosched_server.dispatch.streams import WorkerStream
+from chronosched_server.errors import InvalidArgument
+from chronosched_server.storage.results import ResultIn
+from chronosched_server.validation import Violations
+
+log = logging.getLogger(__name__)
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+MAX_SLOTS = 1000
+WORKER_ID_RE = validation.KEY_RE
+
+
+def read_subscribe(message: worker_pb2.DequeueRequest) -> WorkerStream:
+    if message.WhichOneof("message") != "subscribe":
+        raise InvalidArgument.one("subscribe", "the first message of a Dequeue stream must be a subscribe")
+    sub = message.subscribe
+    v = Violations()
+    validation.check_pattern(v, "subscribe.worker_id", sub.worker_id, WORKER_ID_RE, required=True)
+    if not sub.all_namespaces and not sub.namespaces:
+        v.add("subscribe.namespaces", "name at least one namespace, or set all_namespaces")
+    for i, ns in enumerate(sub.namespaces):
+        validation.check_slug(v, f"subscribe.namespaces[{i}]", ns)
+    if not sub.kinds:
+        v.add("subscribe.kinds", "name at least one job kind")
+    for i, kind in enumerate(sub.kinds):
+        validation.check_pattern(v, f"subscribe.kinds[{i}]", kind, validation.KIND_RE, required=True)
+    validation.check_range(v, "subscribe.slots", sub.slots, 1, MAX_SLOTS)
+    running: dict[uuid.UUID, int] = {}
+    for i, ref in enumerate(sub.running):
+        parsed = _ref(v, f"subscribe.running[{i}]", ref)
+        if parsed:
+            running[parsed[0]] = parsed[1]
+    v.raise_if_any()
+    return WorkerStream(
+        worker_id=sub.worker_id,
+        namespaces=list(sub.namespaces),
+        all_namespaces=sub.all_namespaces,
+        kinds=list(sub.kinds),
+        slots=sub.slots,
+        in_flight=running,
+    )
+
+
+def read_result(result: worker_pb2.JobResult) -> ResultIn:
+    v = Violations()
+    parsed = _ref(v, "result.job", result.job)
+    if result.success:
+        validation.check_json_object(v, "result.result", result.result)
+    else:
+        validation.check_text(v, "result.error", result.error, validation.MAX_ERROR_CHARS)
+    v.raise_if_any()
+    assert parsed is not None
+    return ResultIn(
+        job_id=parsed[0],
+        attempt=parsed[1],
+        success=result.success,
+        result=to_dict(result.result) if result.success else {},
+        error=result.error,
+        non_retryable=result.non_retryable,
+    )
+
+
+def _ref(v: Violations, path: str, ref: worker_pb2.JobRef) -> tuple[uuid.UUID, int] | None:
+    try:
+        job_id = uuid.UUID(ref.job_id)
+    except ValueError:
+        v.add(f"{path}.job_id", f"{ref.job_id[:64]!r} is not a UUID")
+        return None
+    if ref.attempt < 1:
+        v.add(f"{path}.attempt", f"attempt numbers start at 1, got {ref.attempt}")
+        return None
+    return job_id, ref.attempt
+
+
+class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
+    def __init__(self, dispatcher: Dispatcher):
+        self.dispatcher = dispatcher
+
+    async def Dequeue(
+        self, request_iterator: AsyncIterator[worker_pb2.DequeueRequest], context: Ctx
+    ) -> AsyncIterator[worker_pb2.DequeueResponse]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            return
+        stream = read_subscribe(first)
+        log.info("worker %s connected (%d slots, kinds %s)", stream.worker_id, stream.slots, stream.kinds)
+        self.dispatcher.register(stream)
+        reader = asyncio.create_task(self._read(request_iterator, stream))
+        try:
+            while True:
+                outgoing = asyncio.create_task(stream.outbox.get())
+                done, _ = await asyncio.wait({outgoing, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if outgoing in done:
+                    yield outgoing.result()
+                    continue
+                outgoing.cancel()
+                # The worker closed its side (or sent garbage): finish what is
+                # queued for it, then end the stream.
+                while not stream.outbox.empty():
+                    yield stream.outbox.get_nowait()
+                reader.result()
+                return
+        finally:
+            self.dispatcher.unregister(stream)
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            log.info("worker %s disconnected", stream.worker_id)
+
+    async def _read(self, requests: AsyncIterator[worker_pb2.DequeueRequest], stream: WorkerStream) -> None:
+        async for message in requests:
+            kind = message.WhichOneof("message")
+            if kind == "result":
+                try:
+                    item = read_result(message.result)
+                except InvalidArgument as exc:
+                    stream.send(
+                        worker_pb2.DequeueResponse(
+                            ack=worker_pb2.ResultAck(
+                                job=message.result.job, accepted=False, reason=exc.reason
+                            )
+                        )
+                    )
+                    continue
+                self.dispatcher.submit_result(stream, message.result.job, item)
+            elif kind == "heartbeat":
+                v = Violations()
+                refs = [
+                    r
+                    for i, ref in enumerate(message.heartbeat.running)
+                    if (r := _ref(v, f"running[{i}]", ref))
+                ]
+                self.dispatcher.heartbeat(refs)
+            elif kind == "slots":
+                stream.slots = max(0, min(MAX_SLOTS, message.slots.slots))
+                self.dispatcher.capacity_changed()
+            else:
+                log.warning("worker %s sent an unexpected %s message; ignored", stream.worker_id, kind)

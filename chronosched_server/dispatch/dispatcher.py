@@ -1,0 +1,273 @@
+"""The dispatcher: one per server process.
+
+A single pump task does all queue work in one transaction per cycle: apply
+every result that arrived since the last commit (group commit), extend the
+leases heartbeats asked for, and claim jobs for every stream with free slots.
+Cycles are driven by events, never by a busy loop: a result arriving, a slot
+freeing, a worker subscribing, a PostgreSQL NOTIFY that the frontier gained
+jobs (received on a connection of its own), and a slow timer as a safety net
+for missed notifications and delayed (backoff) jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import psycopg
+from chronosched.v1 import job_pb2, worker_pb2
+from psycopg.rows import DictRow
+
+from chronosched_server.api import convert
+from chronosched_server.dispatch.streams import WorkerStream
+from chronosched_server.errors import DomainError, Unavailable
+from chronosched_server.storage import leases
+from chronosched_server.storage.db import Database
+from chronosched_server.storage.results import ResultIn, ResultOut, apply_results
+
+log = logging.getLogger(__name__)
+
+FRONTIER_CHANNEL = "chronosched_frontier"
+CANCEL_CHANNEL = "chronosched_cancel"
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    lease: timedelta = timedelta(seconds=30)
+    # Safety-net poll: catches missed notifications and jobs whose backoff or
+    # delay has just run out.
+    poll_interval_s: float = 0.5
+    reap_interval_s: float = 1.0
+    keepalive_interval_s: float = 15.0
+    max_batch: int = 1000
+
+
+@dataclass(frozen=True)
+class _Pending:
+    stream: WorkerStream
+    ref: worker_pb2.JobRef
+    item: ResultIn
+
+
+class Dispatcher:
+    def __init__(self, db: Database, listen_url: str, config: DispatchConfig | None = None):
+        self.db = db
+        self.listen_url = listen_url
+        self.config = config or DispatchConfig()
+        self.streams: set[WorkerStream] = set()
+        # job_id -> stream running it on this server, for pushing cancels.
+        self.owner: dict[uuid.UUID, WorkerStream] = {}
+        self._results: list[_Pending] = []
+        self._heartbeats: dict[uuid.UUID, int] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.cycles = 0  # commits made by the pump, for tests and benchmarks
+
+    # -- life cycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._forever(self._pump_once, "pump")),
+            asyncio.create_task(self._listen()),
+            asyncio.create_task(self._forever(self._reap_once, "reaper", self.config.reap_interval_s)),
+            asyncio.create_task(self._timer()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # Results already received are applied before the server goes away,
+        # so a worker's acknowledged-by-TCP result is not left to a retry.
+        for stream in self.streams:
+            stream.slots = 0
+        with contextlib.suppress(Exception):
+            while self._results:
+                await self._cycle()
+
+    # -- called by the Dequeue servicer ----------------------------------
+
+    def register(self, stream: WorkerStream) -> None:
+        self.streams.add(stream)
+        for job_id in stream.in_flight:
+            self.owner[job_id] = stream
+        self._wake.set()
+
+    def unregister(self, stream: WorkerStream) -> None:
+        stream.closed = True
+        self.streams.discard(stream)
+        for job_id in stream.in_flight:
+            if self.owner.get(job_id) is stream:
+                del self.owner[job_id]
+
+    def submit_result(self, stream: WorkerStream, ref: worker_pb2.JobRef, item: ResultIn) -> None:
+        """Queue a result for the next group commit; its slot is free at once."""
+        if stream.in_flight.get(item.job_id) == ref.attempt:
+            del stream.in_flight[item.job_id]
+            if self.owner.get(item.job_id) is stream:
+                del self.owner[item.job_id]
+        self._results.append(_Pending(stream, ref, item))
+        self._wake.set()
+
+    def heartbeat(self, refs: list[tuple[uuid.UUID, int]]) -> None:
+        """Remember leases to extend; flushed with the next cycle (at most a poll interval away)."""
+        self._heartbeats.update(refs)
+
+    def capacity_changed(self) -> None:
+        self._wake.set()
+
+    # -- the pump --------------------------------------------------------
+
+    async def _pump_once(self) -> None:
+        await self._wake.wait()
+        self._wake.clear()
+        await self._cycle()
+
+    async def _cycle(self) -> None:
+        batch = self._results[: self.config.max_batch]
+        del self._results[: len(batch)]
+        beats, self._heartbeats = self._heartbeats, {}
+        wants = [(s, s.free) for s in self.streams if s.free > 0]
+        if not batch and not beats and not wants:
+            return
+        try:
+            async with self.db.transaction() as conn:
+                outs = await apply_results(conn, [p.item for p in batch]) if batch else []
+                if beats:
+                    await leases.extend(conn, beats, self.config.lease)
+                claimed = [(s, await leases.claim(conn, s, n, self.config.lease)) for s, n in wants]
+        except Unavailable:
+            # Put everything back; the listener/timer wakes us when the
+            # database returns. Nothing was committed.
+            self._results[:0] = batch
+            self._heartbeats = {**beats, **self._heartbeats}
+            log.warning("database unavailable; %d results wait for the next cycle", len(batch))
+            await asyncio.sleep(self.config.poll_interval_s)
+            return
+        except (DomainError, psycopg.Error):
+            # Something in the batch broke the transaction (not a plain
+            # rejection, those are returned per item): apply one by one.
+            log.exception("batch of %d results failed; applying them one at a time", len(batch))
+            outs = [await self._apply_alone(p.item) for p in batch]
+            claimed = []
+            self._heartbeats = {**beats, **self._heartbeats}
+        self.cycles += 1
+        for pending, out in zip(batch, outs, strict=True):
+            pending.stream.send(_ack(pending.ref, out))
+        for stream, rows in claimed:
+            for row in rows:
+                stream.in_flight[row["job_id"]] = row["attempt"]
+                self.owner[row["job_id"]] = stream
+                stream.send(_assignment(row, self.config.lease))
+        if self._results or any(rows for _, rows in claimed):
+            # More results queued meanwhile, or the frontier may hold more.
+            self._wake.set()
+
+    async def _apply_alone(self, item: ResultIn) -> ResultOut:
+        try:
+            async with self.db.transaction() as conn:
+                (out,) = await apply_results(conn, [item])
+                return out
+        except DomainError as exc:
+            return ResultOut(False, exc)
+
+    # -- background loops -------------------------------------------------
+
+    async def _forever(self, step: Callable[[], Awaitable[None]], name: str, every: float = 0.0) -> None:
+        while True:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dispatcher %s step failed; retrying", name)
+                await asyncio.sleep(self.config.poll_interval_s)
+            if every:
+                await asyncio.sleep(every)
+
+    async def _reap_once(self) -> None:
+        try:
+            async with self.db.transaction() as conn:
+                requeued, failed = await leases.reap(conn)
+        except Unavailable:
+            return
+        if requeued or failed:
+            log.info("lease expiry: %d jobs back to READY, %d failed", requeued, failed)
+            self._wake.set()
+
+    async def _timer(self) -> None:
+        since_keepalive = 0.0
+        while True:
+            await asyncio.sleep(self.config.poll_interval_s)
+            since_keepalive += self.config.poll_interval_s
+            if self._heartbeats or any(s.free for s in self.streams):
+                self._wake.set()
+            if since_keepalive >= self.config.keepalive_interval_s:
+                since_keepalive = 0.0
+                for stream in self.streams:
+                    stream.send(worker_pb2.DequeueResponse(keepalive=worker_pb2.Keepalive()))
+
+    async def _listen(self) -> None:
+        """LISTEN on a connection of its own; reconnect with backoff when it drops."""
+        delay = 0.1
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.listen_url, autocommit=True) as conn:
+                    await conn.execute(f"listen {FRONTIER_CHANNEL}")
+                    await conn.execute(f"listen {CANCEL_CHANNEL}")
+                    delay = 0.1
+                    # Anything may have happened while we were not listening.
+                    self._wake.set()
+                    async for note in conn.notifies():
+                        if note.channel == FRONTIER_CHANNEL:
+                            self._wake.set()
+                        elif note.channel == CANCEL_CHANNEL:
+                            self._push_cancels(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "notification listener lost (%s); reconnecting in %.1fs", type(exc).__name__, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _push_cancels(self, payload: str) -> None:
+        for ref in leases.parse_cancel_payload(payload):
+            stream = self.owner.get(ref[0])
+            if stream is not None and stream.in_flight.get(ref[0]) == ref[1]:
+                stream.send(
+                    worker_pb2.DequeueResponse(
+                        cancel=worker_pb2.CancelJob(
+                            job=worker_pb2.JobRef(job_id=str(ref[0]), attempt=ref[1]), reason="cancelled"
+                        )
+                    )
+                )
+
+
+def _ack(ref: worker_pb2.JobRef, out: ResultOut) -> worker_pb2.DequeueResponse:
+    reason = out.rejected.reason if out.rejected else ""
+    return worker_pb2.DequeueResponse(
+        ack=worker_pb2.ResultAck(job=ref, accepted=out.rejected is None, reason=reason)
+    )
+
+
+def _assignment(row: DictRow, lease: timedelta) -> worker_pb2.DequeueResponse:
+    job: job_pb2.Job = convert.job(row)
+    execution_timeout = row["execution_timeout"]
+    assert isinstance(execution_timeout, timedelta)
+    return worker_pb2.DequeueResponse(
+        assignment=worker_pb2.Assignment(
+            job=job,
+            lease_expire_time=job.lease_expire_time,
+            lease_duration=convert.dur(lease),
+            execution_timeout=convert.dur(execution_timeout),
+        )
+    )

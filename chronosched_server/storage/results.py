@@ -1,0 +1,155 @@
+"""Applying job results in batches: the one transition path.
+
+The unary CompleteJob/FailJob apply a batch of one; the Dequeue stream
+applies everything that arrived since the last commit (group commit). Rows
+are locked once, decisions are pure (`transitions`), and writes are set-based,
+so a batch of N results costs a handful of statements, not N times as many.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+from chronosched_server import transitions
+from chronosched_server.errors import DomainError, NotFound
+from chronosched_server.storage.db import Conn, execute, fetch_all
+from chronosched_server.transitions import JobFacts, Outcome
+
+
+@dataclass(frozen=True)
+class ResultIn:
+    """One reported outcome; `attempt` None is an operator action (no fence)."""
+
+    job_id: uuid.UUID
+    attempt: int | None
+    success: bool
+    result: dict[str, Any]
+    error: str = ""
+    non_retryable: bool = False
+
+
+@dataclass(frozen=True)
+class ResultOut:
+    """`rejected` is set when the result changed nothing and was refused."""
+
+    changed: bool
+    rejected: DomainError | None = None
+
+
+@dataclass
+class _Writes:
+    succeeded: list[tuple[uuid.UUID, uuid.UUID | None, str]]  # job, dag, result json
+    retried: list[tuple[uuid.UUID, str, timedelta, str]]  # job, error, delay, kind
+    failed: list[tuple[uuid.UUID, uuid.UUID | None, str]]  # job, dag, error
+
+
+async def apply_results(conn: Conn, items: list[ResultIn]) -> list[ResultOut]:
+    """Apply results in the caller's transaction, in order; rejections write nothing."""
+    rows = await fetch_all(conn, "lock_jobs", {"job_ids": sorted({i.job_id for i in items})})
+    jobs = {row["job_id"]: row for row in rows}
+    facts = {
+        job_id: JobFacts(row["state"], row["attempt"], row["max_attempts"]) for job_id, row in jobs.items()
+    }
+    writes = _Writes([], [], [])
+    outs: list[ResultOut] = []
+    for item in items:
+        row = jobs.get(item.job_id)
+        if row is None:
+            outs.append(ResultOut(False, NotFound("job", str(item.job_id))))
+            continue
+        try:
+            if item.success:
+                outcome = transitions.decide_complete(facts[item.job_id], item.attempt)
+            else:
+                outcome = transitions.decide_fail(
+                    facts[item.job_id], item.attempt, non_retryable=item.non_retryable
+                )
+        except DomainError as exc:
+            outs.append(ResultOut(False, exc))
+            continue
+        # Later results in the same batch must see this one's effect (a
+        # duplicate becomes an ACK, a result for the old attempt is stale).
+        current = facts[item.job_id]
+        if outcome is Outcome.SUCCEED:
+            facts[item.job_id] = replace(current, state="SUCCEEDED")
+            writes.succeeded.append((item.job_id, row["dag_id"], json.dumps(item.result)))
+        elif outcome is Outcome.RETRY:
+            facts[item.job_id] = replace(current, state="READY", attempt=current.attempt + 1)
+            delay = transitions.backoff(
+                current.attempt, row["backoff_initial"], row["backoff_max"], row["backoff_multiplier"]
+            )
+            writes.retried.append((item.job_id, item.error, delay, row["kind"]))
+        elif outcome is Outcome.FAIL:
+            facts[item.job_id] = replace(current, state="FAILED")
+            writes.failed.append((item.job_id, row["dag_id"], item.error))
+        outs.append(ResultOut(outcome is not Outcome.ACK))
+    await _write(conn, writes)
+    return outs
+
+
+async def _write(conn: Conn, w: _Writes) -> None:
+    finished: Counter[uuid.UUID] = Counter()
+    if w.succeeded:
+        ids = [job for job, _, _ in w.succeeded]
+        await execute(conn, "succeed_jobs", {"job_ids": ids, "results": [r for _, _, r in w.succeeded]})
+        await execute(conn, "remove_many_from_frontier", {"job_ids": ids})
+        in_dags = [(dag, job) for job, dag, _ in w.succeeded if dag is not None]
+        if in_dags:
+            await execute(
+                conn,
+                "unlock_children",
+                {"dag_ids": [d for d, _ in in_dags], "job_ids": [j for _, j in in_dags]},
+            )
+            finished.update(d for d, _ in in_dags)
+    if w.retried:
+        await requeue(conn, w.retried)
+    failed_dags: set[uuid.UUID] = set()
+    for job_id, dag_id, error in w.failed:
+        skipped = await fail_one(conn, job_id, dag_id, error)
+        if dag_id is not None:
+            finished[dag_id] += 1 + skipped
+            failed_dags.add(dag_id)
+    await dags_finished(conn, finished, failed_dags)
+
+
+async def requeue(conn: Conn, items: list[tuple[uuid.UUID, str, timedelta, str]]) -> None:
+    """READY again with attempt + 1 after the given delays (retries and expired leases)."""
+    await execute(
+        conn,
+        "retry_jobs",
+        {
+            "job_ids": [i[0] for i in items],
+            "errors": [i[1] for i in items],
+            "delays": [i[2] for i in items],
+            "kinds": [i[3] for i in items],
+        },
+    )
+
+
+async def fail_one(conn: Conn, job_id: uuid.UUID, dag_id: uuid.UUID | None, error: str) -> int:
+    """FAILED and out of the frontier, descendants SKIPPED; returns how many were skipped."""
+    await execute(conn, "fail_job", {"job_id": job_id, "error": error})
+    await execute(conn, "remove_from_frontier", {"job_id": job_id})
+    if dag_id is None:
+        return 0
+    return await execute(conn, "skip_descendants", {"job_id": job_id, "dag_id": dag_id})
+
+
+async def dags_finished(conn: Conn, finished: Counter[uuid.UUID], failed: set[uuid.UUID]) -> None:
+    if not finished:
+        return
+    dag_ids = sorted(finished)
+    await execute(
+        conn,
+        "dag_jobs_finished",
+        {
+            "dag_ids": dag_ids,
+            "finished": [finished[d] for d in dag_ids],
+            "failed": [d in failed for d in dag_ids],
+        },
+    )

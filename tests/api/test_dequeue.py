@@ -1,0 +1,115 @@
+"""The Dequeue stream at the protocol level, driven by a raw gRPC client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import grpc
+
+from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, worker_pb2, worker_pb2_grpc
+from tests.api.conftest import Stubs
+from tests.api.helpers import dag, dag_jobs, definition, namespace
+
+J = job_pb2.Job
+
+
+class RawWorker:
+    def __init__(self, api: Stubs, **subscribe: Any):
+        stub = worker_pb2_grpc.WorkerServiceStub(api.channel)
+        self.call = stub.Dequeue()
+        subscribe.setdefault("worker_id", "w1")
+        subscribe.setdefault("kinds", ["noop"])
+        subscribe.setdefault("slots", 1)
+        self.subscribe = worker_pb2.Subscribe(**subscribe)
+
+    async def start(self) -> None:
+        await self.call.write(worker_pb2.DequeueRequest(subscribe=self.subscribe))
+        # Cancelling a pending read would cancel the whole call, so one task
+        # reads everything and tests wait on the queue instead.
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.call:
+            await self.inbox.put(msg)
+
+    async def next(self, kind: str, timeout: float = 5.0) -> Any:
+        """The next message of the given kind, skipping keepalives."""
+        while True:
+            msg = await asyncio.wait_for(self.inbox.get(), timeout)
+            if msg.WhichOneof("message") == kind:
+                return getattr(msg, kind)
+            assert msg.WhichOneof("message") == "keepalive", msg
+
+    async def complete(self, job: J, **result: Any) -> worker_pb2.ResultAck:
+        req = worker_pb2.JobResult(
+            job=worker_pb2.JobRef(job_id=job.job_id, attempt=job.attempt), success=True
+        )
+        req.result.update(result)
+        await self.call.write(worker_pb2.DequeueRequest(result=req))
+        ack: worker_pb2.ResultAck = await self.next("ack")
+        return ack
+
+
+async def test_push_complete_and_unlock_child(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    created = await dag(api, ns, d.def_id, "ab", [("a", "b")])
+    worker = RawWorker(api, namespaces=[ns])
+    await worker.start()
+    first = await worker.next("assignment")
+    assert first.job.key == "a" and first.job.state == J.STATE_RUNNING and first.job.attempt == 1
+    assert first.job.worker_id == "w1" and first.lease_duration.seconds == 30
+    assert first.execution_timeout.seconds == 3600
+    # One slot: nothing else is pushed until the result frees it.
+    ack = await worker.complete(first.job, ok=1)
+    assert ack.accepted and ack.job.job_id == first.job.job_id
+    t0 = time.perf_counter()
+    second = await worker.next("assignment")
+    latency = time.perf_counter() - t0
+    assert second.job.key == "b" and latency < 2.0
+    ack = await worker.complete(second.job)
+    assert ack.accepted
+    final = await api.dags.GetDag(dag_pb2.GetDagRequest(namespace_id=ns, dag_id=created.dag_id))
+    assert final.state == dag_pb2.Dag.STATE_SUCCEEDED
+    jobs = await dag_jobs(api, ns, created.dag_id)
+    assert dict(jobs["a"].result) == {"ok": 1}
+    worker.call.cancel()
+
+
+async def test_never_more_than_slots_in_flight_and_stale_results_rejected(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    for _ in range(5):
+        await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id))
+    worker = RawWorker(api, namespaces=[ns], slots=2)
+    await worker.start()
+    got = [await worker.next("assignment"), await worker.next("assignment")]
+    # A third push would exceed 2 slots.
+    try:
+        extra = await worker.next("assignment", timeout=1.0)
+        raise AssertionError(f"pushed beyond free slots: {extra.job.job_id}")
+    except TimeoutError:
+        pass
+    stale = worker_pb2.JobResult(job=worker_pb2.JobRef(job_id=got[0].job.job_id, attempt=7), success=True)
+    await worker.call.write(worker_pb2.DequeueRequest(result=stale))
+    ack = await worker.next("ack")
+    assert not ack.accepted and ack.reason == "STALE_ATTEMPT"
+    job = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=got[0].job.job_id))
+    assert job.state == J.STATE_RUNNING
+    worker.call.cancel()
+
+
+async def test_subscribe_is_validated(api: Stubs) -> None:
+    stub = worker_pb2_grpc.WorkerServiceStub(api.channel)
+    call = stub.Dequeue()
+    await call.write(worker_pb2.DequeueRequest(subscribe=worker_pb2.Subscribe(worker_id="w", slots=0)))
+    try:
+        await call.read()
+        raise AssertionError("expected INVALID_ARGUMENT")
+    except grpc.aio.AioRpcError as err:
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        for field in ["subscribe.namespaces", "subscribe.kinds", "subscribe.slots"]:
+            assert field in (err.details() or "")
