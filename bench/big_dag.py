@@ -18,6 +18,8 @@ import time
 import uuid
 
 import psycopg
+
+from bench.common import database, server
 from chronosched.v1 import (
     dag_pb2,
     dag_pb2_grpc,
@@ -26,8 +28,6 @@ from chronosched.v1 import (
     namespace_pb2,
     namespace_pb2_grpc,
 )
-
-from bench.common import database, server
 from chronosched_server.graph import find_cycle
 
 

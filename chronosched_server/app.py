@@ -9,6 +9,10 @@ import signal
 from datetime import timedelta
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
 from chronosched.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -23,10 +27,6 @@ from chronosched.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
-
 from chronosched_server.api.admin import AdminServicer
 from chronosched_server.api.dags import DagServicer
 from chronosched_server.api.definitions import DefinitionServicer

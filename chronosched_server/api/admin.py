@@ -6,8 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-from chronosched.v1 import admin_pb2, admin_pb2_grpc
 
+from chronosched.v1 import admin_pb2, admin_pb2_grpc
 from chronosched_server import __version__, validation
 from chronosched_server.errors import Unavailable
 from chronosched_server.storage import admin

@@ -6,10 +6,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, namespace_pb2
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from psycopg.rows import DictRow
 
+from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, namespace_pb2
 from chronosched_server import cron
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
-from chronosched.v1 import dag_pb2, dag_pb2_grpc, job_pb2
 from google.protobuf import empty_pb2
 
+from chronosched.v1 import dag_pb2, dag_pb2_grpc, job_pb2
 from chronosched_server import ids, topology, validation
 from chronosched_server.api import convert
 from chronosched_server.api.common import state_filter, to_dict, uuid_field, uuid_token

@@ -7,8 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-from chronosched.v1 import definition_pb2, definition_pb2_grpc, job_pb2
 
+from chronosched.v1 import definition_pb2, definition_pb2_grpc, job_pb2
 from chronosched_server import cron, ids, validation
 from chronosched_server.api import convert
 from chronosched_server.api.common import to_dict, uuid_field, uuid_token

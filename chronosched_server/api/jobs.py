@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from chronosched.v1 import job_pb2, job_pb2_grpc
 
+from chronosched.v1 import job_pb2, job_pb2_grpc
 from chronosched_server import ids, validation
 from chronosched_server.api import convert
 from chronosched_server.api.common import state_filter, to_dict, uuid_field, uuid_token

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from chronosched.v1 import namespace_pb2, namespace_pb2_grpc
 
+from chronosched.v1 import namespace_pb2, namespace_pb2_grpc
 from chronosched_server import ids, validation
 from chronosched_server.api import convert
 from chronosched_server.storage import namespaces

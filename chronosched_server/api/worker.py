@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from chronosched.v1 import worker_pb2, worker_pb2_grpc
 
+from chronosched.v1 import worker_pb2, worker_pb2_grpc
 from chronosched_server import validation
 from chronosched_server.api.common import to_dict
 from chronosched_server.dispatch.dispatcher import Dispatcher

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import psycopg
-from chronosched.v1 import job_pb2, worker_pb2
 from psycopg.rows import DictRow
 
+from chronosched.v1 import job_pb2, worker_pb2
 from chronosched_server.api import convert
 from chronosched_server.dispatch.streams import WorkerStream
 from chronosched_server.errors import DomainError, Unavailable

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+
 from chronosched.v1 import (
     admin_pb2_grpc,
     dag_pb2_grpc,
@@ -14,7 +15,6 @@ from chronosched.v1 import (
     job_pb2_grpc,
     namespace_pb2_grpc,
 )
-
 from chronosched_server.app import Server
 from chronosched_server.config import Config
 

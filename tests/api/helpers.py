@@ -6,9 +6,9 @@ from typing import Any
 
 import grpc
 import pytest
-from chronosched.v1 import dag_pb2, definition_pb2, namespace_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from chronosched.v1 import dag_pb2, definition_pb2, namespace_pb2
 from tests.api.conftest import Stubs
 
 

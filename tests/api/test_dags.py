@@ -3,8 +3,8 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-from chronosched.v1 import dag_pb2, job_pb2
 
+from chronosched.v1 import dag_pb2, job_pb2
 from tests.api.conftest import Stubs
 from tests.api.helpers import dag, dag_jobs, definition, fails, namespace
 

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import grpc
+import pytest
 
 from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, worker_pb2, worker_pb2_grpc
 from tests.api.conftest import Stubs
@@ -35,10 +36,10 @@ class RawWorker:
         async for msg in self.call:
             await self.inbox.put(msg)
 
-    async def next(self, kind: str, timeout: float = 5.0) -> Any:
+    async def next(self, kind: str, wait_s: float = 5.0) -> Any:
         """The next message of the given kind, skipping keepalives."""
         while True:
-            msg = await asyncio.wait_for(self.inbox.get(), timeout)
+            msg = await asyncio.wait_for(self.inbox.get(), wait_s)
             if msg.WhichOneof("message") == kind:
                 return getattr(msg, kind)
             assert msg.WhichOneof("message") == "keepalive", msg
@@ -89,7 +90,7 @@ async def test_never_more_than_slots_in_flight_and_stale_results_rejected(api: S
     got = [await worker.next("assignment"), await worker.next("assignment")]
     # A third push would exceed 2 slots.
     try:
-        extra = await worker.next("assignment", timeout=1.0)
+        extra = await worker.next("assignment", wait_s=1.0)
         raise AssertionError(f"pushed beyond free slots: {extra.job.job_id}")
     except TimeoutError:
         pass
@@ -106,10 +107,8 @@ async def test_subscribe_is_validated(api: Stubs) -> None:
     stub = worker_pb2_grpc.WorkerServiceStub(api.channel)
     call = stub.Dequeue()
     await call.write(worker_pb2.DequeueRequest(subscribe=worker_pb2.Subscribe(worker_id="w", slots=0)))
-    try:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
         await call.read()
-        raise AssertionError("expected INVALID_ARGUMENT")
-    except grpc.aio.AioRpcError as err:
-        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-        for field in ["subscribe.namespaces", "subscribe.kinds", "subscribe.slots"]:
-            assert field in (err.details() or "")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for field in ["subscribe.namespaces", "subscribe.kinds", "subscribe.slots"]:
+        assert field in (info.value.details() or "")

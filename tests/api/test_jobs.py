@@ -4,9 +4,9 @@ import asyncio
 from typing import Any
 
 import grpc
-from chronosched.v1 import admin_pb2, dag_pb2, definition_pb2, job_pb2
 from google.protobuf import duration_pb2, struct_pb2
 
+from chronosched.v1 import admin_pb2, dag_pb2, definition_pb2, job_pb2
 from tests.api.conftest import Stubs
 from tests.api.helpers import dag, dag_jobs, definition, fails, namespace
 

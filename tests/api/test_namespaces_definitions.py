@@ -6,9 +6,9 @@ from typing import Any
 
 import grpc
 import pytest
-from chronosched.v1 import definition_pb2, namespace_pb2
 from google.protobuf import duration_pb2, struct_pb2
 
+from chronosched.v1 import definition_pb2, namespace_pb2
 from tests.api.conftest import Stubs
 from tests.api.helpers import definition, fails, namespace
 
