@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from chronosched_server.storage.bulk import copy_rows, copy_text
 from chronosched_server.storage.db import Conn, Database, execute, fetch_all, fetch_one
 from chronosched_server.validation import MAX_JOBS_PER_DAG
 
-_TERMINAL_DAG = ("SUCCEEDED", "FAILED", "CANCELLED")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,29 @@ async def create(
             if edges:
                 await _insert_edges(conn, dag_id, [(ids[p], ids[c]) for p, c in edges])
         await idem.record([dag_id])
-        return dag
+    if len(jobs) >= ANALYZE_AFTER_JOBS:
+        _refresh_statistics(db)
+    return dag
+
+
+# After a bulk load this large the planner's row estimates are far off until
+# autovacuum analyzes (up to a minute later), and generic plans of the hot
+# completion statements may fall back to sequential scans meanwhile.
+ANALYZE_AFTER_JOBS = 10_000
+_background: set[asyncio.Task[None]] = set()
+
+
+def _refresh_statistics(db: Database) -> None:
+    async def run() -> None:
+        try:
+            async with db.transaction() as conn:
+                await execute(conn, "analyze_queue_tables", {})
+        except Exception:
+            log.warning("analyze after a bulk load failed", exc_info=True)
+
+    task = asyncio.create_task(run())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 async def _get(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> DictRow:

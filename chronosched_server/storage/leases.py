@@ -25,9 +25,8 @@ _REFS_PER_NOTIFY = 150
 async def claim(conn: Conn, stream: WorkerStream, n: int, lease: timedelta) -> list[DictRow]:
     return await fetch_all(
         conn,
-        "claim_jobs",
+        "claim_jobs_any" if stream.all_namespaces else "claim_jobs_in",
         {
-            "all_namespaces": stream.all_namespaces,
             "namespaces": stream.namespaces,
             "kinds": stream.kinds,
             "n": n,

@@ -75,7 +75,12 @@ async def fetch_value(conn: AConn, query: bytes, params: Any = None) -> Any:
 async def test_every_named_query_prepares_with_its_declared_parameter_types(aconn: AConn) -> None:
     failures: list[str] = []
     checked = 0
+    utility = 0
     for name, query in all_queries().items():
+        code = re.sub(r"--[^\n]*", "", query).strip().lower()
+        if not re.match(r"(with|select|insert|update|delete)\b", code):
+            utility += 1  # utility statements (ANALYZE) cannot be PREPAREd
+            continue
         text, params = to_positional(query)
         casts: dict[str, set[str]] = {}
         for match in CAST.finditer(query):
@@ -105,7 +110,7 @@ async def test_every_named_query_prepares_with_its_declared_parameter_types(acon
             if prepared != want:
                 failures.append(f"{name}: %({param})s prepared as {prepared}, declared {want}")
     assert failures == []
-    assert checked == len(all_queries())
+    assert checked + utility == len(all_queries()) and utility <= 1
     assert checked >= 40
 
 

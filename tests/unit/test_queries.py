@@ -63,7 +63,9 @@ def test_parse_rejects_duplicate_names() -> None:
 
 def test_all_queries_loads_every_sql_file() -> None:
     files = sql_files()
-    assert sorted(files) == ["admin.sql", "dags.sql", "definitions.sql", "jobs.sql", "namespaces.sql"]
+    assert {"admin.sql", "dags.sql", "definitions.sql", "dispatch.sql", "jobs.sql", "namespaces.sql"} <= set(
+        files
+    )
     loaded = all_queries()
     expected: dict[str, str] = {}
     for name in sorted(files):
@@ -90,7 +92,9 @@ def test_query_names_are_unique_and_well_formed() -> None:
     names = list(all_queries())
     assert len(names) == len(set(names))
     assert all(re.fullmatch(r"[a-z_][a-z0-9_]*", name) for name in names)
-    assert {"insert_namespace", "get_dag", "lock_job", "unlock_children", "prune"} <= set(names)
+    assert {"insert_namespace", "get_dag", "lock_jobs", "unlock_children", "claim_jobs_in", "prune"} <= set(
+        names
+    )
 
 
 def test_query_bodies_are_single_statements_without_trailing_semicolon() -> None:

@@ -99,3 +99,6 @@ where dag_id = %(dag_id)s::uuid
        or (parent_job_id, child_job_id) > (%(after_parent)s::uuid, %(after_child)s::uuid))
 order by parent_job_id, child_job_id
 limit %(limit)s::int;
+
+-- name: analyze_queue_tables
+analyze jobs, dependencies, frontier;

@@ -1,14 +1,41 @@
--- name: claim_jobs
--- Takes up to n due jobs for one worker from the frontier, highest priority
--- first; SKIP LOCKED lets any number of servers claim at once without ever
--- leasing a job twice. The job leaves the frontier and becomes RUNNING with
--- a lease in the same statement.
+-- name: claim_jobs_in
+-- Takes up to n due jobs for a worker serving the given namespaces and kinds,
+-- highest priority first. Each (namespace, kind) pair is read in index order
+-- with its own limit, so a claim never sorts the whole frontier; SKIP LOCKED
+-- lets any number of servers claim at once without ever leasing a job twice.
+-- The jobs leave the frontier and become RUNNING with a lease in the same
+-- statement.
+with picked as (
+    select c.job_id
+    from unnest(%(namespaces)s::text[]) as n (namespace_id)
+    cross join unnest(%(kinds)s::text[]) as k (kind)
+    cross join lateral (
+        select f.job_id, f.priority, f.due_time
+        from frontier f
+        where f.namespace_id = n.namespace_id and f.kind = k.kind and f.due_time <= now()
+        order by f.priority desc, f.due_time, f.job_id
+        limit %(n)s::int
+        for update of f skip locked
+    ) c
+    order by c.priority desc, c.due_time, c.job_id
+    limit %(n)s::int
+), gone as (
+    delete from frontier f using picked p where f.job_id = p.job_id returning f.job_id
+)
+update jobs j
+set state = 'RUNNING', start_time = now(), update_time = now(),
+    lease_expire_time = now() + %(lease)s::interval, worker_id = %(worker_id)s::text
+from gone, job_definitions d
+where j.job_id = gone.job_id and d.def_id = j.def_id and j.state = 'READY'
+returning j.*, d.version as def_version, d.kind, d.execution_timeout;
+
+-- name: claim_jobs_any
+-- The same for a worker serving every namespace: one walk of the global
+-- priority index, filtered by kind.
 with picked as (
     select f.job_id
     from frontier f
-    where (%(all_namespaces)s::boolean or f.namespace_id = any(%(namespaces)s::text[]))
-      and f.kind = any(%(kinds)s::text[])
-      and f.due_time <= now()
+    where f.kind = any(%(kinds)s::text[]) and f.due_time <= now()
     order by f.priority desc, f.due_time, f.job_id
     limit %(n)s::int
     for update of f skip locked
