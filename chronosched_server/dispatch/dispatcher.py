@@ -28,7 +28,7 @@ from chronosched_server.dispatch.streams import WorkerStream
 from chronosched_server.errors import DomainError, Unavailable
 from chronosched_server.storage import leases
 from chronosched_server.storage.db import Database
-from chronosched_server.storage.results import ResultIn, ResultOut, apply_results
+from chronosched_server.storage.results import ResultIn, ResultOut, apply_results, decide, write
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,10 @@ class DispatchConfig:
     reap_interval_s: float = 1.0
     keepalive_interval_s: float = 15.0
     max_batch: int = 1000
+    # Cycles that may be in their transaction at once. Each commit waits for
+    # its WAL flush; overlapping a few lets PostgreSQL flush them together and
+    # keeps results from queueing behind one slow commit.
+    concurrent_cycles: int = 2
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ class Dispatcher:
         self._heartbeats: dict[uuid.UUID, int] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._cycle_slots = asyncio.Semaphore(self.config.concurrent_cycles)
+        self._running: set[asyncio.Task[None]] = set()
         self.cycles = 0  # commits made by the pump, for tests and benchmarks
 
     # -- life cycle -------------------------------------------------------
@@ -84,13 +90,16 @@ class Dispatcher:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._running:
+            await asyncio.wait(self._running)
         # Results already received are applied before the server goes away,
         # so a worker's acknowledged-by-TCP result is not left to a retry.
         for stream in self.streams:
             stream.slots = 0
-        with contextlib.suppress(Exception):
-            while self._results:
-                await self._cycle()
+        batch, self._results = self._results, []
+        if batch:
+            with contextlib.suppress(Exception):
+                await self._transact(batch, {}, [])
 
     # -- called by the Dequeue servicer ----------------------------------
 
@@ -127,22 +136,51 @@ class Dispatcher:
 
     async def _pump_once(self) -> None:
         await self._wake.wait()
+        await self._cycle_slots.acquire()
+        # Cleared only now: whatever arrived while all cycles were busy is
+        # picked up by this one.
         self._wake.clear()
-        await self._cycle()
+        task = asyncio.create_task(self._cycle())
+        self._running.add(task)
+        task.add_done_callback(self._cycle_done)
+
+    def _cycle_done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._cycle_slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dispatch cycle failed", exc_info=task.exception())
 
     async def _cycle(self) -> None:
+        # Everything this cycle works on is taken before its first await, so
+        # concurrent cycles never share a result, a heartbeat or a slot.
         batch = self._results[: self.config.max_batch]
         del self._results[: len(batch)]
         beats, self._heartbeats = self._heartbeats, {}
         wants = [(s, s.free) for s in self.streams if s.free > 0]
         if not batch and not beats and not wants:
             return
+        for stream, n in wants:
+            stream.reserved += n
+        try:
+            await self._transact(batch, beats, wants)
+        finally:
+            for stream, n in wants:
+                stream.reserved -= n
+
+    async def _transact(
+        self, batch: list[_Pending], beats: dict[uuid.UUID, int], wants: list[tuple[WorkerStream, int]]
+    ) -> None:
         try:
             async with self.db.transaction() as conn:
-                outs = await apply_results(conn, [p.item for p in batch]) if batch else []
-                if beats:
-                    await leases.extend(conn, beats, self.config.lease)
-                claimed = [(s, await leases.claim(conn, s, n, self.config.lease)) for s, n in wants]
+                writes, outs = await decide(conn, [p.item for p in batch])
+                # Everything after the decisions goes out in one pipeline: the
+                # cycle costs two round trips plus the commit, whatever its size.
+                async with conn.pipeline():
+                    await write(conn, writes)
+                    if beats:
+                        await leases.extend(conn, beats, self.config.lease)
+                    cursors = [(s, await leases.claim(conn, s, n, self.config.lease)) for s, n in wants]
+                claimed = [(s, await cur.fetchall()) for s, cur in cursors]
         except Unavailable:
             # Put everything back; the listener/timer wakes us when the
             # database returns. Nothing was committed.
@@ -150,6 +188,7 @@ class Dispatcher:
             self._heartbeats = {**beats, **self._heartbeats}
             log.warning("database unavailable; %d results wait for the next cycle", len(batch))
             await asyncio.sleep(self.config.poll_interval_s)
+            self._wake.set()
             return
         except (DomainError, psycopg.Error):
             # Something in the batch broke the transaction (not a plain

@@ -23,10 +23,13 @@ class WorkerStream:
     in_flight: dict[uuid.UUID, int] = field(default_factory=dict)
     outbox: asyncio.Queue[worker_pb2.DequeueResponse] = field(default_factory=asyncio.Queue)
     closed: bool = False
+    # Slots promised to a claim that is still in its transaction; counting
+    # them keeps concurrent cycles from leasing beyond the worker's capacity.
+    reserved: int = 0
 
     @property
     def free(self) -> int:
-        return 0 if self.closed else max(0, self.slots - len(self.in_flight))
+        return 0 if self.closed else max(0, self.slots - len(self.in_flight) - self.reserved)
 
     def send(self, message: worker_pb2.DequeueResponse) -> None:
         if not self.closed:

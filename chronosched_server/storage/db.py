@@ -53,9 +53,11 @@ class Database:
             open=False,
             # Requests wait at most this long for a connection; beyond it the
             # database is treated as unavailable rather than hanging clients.
+            # No per-checkout health check: it costs a round trip on every
+            # transaction; a broken connection fails its transaction (as
+            # UNAVAILABLE) and the pool replaces it.
             timeout=10.0,
             reconnect_timeout=0,
-            check=AsyncConnectionPool.check_connection,
         )
 
     async def open(self) -> None:

@@ -8,10 +8,12 @@ from collections import Counter
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from psycopg import AsyncCursor
 from psycopg.rows import DictRow
 
 from chronosched_server import transitions
 from chronosched_server.storage.db import Conn, execute, fetch_all
+from chronosched_server.storage.queries import q
 from chronosched_server.storage.results import dags_finished, fail_one, requeue
 
 if TYPE_CHECKING:
@@ -22,10 +24,10 @@ REAP_BATCH = 500
 _REFS_PER_NOTIFY = 150
 
 
-async def claim(conn: Conn, stream: WorkerStream, n: int, lease: timedelta) -> list[DictRow]:
-    return await fetch_all(
-        conn,
-        "claim_jobs_any" if stream.all_namespaces else "claim_jobs_in",
+async def claim(conn: Conn, stream: WorkerStream, n: int, lease: timedelta) -> AsyncCursor[DictRow]:
+    """Queue the claim; the caller fetches the claimed rows (so it can pipeline)."""
+    return await conn.execute(
+        q("claim_jobs_any" if stream.all_namespaces else "claim_jobs_in"),
         {
             "namespaces": stream.namespaces,
             "kinds": stream.kinds,

@@ -17,7 +17,7 @@ from typing import Any
 
 from chronosched_server import transitions
 from chronosched_server.errors import DomainError, NotFound
-from chronosched_server.storage.db import Conn, execute, fetch_all
+from chronosched_server.storage.db import Conn, execute, fetch_all, fetch_one
 from chronosched_server.transitions import JobFacts, Outcome
 
 
@@ -42,7 +42,7 @@ class ResultOut:
 
 
 @dataclass
-class _Writes:
+class Writes:
     succeeded: list[tuple[uuid.UUID, uuid.UUID | None, str]]  # job, dag, result json
     retried: list[tuple[uuid.UUID, str, timedelta, str]]  # job, error, delay, kind
     failed: list[tuple[uuid.UUID, uuid.UUID | None, str]]  # job, dag, error
@@ -50,12 +50,22 @@ class _Writes:
 
 async def apply_results(conn: Conn, items: list[ResultIn]) -> list[ResultOut]:
     """Apply results in the caller's transaction, in order; rejections write nothing."""
+    writes, outs = await decide(conn, items)
+    async with conn.pipeline():
+        await write(conn, writes)
+    return outs
+
+
+async def decide(conn: Conn, items: list[ResultIn]) -> tuple[Writes, list[ResultOut]]:
+    """Lock the jobs (one round trip) and decide every result; nothing written yet."""
+    writes = Writes([], [], [])
+    if not items:
+        return writes, []
     rows = await fetch_all(conn, "lock_jobs", {"job_ids": sorted({i.job_id for i in items})})
     jobs = {row["job_id"]: row for row in rows}
     facts = {
         job_id: JobFacts(row["state"], row["attempt"], row["max_attempts"]) for job_id, row in jobs.items()
     }
-    writes = _Writes([], [], [])
     outs: list[ResultOut] = []
     for item in items:
         row = jobs.get(item.job_id)
@@ -88,11 +98,12 @@ async def apply_results(conn: Conn, items: list[ResultIn]) -> list[ResultOut]:
             facts[item.job_id] = replace(current, state="FAILED")
             writes.failed.append((item.job_id, row["dag_id"], item.error))
         outs.append(ResultOut(outcome is not Outcome.ACK))
-    await _write(conn, writes)
-    return outs
+    return writes, outs
 
 
-async def _write(conn: Conn, w: _Writes) -> None:
+async def write(conn: Conn, w: Writes) -> None:
+    """Apply decided results set-based. Safe inside a pipeline block: only the
+    rare final failures wait for an answer (their skip count)."""
     finished: Counter[uuid.UUID] = Counter()
     if w.succeeded:
         ids = [job for job, _, _ in w.succeeded]
@@ -137,7 +148,10 @@ async def fail_one(conn: Conn, job_id: uuid.UUID, dag_id: uuid.UUID | None, erro
     await execute(conn, "remove_from_frontier", {"job_id": job_id})
     if dag_id is None:
         return 0
-    return await execute(conn, "skip_descendants", {"job_id": job_id, "dag_id": dag_id})
+    row = await fetch_one(conn, "skip_descendants", {"job_id": job_id, "dag_id": dag_id})
+    assert row is not None
+    skipped: int = row["skipped"]
+    return skipped
 
 
 async def dags_finished(conn: Conn, finished: Counter[uuid.UUID], failed: set[uuid.UUID]) -> None:

@@ -45,6 +45,7 @@ where job_id = %(job_id)s::uuid;
 delete from frontier where job_id = %(job_id)s::uuid;
 
 -- name: skip_descendants
+-- Returns how many jobs were skipped (a count, so it works in pipeline mode).
 with recursive below (job_id) as (
     select child_job_id from dependencies
     where dag_id = %(dag_id)s::uuid and parent_job_id = %(job_id)s::uuid
@@ -52,10 +53,13 @@ with recursive below (job_id) as (
     select e.child_job_id
     from dependencies e join below b on e.parent_job_id = b.job_id
     where e.dag_id = %(dag_id)s::uuid
+), skipped as (
+    update jobs
+    set state = 'SKIPPED', end_time = now(), update_time = now()
+    where job_id in (select job_id from below) and state = 'PENDING'
+    returning 1
 )
-update jobs
-set state = 'SKIPPED', end_time = now(), update_time = now()
-where job_id in (select job_id from below) and state = 'PENDING';
+select count(*) as skipped from skipped;
 
 -- name: insert_standalone_job
 with j as (
