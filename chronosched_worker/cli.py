@@ -1,0 +1,158 @@
+"""`chronosched worker` (also `python -m chronosched_worker`): a worker
+process serving the built-in kinds.
+
+    chronosched worker --server HOST:PORT (--namespace NS ... | --all-namespaces)
+                       [--kinds a,b] [--concurrency N] [--grace SECONDS] [--worker-id ID]
+
+Flags default from CHRONOSCHED_* variables (named in each flag's help); this
+module is the only one in the package that reads the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+from chronosched_worker.kinds import BUILTIN_KINDS, register_builtin_kinds
+from chronosched_worker.sdk import Worker
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0: {text}")
+    return value
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chronosched worker",
+        description="Run a chronosched worker: stream jobs from the server and run them "
+        f"with the built-in kinds ({', '.join(BUILTIN_KINDS)}). SIGTERM or Ctrl-C drains "
+        "(finishes running jobs within the grace period); a second one stops at once.",
+    )
+    parser.add_argument(
+        "--server",
+        default=env.get("CHRONOSCHED_SERVER", DEFAULT_SERVER),
+        help=f"the server's gRPC address HOST:PORT (env CHRONOSCHED_SERVER; default {DEFAULT_SERVER})",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        action="append",
+        default=None,
+        metavar="NS",
+        help="take jobs from this namespace; repeat or separate with commas for several "
+        "(env CHRONOSCHED_WORKER_NAMESPACES, comma-separated)",
+    )
+    scope.add_argument(
+        "--all-namespaces",
+        action="store_true",
+        default=None,
+        help="take jobs from every namespace (env CHRONOSCHED_WORKER_ALL_NAMESPACES=1)",
+    )
+    parser.add_argument(
+        "--kinds",
+        type=_csv,
+        default=_csv(env.get("CHRONOSCHED_WORKER_KINDS", "")),
+        metavar="A,B",
+        help="serve only these built-in kinds (env CHRONOSCHED_WORKER_KINDS; default all)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=env.get("CHRONOSCHED_WORKER_CONCURRENCY", "16"),
+        help="jobs run at once (env CHRONOSCHED_WORKER_CONCURRENCY; default 16)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=_seconds,
+        default=env.get("CHRONOSCHED_WORKER_GRACE", "30"),
+        metavar="SECONDS",
+        help="on shutdown, how long running jobs get to finish (env CHRONOSCHED_WORKER_GRACE; default 30)",
+    )
+    parser.add_argument(
+        "--worker-id",
+        default=env.get("CHRONOSCHED_WORKER_ID"),
+        help="stable id shown in the server's job records (env CHRONOSCHED_WORKER_ID; "
+        "default hostname-pid-random)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env.get("CHRONOSCHED_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log level (env CHRONOSCHED_LOG_LEVEL; default INFO)",
+    )
+    return parser
+
+
+def build_worker(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Worker:
+    """Parse the command line into a ready Worker (exits with status 2 on bad usage)."""
+    env = os.environ if env is None else env
+    parser = build_parser(env)
+    args = parser.parse_args(argv)
+
+    # Flags win over the environment; only without either flag does it count.
+    namespaces = [ns for value in args.namespace or () for ns in _csv(value)]
+    all_namespaces = bool(args.all_namespaces)
+    if not namespaces and not all_namespaces:
+        namespaces = _csv(env.get("CHRONOSCHED_WORKER_NAMESPACES", ""))
+        all_namespaces = env.get("CHRONOSCHED_WORKER_ALL_NAMESPACES", "").strip().lower() in _TRUE
+        if namespaces and all_namespaces:
+            parser.error("CHRONOSCHED_WORKER_NAMESPACES and CHRONOSCHED_WORKER_ALL_NAMESPACES are both set")
+    if not namespaces and not all_namespaces:
+        parser.error("one of --namespace NS or --all-namespaces is required")
+
+    unknown = [kind for kind in args.kinds if kind not in BUILTIN_KINDS]
+    if unknown:
+        parser.error(
+            f"unknown kind(s) in --kinds: {', '.join(unknown)} (built-in: {', '.join(BUILTIN_KINDS)})"
+        )
+
+    try:
+        worker = Worker(
+            args.server,
+            worker_id=args.worker_id,
+            namespaces=namespaces,
+            all_namespaces=all_namespaces,
+            concurrency=args.concurrency,
+            grace_s=args.grace,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    register_builtin_kinds(worker, args.kinds or None)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return worker
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a worker until SIGTERM/SIGINT; returns the exit status (0 after a clean drain)."""
+    build_worker(argv).run_forever()
+    return 0

@@ -1,0 +1,157 @@
+"""The gRPC side of a worker: channel settings, reconnect backoff, and one
+Dequeue call with an ordered writer."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
+
+import grpc
+
+from chronosched.v1 import worker_pb2
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+ChannelOptions: TypeAlias = Sequence[tuple[str, Any]]
+
+_DEFAULT_OPTIONS: dict[str, Any] = {
+    # A worker's stream may sit idle for hours behind NATs and proxies; pings
+    # keep it open and reveal a dead peer within ~30 s. The server permits
+    # pings every 10 s, so 20 s never trips its abuse limit.
+    "grpc.keepalive_time_ms": 20_000,
+    "grpc.keepalive_timeout_ms": 10_000,
+    "grpc.keepalive_permit_without_calls": 1,
+    # Without this the client stops pinging after two pings with no data
+    # frames, which is exactly the idle stream keepalive is meant to watch.
+    "grpc.http2.max_pings_without_data": 0,
+    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    # The channel's own reconnect backoff defaults to 1 s growing to 120 s;
+    # calls made meanwhile fail at once, so after a long outage the worker
+    # would only notice a restarted server minutes later. Keep the channel's
+    # backoff within ours.
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 5_000,
+}
+
+
+def channel_options(overrides: ChannelOptions = ()) -> list[tuple[str, Any]]:
+    """The worker's channel options, with `overrides` winning key by key."""
+    merged = dict(_DEFAULT_OPTIONS)
+    merged.update(dict(overrides))
+    return list(merged.items())
+
+
+class Backoff:
+    """Exponential backoff with full jitter: the n-th consecutive failure
+    waits a uniform random time in [0, min(maximum, initial * 2**n)].
+
+    Full jitter spreads a fleet of workers that lost the same server, so they
+    do not reconnect in lockstep.
+    """
+
+    def __init__(
+        self, initial: float = 0.1, maximum: float = 5.0, rng: Callable[[], float] = random.random
+    ) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._rng = rng
+        self.failures = 0
+
+    def ceiling(self) -> float:
+        return min(self.maximum, self.initial * 2.0 ** min(self.failures, 64))
+
+    def next_delay(self) -> float:
+        delay = self._rng() * self.ceiling()
+        self.failures += 1
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+DequeueCall: TypeAlias = grpc.aio.StreamStreamCall[worker_pb2.DequeueRequest, worker_pb2.DequeueResponse]
+OnSent: TypeAlias = Callable[[float], None]
+
+# How long a half-closed stream may take to end before it is cut.
+CLOSE_TIMEOUT_S = 2.0
+
+
+class DequeueStream:
+    """One Dequeue call.
+
+    grpc.aio allows one write at a time, so every message goes through an
+    outbox drained by a single writer task, which also keeps them in order:
+    Subscribe first, then resent results, then whatever comes later.
+    """
+
+    def __init__(self, call: DequeueCall) -> None:
+        self._call = call
+        self._outbox: asyncio.Queue[tuple[worker_pb2.DequeueRequest, OnSent | None] | None] = asyncio.Queue()
+        self._closed = False
+        self._writer = asyncio.ensure_future(self._write_all())
+        self.opened_at = time.monotonic()
+
+    def send(self, request: worker_pb2.DequeueRequest, on_sent: OnSent | None = None) -> None:
+        """Queue `request`; `on_sent(t)` runs once it is written, with the
+        monotonic time the write began (a lower bound on when the server got it)."""
+        if not self._closed:
+            self._outbox.put_nowait((request, on_sent))
+
+    def close_writing(self) -> None:
+        """Half-close after everything queued so far; the server then ends the call."""
+        if not self._closed:
+            self._closed = True
+            self._outbox.put_nowait(None)
+
+    async def _write_all(self) -> None:
+        while True:
+            item = await self._outbox.get()
+            if item is None:
+                await self._call.done_writing()
+                return
+            request, on_sent = item
+            began = time.monotonic()
+            await self._call.write(request)
+            if on_sent is not None:
+                on_sent(began)
+
+    async def _read_all(self, on_message: Callable[[worker_pb2.DequeueResponse], None]) -> None:
+        while True:
+            message = await self._call.read()
+            if message is grpc.aio.EOF:
+                return
+            assert isinstance(message, worker_pb2.DequeueResponse)
+            on_message(message)
+
+    async def run(self, on_message: Callable[[worker_pb2.DequeueResponse], None]) -> None:
+        """Deliver server messages until the call ends.
+
+        Returns when the server ends the call cleanly (also after our
+        half-close); raises when it fails (grpc.aio.AioRpcError, or the
+        writer's error if a write failed first).
+        """
+        reader = asyncio.ensure_future(self._read_all(on_message))
+        try:
+            done, _ = await asyncio.wait({reader, self._writer}, return_when=asyncio.FIRST_COMPLETED)
+            if reader in done:
+                reader.result()
+                return
+            self._writer.result()
+            # We half-closed; the server answers by ending the call.
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await reader
+        finally:
+            for task in (reader, self._writer):
+                task.cancel()
+            self._call.cancel()
+            await asyncio.wait({reader, self._writer})
+            # Retrieve their errors so asyncio logs no "never retrieved" noise;
+            # the one that matters was already raised above.
+            for task in (reader, self._writer):
+                if not task.cancelled():
+                    task.exception()

@@ -1,0 +1,94 @@
+"""What a handler sees: the job it runs, how to signal failure, and how it
+learns that it should stop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+
+class JobFailed(Exception):
+    """Fail the attempt with exactly this message (no exception type prefix).
+
+    The job is retried if it has attempts left. Built-in kinds use it so that
+    errors read "HTTP 503: ..." rather than "JobFailed: HTTP 503: ...".
+    """
+
+
+class NonRetryable(JobFailed):
+    """Fail the job for good, even if it has attempts left.
+
+    For errors another attempt cannot fix: a malformed payload, a 404, a
+    request the remote side refuses.
+    """
+
+
+class CancelSignal:
+    """Set when the attempt should stop: the server cancelled it, its
+    execution timeout passed, its lease was lost, or the worker is shutting
+    down past its grace period.
+
+    Async handlers are cancelled anyway (they see CancelledError) and may
+    `await ctx.cancelled.wait()` in a side task; sync handlers run in a thread
+    that cannot be interrupted, so they should check `is_set()` (or block in
+    `wait_blocking`) at convenient points.
+    """
+
+    def __init__(self) -> None:
+        # Two events because neither kind can serve both sides: an
+        # asyncio.Event is not thread-safe, a threading.Event cannot be awaited.
+        self._async = asyncio.Event()
+        self._thread = threading.Event()
+        self.reason = ""
+
+    def set(self, reason: str) -> None:
+        """Request the stop. Call from the event loop's thread only."""
+        if self._thread.is_set():
+            return
+        self.reason = reason
+        self._thread.set()
+        self._async.set()
+
+    def is_set(self) -> bool:
+        return self._thread.is_set()
+
+    async def wait(self) -> None:
+        await self._async.wait()
+
+    def wait_blocking(self, timeout: float | None = None) -> bool:
+        """For sync handlers: block up to `timeout` seconds; True once set."""
+        return self._thread.wait(timeout)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """One attempt of one job, as handed to a handler."""
+
+    job_id: str
+    namespace_id: str
+    # Empty for standalone jobs (Tick, cron).
+    dag_id: str
+    key: str
+    kind: str
+    # Starts at 1; the server's fencing token for this attempt's result.
+    attempt: int
+    max_attempts: int
+    # The definition's payload template merged with the job's own payload.
+    payload: dict[str, Any]
+    def_id: str
+    def_version: int
+    cancelled: CancelSignal = field(default_factory=CancelSignal, compare=False, repr=False)
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.max_attempts > 0 and self.attempt >= self.max_attempts
+
+
+# A handler is `def f(ctx) -> dict | None` (run in a thread) or
+# `async def f(ctx) -> dict | None` (run on the worker's event loop).
+SyncHandler: TypeAlias = Callable[[JobContext], Any]
+AsyncHandler: TypeAlias = Callable[[JobContext], Awaitable[Any]]
+Handler: TypeAlias = SyncHandler | AsyncHandler

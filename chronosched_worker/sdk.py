@@ -1,0 +1,603 @@
+"""The Worker: register handlers by job kind, hold a Dequeue stream to the
+server, run what it pushes, report results, survive reconnects, drain on
+shutdown.
+
+    worker = Worker("127.0.0.1:50051", namespaces=["team-a"])
+
+    @worker.handler("resize")
+    async def resize(ctx: JobContext) -> dict[str, object]:
+        ...
+        return {"width": 640}
+
+    worker.run_forever()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import re
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+from google.protobuf import duration_pb2
+
+from chronosched.v1 import job_pb2, worker_pb2, worker_pb2_grpc
+from chronosched_worker.connection import Backoff, ChannelOptions, DequeueStream, channel_options
+from chronosched_worker.context import Handler, JobContext, JobFailed
+from chronosched_worker.runner import Outcome, describe, dict_to_struct, execute, struct_to_dict
+
+log = logging.getLogger("chronosched.worker")
+
+H = TypeVar("H", bound=Handler)
+JobKey = tuple[str, int]
+
+# Formats the server accepts (worker.proto, definition.proto, DESIGN.md §2);
+# checked here so a typo fails at start-up, not as a stream the server keeps
+# refusing.
+_WORKER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_KIND = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_NAMESPACE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+MAX_SLOTS = 1000
+
+# Heartbeat period when an assignment carries no lease duration.
+DEFAULT_HEARTBEAT_S = 10.0
+# Floor for the heartbeat period, so a tiny lease cannot spin the loop.
+MIN_HEARTBEAT_S = 0.05
+# How long shutdown waits for the server to acknowledge the last results.
+ACK_WAIT_S = 5.0
+# Past the grace, how long cancelled handlers get for their clean-up: the
+# command kind needs up to 5 s between SIGTERM and SIGKILL.
+CANCEL_CLEANUP_S = 7.0
+# A stream that stayed up this long counts as healthy: the next failure
+# starts the backoff from the bottom again.
+HEALTHY_STREAM_S = 1.0
+
+
+def default_worker_id() -> str:
+    """hostname-pid-random: unique per process, readable in the server's logs."""
+    host = re.sub(r"[^A-Za-z0-9._:-]", "-", socket.gethostname())[:100]
+    if not host[:1].isalnum():
+        host = "w" + host
+    return f"{host}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def _seconds(duration: duration_pb2.Duration) -> float:
+    return duration.seconds + duration.nanos / 1e9
+
+
+@dataclass(eq=False)
+class _Running:
+    """Book-keeping for one attempt in flight."""
+
+    ref: worker_pb2.JobRef
+    ctx: JobContext
+    # 0 when the assignment named no lease duration.
+    lease_s: float
+    started: float
+    # Monotonic time the next heartbeat is due for this attempt.
+    heartbeat_due: float
+    # Monotonic time after which the server has surely let the lease lapse:
+    # the start of the last write that extended it, plus the lease duration.
+    lease_until: float
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def heartbeat_s(self) -> float:
+        return max(self.lease_s / 3, MIN_HEARTBEAT_S) if self.lease_s > 0 else DEFAULT_HEARTBEAT_S
+
+
+class Worker:
+    """A chronosched worker process: handlers by kind, one Dequeue stream.
+
+    `concurrency` is the number of slots (jobs run at once). `grace_s` is how
+    long shutdown waits for in-flight jobs before abandoning them to their
+    leases. `channel_options` are merged over the defaults (keepalive, 64 MiB
+    messages, fast channel reconnects); `credentials` switches to TLS.
+
+    `connected` is set while a Dequeue stream is up, for health checks.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        *,
+        worker_id: str | None = None,
+        namespaces: Sequence[str] = (),
+        all_namespaces: bool = False,
+        concurrency: int = 16,
+        grace_s: float = 30.0,
+        channel_options: ChannelOptions = (),
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        if isinstance(namespaces, str):
+            raise TypeError("namespaces must be a sequence of namespace ids, not one string")
+        if not server:
+            raise ValueError("server must be HOST:PORT")
+        if all_namespaces and namespaces:
+            raise ValueError("pass namespaces or all_namespaces=True, not both")
+        if not all_namespaces and not namespaces:
+            raise ValueError("pass at least one namespace, or all_namespaces=True")
+        for ns in namespaces:
+            if not _NAMESPACE.fullmatch(ns):
+                raise ValueError(f"invalid namespace id {ns!r}")
+        worker_id = default_worker_id() if worker_id is None else worker_id
+        if not _WORKER_ID.fullmatch(worker_id):
+            raise ValueError(f"invalid worker_id {worker_id!r}: must match {_WORKER_ID.pattern}")
+        if not 1 <= concurrency <= MAX_SLOTS:
+            raise ValueError(f"concurrency must be 1 to {MAX_SLOTS}, got {concurrency}")
+        if not (grace_s >= 0 and math.isfinite(grace_s)):
+            raise ValueError(f"grace_s must be a finite number >= 0, got {grace_s}")
+
+        self.server = server
+        self.worker_id = worker_id
+        self.namespaces = tuple(dict.fromkeys(namespaces))
+        self.all_namespaces = all_namespaces
+        self.concurrency = concurrency
+        self.grace_s = grace_s
+        self._channel_options = channel_options
+        self._credentials = credentials
+        self._handlers: dict[str, Handler] = {}
+
+        self._started = False
+        # Attempts in flight, and finished attempts whose result the server
+        # has not acknowledged yet. Both outlive any one stream.
+        self._running: dict[JobKey, _Running] = {}
+        self._unacked: dict[JobKey, worker_pb2.JobResult] = {}
+        self._stream: DequeueStream | None = None
+        self._draining = False
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._all_acked = asyncio.Event()
+        self._all_acked.set()
+        self._lease_wake = asyncio.Event()
+        self._force = asyncio.Event()
+        self.connected = asyncio.Event()
+
+    # --- registration -------------------------------------------------------
+
+    def handler(self, kind: str) -> Callable[[H], H]:
+        """Decorator: `@worker.handler("kind")` registers a sync or async handler."""
+
+        def register(fn: H) -> H:
+            self.add_handler(kind, fn)
+            return fn
+
+        return register
+
+    def add_handler(self, kind: str, fn: Handler) -> None:
+        if self._started:
+            raise RuntimeError("handlers must be registered before the worker runs")
+        if not _KIND.fullmatch(kind):
+            raise ValueError(f"invalid kind {kind!r}: must match {_KIND.pattern}")
+        if kind in self._handlers:
+            raise ValueError(f"a handler for kind {kind!r} is already registered")
+        if not callable(fn):
+            raise TypeError(f"handler for {kind!r} is not callable")
+        self._handlers[kind] = fn
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self._handlers)
+
+    # --- running ------------------------------------------------------------
+
+    def run_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then drain (a second signal skips the grace)."""
+        asyncio.run(self._run_until_signalled())
+
+    async def _run_until_signalled(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: signal.Signals) -> None:
+            if stop.is_set():
+                log.warning("%s again: abandoning running jobs now", signum.name)
+                self._force.set()
+            else:
+                log.info("%s: draining", signum.name)
+                stop.set()
+
+        signals = (signal.SIGTERM, signal.SIGINT)
+        for sig in signals:
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            await self.run(stop)
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Serve until `stop` is set, then shut down gracefully and return.
+
+        Without `stop` it serves until cancelled (which abandons running jobs
+        at once, like a shutdown past its grace).
+        """
+        if self._started:
+            raise RuntimeError("a Worker runs only once")
+        if not self._handlers:
+            raise ValueError("register at least one handler before running the worker")
+        self._started = True
+        stop = stop if stop is not None else asyncio.Event()
+
+        options = channel_options(self._channel_options)
+        if self._credentials is None:
+            channel = grpc.aio.insecure_channel(self.server, options=options)
+        else:
+            channel = grpc.aio.secure_channel(self.server, self._credentials, options=options)
+        log.info(
+            "worker %s serving kinds %s from %s with %d slots via %s",
+            self.worker_id,
+            ",".join(self.kinds),
+            "all namespaces" if self.all_namespaces else ",".join(self.namespaces),
+            self.concurrency,
+            self.server,
+        )
+        connector = asyncio.create_task(self._connect_forever(channel), name="chronosched-connector")
+        keeper = asyncio.create_task(self._keep_leases(), name="chronosched-leases")
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait({stopped, connector, keeper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (connector, keeper):
+                if task in done:
+                    # Both run until cancelled; ending early is a bug worth surfacing.
+                    task.result()
+                    raise RuntimeError(f"{task.get_name()} ended unexpectedly")
+            await self._drain(connector)
+        finally:
+            stopped.cancel()
+            await self._abandon_all(connector, keeper)
+            await channel.close()
+        log.info("worker %s stopped", self.worker_id)
+
+    async def _drain(self, connector: asyncio.Task[None]) -> None:
+        self._draining = True
+        log.info("shutting down: %d job(s) running, grace %gs", len(self._running), self.grace_s)
+        if self._stream is not None:
+            self._send(worker_pb2.DequeueRequest(slots=worker_pb2.SlotUpdate(slots=0)))
+
+        deadline = time.monotonic() + self.grace_s
+        # A loop, not one wait: an assignment already in flight when the
+        # SlotUpdate left may still arrive and start a job.
+        while self._running and not self._force.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not await self._wait(self._idle, remaining):
+                break
+        if self._running:
+            log.warning(
+                "grace %gs passed; abandoning %d job(s) to their leases: %s",
+                self.grace_s,
+                len(self._running),
+                ", ".join(f"{job_id}#{attempt}" for job_id, attempt in self._running),
+            )
+            await self._cancel_jobs()
+
+        if self._unacked and not self._force.is_set() and not await self._wait(self._all_acked, ACK_WAIT_S):
+            log.warning(
+                "%d result(s) not acknowledged at exit; their leases will bring the jobs back",
+                len(self._unacked),
+            )
+
+        self._closing = True
+        if self._stream is not None:
+            self._stream.close_writing()
+            await asyncio.wait({connector}, timeout=CANCEL_CLEANUP_S)
+
+    async def _wait(self, event: asyncio.Event, limit_s: float) -> bool:
+        """Wait for `event` up to `limit_s`; a second signal cuts the wait short."""
+        waiters = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._force.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return event.is_set()
+
+    async def _cancel_jobs(self) -> None:
+        tasks = [rj.task for rj in self._running.values() if rj.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CANCEL_CLEANUP_S)
+
+    async def _abandon_all(self, *background: asyncio.Task[None]) -> None:
+        """The last resort on any exit path: nothing of ours keeps running."""
+        self._closing = True
+        await self._cancel_jobs()
+        for task in background:
+            task.cancel()
+        await asyncio.wait(background)
+        for task in background:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    # --- the stream ---------------------------------------------------------
+
+    async def _connect_forever(self, channel: grpc.aio.Channel) -> None:
+        stub = worker_pb2_grpc.WorkerServiceStub(channel)
+        backoff = Backoff()
+        while not self._closing:
+            began = time.monotonic()
+            try:
+                await self._session(stub)
+                why = "the server ended the stream"
+            except grpc.aio.AioRpcError as exc:
+                why = f"{exc.code().name}: {exc.details()}"
+            except (grpc.aio.UsageError, asyncio.InvalidStateError, TimeoutError) as exc:
+                # Writes on a call that already ended, or a half-close the
+                # server never answered.
+                why = describe(exc)
+            except Exception as exc:
+                # A bug on our side must not end a worker that has jobs in
+                # flight; log it loudly and start a fresh stream.
+                log.exception("Dequeue stream failed unexpectedly")
+                why = describe(exc)
+            if self._closing:
+                return
+            if time.monotonic() - began >= HEALTHY_STREAM_S:
+                backoff.reset()
+            delay = backoff.next_delay()
+            # Log the first failure of a run loudly, then only at doublings,
+            # so an hour-long outage leaves a dozen lines, not thousands.
+            failures = backoff.failures
+            level = logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG
+            log.log(
+                level,
+                "stream to %s lost (%s); reconnecting in %.2fs (attempt %d), %d job(s) still running",
+                self.server,
+                why,
+                delay,
+                failures,
+                len(self._running),
+            )
+            await asyncio.sleep(delay)
+
+    async def _session(self, stub: worker_pb2_grpc.WorkerServiceAsyncStub) -> None:
+        stream = DequeueStream(stub.Dequeue())
+        running = [rj.ref for rj in self._running.values()]
+        # While draining, ask for no more than what runs already (the field
+        # must be >= 1), then close the rest with a SlotUpdate.
+        slots = max(1, len(running)) if self._draining else self.concurrency
+        stream.send(
+            worker_pb2.DequeueRequest(
+                subscribe=worker_pb2.Subscribe(
+                    worker_id=self.worker_id,
+                    namespaces=[] if self.all_namespaces else list(self.namespaces),
+                    all_namespaces=self.all_namespaces,
+                    kinds=list(self._handlers),
+                    slots=slots,
+                    running=running,
+                )
+            )
+        )
+        if self._draining:
+            stream.send(worker_pb2.DequeueRequest(slots=worker_pb2.SlotUpdate(slots=0)))
+        if running:
+            # Renew at once: the leases ran down while we were away.
+            self._queue_heartbeat(stream)
+        for result in self._unacked.values():
+            stream.send(worker_pb2.DequeueRequest(result=result))
+        # Everything above was queued without yielding, so no result can
+        # slip between the snapshot and this stream taking over.
+        self._stream = stream
+        self.connected.set()
+        self._lease_wake.set()
+        try:
+            await stream.run(self._on_message)
+        finally:
+            if self._stream is stream:
+                self._stream = None
+                self.connected.clear()
+            self._lease_wake.set()
+
+    def _send(self, request: worker_pb2.DequeueRequest) -> None:
+        if self._stream is not None:
+            self._stream.send(request)
+
+    def _on_message(self, message: worker_pb2.DequeueResponse) -> None:
+        which = message.WhichOneof("message")
+        if which == "assignment":
+            self._on_assignment(message.assignment)
+        elif which == "cancel":
+            self._on_cancel(message.cancel)
+        elif which == "ack":
+            self._on_ack(message.ack)
+        # Keepalive only proves the stream is alive; reading it was the point.
+
+    def _on_assignment(self, assignment: worker_pb2.Assignment) -> None:
+        job = assignment.job
+        key = (job.job_id, job.attempt)
+        if key in self._running or key in self._unacked:
+            log.warning("job %s attempt %d assigned again; already have it", job.job_id, job.attempt)
+            return
+        ctx = _context_of(job)
+        handler = self._handlers.get(job.kind)
+        if handler is None:
+            handler = _missing_handler(job.kind, self.worker_id)
+        lease_s = _seconds(assignment.lease_duration) if assignment.HasField("lease_duration") else 0.0
+        timeout_s = _seconds(assignment.execution_timeout)
+        now = time.monotonic()
+        rj = _Running(
+            ref=worker_pb2.JobRef(job_id=job.job_id, attempt=job.attempt),
+            ctx=ctx,
+            lease_s=lease_s,
+            started=now,
+            heartbeat_due=now,
+            lease_until=now + lease_s,
+        )
+        rj.heartbeat_due = now + rj.heartbeat_s
+        self._running[key] = rj
+        self._idle.clear()
+        log.info("job %s attempt %d started (kind %s)", job.job_id, job.attempt, job.kind)
+        rj.task = asyncio.create_task(
+            self._run_job(rj, handler, timeout_s if timeout_s > 0 else None),
+            name=f"chronosched-job-{job.job_id}-{job.attempt}",
+        )
+        self._lease_wake.set()
+
+    def _on_cancel(self, cancel: worker_pb2.CancelJob) -> None:
+        rj = self._running.get((cancel.job.job_id, cancel.job.attempt))
+        if rj is None:
+            return  # finished already; its result will be rejected or was
+        log.info(
+            "job %s attempt %d cancelled by the server: %s", rj.ref.job_id, rj.ref.attempt, cancel.reason
+        )
+        rj.ctx.cancelled.set(cancel.reason or "cancelled by the server")
+
+    def _on_ack(self, ack: worker_pb2.ResultAck) -> None:
+        if self._unacked.pop((ack.job.job_id, ack.job.attempt), None) is None:
+            return
+        if not ack.accepted:
+            log.info(
+                "result of job %s attempt %d rejected by the server: %s",
+                ack.job.job_id,
+                ack.job.attempt,
+                ack.reason or "no reason given",
+            )
+        if not self._unacked:
+            self._all_acked.set()
+
+    # --- jobs ---------------------------------------------------------------
+
+    async def _run_job(self, rj: _Running, handler: Handler, timeout_s: float | None) -> None:
+        key = (rj.ref.job_id, rj.ref.attempt)
+        try:
+            outcome = await execute(handler, rj.ctx, timeout_s=timeout_s)
+        except asyncio.CancelledError:
+            log.info(
+                "job %s attempt %d abandoned after %.3fs (not reported)",
+                rj.ref.job_id,
+                rj.ref.attempt,
+                time.monotonic() - rj.started,
+            )
+            raise
+        except Exception as exc:  # a bug in the runner must not take the worker down
+            log.exception("job %s attempt %d: runner failed", rj.ref.job_id, rj.ref.attempt)
+            outcome = Outcome.failed(describe(exc))
+        finally:
+            del self._running[key]
+            if not self._running:
+                self._idle.set()
+        self._report(rj, outcome)
+
+    def _report(self, rj: _Running, outcome: Outcome) -> None:
+        result = worker_pb2.JobResult(
+            job=rj.ref,
+            success=outcome.success,
+            error=outcome.error,
+            non_retryable=outcome.non_retryable,
+        )
+        if outcome.success:
+            result.result.CopyFrom(dict_to_struct(outcome.result))
+        self._unacked[(rj.ref.job_id, rj.ref.attempt)] = result
+        self._all_acked.clear()
+        # If no stream is up, the next one resends everything unacknowledged.
+        self._send(worker_pb2.DequeueRequest(result=result))
+        elapsed = time.monotonic() - rj.started
+        if outcome.success:
+            log.info("job %s attempt %d succeeded in %.3fs", rj.ref.job_id, rj.ref.attempt, elapsed)
+        else:
+            log.info(
+                "job %s attempt %d failed in %.3fs%s: %s",
+                rj.ref.job_id,
+                rj.ref.attempt,
+                elapsed,
+                " (non-retryable)" if outcome.non_retryable else "",
+                outcome.error[:500],
+            )
+
+    # --- leases -------------------------------------------------------------
+
+    def _queue_heartbeat(self, stream: DequeueStream) -> None:
+        attempts = list(self._running.values())
+        now = time.monotonic()
+        for rj in attempts:
+            rj.heartbeat_due = now + rj.heartbeat_s
+
+        def extended(began: float) -> None:
+            for rj in attempts:
+                rj.lease_until = max(rj.lease_until, began + rj.lease_s)
+
+        stream.send(
+            worker_pb2.DequeueRequest(heartbeat=worker_pb2.Heartbeat(running=[rj.ref for rj in attempts])),
+            on_sent=extended,
+        )
+
+    async def _keep_leases(self) -> None:
+        """Heartbeat while jobs run; stop any job whose lease surely lapsed.
+
+        One heartbeat names every running attempt, sent when the earliest of
+        them is due (a third of its lease). If no heartbeat could be written
+        for a whole lease (the server is unreachable), the server has already
+        handed the job to someone else: the attempt is cancelled so two
+        attempts never run side by side.
+        """
+        while True:
+            self._lease_wake.clear()
+            now = time.monotonic()
+            wake_at = math.inf
+            stream = self._stream
+            if stream is not None and self._running:
+                if now >= min(rj.heartbeat_due for rj in self._running.values()):
+                    self._queue_heartbeat(stream)
+                wake_at = min(rj.heartbeat_due for rj in self._running.values())
+            for rj in self._running.values():
+                if rj.lease_s <= 0 or rj.ctx.cancelled.is_set():
+                    continue
+                # The server started the lease before its message reached us;
+                # a margin covers that transit and clock drift.
+                lapses_at = rj.lease_until - min(1.0, rj.lease_s / 10)
+                if now >= lapses_at:
+                    log.warning(
+                        "job %s attempt %d: lease lapsed (no heartbeat reached the server for %gs); "
+                        "stopping it",
+                        rj.ref.job_id,
+                        rj.ref.attempt,
+                        rj.lease_s,
+                    )
+                    rj.ctx.cancelled.set(
+                        f"lease expired: no heartbeat reached the server for {rj.lease_s:g}s"
+                    )
+                else:
+                    wake_at = min(wake_at, lapses_at)
+            timeout = None if math.isinf(wake_at) else max(0.0, wake_at - time.monotonic())
+            if timeout is None or timeout > 0:
+                # Not asyncio.wait_for: on 3.11 it can swallow a cancellation
+                # that lands as the event fires, leaving this loop immortal.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._lease_wake.wait()
+
+
+def _context_of(job: job_pb2.Job) -> JobContext:
+    return JobContext(
+        job_id=job.job_id,
+        namespace_id=job.namespace_id,
+        dag_id=job.dag_id,
+        key=job.key,
+        kind=job.kind,
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        payload=struct_to_dict(job.payload),
+        def_id=job.def_id,
+        def_version=job.def_version,
+    )
+
+
+def _missing_handler(kind: str, worker_id: str) -> Handler:
+    # Only a misbehaving server sends a kind we did not subscribe to; fail
+    # the attempt (retryable: another worker may serve the kind).
+    def fail(ctx: JobContext) -> None:
+        raise JobFailed(f"worker {worker_id} has no handler for kind {kind!r}")
+
+    return fail

@@ -1,0 +1,201 @@
+"""A scripted WorkerService peer for protocol tests.
+
+It does what a test tells it (push this assignment, end that stream, abort
+with UNAVAILABLE) and records every message the worker sends, so tests can
+assert exact sequences. Tests against the real server live in
+test_protocol.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2, struct_pb2
+
+from chronosched.v1 import job_pb2, worker_pb2, worker_pb2_grpc
+
+Request = worker_pb2.DequeueRequest
+Response = worker_pb2.DequeueResponse
+
+
+@dataclass
+class _Abort:
+    code: grpc.StatusCode
+    details: str
+
+
+@dataclass
+class FakeStream:
+    """One Dequeue call as the server sees it."""
+
+    received: asyncio.Queue[Request | None] = field(default_factory=asyncio.Queue)
+    outbox: asyncio.Queue[Response | _Abort | None] = field(default_factory=asyncio.Queue)
+    log: list[Request] = field(default_factory=list)
+    closed_by_worker: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def next(self, *, within: float = 5.0, skip_heartbeats: bool = True) -> Request:
+        """The worker's next message (heartbeats skipped unless asked for)."""
+        while True:
+            message = await asyncio.wait_for(self.received.get(), within)
+            assert message is not None, "the worker closed the stream"
+            if skip_heartbeats and message.WhichOneof("message") == "heartbeat":
+                continue
+            return message
+
+    async def expect(self, kind: str, *, within: float = 5.0) -> Request:
+        message = await self.next(within=within, skip_heartbeats=kind != "heartbeat")
+        assert message.WhichOneof("message") == kind, f"expected {kind}, got {message}"
+        return message
+
+    async def expect_close(self, *, within: float = 5.0) -> None:
+        """The worker half-closes with nothing but heartbeats before it."""
+        while True:
+            message = await asyncio.wait_for(self.received.get(), within)
+            if message is None:
+                return
+            assert message.WhichOneof("message") == "heartbeat", (
+                f"expected the stream to close, got {message}"
+            )
+
+    def push(self, message: Response) -> None:
+        self.outbox.put_nowait(message)
+
+    def ack(self, job_id: str, attempt: int = 1, *, accepted: bool = True, reason: str = "") -> None:
+        self.push(
+            Response(
+                ack=worker_pb2.ResultAck(
+                    job=worker_pb2.JobRef(job_id=job_id, attempt=attempt), accepted=accepted, reason=reason
+                )
+            )
+        )
+
+    def cancel(self, job_id: str, attempt: int = 1, reason: str = "") -> None:
+        self.push(
+            Response(
+                cancel=worker_pb2.CancelJob(
+                    job=worker_pb2.JobRef(job_id=job_id, attempt=attempt), reason=reason
+                )
+            )
+        )
+
+    def end(self) -> None:
+        self.outbox.put_nowait(None)
+
+    def abort(self, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE, details: str = "going away") -> None:
+        self.outbox.put_nowait(_Abort(code, details))
+
+    def kinds_received(self) -> list[str]:
+        return [str(m.WhichOneof("message")) for m in self.log]
+
+
+class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
+    def __init__(self) -> None:
+        self.streams: asyncio.Queue[FakeStream] = asyncio.Queue()
+        self.reject_all = False
+
+    async def Dequeue(
+        self, request_iterator: AsyncIterator[Request], context: grpc.aio.ServicerContext[Request, Response]
+    ) -> AsyncIterator[Response]:
+        if self.reject_all:
+            self.streams.put_nowait(FakeStream())
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "rejecting every stream")
+        stream = FakeStream()
+        self.streams.put_nowait(stream)
+
+        async def pump() -> None:
+            try:
+                async for request in request_iterator:
+                    stream.log.append(request)
+                    stream.received.put_nowait(request)
+            finally:
+                stream.received.put_nowait(None)
+                stream.closed_by_worker.set()
+                # Like the real server: the worker's half-close ends the call.
+                stream.outbox.put_nowait(None)
+
+        reader = asyncio.create_task(pump())
+        try:
+            while True:
+                item = await stream.outbox.get()
+                if item is None:
+                    return
+                if isinstance(item, _Abort):
+                    await context.abort(item.code, item.details)
+                yield item
+        finally:
+            reader.cancel()
+
+
+class FakeServer:
+    def __init__(self) -> None:
+        self.service = FakeWorkerService()
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = grpc.aio.server()
+        worker_pb2_grpc.add_WorkerServiceServicer_to_server(self.service, self._server)
+        self.port = self._server.add_insecure_port(f"127.0.0.1:{self.port}")
+        await self._server.start()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(grace=0)
+            self._server = None
+
+    async def restart(self) -> None:
+        """Stop, then listen again on the same port with a fresh service."""
+        await self.stop()
+        self.service = FakeWorkerService()
+        await self.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def next_stream(self, *, within: float = 5.0) -> FakeStream:
+        return await asyncio.wait_for(self.service.streams.get(), within)
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(round(seconds * 1e9))
+    return value
+
+
+def assignment(
+    job_id: str,
+    *,
+    kind: str = "echo",
+    attempt: int = 1,
+    payload: dict[str, Any] | None = None,
+    lease_s: float = 30.0,
+    timeout_s: float = 0.0,
+) -> Response:
+    struct = struct_pb2.Struct()
+    struct.update(payload or {})
+    job = job_pb2.Job(
+        job_id=job_id,
+        namespace_id="team-a",
+        dag_id="dag-1",
+        def_id="def-1",
+        def_version=2,
+        kind=kind,
+        key=f"key-{job_id}",
+        state=job_pb2.Job.STATE_RUNNING,
+        attempt=attempt,
+        max_attempts=3,
+        payload=struct,
+    )
+    message = worker_pb2.Assignment(job=job, lease_duration=duration(lease_s))
+    if timeout_s:
+        message.execution_timeout.CopyFrom(duration(timeout_s))
+    return Response(assignment=message)
+
+
+def ref(job_id: str, attempt: int = 1) -> worker_pb2.JobRef:
+    return worker_pb2.JobRef(job_id=job_id, attempt=attempt)

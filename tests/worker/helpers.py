@@ -1,0 +1,115 @@
+"""Small helpers for worker tests: job contexts, process checks, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from chronosched_worker import JobContext, Worker
+
+
+def make_ctx(
+    payload: dict[str, Any] | None = None, *, kind: str = "test", job_id: str = "job-1"
+) -> JobContext:
+    return JobContext(
+        job_id=job_id,
+        namespace_id="team-a",
+        dag_id="",
+        key="",
+        kind=kind,
+        attempt=1,
+        max_attempts=3,
+        payload=payload or {},
+        def_id="def-1",
+        def_version=1,
+    )
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` is a live process; a zombie counts as gone (an orphaned
+    grandchild may wait for a slow init to reap it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def eventually(check: Callable[[], bool], *, within: float = 5.0, what: str = "condition") -> None:
+    """Wait until `check()` holds, for conditions no event announces (a file
+    appearing, a process vanishing)."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def _pid_in(path: Path) -> int | None:
+    # Writers end the pid with a newline, so a half-written file is not read.
+    text = path.read_text() if path.exists() else ""
+    return int(text) if text.endswith("\n") else None
+
+
+async def read_pid(path: Path, within: float = 5.0) -> int:
+    await eventually(lambda: _pid_in(path) is not None, within=within, what=str(path))
+    pid = _pid_in(path)
+    assert pid is not None
+    return pid
+
+
+class Gates:
+    """A handler kind whose jobs run until the test releases them."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, asyncio.Event] = {}
+        self.release: dict[str, asyncio.Event] = {}
+        self.cancelled: dict[str, str] = {}
+        self.contexts: dict[str, JobContext] = {}
+
+    def _event(self, table: dict[str, asyncio.Event], job_id: str) -> asyncio.Event:
+        return table.setdefault(job_id, asyncio.Event())
+
+    async def __call__(self, ctx: JobContext) -> dict[str, Any]:
+        self.contexts[ctx.job_id] = ctx
+        self._event(self.started, ctx.job_id).set()
+        try:
+            await self._event(self.release, ctx.job_id).wait()
+        except asyncio.CancelledError:
+            self.cancelled[ctx.job_id] = ctx.cancelled.reason
+            raise
+        return {"gated": ctx.job_id}
+
+    async def wait_started(self, job_id: str, within: float = 10.0) -> None:
+        await asyncio.wait_for(self._event(self.started, job_id).wait(), within)
+
+    def open(self, job_id: str) -> None:
+        self._event(self.release, job_id).set()
+
+
+@contextlib.asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[tuple[asyncio.Event, asyncio.Task[None]]]:
+    """Run `worker` in the background; on exit stop it and wait for it to drain."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield stop, task
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 20)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

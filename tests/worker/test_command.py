@@ -1,0 +1,189 @@
+"""The `command` kind against real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chronosched_worker import Outcome, execute
+from chronosched_worker.kinds.command import DEFAULT_KILL_GRACE_S, TAIL_BYTES, CommandKind, Tail
+from tests.worker.helpers import eventually, make_ctx, pid_alive, read_pid
+
+pytestmark = pytest.mark.timeout(30)
+
+PY = sys.executable
+
+
+async def run(
+    payload: dict[str, Any], kind: CommandKind | None = None, timeout_s: float | None = None
+) -> Outcome:
+    return await execute(kind or CommandKind(), make_ctx(payload, kind="command"), timeout_s=timeout_s)
+
+
+async def test_exit_zero_succeeds_with_output_tails() -> None:
+    code = "import sys; print('hello'); print('warn', file=sys.stderr)"
+    assert await run({"argv": [PY, "-c", code]}) == Outcome(
+        success=True, result={"exit_code": 0, "stdout_tail": "hello\n", "stderr_tail": "warn\n"}
+    )
+
+
+async def test_non_zero_exit_fails_with_the_stderr_tail() -> None:
+    code = "import sys; print('partial'); print('disk full', file=sys.stderr); sys.exit(3)"
+    assert await run({"argv": [PY, "-c", code]}) == Outcome(success=False, error="exit 3: disk full\n")
+
+
+async def test_death_by_signal_is_named() -> None:
+    code = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    assert await run({"argv": [PY, "-c", code]}) == Outcome(
+        success=False, error="exit -9 (killed by SIGKILL): "
+    )
+
+
+async def test_stdout_keeps_only_the_last_16_kib() -> None:
+    code = "import sys; sys.stdout.write(''.join(f'{i:08d}\\n' for i in range(20000)))"
+    outcome = await run({"argv": [PY, "-c", code]})
+    expected = "".join(f"{i:08d}\n" for i in range(20000))[-TAIL_BYTES:]
+    assert outcome.success
+    assert outcome.result["stdout_tail"] == expected and len(expected) == 16 * 1024
+
+
+async def test_stderr_tail_in_the_error_is_capped_too() -> None:
+    code = "import sys; sys.stderr.write('e' * 50000 + 'END'); sys.exit(1)"
+    outcome = await run({"argv": [PY, "-c", code]})
+    assert outcome == Outcome(success=False, error="exit 1: " + ("e" * 50000 + "END")[-TAIL_BYTES:])
+
+
+def test_tail_never_starts_inside_a_utf8_character() -> None:
+    tail = Tail(4)
+    tail.feed("aé€".encode())  # 1 + 2 + 3 bytes; the last 4 cut é in half
+    assert tail.text() == "€"
+    assert tail.dropped == 2
+
+
+async def test_env_is_merged_over_the_workers_and_cwd_is_used(tmp_path: Path) -> None:
+    code = "import os; print(os.getcwd()); print(os.environ['CS_TEST_VALUE']); print('PATH' in os.environ)"
+    outcome = await run({"argv": [PY, "-c", code], "env": {"CS_TEST_VALUE": "42"}, "cwd": str(tmp_path)})
+    assert outcome.success
+    assert outcome.result["stdout_tail"].splitlines() == [str(tmp_path), "42", "True"]
+
+
+def _listing(path: Path) -> list[Path]:
+    return list(path.iterdir())
+
+
+async def test_argv_is_not_run_through_a_shell(tmp_path: Path) -> None:
+    outcome = await run({"argv": ["echo", "$HOME; touch pwned"], "cwd": str(tmp_path)})
+    assert outcome.result["stdout_tail"] == "$HOME; touch pwned\n"
+    assert _listing(tmp_path) == []
+
+
+async def test_payload_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    script = f"echo $$ > {tmp_path}/leader; sleep 60 & echo $! > {tmp_path}/child; wait"
+    started = time.monotonic()
+    outcome = await run({"argv": ["sh", "-c", script], "timeout": 0.5})
+    assert outcome == Outcome(success=False, error="command timed out after 0.5s")
+    assert time.monotonic() - started < DEFAULT_KILL_GRACE_S  # sh and sleep obey SIGTERM
+    leader, child = await read_pid(tmp_path / "leader"), await read_pid(tmp_path / "child")
+    assert not pid_alive(leader)
+    # Signals are delivered asynchronously: the grandchild dies a moment later.
+    await eventually(lambda: not pid_alive(child), within=2, what=f"pid {child} to exit")
+
+
+async def test_execution_timeout_kills_the_process(tmp_path: Path) -> None:
+    script = f"echo $$ > {tmp_path}/leader; exec sleep 60"
+    outcome = await run({"argv": ["sh", "-c", script]}, timeout_s=0.3)
+    assert outcome == Outcome(success=False, error="execution timeout after 0.3s")
+    assert not pid_alive(await read_pid(tmp_path / "leader"))
+
+
+# A child that ignores SIGTERM and writes its pid once that is in place.
+IGNORES_TERM = (
+    "import os, signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "open(sys.argv[1], 'w').write(f'{os.getpid()}\\n')\n"
+    "time.sleep(60)\n"
+)
+
+
+async def test_cancel_sends_sigterm_then_sigkill_after_the_grace(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    ctx = make_ctx({"argv": [PY, "-c", IGNORES_TERM, str(pid_file)]}, kind="command")
+    task = asyncio.create_task(execute(CommandKind(kill_grace_s=1.0), ctx))
+    pid = await read_pid(pid_file)
+    cancelled_at = time.monotonic()
+    ctx.cancelled.set("DAG cancelled")
+    assert await task == Outcome(success=False, error="cancelled: DAG cancelled")
+    waited = time.monotonic() - cancelled_at
+    # It survived SIGTERM for the whole grace; only SIGKILL ended it.
+    assert 1.0 <= waited < 4.0
+    assert not pid_alive(pid)
+
+
+async def test_cancel_stops_a_cooperative_process_with_sigterm(tmp_path: Path) -> None:
+    code = (
+        "import os, signal, sys, time\n"
+        "def bye(*_):\n"
+        "    open(sys.argv[1] + '.term', 'w').write('TERM')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "open(sys.argv[1], 'w').write(f'{os.getpid()}\\n')\n"
+        "time.sleep(60)\n"
+    )
+    pid_file = tmp_path / "pid"
+    ctx = make_ctx({"argv": [PY, "-c", code, str(pid_file)]}, kind="command")
+    task = asyncio.create_task(execute(CommandKind(kill_grace_s=20.0), ctx))
+    pid = await read_pid(pid_file)
+    cancelled_at = time.monotonic()
+    ctx.cancelled.set("operator")
+    assert await task == Outcome(success=False, error="cancelled: operator")
+    assert time.monotonic() - cancelled_at < 10.0  # well inside the 20 s grace
+    assert (tmp_path / "pid.term").read_text() == "TERM"
+    assert not pid_alive(pid)
+
+
+async def test_processes_left_behind_are_killed_when_the_command_ends(tmp_path: Path) -> None:
+    outcome = await run({"argv": ["sh", "-c", f"sleep 60 & echo $! > {tmp_path}/child; echo done"]})
+    assert outcome == Outcome(
+        success=True, result={"exit_code": 0, "stdout_tail": "done\n", "stderr_tail": ""}
+    )
+    child = await read_pid(tmp_path / "child")
+    await eventually(lambda: not pid_alive(child), within=2, what=f"pid {child} to exit")
+
+
+def test_default_kill_grace_is_five_seconds() -> None:
+    assert DEFAULT_KILL_GRACE_S == 5.0 and CommandKind().kill_grace_s == 5.0
+
+
+async def test_missing_program_is_a_retryable_failure() -> None:
+    assert await run({"argv": ["chronosched-no-such-program"]}) == Outcome(
+        success=False, error="cannot start 'chronosched-no-such-program': No such file or directory"
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        ({}, "payload.argv is required"),
+        ({"argv": None}, "payload.argv is required"),
+        ({"argv": []}, "payload.argv must be a non-empty list of strings"),
+        ({"argv": "ls -l"}, "payload.argv must be a non-empty list of strings"),
+        ({"argv": ["ls", 3]}, "payload.argv[1] must be a string"),
+        ({"argv": [""]}, "payload.argv[0] must not be empty"),
+        ({"argv": ["ls"], "env": ["A=1"]}, "payload.env must be an object of strings"),
+        ({"argv": ["ls"], "env": {"A": 1}}, "payload.env.A must be a string"),
+        ({"argv": ["ls"], "env": {"A=B": "1"}}, "payload.env.A=B is not a valid environment variable name"),
+        ({"argv": ["ls"], "cwd": 5}, "payload.cwd must be a non-empty string"),
+        ({"argv": ["ls"], "timeout": "10"}, "payload.timeout must be a number of seconds"),
+        ({"argv": ["ls"], "timeout": True}, "payload.timeout must be a number of seconds"),
+        ({"argv": ["ls"], "timeout": -1}, "payload.timeout must be a positive number of seconds"),
+    ],
+)
+async def test_bad_payload_fails_the_job_for_good_naming_the_field(
+    payload: dict[str, Any], error: str
+) -> None:
+    assert await run(payload) == Outcome(success=False, error=f"invalid payload: {error}", non_retryable=True)
