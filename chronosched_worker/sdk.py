@@ -365,9 +365,9 @@ class Worker:
     async def _session(self, stub: worker_pb2_grpc.WorkerServiceAsyncStub) -> None:
         stream = DequeueStream(stub.Dequeue())
         running = [rj.ref for rj in self._running.values()]
-        # While draining, ask for no more than what runs already (the field
-        # must be >= 1), then close the rest with a SlotUpdate.
-        slots = max(1, len(running)) if self._draining else self.concurrency
+        # A draining worker subscribes with no free capacity: it only reports
+        # what it still runs.
+        slots = 0 if self._draining else self.concurrency
         stream.send(
             worker_pb2.DequeueRequest(
                 subscribe=worker_pb2.Subscribe(
@@ -380,8 +380,6 @@ class Worker:
                 )
             )
         )
-        if self._draining:
-            stream.send(worker_pb2.DequeueRequest(slots=worker_pb2.SlotUpdate(slots=0)))
         if running:
             # Renew at once: the leases ran down while we were away.
             self._queue_heartbeat(stream)

@@ -42,7 +42,7 @@ def read_subscribe(message: worker_pb2.DequeueRequest) -> WorkerStream:
         v.add("subscribe.kinds", "name at least one job kind")
     for i, kind in enumerate(sub.kinds):
         validation.check_pattern(v, f"subscribe.kinds[{i}]", kind, validation.KIND_RE, required=True)
-    validation.check_range(v, "subscribe.slots", sub.slots, 1, MAX_SLOTS)
+    validation.check_range(v, "subscribe.slots", sub.slots, 0, MAX_SLOTS)
     running: dict[uuid.UUID, int] = {}
     for i, ref in enumerate(sub.running):
         parsed = _ref(v, f"subscribe.running[{i}]", ref)

@@ -250,8 +250,10 @@ class Dispatcher:
                 self._wake.set()
             if since_keepalive >= self.config.keepalive_interval_s:
                 since_keepalive = 0.0
+                beat = worker_pb2.Keepalive()
+                beat.server_time.GetCurrentTime()
                 for stream in self.streams:
-                    stream.send(worker_pb2.DequeueResponse(keepalive=worker_pb2.Keepalive()))
+                    stream.send(worker_pb2.DequeueResponse(keepalive=beat))
 
     async def _listen(self) -> None:
         """LISTEN on a connection of its own; reconnect with backoff when it drops."""
@@ -279,13 +281,14 @@ class Dispatcher:
                 delay = min(delay * 2, 5.0)
 
     def _push_cancels(self, payload: str) -> None:
-        for ref in leases.parse_cancel_payload(payload):
+        reason, refs = leases.parse_cancel_payload(payload)
+        for ref in refs:
             stream = self.owner.get(ref[0])
             if stream is not None and stream.in_flight.get(ref[0]) == ref[1]:
                 stream.send(
                     worker_pb2.DequeueResponse(
                         cancel=worker_pb2.CancelJob(
-                            job=worker_pb2.JobRef(job_id=str(ref[0]), attempt=ref[1]), reason="cancelled"
+                            job=worker_pb2.JobRef(job_id=str(ref[0]), attempt=ref[1]), reason=reason
                         )
                     )
                 )

@@ -332,18 +332,18 @@ async def cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
             )
         if dag["state"] == "CANCELLED":
             return dag
-        await _cancel_jobs(conn, dag_id)
+        await _cancel_jobs(conn, dag_id, "DAG cancelled")
         row = await fetch_one(conn, "cancel_dag", {"dag_id": dag_id})
         assert row is not None
         return row
 
 
-async def _cancel_jobs(conn: Conn, dag_id: uuid.UUID) -> None:
+async def _cancel_jobs(conn: Conn, dag_id: uuid.UUID, reason: str) -> None:
     """Cancel every unfinished job; running attempts get a cancel pushed to their worker
     (the notification is delivered only if the transaction commits)."""
     running = await fetch_all(conn, "running_jobs_of_dag", {"dag_id": dag_id})
     await execute(conn, "cancel_dag_jobs", {"dag_id": dag_id})
-    await leases.notify_cancelled(conn, running)
+    await leases.notify_cancelled(conn, running, reason)
 
 
 async def delete(db: Database, namespace_id: str, dag_id: uuid.UUID) -> None:
@@ -351,7 +351,7 @@ async def delete(db: Database, namespace_id: str, dag_id: uuid.UUID) -> None:
         await _lock(conn, namespace_id, dag_id)
         # Cancel first so workers are told to stop; late results then find no
         # job and are rejected.
-        await _cancel_jobs(conn, dag_id)
+        await _cancel_jobs(conn, dag_id, "DAG deleted")
         await execute(conn, "delete_dag_edges", {"dag_id": dag_id})
         await execute(conn, "delete_dag", {"dag_id": dag_id})
 

@@ -73,20 +73,24 @@ async def reap(conn: Conn) -> tuple[int, int]:
     return len(again), failed
 
 
-async def notify_cancelled(conn: Conn, refs: list[DictRow]) -> None:
-    """Tell every server (including this one) to push cancels for these attempts."""
+async def notify_cancelled(conn: Conn, refs: list[DictRow], reason: str) -> None:
+    """Tell every server (including this one) to push cancels for these attempts.
+
+    Payload: `reason|job_id:attempt,job_id:attempt,...` (reason has no `|`).
+    """
     for start in range(0, len(refs), _REFS_PER_NOTIFY):
         chunk = refs[start : start + _REFS_PER_NOTIFY]
-        payload = ",".join(f"{r['job_id']}:{r['attempt']}" for r in chunk)
+        payload = reason.replace("|", "/") + "|" + ",".join(f"{r['job_id']}:{r['attempt']}" for r in chunk)
         await execute(conn, "notify_cancel", {"payload": payload})
 
 
-def parse_cancel_payload(payload: str) -> list[tuple[uuid.UUID, int]]:
+def parse_cancel_payload(payload: str) -> tuple[str, list[tuple[uuid.UUID, int]]]:
+    reason, _, body = payload.partition("|")
     refs: list[tuple[uuid.UUID, int]] = []
-    for part in payload.split(","):
+    for part in body.split(","):
         job_id, _, attempt = part.partition(":")
         try:
             refs.append((uuid.UUID(job_id), int(attempt)))
         except ValueError:
             continue
-    return refs
+    return reason, refs

@@ -106,7 +106,7 @@ async def test_never_more_than_slots_in_flight_and_stale_results_rejected(api: S
 async def test_subscribe_is_validated(api: Stubs) -> None:
     stub = worker_pb2_grpc.WorkerServiceStub(api.channel)
     call = stub.Dequeue()
-    await call.write(worker_pb2.DequeueRequest(subscribe=worker_pb2.Subscribe(worker_id="w", slots=0)))
+    await call.write(worker_pb2.DequeueRequest(subscribe=worker_pb2.Subscribe(worker_id="w", slots=1001)))
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await call.read()
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

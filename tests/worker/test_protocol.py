@@ -176,7 +176,7 @@ async def test_cancelling_the_dag_cancels_the_running_handler(api: Stubs) -> Non
         after = await finished(api.jobs, ns, await tick(api, ns, echo_def.def_id))
     job = await finished(api.jobs, ns, job_id)
     assert job.state == J.STATE_CANCELLED
-    assert gates.cancelled == {job_id: "cancelled"}  # the server's CancelJob.reason
+    assert gates.cancelled == {job_id: "DAG cancelled"}  # the server's CancelJob.reason
     assert (after.state, dict(after.result)) == (J.STATE_SUCCEEDED, {"after": True})
 
 

@@ -109,7 +109,9 @@ class Subscribe(_message.Message):
     all_namespaces: _builtins.bool
     """Take jobs from every namespace."""
     slots: _builtins.int
-    """How many jobs the worker runs at once, 1 to 1000."""
+    """How many jobs the worker runs at once, 0 to 1000 (0: a draining worker
+    reconnecting to report what it still runs).
+    """
     @_builtins.property
     def namespaces(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The namespaces to take jobs from; ignored with all_namespaces."""
@@ -329,7 +331,7 @@ class CancelJob(_message.Message):
     JOB_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
-    """Why, for logs (e.g. "DAG cancelled")."""
+    """Why, for logs (e.g. "DAG cancelled", "DAG deleted")."""
     @_builtins.property
     def job(self) -> Global___JobRef:
         """The attempt to stop."""
@@ -393,7 +395,7 @@ class Keepalive(_message.Message):
     SERVER_TIME_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp:
-        """The server's database time."""
+        """The server's clock (UTC) when the keepalive was sent."""
 
     def __init__(
         self,
