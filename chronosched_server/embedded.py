@@ -116,8 +116,13 @@ class EmbeddedPostgres:
             # remove it, None would leave postgres running after exit).
             self._server = get_server(self.pgdata, cleanup_mode="stop")
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-            raise EmbeddedPostgresError(f"could not start PostgreSQL in {self.pgdata}: {exc}") from exc
-        self._create_database(self._server.get_uri())
+            raise EmbeddedPostgresError(
+                f"could not start PostgreSQL in {self.pgdata}: {exc}{self._log_tail()}"
+            ) from exc
+        try:
+            self._create_database(self._server.get_uri())
+        except psycopg.Error as exc:
+            raise EmbeddedPostgresError(f"could not create database {self.database!r}: {exc}") from exc
         self._url = self._server.get_uri(self.database)
         return self._url
 
@@ -142,6 +147,15 @@ class EmbeddedPostgres:
         self._stop_postmaster(pid, server.system_user, timeout_s)
 
     # --- internals -----------------------------------------------------------
+
+    def _log_tail(self, max_chars: int = 2000) -> str:
+        # pgserver points postgres' own log at <pgdata>/log; its last lines
+        # usually say why a start failed (port, permissions, corrupt data).
+        try:
+            text = (self.pgdata / "log").read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            return ""
+        return f"\n--- {self.pgdata / 'log'} ---\n{text[-max_chars:]}" if text else ""
 
     def _handle_pids(self) -> list[int]:
         try:

@@ -326,9 +326,11 @@ async def start(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
 async def cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
     async with db.transaction() as conn:
         dag = await _lock(conn, namespace_id, dag_id)
-        if dag["state"] == "SUCCEEDED":
+        # A FAILED DAG may still have jobs running on branches that do not
+        # descend from the failure: cancelling stops them and keeps FAILED.
+        if dag["state"] == "SUCCEEDED" or (dag["state"] == "FAILED" and dag["unfinished_job_count"] == 0):
             raise FailedPrecondition(
-                f"DAG {dag_id} already SUCCEEDED; nothing to cancel", reason="DAG_SUCCEEDED"
+                f"DAG {dag_id} already {dag['state']}; nothing to cancel", reason=f"DAG_{dag['state']}"
             )
         if dag["state"] == "CANCELLED":
             return dag

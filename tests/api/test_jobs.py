@@ -202,3 +202,19 @@ async def test_prune_moves_to_history_and_get_still_finds(api: Stubs) -> None:
 async def test_healthz(api: Stubs) -> None:
     reply = await api.admin.Healthz(admin_pb2.HealthzRequest())
     assert reply.status == "SERVING"
+
+
+async def test_cancel_failed_dag_stops_other_branches_and_stays_failed(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    created = await dag(api, ns, d.def_id, ["a", "b", "x"], [("a", "b")])
+    jobs = await dag_jobs(api, ns, created.dag_id)
+    await api.jobs.FailJob(job_pb2.FailJobRequest(job_id=jobs["a"].job_id, error="no", non_retryable=True))
+    row = await api.dags.CancelDag(dag_pb2.CancelDagRequest(namespace_id=ns, dag_id=created.dag_id))
+    assert row.state == dag_pb2.Dag.STATE_FAILED and row.unfinished_job_count == 0
+    states = {k: j.state for k, j in (await dag_jobs(api, ns, created.dag_id)).items()}
+    assert states == {"a": J.STATE_FAILED, "b": J.STATE_SKIPPED, "x": J.STATE_CANCELLED}
+    again = await fails(
+        api.dags.CancelDag(dag_pb2.CancelDagRequest(namespace_id=ns, dag_id=created.dag_id)), PRECONDITION
+    )
+    assert again.reason == "DAG_FAILED"

@@ -80,7 +80,8 @@ select count(*) as cancelled from c;
 
 -- name: cancel_dag
 update dags
-set state = 'CANCELLED', unfinished_job_count = 0, end_time = now(), update_time = now()
+set state = case when state in ('PENDING', 'RUNNING') then 'CANCELLED' else state end,
+    unfinished_job_count = 0, end_time = coalesce(end_time, now()), update_time = now()
 where dag_id = %(dag_id)s::uuid
 returning *;
 
