@@ -1,0 +1,220 @@
+"""End-to-end fixtures: `chronosched up` as a real process (embedded
+PostgreSQL, the gRPC server and the real Envoy), reached over HTTP.
+
+One `up` serves the whole session; tests keep out of each other's way by
+working in namespaces of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chronosched_server.embedded import pid_alive
+
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class UpProcess:
+    """A running `python -m chronosched_server up`."""
+
+    data_dir: Path
+    log_path: Path
+    grpc_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    admin_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def log_tail(self, max_chars: int = 6000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-max_chars:]
+        except OSError:
+            return ""
+
+    def start(self) -> None:
+        # The embedded mode is under test: no CHRONOSCHED_* setting from the
+        # developer's shell (a DATABASE_URL above all) may leak in.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCHED_")}
+        args = [
+            sys.executable,
+            "-m",
+            "chronosched_server",
+            "up",
+            "--data-dir",
+            str(self.data_dir),
+            "--grpc-port",
+            str(self.grpc_port),
+            "--http-port",
+            str(self.http_port),
+            "--admin-port",
+            str(self.admin_port),
+        ]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.data_dir.parent,
+            )
+
+    def wait_ready(self) -> None:
+        """Poll GET /healthz through Envoy and `up`'s run file until both say
+        ready; fail at once if `up` exits."""
+        assert self.proc is not None
+        state_path = self.data_dir / "run" / "up.json"
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
+            while True:
+                code = self.proc.poll()
+                if code is not None:
+                    pytest.fail(
+                        f"`chronosched up` exited with {code} before it was ready:\n{self.log_tail()}"
+                    )
+                try:
+                    healthy = client.get("/healthz").status_code == 200
+                except httpx.TransportError:
+                    healthy = False
+                if healthy:
+                    try:
+                        state = json.loads(state_path.read_text())
+                    except (OSError, ValueError):
+                        state = {}
+                    if state.get("ready"):
+                        self.state = state
+                        return
+                if time.monotonic() >= deadline:
+                    pytest.fail(
+                        f"`chronosched up` not ready after {READY_TIMEOUT_S:.0f}s:\n{self.log_tail()}"
+                    )
+                time.sleep(0.1)
+
+    def child_pids(self) -> dict[str, int]:
+        pids = {
+            "postgres": self.state["postgres_pid"],
+            "server": self.state["server"]["pid"],
+            "envoy": self.state["envoy"]["pid"],
+        }
+        for name, pid in pids.items():
+            assert isinstance(pid, int), (name, pid)
+        return pids
+
+    def stop(self) -> int:
+        """Ctrl-C (SIGINT) and wait; returns `up`'s exit status."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                pytest.fail(f"`up` did not exit within {STOP_TIMEOUT_S:.0f}s of SIGINT:\n{self.log_tail()}")
+        return self.proc.returncode
+
+    def stop_and_check(self) -> None:
+        """Stop with SIGINT and assert a clean exit that leaves nothing running."""
+        pids = self.child_pids()
+        code = self.stop()
+        assert code == 0, f"`chronosched up` exited with {code}:\n{self.log_tail()}"
+        survivors = {name: pid for name, pid in pids.items() if pid_alive(pid)}
+        assert not survivors, f"still running after `up` exited: {survivors}"
+        assert not (self.data_dir / "run" / "up.json").exists()
+
+
+@contextlib.contextmanager
+def _data_root() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="chronosched-e2e-"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def data_root() -> Iterator[Path]:
+    """A directory for PostgreSQL data, outside pytest's tmp_path.
+
+    Running as root, pgserver opens every parent of the data directory to
+    its `pgserver` user (o+rx), and any other pytest session starting
+    meanwhile resets /tmp/pytest-of-root to 0700, locking postgres out.
+    """
+    with _data_root() as root:
+        yield root
+
+
+def run_up(data_dir: Path, log_path: Path) -> UpProcess:
+    up = UpProcess(data_dir=data_dir, log_path=log_path)
+    up.start()
+    try:
+        up.wait_ready()
+    except BaseException:
+        up.stop()
+        raise
+    return up
+
+
+@pytest.fixture(scope="session")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
+    """The session's `chronosched up`; stopped with SIGINT at the end, which
+    must exit 0 and leave no PostgreSQL, server or Envoy behind."""
+    logs = tmp_path_factory.mktemp("e2e")
+    with _data_root() as root:
+        running = run_up(root / "data", logs / "up.log")
+        yield running
+        running.stop_and_check()
+
+
+@pytest.fixture(scope="session")
+def base_url(up: UpProcess) -> str:
+    return up.base_url
+
+
+@pytest.fixture
+def api(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=60.0) as client:
+        yield client
+
+
+@pytest.fixture
+def ns(api: httpx.Client) -> str:
+    """A fresh namespace for one test."""
+    namespace_id = f"t-{uuid.uuid4().hex[:12]}"
+    resp = api.post("/api/v1/namespaces", json={"namespace_id": namespace_id})
+    assert resp.status_code == 200, resp.text
+    return namespace_id
