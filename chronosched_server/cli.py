@@ -4,6 +4,7 @@
                           migrations, the gRPC server and Envoy (REST on :8080)
     chronosched server    the gRPC server alone (production; no migrations)
     chronosched migrate   apply pending database migrations
+    chronosched worker    a worker process (chronosched_worker.cli)
 
 Flags default from CHRONOSCHED_* environment variables; configuration is read
 here once and passed down, so no other module reads the environment.
@@ -40,6 +41,11 @@ DEFAULT_DATA_DIR = "./.chronosched"
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_ADMIN_PORT = 9901
+DEFAULT_WORKERS = 2
+# A local worker that dies is restarted after this pause, so one that cannot
+# start does not spin; its drain grace stays inside SERVER_STOP_GRACE_S.
+WORKER_RESTART_DELAY_S = 1.0
+WORKER_GRACE_S = 10
 
 # How long `up` waits for each piece to become ready, and how long the gRPC
 # server gets to drain in-flight calls before it is killed.
@@ -145,9 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--workers",
         type=_non_negative_int,
-        default=env_default("WORKERS", "0"),
-        help="local worker processes to run (env CHRONOSCHED_WORKERS; default 0). "
-        "Accepted now; local workers arrive with the worker issue.",
+        default=env_default("WORKERS", str(DEFAULT_WORKERS)),
+        help="local worker processes serving every namespace with the built-in kinds; "
+        f"one that dies is restarted (env CHRONOSCHED_WORKERS; default {DEFAULT_WORKERS})",
     )
     _add_log_level(up)
     up.set_defaults(handler=_cmd_up)
@@ -184,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_level(server)
     server.set_defaults(handler=_cmd_server)
 
+    # Parsed by chronosched_worker.cli (main() hands the arguments over);
+    # listed here so `chronosched --help` shows it.
+    sub.add_parser("worker", help="run a worker process (see `chronosched worker --help`)", add_help=False)
+
     migrate = sub.add_parser("migrate", help="apply pending database migrations")
     _add_database_url(migrate, "PostgreSQL URL (required)")
     _add_log_level(migrate)
@@ -193,9 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `chronosched` console script."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["worker"]:
+        from chronosched_worker.cli import main as worker_main
+
+        return worker_main(arguments[1:])
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(arguments)
     except SystemExit as exc:
         # argparse exits on --help (0) and on usage errors (2); as a function
         # we return the status instead of ending the caller's process.
@@ -367,15 +382,23 @@ def _stop_child(proc: subprocess.Popen[bytes], grace_s: float) -> int:
     return proc.returncode
 
 
-def _start_local_workers(count: int, grpc_target: str) -> list[subprocess.Popen[bytes]]:
-    """Hook for `up --workers N`: start N local worker processes that stream
-    from grpc_target, returning them for supervision and shutdown.
-
-    Local workers arrive with the worker issue; until then none are started.
-    """
-    if count:
-        log.warning("--workers %d: local workers arrive with the worker issue; none started", count)
-    return []
+def _start_worker(index: int, grpc_target: str, log_level: str) -> subprocess.Popen[bytes]:
+    """One local worker: every namespace, the built-in kinds."""
+    args = [
+        sys.executable,
+        "-m",
+        "chronosched_worker",
+        "--server",
+        grpc_target,
+        "--all-namespaces",
+        "--worker-id",
+        f"local-{os.getpid()}-{index}",
+        "--grace",
+        str(WORKER_GRACE_S),
+        "--log-level",
+        log_level,
+    ]
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, process_group=0)
 
 
 @dataclass
@@ -473,7 +496,7 @@ class _Up:
         self._start_envoy()
         self.signals.check()
 
-        self.worker_procs = _start_local_workers(self.workers, self.grpc_target)
+        self.worker_procs = [_start_worker(i, self.grpc_target, self.log_level) for i in range(self.workers)]
         self._save_state(
             ready=True,
             rest_url=f"http://127.0.0.1:{self.http_port}/api/v1",
@@ -598,7 +621,15 @@ class _Up:
         return watched
 
     def _supervise(self) -> int:
-        """Block until a signal (exit 0) or until a piece dies (exit 1)."""
+        """Block until a signal (exit 0) or until a piece dies (exit 1); a
+        local worker that dies is restarted instead."""
+        while True:
+            outcome = self._watch_once()
+            if outcome is not None:
+                return outcome
+
+    def _watch_once(self) -> int | None:
+        """Wait for the next event; None means a worker was restarted."""
         watched = self._watched()
         pidfds = [fd for fd in (_pidfd(pid) for _, pid, _ in watched) if fd is not None]
         # Without pidfds (not Linux) fall back to checking once a second.
@@ -616,18 +647,32 @@ class _Up:
                         return 0
                     for name, pid, probe in watched:
                         ended = probe()
-                        if ended is not None:
-                            print(
-                                f"chronosched up: error: {name} (pid {pid}) {ended} unexpectedly;"
-                                " stopping everything",
-                                file=sys.stderr,
-                            )
-                            if name == "Envoy" and self.envoy is not None:
-                                print(self.envoy.log_tail(), file=sys.stderr)
-                            return 1
+                        if ended is None:
+                            continue
+                        if self._restart_worker(pid, ended):
+                            return None
+                        print(
+                            f"chronosched up: error: {name} (pid {pid}) {ended} unexpectedly;"
+                            " stopping everything",
+                            file=sys.stderr,
+                        )
+                        if name == "Envoy" and self.envoy is not None:
+                            print(self.envoy.log_tail(), file=sys.stderr)
+                        return 1
             finally:
                 for fd in pidfds:
                     os.close(fd)
+
+    def _restart_worker(self, pid: int, ended: str) -> bool:
+        for index, proc in enumerate(self.worker_procs):
+            if proc.pid == pid:
+                log.warning("local worker (pid %d) %s; restarting it", pid, ended)
+                if self.signals.wait(WORKER_RESTART_DELAY_S):
+                    return True  # the supervisor loop sees the signal next
+                self.worker_procs[index] = _start_worker(index, self.grpc_target, self.log_level)
+                self._save_state(worker_pids=[p.pid for p in self.worker_procs])
+                return True
+        return False
 
     # -- shutdown --
 

@@ -130,9 +130,15 @@ class UpProcess:
             "server": self.state["server"]["pid"],
             "envoy": self.state["envoy"]["pid"],
         }
+        for i, pid in enumerate(self.state.get("worker_pids", [])):
+            pids[f"worker-{i}"] = pid
         for name, pid in pids.items():
             assert isinstance(pid, int), (name, pid)
         return pids
+
+    def reload_state(self) -> dict[str, Any]:
+        self.state = json.loads((self.data_dir / "run" / "up.json").read_text())
+        return self.state
 
     def stop(self) -> int:
         """Ctrl-C (SIGINT) and wait; returns `up`'s exit status."""
