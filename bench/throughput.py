@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
@@ -59,7 +59,8 @@ async def baseline(url: str, jobs: int, clients: int = 4) -> float:
         )
         await conn.execute("create index raw_queue_ready on raw_queue (id) where state = 'ready'")
         await conn.execute(
-            "insert into raw_queue (state, payload) select 'ready', '{}' from generate_series(1, %s::int)", (jobs,)
+            "insert into raw_queue (state, payload) select 'ready', '{}' from generate_series(1, %s::int)",
+            (jobs,),
         )
 
     async def client() -> int:
@@ -68,7 +69,8 @@ async def baseline(url: str, jobs: int, clients: int = 4) -> float:
             while True:
                 async with conn.transaction():
                     cur = await conn.execute(
-                        "select id from raw_queue where state = 'ready' order by id limit 1 for update skip locked"
+                        "select id from raw_queue where state = 'ready'"
+                        " order by id limit 1 for update skip locked"
                     )
                     row = await cur.fetchone()
                     if row is None:
@@ -85,7 +87,9 @@ async def baseline(url: str, jobs: int, clients: int = 4) -> float:
 
 async def commits(url: str) -> int:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        cur = await conn.execute("select xact_commit from pg_stat_database where datname = current_database()")
+        cur = await conn.execute(
+            "select xact_commit from pg_stat_database where datname = current_database()"
+        )
         row = await cur.fetchone()
         assert row is not None
         return int(row[0])
@@ -98,6 +102,7 @@ class StreamClient:
         self.call = worker_pb2_grpc.WorkerServiceStub(channel).Dequeue()
         self.sub = worker_pb2.Subscribe(worker_id=worker_id, namespaces=[ns], kinds=["noop"], slots=slots)
         self.done = 0
+        self.acked = asyncio.Event()  # set on every ack, for waiters on `done`
         self.assigned: asyncio.Queue[tuple[float, Any]] = asyncio.Queue()
         self.auto = True
 
@@ -118,6 +123,7 @@ class StreamClient:
             elif kind == "ack":
                 acks += 1
                 self.done += 1
+                self.acked.set()
                 if acks >= stop_after:
                     break
         self.call.cancel()
@@ -133,7 +139,9 @@ async def setup(channel: grpc.aio.Channel, ns: str) -> str:
     return d.def_id
 
 
-async def make_jobs(channel: grpc.aio.Channel, ns: str, def_id: str, n: int, edges: list[tuple[int, int]]) -> Any:
+async def make_jobs(
+    channel: grpc.aio.Channel, ns: str, def_id: str, n: int, edges: list[tuple[int, int]]
+) -> Any:
     return await dag_pb2_grpc.DagServiceStub(channel).CreateDag(
         dag_pb2.CreateDagRequest(
             namespace_id=ns,
@@ -145,7 +153,9 @@ async def make_jobs(channel: grpc.aio.Channel, ns: str, def_id: str, n: int, edg
     )
 
 
-async def e2e(channel: grpc.aio.Channel, url: str, ns: str, def_id: str, jobs: int, slots: int) -> tuple[float, float]:
+async def e2e(
+    channel: grpc.aio.Channel, url: str, ns: str, def_id: str, jobs: int, slots: int
+) -> tuple[float, float]:
     await make_jobs(channel, ns, def_id, jobs, [])
     before = await commits(url)
     client = StreamClient(channel, ns, slots, f"bench-{slots}")
@@ -179,7 +189,9 @@ async def completion_cost(channel: grpc.aio.Channel, ns: str, def_id: str, size:
     dag = await make_jobs(channel, ns, def_id, size, [(i, half + i) for i in range(half)])
     jobs = job_pb2_grpc.JobServiceStub(channel)
     listing = await dag_pb2_grpc.DagServiceStub(channel).ListDagJobs(
-        dag_pb2.ListDagJobsRequest(namespace_id=ns, dag_id=dag.dag_id, state=job_pb2.Job.STATE_READY, page_size=1000)
+        dag_pb2.ListDagJobsRequest(
+            namespace_id=ns, dag_id=dag.dag_id, state=job_pb2.Job.STATE_READY, page_size=1000
+        )
     )
     roots = list(listing.jobs)[:samples]
     took = []
@@ -198,16 +210,30 @@ def pct(values: list[float], q: float) -> float:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--minutes", type=float, default=0.0, help="also run a sustained 16-slot run this long")
+    parser.add_argument(
+        "--minutes", type=float, default=0.0, help="also run a sustained 16-slot run this long"
+    )
     args = parser.parse_args()
     async with database() as url:
         port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "chronosched_server", "server", "--database-url", url, "--grpc-port", str(port)],
+        server = await asyncio.create_subprocess_exec(
+            *[
+                sys.executable,
+                "-m",
+                "chronosched_server",
+                "server",
+                "--database-url",
+                url,
+                "--grpc-port",
+                str(port),
+            ],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         try:
-            opts = [("grpc.max_send_message_length", 256 << 20), ("grpc.max_receive_message_length", 256 << 20)]
+            opts = [
+                ("grpc.max_send_message_length", 256 << 20),
+                ("grpc.max_receive_message_length", 256 << 20),
+            ]
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=opts) as channel:
                 await asyncio.wait_for(channel.channel_ready(), 30)
                 base = await baseline(url, args.jobs)
@@ -216,22 +242,28 @@ async def main() -> None:
                     ns = f"tp-{slots}"
                     def_id = await setup(channel, ns)
                     rate, per_job = await e2e(channel, url, ns, def_id, args.jobs, slots)
-                    print(f"(b) chronosched e2e, {slots:2d} slots: {rate:,.0f} jobs/s = {rate / base:.2f}x baseline;"
-                          f" {per_job:.3f} commits/job")
+                    print(
+                        f"(b) chronosched e2e, {slots:2d} slots: {rate:,.0f} jobs/s"
+                        f" = {rate / base:.2f}x baseline; {per_job:.3f} commits/job"
+                    )
                 def_id = await setup(channel, "latency")
                 lat = await frontier_latency(channel, "latency", def_id, 300)
-                print(f"frontier latency over {len(lat)} links: p50 {pct(lat, 0.5) * 1e3:.1f} ms,"
-                      f" p99 {pct(lat, 0.99) * 1e3:.1f} ms")
+                print(
+                    f"frontier latency over {len(lat)} links: p50 {pct(lat, 0.5) * 1e3:.1f} ms,"
+                    f" p99 {pct(lat, 0.99) * 1e3:.1f} ms"
+                )
                 def_id = await setup(channel, "cost")
                 small = await completion_cost(channel, "cost", def_id, 10, 5)
                 big = await completion_cost(channel, "cost", def_id, 100_000, 200)
-                print(f"CompleteJob median: 10-job DAG {small * 1e3:.2f} ms, 100,000-job DAG {big * 1e3:.2f} ms;"
-                      f" ratio {big / small:.2f}")
+                print(
+                    f"CompleteJob median: 10-job DAG {small * 1e3:.2f} ms,"
+                    f" 100,000-job DAG {big * 1e3:.2f} ms; ratio {big / small:.2f}"
+                )
                 if args.minutes:
                     await sustained(channel, url, args.minutes, base)
         finally:
             server.terminate()
-            server.wait(30)
+            await asyncio.wait_for(server.wait(), 30)
 
 
 async def sustained(channel: grpc.aio.Channel, url: str, minutes: float, base: float) -> None:
@@ -245,7 +277,9 @@ async def sustained(channel: grpc.aio.Channel, url: str, minutes: float, base: f
     while time.perf_counter() < end:
         await make_jobs(channel, ns, def_id, 5000, [])
         while client.done < minute_done + 4000 and time.perf_counter() < end:
-            await asyncio.sleep(0.05)
+            client.acked.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(client.acked.wait(), 1.0)
         now = time.perf_counter()
         if now - minute_start >= 60:
             rates.append((client.done - minute_done) / (now - minute_start))

@@ -92,6 +92,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text}")
+    return value
+
+
 def _add_database_url(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument(
         "--database-url",
@@ -187,6 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=env_default("POOL_MAX_SIZE", str(Config.pool_max_size)),
         help=f"database connections at most (env CHRONOSCHED_POOL_MAX_SIZE; default {Config.pool_max_size})",
     )
+    server.add_argument(
+        "--lease-seconds",
+        type=_positive_seconds,
+        default=env_default("LEASE_SECONDS", str(Config.lease_s)),
+        help="how long a pushed job's lease lasts; heartbeats renew it "
+        f"(env CHRONOSCHED_LEASE_SECONDS; default {Config.lease_s:g})",
+    )
+    server.add_argument(
+        "--reap-interval-seconds",
+        type=_positive_seconds,
+        default=env_default("REAP_INTERVAL_SECONDS", str(Config.reap_interval_s)),
+        help="how often expired leases are looked for "
+        f"(env CHRONOSCHED_REAP_INTERVAL_SECONDS; default {Config.reap_interval_s:g})",
+    )
     _add_log_level(server)
     server.set_defaults(handler=_cmd_server)
 
@@ -244,6 +268,8 @@ def _cmd_server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         grpc_port=args.grpc_port,
         pool_min_size=args.pool_min_size,
         pool_max_size=args.pool_max_size,
+        lease_s=args.lease_seconds,
+        reap_interval_s=args.reap_interval_seconds,
     )
     from chronosched_server import app
 
