@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from chronosched_server.embedded import pid_alive as pid_alive  # re-exported for the worker tests
 from chronosched_worker import JobContext, Worker
 
 
@@ -28,22 +28,6 @@ def make_ctx(
         def_id="def-1",
         def_version=1,
     )
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether `pid` is a live process; a zombie counts as gone (an orphaned
-    grandchild may wait for a slow init to reap it)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def eventually(check: Callable[[], bool], *, within: float = 5.0, what: str = "condition") -> None:
