@@ -200,14 +200,29 @@ class Dispatcher:
         self.cycles += 1
         for pending, out in zip(batch, outs, strict=True):
             pending.stream.send(_ack(pending.ref, out))
+        unsent: dict[uuid.UUID, int] = {}
         for stream, rows in claimed:
             for row in rows:
+                if stream.closed:
+                    unsent[row["job_id"]] = row["attempt"]
+                    continue
                 stream.in_flight[row["job_id"]] = row["attempt"]
                 self.owner[row["job_id"]] = stream
                 stream.send(_assignment(row, self.config.lease))
+        if unsent:
+            await self._release(unsent)
         if self._results or any(rows for _, rows in claimed):
             # More results queued meanwhile, or the frontier may hold more.
             self._wake.set()
+
+    async def _release(self, unsent: dict[uuid.UUID, int]) -> None:
+        """Hand back jobs claimed for a stream that closed meanwhile; if this
+        fails, their leases expire and the reaper brings them back instead."""
+        try:
+            async with self.db.transaction() as conn:
+                await leases.release_unsent(conn, unsent)
+        except (DomainError, psycopg.Error):
+            log.warning("could not release %d unsent jobs; their leases will expire", len(unsent))
 
     async def _apply_alone(self, item: ResultIn) -> ResultOut:
         try:

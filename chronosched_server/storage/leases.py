@@ -46,6 +46,11 @@ async def extend(conn: Conn, refs: dict[uuid.UUID, int], lease: timedelta) -> in
     )
 
 
+async def release_unsent(conn: Conn, refs: dict[uuid.UUID, int]) -> int:
+    ids = sorted(refs)
+    return await execute(conn, "release_unsent", {"job_ids": ids, "attempts": [refs[i] for i in ids]})
+
+
 async def reap(conn: Conn) -> tuple[int, int]:
     """Expired leases: back to READY with attempt + 1 (after backoff), or FAILED
     when the attempts are spent. Returns (requeued, failed)."""

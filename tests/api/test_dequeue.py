@@ -112,3 +112,31 @@ async def test_subscribe_is_validated(api: Stubs) -> None:
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     for field in ["subscribe.namespaces", "subscribe.kinds", "subscribe.slots"]:
         assert field in (info.value.details() or "")
+
+
+async def test_jobs_claimed_for_a_closed_stream_go_back_with_the_same_attempt(api: Stubs) -> None:
+    from datetime import timedelta
+
+    from chronosched_server.dispatch.streams import WorkerStream
+    from chronosched_server.storage import leases
+
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    ticked = await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id))
+    stream = WorkerStream("gone", [ns], False, ["noop"], 1)
+    async with api.server.db.transaction() as conn:
+        cur = await leases.claim(conn, stream, 1, timedelta(seconds=30))
+        rows = await cur.fetchall()
+    assert [str(r["job_id"]) for r in rows] == [ticked.job_id]
+    running = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=ticked.job_id))
+    assert running.state == J.STATE_RUNNING and running.worker_id == "gone"
+    async with api.server.db.transaction() as conn:
+        assert await leases.release_unsent(conn, {rows[0]["job_id"]: rows[0]["attempt"]}) == 1
+    back = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=ticked.job_id))
+    assert back.state == J.STATE_READY and back.attempt == 1 and back.worker_id == ""
+    # Back in the frontier: a worker gets it.
+    worker = RawWorker(api, namespaces=[ns])
+    await worker.start()
+    got = await worker.next("assignment")
+    assert got.job.job_id == ticked.job_id and got.job.attempt == 1
+    worker.call.cancel()

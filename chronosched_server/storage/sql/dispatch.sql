@@ -81,3 +81,19 @@ select pg_notify('chronosched_cancel', %(payload)s::text);
 
 -- name: db_now
 select now() as now;
+
+-- name: release_unsent
+-- Claimed for a stream that closed before the assignment could be sent: the
+-- worker never saw the attempt, so it goes straight back to READY with the
+-- same attempt number instead of waiting for its lease to expire.
+with r as (
+    update jobs j
+    set state = 'READY', start_time = null, lease_expire_time = null, worker_id = '', update_time = now()
+    from unnest(%(job_ids)s::uuid[], %(attempts)s::int[]) as x (job_id, attempt)
+    where j.job_id = x.job_id and j.attempt = x.attempt and j.state = 'RUNNING'
+    returning j.job_id, j.namespace_id, j.def_id, j.priority, now() as due_time
+)
+insert into frontier (job_id, namespace_id, kind, priority, due_time)
+select r.job_id, r.namespace_id, d.kind, r.priority, r.due_time
+from r join job_definitions d on d.def_id = r.def_id
+on conflict (job_id) do nothing;
