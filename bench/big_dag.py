@@ -2,8 +2,9 @@
 
 Baseline (same run, same PostgreSQL): the pure-Python cycle check plus COPY of
 the same job and edge rows into scratch tables. Measured: CreateDag over gRPC
-(client serialisation + upload + validation + storage) and, with --rest, the
-same JSON body through the real Envoy transcoder.
+against `chronosched server` running as its own process (client serialisation
++ upload + validation + storage) and, with --rest, the same JSON body through
+the real Envoy transcoder.
 
     python -m bench.big_dag [--jobs 100000] [--edges-per-job 2] [--rest]
 """
@@ -19,7 +20,7 @@ import uuid
 
 import psycopg
 
-from bench.common import database, server
+from bench.common import database, server_process
 from chronosched.v1 import (
     dag_pb2,
     dag_pb2_grpc,
@@ -66,7 +67,7 @@ async def main() -> None:
     n = args.jobs
     edges = topology(n, args.edges_per_job)
     print(f"DAG: {n} jobs, {len(edges)} edges")
-    async with database() as url, server(url) as (srv, channel):
+    async with database() as url, server_process(url) as (port, channel):
         base = await baseline(url, n, edges)
         print(f"baseline cycle check + COPY: {base:.2f} s")
         await namespace_pb2_grpc.NamespaceServiceStub(channel).CreateNamespace(
@@ -101,7 +102,7 @@ async def main() -> None:
                 "start": True,
             }
             raw = json.dumps(body).encode()
-            rest_s, reply = await create_dag_rest(srv.port, "bench", raw)
+            rest_s, reply = await create_dag_rest(port, "bench", raw)
             print(
                 f"REST CreateDag through Envoy ({len(raw) / 1e6:.1f} MB body): {rest_s:.2f} s; "
                 f"{rest_s / base:.2f}x baseline; state={reply.get('state')} jobs={reply.get('job_count')}"

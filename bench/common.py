@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +34,39 @@ async def database() -> AsyncIterator[str]:
         yield url
     finally:
         await asyncio.to_thread(pg.cleanup)
+
+
+@asynccontextmanager
+async def server_process(url: str) -> AsyncIterator[tuple[int, grpc.aio.Channel]]:
+    """`chronosched server` as its own process (as in production), and a channel to it."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chronosched_server",
+        "server",
+        "--database-url",
+        url,
+        "--grpc-port",
+        str(port),
+        "--log-level",
+        "WARNING",
+    )
+    opts = [("grpc.max_send_message_length", 512 << 20), ("grpc.max_receive_message_length", 512 << 20)]
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=opts) as channel:
+            await asyncio.wait_for(channel.channel_ready(), 30)
+            yield port, channel
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 @asynccontextmanager

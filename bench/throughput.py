@@ -19,17 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import socket
 import statistics
-import sys
 import time
 from typing import Any
 
 import grpc
 import psycopg
 
-from bench.common import database
+from bench.common import database, server_process
 from chronosched.v1 import (
     dag_pb2,
     dag_pb2_grpc,
@@ -42,13 +39,6 @@ from chronosched.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def baseline(url: str, jobs: int, clients: int = 4) -> float:
@@ -214,56 +204,32 @@ async def main() -> None:
         "--minutes", type=float, default=0.0, help="also run a sustained 16-slot run this long"
     )
     args = parser.parse_args()
-    async with database() as url:
-        port = free_port()
-        server = await asyncio.create_subprocess_exec(
-            *[
-                sys.executable,
-                "-m",
-                "chronosched_server",
-                "server",
-                "--database-url",
-                url,
-                "--grpc-port",
-                str(port),
-            ],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    async with database() as url, server_process(url) as (_, channel):
+        base = await baseline(url, args.jobs)
+        print(f"(a) raw SQL claim+complete, 1 job/txn, 4 clients: {base:,.0f} jobs/s")
+        for slots in (1, 4, 16):
+            ns = f"tp-{slots}"
+            def_id = await setup(channel, ns)
+            rate, per_job = await e2e(channel, url, ns, def_id, args.jobs, slots)
+            print(
+                f"(b) chronosched e2e, {slots:2d} slots: {rate:,.0f} jobs/s"
+                f" = {rate / base:.2f}x baseline; {per_job:.3f} commits/job"
+            )
+        def_id = await setup(channel, "latency")
+        lat = await frontier_latency(channel, "latency", def_id, 300)
+        print(
+            f"frontier latency over {len(lat)} links: p50 {pct(lat, 0.5) * 1e3:.1f} ms,"
+            f" p99 {pct(lat, 0.99) * 1e3:.1f} ms"
         )
-        try:
-            opts = [
-                ("grpc.max_send_message_length", 256 << 20),
-                ("grpc.max_receive_message_length", 256 << 20),
-            ]
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=opts) as channel:
-                await asyncio.wait_for(channel.channel_ready(), 30)
-                base = await baseline(url, args.jobs)
-                print(f"(a) raw SQL claim+complete, 1 job/txn, 4 clients: {base:,.0f} jobs/s")
-                for slots in (1, 4, 16):
-                    ns = f"tp-{slots}"
-                    def_id = await setup(channel, ns)
-                    rate, per_job = await e2e(channel, url, ns, def_id, args.jobs, slots)
-                    print(
-                        f"(b) chronosched e2e, {slots:2d} slots: {rate:,.0f} jobs/s"
-                        f" = {rate / base:.2f}x baseline; {per_job:.3f} commits/job"
-                    )
-                def_id = await setup(channel, "latency")
-                lat = await frontier_latency(channel, "latency", def_id, 300)
-                print(
-                    f"frontier latency over {len(lat)} links: p50 {pct(lat, 0.5) * 1e3:.1f} ms,"
-                    f" p99 {pct(lat, 0.99) * 1e3:.1f} ms"
-                )
-                def_id = await setup(channel, "cost")
-                small = await completion_cost(channel, "cost", def_id, 10, 5)
-                big = await completion_cost(channel, "cost", def_id, 100_000, 200)
-                print(
-                    f"CompleteJob median: 10-job DAG {small * 1e3:.2f} ms,"
-                    f" 100,000-job DAG {big * 1e3:.2f} ms; ratio {big / small:.2f}"
-                )
-                if args.minutes:
-                    await sustained(channel, url, args.minutes, base)
-        finally:
-            server.terminate()
-            await asyncio.wait_for(server.wait(), 30)
+        def_id = await setup(channel, "cost")
+        small = await completion_cost(channel, "cost", def_id, 10, 5)
+        big = await completion_cost(channel, "cost", def_id, 100_000, 200)
+        print(
+            f"CompleteJob median: 10-job DAG {small * 1e3:.2f} ms,"
+            f" 100,000-job DAG {big * 1e3:.2f} ms; ratio {big / small:.2f}"
+        )
+        if args.minutes:
+            await sustained(channel, url, args.minutes, base)
 
 
 async def sustained(channel: grpc.aio.Channel, url: str, minutes: float, base: float) -> None:

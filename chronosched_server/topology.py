@@ -18,7 +18,19 @@ def resolve_key_edges(
     v: Violations, keys: Sequence[str], edges: Sequence[tuple[str, str]], field: str = "dependencies"
 ) -> list[tuple[int, int]]:
     """Map (parent_key, child_key) pairs to job indexes, collecting violations."""
-    index: dict[str, int] = {}
+    index = {key: i for i, key in enumerate(keys)}
+    if len(index) == len(keys):
+        # Fast path for well-formed input (the 100,000-job case): one
+        # comprehension, then whole-set checks; any doubt falls through to
+        # the slow path, which names every bad field.
+        try:
+            fast = [(index[p], index[c]) for p, c in edges]
+        except KeyError:
+            pass
+        else:
+            if len(set(fast)) == len(fast) and all(p != c for p, c in fast):
+                return fast
+    index = {}
     for i, key in enumerate(keys):
         if key in index:
             v.add(f"jobs[{i}].key", f"duplicate key {key!r} (also jobs[{index[key]}].key)")

@@ -8,7 +8,7 @@ nothing. Limits here are the documented ones (docs/api.md).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -64,6 +64,23 @@ def check_pattern(v: Violations, path: str, value: str, pattern: re.Pattern[str]
             v.add(path, "required")
     elif not pattern.fullmatch(value):
         v.add(path, f"{_show(value)} must match {pattern.pattern}")
+
+
+def all_match(pattern: re.Pattern[str], values: Sequence[str]) -> bool:
+    """True when every value matches `pattern` whole: one regex run over all of
+    them. Valid values hold no newline, so joining on it keeps them apart."""
+    if not values:
+        return True
+    joined = "\n".join(values)
+    if joined.count("\n") != len(values) - 1:
+        return False
+    whole = _LINES.get(pattern)
+    if whole is None:
+        whole = _LINES[pattern] = re.compile(f"(?:{pattern.pattern})(?:\n(?:{pattern.pattern}))*")
+    return whole.fullmatch(joined) is not None
+
+
+_LINES: dict[re.Pattern[str], re.Pattern[str]] = {}
 
 
 def check_text(v: Violations, path: str, value: str, max_chars: int) -> None:

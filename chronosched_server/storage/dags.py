@@ -96,6 +96,8 @@ async def _insert_jobs(
     lines: list[str] = []
     frontier: list[str] = []
     due = ready_at.isoformat() if ready_at else r"\N"
+    # Per definition, the constant parts of a row; the loop only glues.
+    middle = {def_id: f"\t{namespace_id}\t{dag_text}\t{def_text[def_id]}\t" for def_id in defs}
     for job_id, job, parents in zip(ids, jobs, pending, strict=True):
         d = defs[job.def_id]
         if job.payload:
@@ -103,14 +105,15 @@ async def _insert_jobs(
         else:
             payload = template_text[job.def_id]
         priority = d["default_priority"] if job.priority is None else job.priority
-        ready = ready_at is not None and parents == 0
-        state = "READY" if ready else "PENDING"
-        lines.append(
-            f"{job_id}\t{namespace_id}\t{dag_text}\t{def_text[job.def_id]}\t{job.key}\t{state}\t"
-            f"{d['max_attempts']}\t{priority}\t{parents}\t{payload}\t{due if ready else chr(92) + 'N'}\n"
-        )
-        if ready:
+        if ready_at is not None and parents == 0:
+            lines.append(
+                f"{job_id}{middle[job.def_id]}{job.key}\tREADY\t{d['max_attempts']}\t{priority}\t0\t{payload}\t{due}\n"
+            )
             frontier.append(f"{job_id}\t{namespace_id}\t{d['kind']}\t{priority}\t{due}\n")
+        else:
+            lines.append(
+                f"{job_id}{middle[job.def_id]}{job.key}\tPENDING\t{d['max_attempts']}\t{priority}\t{parents}\t{payload}\t\\N\n"
+            )
     await copy_rows(
         conn,
         b"copy jobs (job_id, namespace_id, dag_id, def_id, key, state, max_attempts, priority,"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from google.protobuf import duration_pb2, struct_pb2
 
-from chronosched_server import ids
+from chronosched_server import ids, validation
 from chronosched_server.errors import FieldViolation, InvalidArgument
 from chronosched_server.validation import (
     DEFAULT_PAGE_SIZE,
@@ -434,3 +434,14 @@ def test_malformed_page_token_names_the_given_field() -> None:
 def test_page_token_outside_the_alphabet_raises(token: str) -> None:
     with pytest.raises(InvalidArgument):
         ids.decode_page_token(token)
+
+
+def test_all_match_checks_every_value_in_one_pass() -> None:
+    key = validation.KEY_RE
+    assert validation.all_match(key, [])
+    assert validation.all_match(key, ["a", "b.c", "x:1"])
+    assert not validation.all_match(key, ["a", "bad key"])
+    assert not validation.all_match(key, ["a", ""])
+    # A newline inside one value must not make two valid-looking lines.
+    assert not validation.all_match(key, ["a\nb"])
+    assert not validation.all_match(key, ["a", "b\n"])
