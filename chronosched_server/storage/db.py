@@ -77,6 +77,19 @@ class Database:
         except TimeoutError as exc:  # pool exhausted or database unreachable
             raise Unavailable("database unavailable: no connection", reason="DATABASE_UNAVAILABLE") from exc
 
+    @asynccontextmanager
+    async def pipelined_transaction(self) -> AsyncIterator[Conn]:
+        """Like transaction(), in pipeline mode: BEGIN, the statements up to the
+        first fetch, and COMMIT travel without waiting for each other, which
+        takes two round trips off every dispatcher cycle."""
+        try:
+            async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+                yield conn
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        except TimeoutError as exc:
+            raise Unavailable("database unavailable: no connection", reason="DATABASE_UNAVAILABLE") from exc
+
     async def ping(self, wait_s: float = 2.0) -> bool:
         try:
             async with self.pool.connection(timeout=wait_s) as conn:

@@ -52,7 +52,8 @@ async def apply_results(conn: Conn, items: list[ResultIn]) -> list[ResultOut]:
     """Apply results in the caller's transaction, in order; rejections write nothing."""
     writes, outs = await decide(conn, items)
     async with conn.pipeline():
-        await write(conn, writes)
+        tally = await write(conn, writes)
+        await dags_finished(conn, tally.finished, tally.failed)
     return outs
 
 
@@ -101,9 +102,19 @@ async def decide(conn: Conn, items: list[ResultIn]) -> tuple[Writes, list[Result
     return writes, outs
 
 
-async def write(conn: Conn, w: Writes) -> None:
-    """Apply decided results set-based. Safe inside a pipeline block: only the
-    rare final failures wait for an answer (their skip count)."""
+@dataclass
+class DagTally:
+    """Terminal jobs per DAG from one batch, and the DAGs one of them failed."""
+
+    finished: Counter[uuid.UUID]
+    failed: set[uuid.UUID]
+
+
+async def write(conn: Conn, w: Writes) -> DagTally:
+    """Apply decided results set-based, except the DAG counters: the caller
+    applies the returned tally last (`dags_finished`), so the DAG row lock is
+    held only until the commit. Safe inside a pipeline block: only the rare
+    final failures wait for an answer (their skip count)."""
     finished: Counter[uuid.UUID] = Counter()
     if w.succeeded:
         ids = [job for job, _, _ in w.succeeded]
@@ -125,7 +136,7 @@ async def write(conn: Conn, w: Writes) -> None:
         if dag_id is not None:
             finished[dag_id] += 1 + skipped
             failed_dags.add(dag_id)
-    await dags_finished(conn, finished, failed_dags)
+    return DagTally(finished, failed_dags)
 
 
 async def requeue(conn: Conn, items: list[tuple[uuid.UUID, str, timedelta, str]]) -> None:
