@@ -9,7 +9,7 @@ from typing import Any
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from psycopg.rows import DictRow
 
-from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, namespace_pb2
+from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2
 from chronosched_server import cron
 
 log = logging.getLogger(__name__)
@@ -134,3 +134,36 @@ def state_name(value: int, enum_name: str, values: Any) -> str | None:
         return None
     name: str = values.Name(value)
     return name.removeprefix("STATE_")
+
+
+def fire(row: DictRow) -> schedule_pb2.Fire:
+    return schedule_pb2.Fire(
+        namespace_id=row["namespace_id"],
+        name=row["name"],
+        def_id=str(row["def_id"]),
+        def_version=row["def_version"],
+        scheduled_time=ts(row["scheduled_time"]),
+        fire_time=ts(row["fire_time"]),
+        status=schedule_pb2.Fire.Status.Value("STATUS_" + row["status"]),
+        reason=row["reason"],
+        job_id=str(row["job_id"]) if row["job_id"] else "",
+    )
+
+
+def schedule(row: DictRow) -> schedule_pb2.Schedule:
+    fires: list[timestamp_pb2.Timestamp] = []
+    if row["cron_spec"] and not row["paused"]:
+        parsed = cron.parse_schedule(row["cron_spec"], row["time_zone"])
+        fires = [ts_ for t in parsed.next_times(row["as_of"], NEXT_FIRE_COUNT) if (ts_ := ts(t))]
+    return schedule_pb2.Schedule(
+        namespace_id=row["namespace_id"],
+        name=row["name"],
+        paused=row["paused"],
+        def_id=str(row["def_id"]),
+        def_version=row["version"],
+        cron_spec=row["cron_spec"],
+        time_zone=row["time_zone"],
+        next_fire_times=fires,
+        pause_time=ts(row["paused_at"]),
+        resume_time=ts(row["resumed_at"]),
+    )

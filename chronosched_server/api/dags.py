@@ -88,12 +88,16 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         validation.check_pattern(
             v, "request_id", request.request_id, validation.REQUEST_ID_RE, required=False
         )
-        new_jobs = read_job_specs(v, request.jobs)
-        if len(request.dependencies) > validation.MAX_EDGES_PER_CALL:
+        too_many_edges = len(request.dependencies) > validation.MAX_EDGES_PER_CALL
+        if too_many_edges:
             v.add(
                 "dependencies",
                 f"at most {validation.MAX_EDGES_PER_CALL} per call, got {len(request.dependencies)}",
             )
+        new_jobs = read_job_specs(v, request.jobs)
+        if too_many_edges or len(request.jobs) > validation.MAX_JOBS_PER_CALL:
+            # Past the size limits nothing else is worth checking.
+            v.raise_if_any()
         if request.start and not request.jobs:
             v.add("start", "a DAG without jobs cannot be started; add jobs or set start to false")
         keys = [spec.key for spec in request.jobs]

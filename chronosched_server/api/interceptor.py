@@ -27,6 +27,8 @@ from chronosched_server.errors import (
 
 log = logging.getLogger(__name__)
 
+MAX_DETAILED_VIOLATIONS = 20
+
 if TYPE_CHECKING:  # the stubs make RpcMethodHandler generic; the runtime class is not
     Handler = grpc.RpcMethodHandler[Any, Any]
 
@@ -46,16 +48,21 @@ def status_for(exc: DomainError) -> tuple[grpc.StatusCode, status_pb2.Status]:
     info.Pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=ERROR_DOMAIN, metadata=exc.metadata))
     details.append(info)
     if isinstance(exc, InvalidArgument):
+        # Details travel in a trailer, and gRPC refuses metadata beyond 16 KiB
+        # (the client then sees RESOURCE_EXHAUSTED instead of the error), so
+        # only the first violations are itemised; the message gives the count.
         bad = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in exc.violations
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field[:200], description=v.description[:300]
+                )
+                for v in exc.violations[:MAX_DETAILED_VIOLATIONS]
             ]
         )
         packed = any_pb2.Any()
         packed.Pack(bad)
         details.append(packed)
-    status = status_pb2.Status(code=code.value[0], message=exc.message, details=details)
+    status = status_pb2.Status(code=code.value[0], message=exc.message[:2000], details=details)
     return code, status
 
 

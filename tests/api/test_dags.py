@@ -312,3 +312,28 @@ async def test_list_dags_filter_and_pages(api: Stubs) -> None:
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert big.fields == ["page_size"]
+
+
+async def test_more_jobs_than_the_documented_limit_are_refused(api: Stubs) -> None:
+    from chronosched_server.validation import MAX_JOBS_PER_CALL
+
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    spec = dag_pb2.JobSpec(key="k", def_id=d.def_id)
+    req = dag_pb2.CreateDagRequest(namespace_id=ns, start=True)
+    req.jobs.extend([spec] * (MAX_JOBS_PER_CALL + 1))
+    failure = await fails(api.dags.CreateDag(req), grpc.StatusCode.INVALID_ARGUMENT)
+    assert failure.fields == ["jobs"] and str(MAX_JOBS_PER_CALL) in failure.message
+    listed = await api.dags.ListDags(dag_pb2.ListDagsRequest(namespace_id=ns))
+    assert list(listed.dags) == []
+
+
+async def test_thousands_of_bad_fields_still_give_a_readable_invalid_argument(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    failure = await fails(
+        dag(api, ns, d.def_id, [f"bad key {i}" for i in range(5000)], []), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    # Details ride in a 16 KiB trailer: itemised up to a cap, counted in full in the message.
+    assert failure.fields[:2] == ["jobs[0].key", "jobs[1].key"] and len(failure.fields) == 20
+    assert "(and 4995 more)" in failure.message
