@@ -75,6 +75,12 @@ class FailedPrecondition(DomainError):
     reason = "FAILED_PRECONDITION"
 
 
+class Aborted(DomainError):
+    """A transaction lost a conflict (deadlock, serialization); retrying may work."""
+
+    reason = "ABORTED"
+
+
 class Unavailable(DomainError):
     """A dependency (the database) cannot be reached; retrying later may work."""
 

@@ -17,6 +17,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from chronosched_server.errors import (
     ERROR_DOMAIN,
+    Aborted,
     AlreadyExists,
     DomainError,
     FailedPrecondition,
@@ -38,6 +39,7 @@ _CODES: list[tuple[type[DomainError], grpc.StatusCode]] = [
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (Aborted, grpc.StatusCode.ABORTED),
 ]
 
 

@@ -18,7 +18,7 @@ from chronosched_server.errors import AlreadyExists, FailedPrecondition, Invalid
 from chronosched_server.ids import uuid7, uuid7_strs
 from chronosched_server.storage import leases, namespaces
 from chronosched_server.storage.bulk import copy_rows, copy_text
-from chronosched_server.storage.db import Conn, Database, execute, fetch_all, fetch_one
+from chronosched_server.storage.db import Conn, Database, execute, fetch_all, fetch_one, with_retries
 from chronosched_server.validation import MAX_JOBS_PER_DAG
 
 log = logging.getLogger(__name__)
@@ -327,8 +327,14 @@ async def start(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
 
 
 async def cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+    return await with_retries(lambda: _cancel(db, namespace_id, dag_id))
+
+
+async def _cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
     async with db.transaction() as conn:
-        dag = await _lock(conn, namespace_id, dag_id)
+        # Not locked up front: completions lock job rows before the DAG row,
+        # so a cancel does the same (frontier, jobs, then the DAG row).
+        dag = await _read_live(conn, namespace_id, dag_id)
         # A FAILED DAG may still have jobs running on branches that do not
         # descend from the failure: cancelling stops them and keeps FAILED.
         if dag["state"] == "SUCCEEDED" or (dag["state"] == "FAILED" and dag["unfinished_job_count"] == 0):
@@ -343,17 +349,32 @@ async def cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
         return row
 
 
+async def _read_live(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+    dag = await fetch_one(conn, "read_dag", {"namespace_id": namespace_id, "dag_id": dag_id})
+    if dag is None:
+        await namespaces.require(conn, namespace_id)
+        raise NotFound("dag", str(dag_id), namespace_id=namespace_id)
+    return dag
+
+
 async def _cancel_jobs(conn: Conn, dag_id: uuid.UUID, reason: str) -> None:
     """Cancel every unfinished job; running attempts get a cancel pushed to their worker
     (the notification is delivered only if the transaction commits)."""
-    running = await fetch_all(conn, "running_jobs_of_dag", {"dag_id": dag_id})
-    await execute(conn, "cancel_dag_jobs", {"dag_id": dag_id})
+    await execute(conn, "unqueue_dag", {"dag_id": dag_id})
+    running = await fetch_all(conn, "cancel_dag_jobs", {"dag_id": dag_id})
+    # Again: a retry or lease requeue that committed while we waited for its
+    # job's lock put the job back into the frontier.
+    await execute(conn, "unqueue_dag", {"dag_id": dag_id})
     await leases.notify_cancelled(conn, running, reason)
 
 
 async def delete(db: Database, namespace_id: str, dag_id: uuid.UUID) -> None:
+    await with_retries(lambda: _delete(db, namespace_id, dag_id))
+
+
+async def _delete(db: Database, namespace_id: str, dag_id: uuid.UUID) -> None:
     async with db.transaction() as conn:
-        await _lock(conn, namespace_id, dag_id)
+        await _read_live(conn, namespace_id, dag_id)
         # Cancel first so workers are told to stop; late results then find no
         # job and are rejected.
         await _cancel_jobs(conn, dag_id, "DAG deleted")

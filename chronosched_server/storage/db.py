@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from chronosched_server.errors import AlreadyExists, DomainError, FailedPrecondition, Unavailable
+from chronosched_server.errors import Aborted, AlreadyExists, DomainError, FailedPrecondition, Unavailable
 from chronosched_server.storage.queries import q
 
 Conn = psycopg.AsyncConnection[DictRow]
@@ -36,6 +36,8 @@ def translate(exc: psycopg.Error) -> DomainError:
     if constraint in _CONSTRAINT_ERRORS:
         cls, reason, message = _CONSTRAINT_ERRORS[constraint]
         return cls(message, reason=reason, metadata={"constraint": constraint})
+    if isinstance(exc, pgerrors.DeadlockDetected | pgerrors.SerializationFailure):
+        return Aborted(f"transaction conflict: {type(exc).__name__}; retry", reason="TRANSACTION_CONFLICT")
     if isinstance(exc, psycopg.OperationalError | pgerrors.AdminShutdown | pgerrors.CannotConnectNow):
         return Unavailable(f"database unavailable: {type(exc).__name__}", reason="DATABASE_UNAVAILABLE")
     raise exc
@@ -97,6 +99,21 @@ class Database:
             return True
         except (psycopg.Error, TimeoutError):
             return False
+
+
+T = TypeVar("T")
+
+
+async def with_retries(attempt: Callable[[], Awaitable[T]], tries: int = 3) -> T:
+    """Run a whole transaction again when it lost a conflict (deadlock,
+    serialization failure); PostgreSQL rolled it back, so nothing is doubled."""
+    for n in range(1, tries + 1):
+        try:
+            return await attempt()
+        except Aborted:
+            if n == tries:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def fetch_one(conn: Conn, name: str, params: dict[str, Any]) -> DictRow | None:

@@ -67,16 +67,33 @@ insert into frontier (job_id, namespace_id, kind, priority, due_time)
 select r.job_id, r.namespace_id, d.kind, r.priority, r.due_time
 from r join job_definitions d on d.def_id = r.def_id;
 
+-- name: unqueue_dag
+-- Takes the DAG's jobs out of the frontier. A cancel does this before it
+-- touches any job row: claims lock frontier rows before job rows, and taking
+-- them in the same order keeps a cancel and a claim from deadlocking.
+delete from frontier f using jobs j where j.job_id = f.job_id and j.dag_id = %(dag_id)s::uuid;
+
 -- name: cancel_dag_jobs
-with c as (
-    update jobs
-    set state = 'CANCELLED', end_time = now(), update_time = now(), lease_expire_time = null
+-- Cancels the unfinished jobs, locked in job_id order. Returns the attempts
+-- that were RUNNING, read under the lock so none is missed, for the cancel
+-- notifications.
+with locked as (
+    select job_id, state, attempt
+    from jobs
     where dag_id = %(dag_id)s::uuid and state in ('PENDING', 'READY', 'RUNNING')
-    returning job_id
-), f as (
-    delete from frontier using c where frontier.job_id = c.job_id
+    order by job_id
+    for update
+), cancelled as (
+    update jobs j
+    set state = 'CANCELLED', end_time = now(), update_time = now(), lease_expire_time = null
+    from locked l
+    where j.job_id = l.job_id
+    returning j.job_id, l.state as old_state, l.attempt
 )
-select count(*) as cancelled from c;
+select job_id, attempt from cancelled where old_state = 'RUNNING';
+
+-- name: read_dag
+select * from dags where dag_id = %(dag_id)s::uuid and namespace_id = %(namespace_id)s::text;
 
 -- name: cancel_dag
 update dags

@@ -73,9 +73,6 @@ order by j.lease_expire_time
 limit %(limit)s::int
 for update of j skip locked;
 
--- name: running_jobs_of_dag
-select job_id, attempt from jobs where dag_id = %(dag_id)s::uuid and state = 'RUNNING';
-
 -- name: notify_cancel
 select pg_notify('chronosched_cancel', %(payload)s::text);
 
