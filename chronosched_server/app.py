@@ -24,6 +24,8 @@ from chronosched.v1 import (
     job_pb2_grpc,
     namespace_pb2,
     namespace_pb2_grpc,
+    schedule_pb2,
+    schedule_pb2_grpc,
     worker_pb2,
     worker_pb2_grpc,
 )
@@ -33,9 +35,11 @@ from chronosched_server.api.definitions import DefinitionServicer
 from chronosched_server.api.interceptor import ErrorInterceptor
 from chronosched_server.api.jobs import JobServicer
 from chronosched_server.api.namespaces import NamespaceServicer
+from chronosched_server.api.schedules import ScheduleServicer
 from chronosched_server.api.worker import WorkerServicer
 from chronosched_server.config import Config
 from chronosched_server.dispatch.dispatcher import DispatchConfig, Dispatcher
+from chronosched_server.scheduler import Scheduler
 from chronosched_server.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,7 @@ SERVICE_NAMES = [
     dag_pb2.DESCRIPTOR.services_by_name["DagService"].full_name,
     job_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    schedule_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
     worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
 ]
 
@@ -80,6 +85,7 @@ class Server:
         dag_pb2_grpc.add_DagServiceServicer_to_server(DagServicer(self.db), self.grpc)
         job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.db), self.grpc)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.db), self.grpc)
+        schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleServicer(self.db), self.grpc)
         self.dispatcher = Dispatcher(
             self.db,
             config.database_url,
@@ -90,6 +96,7 @@ class Server:
             ),
         )
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self.dispatcher), self.grpc)
+        self.scheduler = Scheduler(self.db, config.database_url) if config.scheduler_enabled else None
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
             [
@@ -108,6 +115,8 @@ class Server:
         self.port = self.grpc.add_insecure_port(f"{self.config.grpc_host}:{self.config.grpc_port}")
         await self.grpc.start()
         await self.dispatcher.start()
+        if self.scheduler is not None:
+            await self.scheduler.start()
         await self._set_serving(await self.db.ping())
         self._health_task = asyncio.create_task(self._watch_database())
         log.info("chronosched gRPC server listening on %s:%d", self.config.grpc_host, self.port)
@@ -119,6 +128,8 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
         await self._set_serving(False)
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.dispatcher.stop()
         await self.grpc.stop(grace)
         await self.db.close()

@@ -32,6 +32,9 @@ class Config:
     poll_interval_s: float = 0.5
     # How often expired leases are looked for.
     reap_interval_s: float = 1.0
+    # Run the cron scheduler in this process. Every replica may run it: the
+    # fire ledger's key lets exactly one of them record each tick.
+    scheduler_enabled: bool = True
 
     @property
     def grpc_address(self) -> str:

@@ -49,6 +49,7 @@ TRANSCODED_SERVICES = (
     "chronosched.v1.DagService",
     "chronosched.v1.JobService",
     "chronosched.v1.AdminService",
+    "chronosched.v1.ScheduleService",
 )
 
 Config = dict[str, Any]

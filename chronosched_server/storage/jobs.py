@@ -1,9 +1,12 @@
-"""Jobs: reads, results (complete/fail) and standalone enqueue (Tick)."""
+"""Jobs: reads, results (complete/fail) and standalone enqueue (Tick and cron fires)."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg.rows import DictRow
@@ -85,6 +88,66 @@ async def fail(
     return await _apply_one(db, ResultIn(job_id, attempt, False, {}, error, non_retryable))
 
 
+@dataclass(frozen=True)
+class StandaloneJob:
+    """One standalone run (no DAG) of a definition version, enqueued READY."""
+
+    job_id: uuid.UUID
+    namespace_id: str
+    def_id: uuid.UUID
+    key: str
+    kind: str
+    max_attempts: int
+    priority: int
+    payload: dict[str, Any]
+    # None: due now (Tick); a cron fire is due at its scheduled time.
+    due_time: datetime | None = None
+
+    @classmethod
+    def of(
+        cls,
+        definition: Mapping[str, Any],
+        job_id: uuid.UUID,
+        *,
+        payload: dict[str, Any] | None = None,
+        due_time: datetime | None = None,
+    ) -> StandaloneJob:
+        """A run of `definition` (a job_definitions row): its template merged with `payload`."""
+        return cls(
+            job_id=job_id,
+            namespace_id=definition["namespace_id"],
+            def_id=definition["def_id"],
+            key=definition["name"],
+            kind=definition["kind"],
+            max_attempts=definition["max_attempts"],
+            priority=definition["default_priority"],
+            payload={**definition["payload_template"], **(payload or {})},
+            due_time=due_time,
+        )
+
+
+async def insert_standalone(conn: Conn, items: Sequence[StandaloneJob]) -> None:
+    """Enqueue standalone jobs READY and in the frontier, in the caller's
+    transaction: the one path shared by Tick and the cron scheduler."""
+    if not items:
+        return
+    await execute(
+        conn,
+        "insert_standalone_jobs",
+        {
+            "job_ids": [i.job_id for i in items],
+            "namespace_ids": [i.namespace_id for i in items],
+            "def_ids": [i.def_id for i in items],
+            "keys": [i.key for i in items],
+            "max_attempts": [i.max_attempts for i in items],
+            "priorities": [i.priority for i in items],
+            "payloads": [json.dumps(i.payload) for i in items],
+            "kinds": [i.kind for i in items],
+            "due_times": [i.due_time for i in items],
+        },
+    )
+
+
 async def tick(
     db: Database, namespace_id: str, def_id: uuid.UUID, payload: dict[str, Any] | None, request_id: str
 ) -> DictRow:
@@ -99,20 +162,6 @@ async def tick(
         if earlier is not None:
             return await _reload(conn, earlier[0])
         job_id = uuid7()
-        merged = {**definition["payload_template"], **(payload or {})}
-        await execute(
-            conn,
-            "insert_standalone_job",
-            {
-                "job_id": job_id,
-                "namespace_id": namespace_id,
-                "def_id": def_id,
-                "key": definition["name"],
-                "max_attempts": definition["max_attempts"],
-                "priority": definition["default_priority"],
-                "payload": json.dumps(merged),
-                "kind": definition["kind"],
-            },
-        )
+        await insert_standalone(conn, [StandaloneJob.of(definition, job_id, payload=payload)])
         await idem.record([job_id])
         return await _reload(conn, job_id)

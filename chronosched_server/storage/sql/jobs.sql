@@ -61,15 +61,29 @@ with recursive below (job_id) as (
 )
 select count(*) as skipped from skipped;
 
--- name: insert_standalone_job
-with j as (
+-- name: insert_standalone_jobs
+-- READY standalone jobs (no DAG), each straight into the frontier: the one
+-- enqueue path of Tick (a batch of one) and of the cron scheduler (every
+-- tick fired in a pass). A null due time means now; cron fires pass their
+-- scheduled time, capped at now() so that a fire from a clock running a few
+-- milliseconds ahead of the database's is still claimable at once.
+with x as (
+    select *
+    from unnest(
+        %(job_ids)s::uuid[], %(namespace_ids)s::text[], %(def_ids)s::uuid[], %(keys)s::text[],
+        %(max_attempts)s::int[], %(priorities)s::int[], %(payloads)s::jsonb[], %(kinds)s::text[],
+        %(due_times)s::timestamptz[]
+    ) as x (job_id, namespace_id, def_id, key, max_attempts, priority, payload, kind, due_time)
+), j as (
     insert into jobs (job_id, namespace_id, def_id, key, state, max_attempts, priority, payload, due_time)
-    values (%(job_id)s::uuid, %(namespace_id)s::text, %(def_id)s::uuid, %(key)s::text, 'READY',
-            %(max_attempts)s::int, %(priority)s::int, %(payload)s::jsonb, now())
+    select job_id, namespace_id, def_id, key, 'READY', max_attempts, priority, payload,
+           least(due_time, now())
+    from x
     returning job_id, namespace_id, priority, due_time
 )
 insert into frontier (job_id, namespace_id, kind, priority, due_time)
-select job_id, namespace_id, %(kind)s::text, priority, due_time from j;
+select j.job_id, j.namespace_id, x.kind, j.priority, j.due_time
+from j join x on x.job_id = j.job_id;
 
 -- name: lock_jobs
 -- Locked in job_id order so concurrent batches cannot deadlock.
