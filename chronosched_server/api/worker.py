@@ -109,13 +109,19 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 outgoing = asyncio.create_task(stream.outbox.get())
                 done, _ = await asyncio.wait({outgoing, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if outgoing in done:
-                    yield outgoing.result()
+                    message = outgoing.result()
+                    if message is None:
+                        return
+                    yield message
                     continue
                 outgoing.cancel()
                 # The worker closed its side (or sent garbage): finish what is
                 # queued for it, then end the stream.
                 while not stream.outbox.empty():
-                    yield stream.outbox.get_nowait()
+                    message = stream.outbox.get_nowait()
+                    if message is None:
+                        break
+                    yield message
                 reader.result()
                 return
         finally:

@@ -108,6 +108,10 @@ class Dispatcher:
         if batch:
             with contextlib.suppress(Exception):
                 await self._transact(batch, {}, [])
+        # Nothing will be applied from here on: end the streams now rather
+        # than at the end of the gRPC grace, so workers move on at once.
+        for stream in list(self.streams):
+            stream.end()
 
     # -- called by the Dequeue servicer ----------------------------------
 

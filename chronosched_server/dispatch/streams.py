@@ -21,7 +21,8 @@ class WorkerStream:
     # job_id -> attempt of every attempt pushed on (or adopted by) this stream
     # and not yet reported back; this is what occupies the worker's slots.
     in_flight: dict[uuid.UUID, int] = field(default_factory=dict)
-    outbox: asyncio.Queue[worker_pb2.DequeueResponse] = field(default_factory=asyncio.Queue)
+    # None is the end-of-stream marker (the server is stopping).
+    outbox: asyncio.Queue[worker_pb2.DequeueResponse | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
     # Slots promised to a claim that is still in its transaction; counting
     # them keeps concurrent cycles from leasing beyond the worker's capacity.
@@ -34,3 +35,9 @@ class WorkerStream:
     def send(self, message: worker_pb2.DequeueResponse) -> None:
         if not self.closed:
             self.outbox.put_nowait(message)
+
+    def end(self) -> None:
+        """Finish the stream after what is queued: the worker reconnects, to
+        another server if this one is going away, and resends unacked results."""
+        if not self.closed:
+            self.outbox.put_nowait(None)

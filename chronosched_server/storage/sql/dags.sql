@@ -36,7 +36,7 @@ select job_id, dag_id from jobs where job_id = any(%(job_ids)s::uuid[]);
 update dags
 set job_count = job_count + %(n)s::bigint,
     unfinished_job_count = unfinished_job_count + %(n)s::bigint,
-    update_time = now()
+    update_time = clock_timestamp()
 where dag_id = %(dag_id)s::uuid;
 
 -- name: insert_edges
@@ -46,20 +46,20 @@ from unnest(%(parents)s::uuid[], %(children)s::uuid[]) as e (p, c);
 
 -- name: add_pending_parents
 update jobs
-set pending_parents = pending_parents + x.n, update_time = now()
+set pending_parents = pending_parents + x.n, update_time = clock_timestamp()
 from unnest(%(job_ids)s::uuid[], %(counts)s::int[]) as x (job_id, n)
 where jobs.job_id = x.job_id;
 
 -- name: start_dag
 update dags
-set state = 'RUNNING', start_time = now(), update_time = now()
+set state = 'RUNNING', start_time = clock_timestamp(), update_time = clock_timestamp()
 where dag_id = %(dag_id)s::uuid
 returning *;
 
 -- name: start_dag_roots
 with r as (
     update jobs
-    set state = 'READY', due_time = now(), update_time = now()
+    set state = 'READY', due_time = clock_timestamp(), update_time = clock_timestamp()
     where dag_id = %(dag_id)s::uuid and state = 'PENDING' and pending_parents = 0
     returning job_id, namespace_id, def_id, priority, due_time
 )
@@ -85,7 +85,7 @@ with locked as (
     for update
 ), cancelled as (
     update jobs j
-    set state = 'CANCELLED', end_time = now(), update_time = now(), lease_expire_time = null
+    set state = 'CANCELLED', end_time = clock_timestamp(), update_time = clock_timestamp(), lease_expire_time = null
     from locked l
     where j.job_id = l.job_id
     returning j.job_id, l.state as old_state, l.attempt
@@ -98,7 +98,7 @@ select * from dags where dag_id = %(dag_id)s::uuid and namespace_id = %(namespac
 -- name: cancel_dag
 update dags
 set state = case when state in ('PENDING', 'RUNNING') then 'CANCELLED' else state end,
-    unfinished_job_count = 0, end_time = coalesce(end_time, now()), update_time = now()
+    unfinished_job_count = 0, end_time = coalesce(end_time, clock_timestamp()), update_time = clock_timestamp()
 where dag_id = %(dag_id)s::uuid
 returning *;
 

@@ -12,7 +12,7 @@ with picked as (
     cross join lateral (
         select f.job_id, f.priority, f.due_time
         from frontier f
-        where f.namespace_id = n.namespace_id and f.kind = k.kind and f.due_time <= now()
+        where f.namespace_id = n.namespace_id and f.kind = k.kind and f.due_time <= clock_timestamp()
         order by f.priority desc, f.due_time, f.job_id
         limit %(n)s::int
         for update of f skip locked
@@ -23,8 +23,8 @@ with picked as (
     delete from frontier f using picked p where f.job_id = p.job_id returning f.job_id
 )
 update jobs j
-set state = 'RUNNING', start_time = now(), update_time = now(),
-    lease_expire_time = now() + %(lease)s::interval, worker_id = %(worker_id)s::text
+set state = 'RUNNING', start_time = clock_timestamp(), update_time = clock_timestamp(),
+    lease_expire_time = clock_timestamp() + %(lease)s::interval, worker_id = %(worker_id)s::text
 from gone, job_definitions d
 where j.job_id = gone.job_id and d.def_id = j.def_id and j.state = 'READY'
 returning j.*, d.version as def_version, d.kind, d.execution_timeout;
@@ -35,7 +35,7 @@ returning j.*, d.version as def_version, d.kind, d.execution_timeout;
 with picked as (
     select f.job_id
     from frontier f
-    where f.kind = any(%(kinds)s::text[]) and f.due_time <= now()
+    where f.kind = any(%(kinds)s::text[]) and f.due_time <= clock_timestamp()
     order by f.priority desc, f.due_time, f.job_id
     limit %(n)s::int
     for update of f skip locked
@@ -43,8 +43,8 @@ with picked as (
     delete from frontier f using picked p where f.job_id = p.job_id returning f.job_id
 )
 update jobs j
-set state = 'RUNNING', start_time = now(), update_time = now(),
-    lease_expire_time = now() + %(lease)s::interval, worker_id = %(worker_id)s::text
+set state = 'RUNNING', start_time = clock_timestamp(), update_time = clock_timestamp(),
+    lease_expire_time = clock_timestamp() + %(lease)s::interval, worker_id = %(worker_id)s::text
 from gone, job_definitions d
 where j.job_id = gone.job_id and d.def_id = j.def_id and j.state = 'READY'
 returning j.*, d.version as def_version, d.kind, d.execution_timeout;
@@ -60,7 +60,7 @@ with held as (
     for update of j
 )
 update jobs j
-set lease_expire_time = now() + %(lease)s::interval
+set lease_expire_time = clock_timestamp() + %(lease)s::interval
 from held
 where j.job_id = held.job_id;
 
@@ -68,7 +68,7 @@ where j.job_id = held.job_id;
 select j.job_id, j.dag_id, j.attempt, j.max_attempts, j.worker_id,
        d.kind, d.backoff_initial, d.backoff_max, d.backoff_multiplier
 from jobs j join job_definitions d on d.def_id = j.def_id
-where j.state = 'RUNNING' and j.lease_expire_time < now()
+where j.state = 'RUNNING' and j.lease_expire_time < clock_timestamp()
 order by j.lease_expire_time
 limit %(limit)s::int
 for update of j skip locked;
@@ -77,7 +77,7 @@ for update of j skip locked;
 select pg_notify('chronosched_cancel', %(payload)s::text);
 
 -- name: db_now
-select now() as now;
+select clock_timestamp() as now;
 
 -- name: release_unsent
 -- Claimed for a stream that closed before the assignment could be sent: the
@@ -85,10 +85,10 @@ select now() as now;
 -- same attempt number instead of waiting for its lease to expire.
 with r as (
     update jobs j
-    set state = 'READY', start_time = null, lease_expire_time = null, worker_id = '', update_time = now()
+    set state = 'READY', start_time = null, lease_expire_time = null, worker_id = '', update_time = clock_timestamp()
     from unnest(%(job_ids)s::uuid[], %(attempts)s::int[]) as x (job_id, attempt)
     where j.job_id = x.job_id and j.attempt = x.attempt and j.state = 'RUNNING'
-    returning j.job_id, j.namespace_id, j.def_id, j.priority, now() as due_time
+    returning j.job_id, j.namespace_id, j.def_id, j.priority, clock_timestamp() as due_time
 )
 insert into frontier (job_id, namespace_id, kind, priority, due_time)
 select r.job_id, r.namespace_id, d.kind, r.priority, r.due_time

@@ -1,3 +1,7 @@
+-- Job timestamps use clock_timestamp(), not now(): now() is when the writing
+-- transaction began, so with overlapping transactions a child could be
+-- recorded as starting before its parent's recorded end.
+
 -- name: get_job
 -- Live table first, then history: a pruned job is still found.
 select j.*, d.version as def_version, d.kind
@@ -37,7 +41,7 @@ limit %(limit)s::int;
 
 -- name: fail_job
 update jobs
-set state = 'FAILED', error = %(error)s::text, end_time = now(), update_time = now(),
+set state = 'FAILED', error = %(error)s::text, end_time = clock_timestamp(), update_time = clock_timestamp(),
     lease_expire_time = null
 where job_id = %(job_id)s::uuid;
 
@@ -55,7 +59,7 @@ with recursive below (job_id) as (
     where e.dag_id = %(dag_id)s::uuid
 ), skipped as (
     update jobs
-    set state = 'SKIPPED', end_time = now(), update_time = now()
+    set state = 'SKIPPED', end_time = clock_timestamp(), update_time = clock_timestamp()
     where job_id in (select job_id from below) and state = 'PENDING'
     returning 1
 )
@@ -65,7 +69,7 @@ select count(*) as skipped from skipped;
 -- READY standalone jobs (no DAG), each straight into the frontier: the one
 -- enqueue path of Tick (a batch of one) and of the cron scheduler (every
 -- tick fired in a pass). A null due time means now; cron fires pass their
--- scheduled time, capped at now() so that a fire from a clock running a few
+-- scheduled time, capped at clock_timestamp() so that a fire from a clock running a few
 -- milliseconds ahead of the database's is still claimable at once.
 with x as (
     select *
@@ -77,7 +81,7 @@ with x as (
 ), j as (
     insert into jobs (job_id, namespace_id, def_id, key, state, max_attempts, priority, payload, due_time)
     select job_id, namespace_id, def_id, key, 'READY', max_attempts, priority, payload,
-           least(due_time, now())
+           least(due_time, clock_timestamp())
     from x
     returning job_id, namespace_id, priority, due_time
 )
@@ -96,7 +100,7 @@ for update of j;
 
 -- name: succeed_jobs
 update jobs j
-set state = 'SUCCEEDED', result = r.result, end_time = now(), update_time = now(),
+set state = 'SUCCEEDED', result = r.result, end_time = clock_timestamp(), update_time = clock_timestamp(),
     lease_expire_time = null
 from unnest(%(job_ids)s::uuid[], %(results)s::jsonb[]) as r (job_id, result)
 where j.job_id = r.job_id;
@@ -109,7 +113,7 @@ delete from frontier where job_id = any(%(job_ids)s::uuid[]);
 with j as (
     update jobs j
     set state = 'READY', attempt = j.attempt + 1, error = x.error,
-        due_time = now() + x.delay, update_time = now(),
+        due_time = clock_timestamp() + x.delay, update_time = clock_timestamp(),
         start_time = null, lease_expire_time = null, worker_id = ''
     from unnest(%(job_ids)s::uuid[], %(errors)s::text[], %(delays)s::interval[], %(kinds)s::text[])
         as x (job_id, error, delay, kind)
@@ -140,8 +144,8 @@ with parents as (
     update jobs c
     set pending_parents = c.pending_parents - l.n,
         state = case when c.pending_parents = l.n then 'READY' else c.state end,
-        due_time = case when c.pending_parents = l.n then now() + d.delay_after_parents else c.due_time end,
-        update_time = now()
+        due_time = case when c.pending_parents = l.n then clock_timestamp() + d.delay_after_parents else c.due_time end,
+        update_time = clock_timestamp()
     from locked l, job_definitions d
     where c.job_id = l.job_id and d.def_id = c.def_id and c.state = 'PENDING'
     returning c.job_id, c.namespace_id, d.kind, c.priority, c.due_time, c.state
@@ -162,9 +166,9 @@ set unfinished_job_count = g.unfinished_job_count - x.finished,
         else g.state
     end,
     end_time = case
-        when g.state = 'RUNNING' and (x.failed or g.unfinished_job_count - x.finished = 0) then now()
+        when g.state = 'RUNNING' and (x.failed or g.unfinished_job_count - x.finished = 0) then clock_timestamp()
         else g.end_time
     end,
-    update_time = now()
+    update_time = clock_timestamp()
 from unnest(%(dag_ids)s::uuid[], %(finished)s::bigint[], %(failed)s::boolean[]) as x (dag_id, finished, failed)
 where g.dag_id = x.dag_id;
