@@ -170,6 +170,8 @@ async def frontier_latency(channel: grpc.aio.Channel, ns: str, def_id: str, link
         arrived, job = await client.assigned.get()
         samples.append(arrived - sent)
     runner.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await runner
     return samples
 
 
@@ -252,6 +254,8 @@ async def sustained(channel: grpc.aio.Channel, url: str, minutes: float, base: f
             print(f"  minute {len(rates)}: {rates[-1]:,.0f} jobs/s ({rates[-1] / base:.2f}x baseline)")
             minute_start, minute_done = now, client.done
     runner.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await runner
     if len(rates) >= 2:
         print(f"sustained: last minute / first minute = {rates[-1] / rates[0]:.2f}")
 
