@@ -15,6 +15,7 @@ import psycopg
 
 from chronosched_server.app import Server
 from chronosched_server.config import Config
+from chronosched_server.embedded import tune_for_queues
 from chronosched_server.storage.migrate import migrate
 
 
@@ -29,6 +30,9 @@ async def database() -> AsyncIterator[str]:
         admin = pg.get_uri()
         async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
             await conn.execute("create database bench")
+        # The same server settings `chronosched up` gives its embedded cluster.
+        with psycopg.connect(admin, autocommit=True) as sync_conn:
+            tune_for_queues(sync_conn)
         url = pg.get_uri("bench")
         await migrate(url)
         yield url

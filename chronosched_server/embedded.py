@@ -19,7 +19,7 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -79,6 +79,22 @@ def _postmaster_pid(pgdata: Path) -> int | None:
     except (OSError, IndexError, ValueError):
         return None
     return pid if pid_alive(pid) else None
+
+
+# Server settings the embedded cluster gets. The queue tables carry their own
+# aggressive autovacuum thresholds (migration 0001), but autovacuum visits a
+# database at most once per naptime (default 1 min); between visits the
+# frontier's dead index entries pile up at the head of the claim index.
+# External PostgreSQL: see docs/architecture.md ("Running on your own
+# PostgreSQL").
+QUEUE_SETTINGS = {"autovacuum_naptime": "10s"}
+
+
+def tune_for_queues(conn: psycopg.Connection[Any]) -> None:
+    """Apply QUEUE_SETTINGS cluster-wide (ALTER SYSTEM + reload; superuser)."""
+    for name, value in QUEUE_SETTINGS.items():
+        conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+    conn.execute("SELECT pg_reload_conf()")
 
 
 class EmbeddedPostgres:
@@ -179,6 +195,7 @@ class EmbeddedPostgres:
 
     def _create_database(self, admin_url: str) -> None:
         with psycopg.connect(admin_url, autocommit=True) as conn:
+            tune_for_queues(conn)
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
             if exists:
                 return
