@@ -235,23 +235,29 @@ async def main() -> None:
 
 
 async def sustained(channel: grpc.aio.Channel, url: str, minutes: float, base: float) -> None:
-    """16 slots, jobs topped up in batches, per-minute rates."""
+    """16 slots for `minutes`, the backlog kept between 5,000 and 10,000 READY
+    jobs by topping up with 5,000-job DAGs; prints the rate of every minute."""
     ns = "soak"
     def_id = await setup(channel, ns)
     client = StreamClient(channel, ns, 16, "bench-soak")
     runner = asyncio.create_task(client.run(10**12))
     end = time.perf_counter() + minutes * 60
-    minute_start, minute_done, rates = time.perf_counter(), 0, []
+    minute_start, minute_done, rates, created = time.perf_counter(), 0, [], 0
     while time.perf_counter() < end:
-        await make_jobs(channel, ns, def_id, 5000, [])
-        while client.done < minute_done + 4000 and time.perf_counter() < end:
-            client.acked.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(client.acked.wait(), 1.0)
+        if created - client.done < 10_000:
+            await make_jobs(channel, ns, def_id, 5000, [])
+            created += 5000
+            continue
+        client.acked.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.acked.wait(), 1.0)
         now = time.perf_counter()
         if now - minute_start >= 60:
             rates.append((client.done - minute_done) / (now - minute_start))
-            print(f"  minute {len(rates)}: {rates[-1]:,.0f} jobs/s ({rates[-1] / base:.2f}x baseline)")
+            print(
+                f"  minute {len(rates)}: {rates[-1]:,.0f} jobs/s ({rates[-1] / base:.2f}x baseline)",
+                flush=True,
+            )
             minute_start, minute_done = now, client.done
     runner.cancel()
     with contextlib.suppress(asyncio.CancelledError):
