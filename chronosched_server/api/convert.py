@@ -128,14 +128,6 @@ def dependency(row: DictRow) -> dag_pb2.Dependency:
     return dag_pb2.Dependency(parent_job_id=str(row["parent_job_id"]), child_job_id=str(row["child_job_id"]))
 
 
-def state_name(value: int, enum_name: str, values: Any) -> str | None:
-    """Enum value -> stored state text, None for UNSPECIFIED (no filter)."""
-    if value == 0:
-        return None
-    name: str = values.Name(value)
-    return name.removeprefix("STATE_")
-
-
 def fire(row: DictRow) -> schedule_pb2.Fire:
     return schedule_pb2.Fire(
         namespace_id=row["namespace_id"],

@@ -80,7 +80,6 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._cycle_slots = asyncio.Semaphore(self.config.concurrent_cycles)
         self._running: set[asyncio.Task[None]] = set()
-        self.cycles = 0  # commits made by the pump, for tests and benchmarks
 
     # -- life cycle -------------------------------------------------------
 
@@ -212,7 +211,6 @@ class Dispatcher:
             outs = [await self._apply_alone(p.item) for p in batch]
             claimed = []
             self._heartbeats = {**beats, **self._heartbeats}
-        self.cycles += 1
         for pending, out in zip(batch, outs, strict=True):
             pending.stream.send(_ack(pending.ref, out))
         unsent: dict[uuid.UUID, int] = {}
