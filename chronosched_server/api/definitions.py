@@ -22,16 +22,10 @@ Def = definition_pb2.JobDefinition
 
 _DAY = timedelta(days=1)
 _WEEK = timedelta(days=7)
-_MISFIRE = {
-    Def.MISFIRE_POLICY_UNSPECIFIED: "skip",
-    Def.MISFIRE_POLICY_SKIP: "skip",
-    Def.MISFIRE_POLICY_FIRE_ONCE: "fire_once",
-}
-_OVERLAP = {
-    Def.OVERLAP_POLICY_UNSPECIFIED: "allow",
-    Def.OVERLAP_POLICY_ALLOW: "allow",
-    Def.OVERLAP_POLICY_FORBID: "forbid",
-}
+# Request enum -> stored text: the inverse of convert's maps, plus the
+# documented defaults for an unset (UNSPECIFIED) policy.
+_MISFIRE = {v: k for k, v in convert.MISFIRE.items()} | {Def.MISFIRE_POLICY_UNSPECIFIED: "skip"}
+_OVERLAP = {v: k for k, v in convert.OVERLAP.items()} | {Def.OVERLAP_POLICY_UNSPECIFIED: "allow"}
 
 
 def _duration(
