@@ -26,7 +26,7 @@ from chronosched.v1 import job_pb2, worker_pb2
 from chronosched_server.api import convert
 from chronosched_server.dispatch.streams import WorkerStream
 from chronosched_server.errors import DomainError, Unavailable
-from chronosched_server.storage import leases
+from chronosched_server.storage import leases, notifications
 from chronosched_server.storage.db import Database
 from chronosched_server.storage.results import (
     ResultIn,
@@ -284,29 +284,19 @@ class Dispatcher:
                     stream.send(worker_pb2.DequeueResponse(keepalive=beat))
 
     async def _listen(self) -> None:
-        """LISTEN on a connection of its own; reconnect with backoff when it drops."""
-        delay = 0.1
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(self.listen_url, autocommit=True) as conn:
-                    await conn.execute(f"listen {FRONTIER_CHANNEL}")
-                    await conn.execute(f"listen {CANCEL_CHANNEL}")
-                    delay = 0.1
-                    # Anything may have happened while we were not listening.
-                    self._wake.set()
-                    async for note in conn.notifies():
-                        if note.channel == FRONTIER_CHANNEL:
-                            self._wake.set()
-                        elif note.channel == CANCEL_CHANNEL:
-                            self._push_cancels(note.payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "notification listener lost (%s); reconnecting in %.1fs", type(exc).__name__, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        await notifications.listen_forever(
+            self.listen_url,
+            [FRONTIER_CHANNEL, CANCEL_CHANNEL],
+            self._on_notify,
+            self._wake.set,
+            name="dispatcher",
+        )
+
+    def _on_notify(self, note: psycopg.Notify) -> None:
+        if note.channel == FRONTIER_CHANNEL:
+            self._wake.set()
+        elif note.channel == CANCEL_CHANNEL:
+            self._push_cancels(note.payload)
 
     def _push_cancels(self, payload: str) -> None:
         reason, refs = leases.parse_cancel_payload(payload)

@@ -31,7 +31,7 @@ from chronosched_server.errors import DomainError, Unavailable
 from chronosched_server.ids import uuid7
 from chronosched_server.scheduler import plan
 from chronosched_server.scheduler.clock import DbClock
-from chronosched_server.storage import jobs, schedules
+from chronosched_server.storage import jobs, notifications, schedules
 from chronosched_server.storage.db import Database
 from chronosched_server.storage.jobs import StandaloneJob
 from chronosched_server.storage.schedules import FireRow
@@ -367,24 +367,14 @@ class Scheduler:
             await asyncio.wait_for(self._wake.wait(), delay)
 
     async def _listen(self) -> None:
-        """LISTEN on a connection of its own; reconnect with backoff when it drops."""
         assert self.listen_url is not None
-        delay = 0.1
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(self.listen_url, autocommit=True) as conn:
-                    await conn.execute(f"listen {SCHEDULES_CHANNEL}")
-                    delay = 0.1
-                    # Anything may have changed while we were not listening.
-                    self._request_reload()
-                    async for _ in conn.notifies():
-                        self._request_reload()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("schedule listener lost (%s); reconnecting in %.1fs", type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        await notifications.listen_forever(
+            self.listen_url,
+            [SCHEDULES_CHANNEL],
+            lambda _note: self._request_reload(),
+            self._request_reload,
+            name="schedule",
+        )
 
     def _request_reload(self) -> None:
         self._reload_requested = True
