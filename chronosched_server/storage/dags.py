@@ -43,12 +43,18 @@ def sealed(dag: DictRow) -> FailedPrecondition:
     )
 
 
-async def _lock(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
-    dag = await fetch_one(conn, "lock_dag", {"namespace_id": namespace_id, "dag_id": dag_id})
+async def _dag_or_404(conn: Conn, query: str, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+    """One DAG row by `query` (lock_dag, read_dag or get_dag); NOT_FOUND names
+    the namespace when that is what is missing."""
+    dag = await fetch_one(conn, query, {"namespace_id": namespace_id, "dag_id": dag_id})
     if dag is None:
         await namespaces.require(conn, namespace_id)
         raise NotFound("dag", str(dag_id), namespace_id=namespace_id)
     return dag
+
+
+async def _lock(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+    return await _dag_or_404(conn, "lock_dag", namespace_id, dag_id)
 
 
 async def _lock_pending(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
@@ -196,11 +202,8 @@ def _refresh_statistics(db: Database) -> None:
 
 
 async def _get(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
-    row = await fetch_one(conn, "get_dag", {"namespace_id": namespace_id, "dag_id": dag_id})
-    if row is None:
-        await namespaces.require(conn, namespace_id)
-        raise NotFound("dag", str(dag_id), namespace_id=namespace_id)
-    return row
+    """Live or pruned (history)."""
+    return await _dag_or_404(conn, "get_dag", namespace_id, dag_id)
 
 
 async def get(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
@@ -350,11 +353,8 @@ async def _cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow
 
 
 async def _read_live(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
-    dag = await fetch_one(conn, "read_dag", {"namespace_id": namespace_id, "dag_id": dag_id})
-    if dag is None:
-        await namespaces.require(conn, namespace_id)
-        raise NotFound("dag", str(dag_id), namespace_id=namespace_id)
-    return dag
+    """Live, without a lock."""
+    return await _dag_or_404(conn, "read_dag", namespace_id, dag_id)
 
 
 async def _cancel_jobs(conn: Conn, dag_id: uuid.UUID, reason: str) -> None:
