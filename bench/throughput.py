@@ -100,22 +100,27 @@ class StreamClient:
         await self.call.write(worker_pb2.DequeueRequest(subscribe=self.sub))
         acks = 0
         async for msg in self.call:
-            kind = msg.WhichOneof("message")
-            if kind == "assignment":
-                job = msg.assignment.job
-                if not self.auto:
-                    await self.assigned.put((time.perf_counter(), job))
-                    continue
-                ref = worker_pb2.JobRef(job_id=job.job_id, attempt=job.attempt)
+            now = time.perf_counter()
+            results = []
+            for assignment in msg.assignments:
+                job = assignment.job
+                if self.auto:
+                    ref = worker_pb2.JobRef(job_id=job.job_id, attempt=job.attempt)
+                    results.append(worker_pb2.JobResult(job=ref, success=True))
+                else:
+                    await self.assigned.put((now, job))
+            if results:
+                # Everything that arrived together is answered together, as
+                # the SDK's writer does.
                 await self.call.write(
-                    worker_pb2.DequeueRequest(result=worker_pb2.JobResult(job=ref, success=True))
+                    worker_pb2.DequeueRequest(results=worker_pb2.JobResults(results=results))
                 )
-            elif kind == "ack":
-                acks += 1
-                self.done += 1
+            acks += len(msg.acks)
+            self.done += len(msg.acks)
+            if msg.acks:
                 self.acked.set()
-                if acks >= stop_after:
-                    break
+            if acks >= stop_after:
+                break
         self.call.cancel()
 
 
@@ -166,7 +171,8 @@ async def frontier_latency(channel: grpc.aio.Channel, ns: str, def_id: str, link
     for _ in range(links):
         ref = worker_pb2.JobRef(job_id=job.job_id, attempt=job.attempt)
         sent = time.perf_counter()
-        await client.call.write(worker_pb2.DequeueRequest(result=worker_pb2.JobResult(job=ref, success=True)))
+        result = worker_pb2.JobResult(job=ref, success=True)
+        await client.call.write(worker_pb2.DequeueRequest(results=worker_pb2.JobResults(results=[result])))
         arrived, job = await client.assigned.get()
         samples.append(arrived - sent)
     runner.cancel()

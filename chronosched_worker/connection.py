@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
 import grpc
@@ -81,17 +82,26 @@ OnSent: TypeAlias = Callable[[float], None]
 CLOSE_TIMEOUT_S = 2.0
 
 
+# Results queued together leave in one message while they stay under this
+# size (the server's default receive limit is far above it).
+RESULTS_FRAME_BYTES = 4 << 20
+
+
 class DequeueStream:
     """One Dequeue call.
 
     grpc.aio allows one write at a time, so every message goes through an
     outbox drained by a single writer task, which also keeps them in order:
-    Subscribe first, then resent results, then whatever comes later.
+    Subscribe first, then resent results, then whatever comes later. Results
+    that queued up while a write was in progress leave together in one
+    message: a gRPC message costs the server about as much as applying a
+    result, so this is what lets a busy worker scale.
     """
 
     def __init__(self, call: DequeueCall) -> None:
         self._call = call
-        self._outbox: asyncio.Queue[tuple[worker_pb2.DequeueRequest, OnSent | None] | None] = asyncio.Queue()
+        self._outbox: deque[tuple[worker_pb2.DequeueRequest, OnSent | None] | None] = deque()
+        self._queued = asyncio.Event()
         self._closed = False
         self._writer = asyncio.ensure_future(self._write_all())
         self.opened_at = time.monotonic()
@@ -100,25 +110,49 @@ class DequeueStream:
         """Queue `request`; `on_sent(t)` runs once it is written, with the
         monotonic time the write began (a lower bound on when the server got it)."""
         if not self._closed:
-            self._outbox.put_nowait((request, on_sent))
+            self._outbox.append((request, on_sent))
+            self._queued.set()
+
+    def send_results(self, results: Iterable[worker_pb2.JobResult]) -> None:
+        self.send(worker_pb2.DequeueRequest(results=worker_pb2.JobResults(results=results)))
 
     def close_writing(self) -> None:
         """Half-close after everything queued so far; the server then ends the call."""
         if not self._closed:
             self._closed = True
-            self._outbox.put_nowait(None)
+            self._outbox.append(None)
+            self._queued.set()
 
     async def _write_all(self) -> None:
         while True:
-            item = await self._outbox.get()
+            while not self._outbox:
+                self._queued.clear()
+                await self._queued.wait()
+            item = self._outbox.popleft()
             if item is None:
                 await self._call.done_writing()
                 return
             request, on_sent = item
+            if request.HasField("results"):
+                self._merge_results(request)
             began = time.monotonic()
             await self._call.write(request)
             if on_sent is not None:
                 on_sent(began)
+
+    def _merge_results(self, request: worker_pb2.DequeueRequest) -> None:
+        """Fold the results queued right behind `request` into it."""
+        size = request.ByteSize()
+        while self._outbox:
+            following = self._outbox[0]
+            if following is None or following[1] is not None or not following[0].HasField("results"):
+                return
+            extra = following[0].results.ByteSize()
+            if size + extra > RESULTS_FRAME_BYTES:
+                return
+            self._outbox.popleft()
+            request.results.results.extend(following[0].results.results)
+            size += extra
 
     async def _read_all(self, on_message: Callable[[worker_pb2.DequeueResponse], None]) -> None:
         while True:

@@ -383,8 +383,9 @@ class Worker:
         if running:
             # Renew at once: the leases ran down while we were away.
             self._queue_heartbeat(stream)
+        # One by one: the writer merges them into messages of bounded size.
         for result in self._unacked.values():
-            stream.send(worker_pb2.DequeueRequest(result=result))
+            stream.send_results([result])
         # Everything above was queued without yielding, so no result can
         # slip between the snapshot and this stream taking over.
         self._stream = stream
@@ -403,14 +404,15 @@ class Worker:
             self._stream.send(request)
 
     def _on_message(self, message: worker_pb2.DequeueResponse) -> None:
-        which = message.WhichOneof("message")
-        if which == "assignment":
-            self._on_assignment(message.assignment)
-        elif which == "cancel":
-            self._on_cancel(message.cancel)
-        elif which == "ack":
-            self._on_ack(message.ack)
-        # Keepalive only proves the stream is alive; reading it was the point.
+        # Acks first, then assignments, then cancels: a cancel may name an
+        # attempt assigned in the same frame. A keepalive only proves the
+        # stream is alive; reading it was the point.
+        for ack in message.acks:
+            self._on_ack(ack)
+        for assignment in message.assignments:
+            self._on_assignment(assignment)
+        for cancel in message.cancels:
+            self._on_cancel(cancel)
 
     def _on_assignment(self, assignment: worker_pb2.Assignment) -> None:
         job = assignment.job
@@ -500,7 +502,8 @@ class Worker:
         self._unacked[(rj.ref.job_id, rj.ref.attempt)] = result
         self._all_acked.clear()
         # If no stream is up, the next one resends everything unacknowledged.
-        self._send(worker_pb2.DequeueRequest(result=result))
+        if self._stream is not None:
+            self._stream.send_results([result])
         elapsed = time.monotonic() - rj.started
         if outcome.success:
             log.info("job %s attempt %d succeeded in %.3fs", rj.ref.job_id, rj.ref.attempt, elapsed)

@@ -106,22 +106,19 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         reader = asyncio.create_task(self._read(request_iterator, stream))
         try:
             while True:
-                outgoing = asyncio.create_task(stream.outbox.get())
+                outgoing = asyncio.create_task(stream.next_frame())
                 done, _ = await asyncio.wait({outgoing, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if outgoing in done:
-                    message = outgoing.result()
-                    if message is None:
+                    frame = outgoing.result()
+                    if frame is None:
                         return
-                    yield message
+                    yield frame
                     continue
                 outgoing.cancel()
                 # The worker closed its side (or sent garbage): finish what is
                 # queued for it, then end the stream.
-                while not stream.outbox.empty():
-                    message = stream.outbox.get_nowait()
-                    if message is None:
-                        break
-                    yield message
+                for frame in stream.take_queued():
+                    yield frame
                 reader.result()
                 return
         finally:
@@ -134,19 +131,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     async def _read(self, requests: AsyncIterator[worker_pb2.DequeueRequest], stream: WorkerStream) -> None:
         async for message in requests:
             kind = message.WhichOneof("message")
-            if kind == "result":
-                try:
-                    item = read_result(message.result)
-                except InvalidArgument as exc:
-                    stream.send(
-                        worker_pb2.DequeueResponse(
-                            ack=worker_pb2.ResultAck(
-                                job=message.result.job, accepted=False, reason=exc.reason
-                            )
-                        )
-                    )
-                    continue
-                self.dispatcher.submit_result(stream, message.result.job, item)
+            if kind == "results":
+                self._submit(stream, message.results)
             elif kind == "heartbeat":
                 v = Violations()
                 refs = [
@@ -160,3 +146,15 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 self.dispatcher.capacity_changed()
             else:
                 log.warning("worker %s sent an unexpected %s message; ignored", stream.worker_id, kind)
+
+    def _submit(self, stream: WorkerStream, results: worker_pb2.JobResults) -> None:
+        refused = worker_pb2.DequeueResponse()
+        items = []
+        for result in results.results:
+            try:
+                items.append((result.job, read_result(result)))
+            except InvalidArgument as exc:
+                refused.acks.add(job=result.job, accepted=False, reason=exc.reason)
+        self.dispatcher.submit_results(stream, items)
+        if refused.acks:
+            stream.send(refused)

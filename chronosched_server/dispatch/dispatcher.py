@@ -127,14 +127,16 @@ class Dispatcher:
             if self.owner.get(job_id) is stream:
                 del self.owner[job_id]
 
-    def submit_result(self, stream: WorkerStream, ref: worker_pb2.JobRef, item: ResultIn) -> None:
-        """Queue a result for the next group commit; its slot is free at once."""
-        if stream.in_flight.get(item.job_id) == ref.attempt:
-            del stream.in_flight[item.job_id]
-            if self.owner.get(item.job_id) is stream:
-                del self.owner[item.job_id]
-        self._results.append(_Pending(stream, ref, item))
-        self._wake.set()
+    def submit_results(self, stream: WorkerStream, items: list[tuple[worker_pb2.JobRef, ResultIn]]) -> None:
+        """Queue results for the next group commit; their slots are free at once."""
+        for ref, item in items:
+            if stream.in_flight.get(item.job_id) == ref.attempt:
+                del stream.in_flight[item.job_id]
+                if self.owner.get(item.job_id) is stream:
+                    del self.owner[item.job_id]
+            self._results.append(_Pending(stream, ref, item))
+        if items:
+            self._wake.set()
 
     def heartbeat(self, refs: list[tuple[uuid.UUID, int]]) -> None:
         """Remember leases to extend; flushed with the next cycle (at most a poll interval away)."""
@@ -211,8 +213,12 @@ class Dispatcher:
             outs = [await self._apply_alone(p.item) for p in batch]
             claimed = []
             self._heartbeats = {**beats, **self._heartbeats}
+        # One frame per stream per cycle: its acks, then its new assignments.
+        frames: dict[WorkerStream, worker_pb2.DequeueResponse] = {}
         for pending, out in zip(batch, outs, strict=True):
-            pending.stream.send(_ack(pending.ref, out))
+            reason = out.rejected.reason if out.rejected else ""
+            frame = frames.setdefault(pending.stream, worker_pb2.DequeueResponse())
+            frame.acks.add(job=pending.ref, accepted=out.rejected is None, reason=reason)
         unsent: dict[uuid.UUID, int] = {}
         for stream, rows in claimed:
             for row in rows:
@@ -221,7 +227,10 @@ class Dispatcher:
                     continue
                 stream.in_flight[row["job_id"]] = row["attempt"]
                 self.owner[row["job_id"]] = stream
-                stream.send(_assignment(row, self.config.lease))
+                frame = frames.setdefault(stream, worker_pb2.DequeueResponse())
+                _add_assignment(frame, row, self.config.lease)
+        for stream, frame in frames.items():
+            stream.send(frame)
         if unsent:
             await self._release(unsent)
         if self._results or any(rows for _, rows in claimed):
@@ -300,34 +309,23 @@ class Dispatcher:
 
     def _push_cancels(self, payload: str) -> None:
         reason, refs = leases.parse_cancel_payload(payload)
-        for ref in refs:
-            stream = self.owner.get(ref[0])
-            if stream is not None and stream.in_flight.get(ref[0]) == ref[1]:
-                stream.send(
-                    worker_pb2.DequeueResponse(
-                        cancel=worker_pb2.CancelJob(
-                            job=worker_pb2.JobRef(job_id=str(ref[0]), attempt=ref[1]), reason=reason
-                        )
-                    )
-                )
+        frames: dict[WorkerStream, worker_pb2.DequeueResponse] = {}
+        for job_id, attempt in refs:
+            stream = self.owner.get(job_id)
+            if stream is not None and stream.in_flight.get(job_id) == attempt:
+                frame = frames.setdefault(stream, worker_pb2.DequeueResponse())
+                frame.cancels.add(job=worker_pb2.JobRef(job_id=str(job_id), attempt=attempt), reason=reason)
+        for stream, frame in frames.items():
+            stream.send(frame)
 
 
-def _ack(ref: worker_pb2.JobRef, out: ResultOut) -> worker_pb2.DequeueResponse:
-    reason = out.rejected.reason if out.rejected else ""
-    return worker_pb2.DequeueResponse(
-        ack=worker_pb2.ResultAck(job=ref, accepted=out.rejected is None, reason=reason)
-    )
-
-
-def _assignment(row: DictRow, lease: timedelta) -> worker_pb2.DequeueResponse:
+def _add_assignment(frame: worker_pb2.DequeueResponse, row: DictRow, lease: timedelta) -> None:
     job: job_pb2.Job = convert.job(row)
     execution_timeout = row["execution_timeout"]
     assert isinstance(execution_timeout, timedelta)
-    return worker_pb2.DequeueResponse(
-        assignment=worker_pb2.Assignment(
-            job=job,
-            lease_expire_time=job.lease_expire_time,
-            lease_duration=convert.dur(lease),
-            execution_timeout=convert.dur(execution_timeout),
-        )
+    frame.assignments.add(
+        job=job,
+        lease_expire_time=job.lease_expire_time,
+        lease_duration=convert.dur(lease),
+        execution_timeout=convert.dur(execution_timeout),
     )

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 
 from chronosched.v1 import worker_pb2
+
+# Frames queued for a worker are merged while they stay under this size: one
+# gRPC message costs about as much CPU as a job's database work, so a worker
+# that fell behind gets one message, not one per ack and assignment. The cap
+# keeps merged frames far below the workers' 64 MiB receive limit.
+FRAME_BYTES = 4 << 20
 
 
 @dataclass(eq=False)
@@ -21,23 +28,51 @@ class WorkerStream:
     # job_id -> attempt of every attempt pushed on (or adopted by) this stream
     # and not yet reported back; this is what occupies the worker's slots.
     in_flight: dict[uuid.UUID, int] = field(default_factory=dict)
-    # None is the end-of-stream marker (the server is stopping).
-    outbox: asyncio.Queue[worker_pb2.DequeueResponse | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
     # Slots promised to a claim that is still in its transaction; counting
     # them keeps concurrent cycles from leasing beyond the worker's capacity.
     reserved: int = 0
+    # Frames not yet written, and the size of the last one (still mergeable).
+    _frames: deque[worker_pb2.DequeueResponse] = field(default_factory=deque)
+    _last_bytes: int = 0
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _ending: bool = False
 
     @property
     def free(self) -> int:
         return 0 if self.closed else max(0, self.slots - len(self.in_flight) - self.reserved)
 
-    def send(self, message: worker_pb2.DequeueResponse) -> None:
-        if not self.closed:
-            self.outbox.put_nowait(message)
+    def send(self, frame: worker_pb2.DequeueResponse) -> None:
+        """Queue a frame, merged into the last unwritten one when it fits."""
+        if self.closed or self._ending:
+            return
+        size = frame.ByteSize()
+        if self._frames and self._last_bytes + size <= FRAME_BYTES:
+            self._frames[-1].MergeFrom(frame)
+            self._last_bytes += size
+        else:
+            self._frames.append(frame)
+            self._last_bytes = size
+        self._ready.set()
+
+    async def next_frame(self) -> worker_pb2.DequeueResponse | None:
+        """The next frame to write; None once the stream is to end."""
+        while not self._frames:
+            if self._ending:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        return self._frames.popleft()
+
+    def take_queued(self) -> list[worker_pb2.DequeueResponse]:
+        """Every frame still queued (the worker closed its side: finish them)."""
+        frames = list(self._frames)
+        self._frames.clear()
+        return frames
 
     def end(self) -> None:
         """Finish the stream after what is queued: the worker reconnects, to
         another server if this one is going away, and resends unacked results."""
         if not self.closed:
-            self.outbox.put_nowait(None)
+            self._ending = True
+            self._ready.set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -12,44 +11,19 @@ import pytest
 from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, worker_pb2, worker_pb2_grpc
 from tests.api.conftest import Stubs
 from tests.api.helpers import dag, dag_jobs, definition, namespace
+from tests.faults import helpers
 
 J = job_pb2.Job
 
 
-class RawWorker:
+class RawWorker(helpers.RawWorker):
     def __init__(self, api: Stubs, **subscribe: Any):
-        stub = worker_pb2_grpc.WorkerServiceStub(api.channel)
-        self.call = stub.Dequeue()
         subscribe.setdefault("worker_id", "w1")
         subscribe.setdefault("kinds", ["noop"])
-        subscribe.setdefault("slots", 1)
-        self.subscribe = worker_pb2.Subscribe(**subscribe)
-
-    async def start(self) -> None:
-        await self.call.write(worker_pb2.DequeueRequest(subscribe=self.subscribe))
-        # Cancelling a pending read would cancel the whole call, so one task
-        # reads everything and tests wait on the queue instead.
-        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for msg in self.call:
-            await self.inbox.put(msg)
-
-    async def next(self, kind: str, wait_s: float = 5.0) -> Any:
-        """The next message of the given kind, skipping keepalives."""
-        while True:
-            msg = await asyncio.wait_for(self.inbox.get(), wait_s)
-            if msg.WhichOneof("message") == kind:
-                return getattr(msg, kind)
-            assert msg.WhichOneof("message") == "keepalive", msg
+        super().__init__(worker_pb2_grpc.WorkerServiceStub(api.channel), **subscribe)
 
     async def complete(self, job: J, **result: Any) -> worker_pb2.ResultAck:
-        req = worker_pb2.JobResult(
-            job=worker_pb2.JobRef(job_id=job.job_id, attempt=job.attempt), success=True
-        )
-        req.result.update(result)
-        await self.call.write(worker_pb2.DequeueRequest(result=req))
+        await self.send_result(job.job_id, job.attempt, result)
         ack: worker_pb2.ResultAck = await self.next("ack")
         return ack
 
@@ -94,12 +68,48 @@ async def test_never_more_than_slots_in_flight_and_stale_results_rejected(api: S
         raise AssertionError(f"pushed beyond free slots: {extra.job.job_id}")
     except TimeoutError:
         pass
-    stale = worker_pb2.JobResult(job=worker_pb2.JobRef(job_id=got[0].job.job_id, attempt=7), success=True)
-    await worker.call.write(worker_pb2.DequeueRequest(result=stale))
+    await worker.send_result(got[0].job.job_id, 7)
     ack = await worker.next("ack")
     assert not ack.accepted and ack.reason == "STALE_ATTEMPT"
     job = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=got[0].job.job_id))
     assert job.state == J.STATE_RUNNING
+    worker.call.cancel()
+
+
+async def test_a_cycle_answers_a_worker_in_one_frame(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    for _ in range(6):
+        await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id))
+    worker = RawWorker(api, namespaces=[ns], slots=3)
+    await worker.start()
+    first = [(await worker.next("assignment")).job for _ in range(3)]
+    frames = worker.frames
+    # Three results in one message free three slots at once: one cycle
+    # applies them and fills the slots, and one frame carries all of it.
+    await worker.call.write(helpers.RawWorker.results([(j.job_id, j.attempt, {}) for j in first]))
+    acks = [await worker.next("ack") for _ in range(3)]
+    second = [(await worker.next("assignment")).job for _ in range(3)]
+    assert [a.job.job_id for a in acks] == [j.job_id for j in first] and all(a.accepted for a in acks)
+    assert len({j.job_id for j in first + second}) == 6
+    assert worker.frames == frames + 1
+    worker.call.cancel()
+
+
+async def test_invalid_results_in_a_batch_are_refused_alone(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id))
+    worker = RawWorker(api, namespaces=[ns])
+    await worker.start()
+    job = (await worker.next("assignment")).job
+    batch = helpers.RawWorker.results([("not-a-uuid", 1, {}), (job.job_id, job.attempt, {"ok": True})])
+    await worker.call.write(batch)
+    acks = {a.job.job_id: a for a in [await worker.next("ack"), await worker.next("ack")]}
+    assert (acks["not-a-uuid"].accepted, acks["not-a-uuid"].reason) == (False, "INVALID_ARGUMENT")
+    assert acks[job.job_id].accepted
+    done = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=job.job_id))
+    assert done.state == J.STATE_SUCCEEDED and dict(done.result) == {"ok": True}
     worker.call.cancel()
 
 

@@ -243,16 +243,29 @@ async def wait_serving(target: str, *, within: float, proc: subprocess.Popen[byt
         await poll(check, within=within, what=f"server at {target} to serve", every=0.1)
 
 
+def frame_items(msg: worker_pb2.DequeueResponse) -> list[tuple[str, Any]]:
+    """A server frame as the single items a worker handles, in its order:
+    acks, assignments, cancels, keepalive."""
+    items: list[tuple[str, Any]] = [("ack", a) for a in msg.acks]
+    items += [("assignment", a) for a in msg.assignments]
+    items += [("cancel", c) for c in msg.cancels]
+    if msg.HasField("keepalive"):
+        items.append(("keepalive", msg.keepalive))
+    return items
+
+
 class RawWorker:
-    """One bare Dequeue stream. A single reader task fills `inbox`; writes
-    happen from one task at a time (grpc.aio allows one pending write)."""
+    """One bare Dequeue stream. A single reader task fills `inbox` with the
+    items of every frame; writes happen from one task at a time (grpc.aio
+    allows one pending write)."""
 
     def __init__(self, stub: worker_pb2_grpc.WorkerServiceAsyncStub, **subscribe: Any) -> None:
         self.call = stub.Dequeue()
         subscribe.setdefault("kinds", ["logged"])
         subscribe.setdefault("slots", 1)
         self.subscribe = worker_pb2.Subscribe(**subscribe)
-        self.inbox: asyncio.Queue[worker_pb2.DequeueResponse] = asyncio.Queue()
+        self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.frames = 0
         self.reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -261,22 +274,32 @@ class RawWorker:
 
     async def _read(self) -> None:
         async for msg in self.call:
-            await self.inbox.put(msg)
+            self.frames += 1
+            for item in frame_items(msg):
+                await self.inbox.put(item)
 
     async def next(self, kind: str, wait_s: float = 10.0) -> Any:
-        """The next message of `kind`, skipping keepalives."""
+        """The next item of `kind`, skipping keepalives."""
         while True:
-            msg = await asyncio.wait_for(self.inbox.get(), wait_s)
-            which = msg.WhichOneof("message")
+            which, item = await asyncio.wait_for(self.inbox.get(), wait_s)
             if which == kind:
-                return getattr(msg, kind)
-            assert which == "keepalive", msg
+                return item
+            assert which == "keepalive", (which, item)
+
+    async def send_result(self, job_id: str, attempt: int, values: dict[str, Any] | None = None) -> None:
+        await self.call.write(RawWorker.result(job_id, attempt, values or {}))
 
     @staticmethod
     def result(job_id: str, attempt: int, values: dict[str, Any]) -> worker_pb2.DequeueRequest:
-        res = worker_pb2.JobResult(job=worker_pb2.JobRef(job_id=job_id, attempt=attempt), success=True)
-        res.result.update(values)
-        return worker_pb2.DequeueRequest(result=res)
+        return RawWorker.results([(job_id, attempt, values)])
+
+    @staticmethod
+    def results(items: list[tuple[str, int, dict[str, Any]]]) -> worker_pb2.DequeueRequest:
+        batch = worker_pb2.JobResults()
+        for job_id, attempt, values in items:
+            res = batch.results.add(job=worker_pb2.JobRef(job_id=job_id, attempt=attempt), success=True)
+            res.result.update(values)
+        return worker_pb2.DequeueRequest(results=batch)
 
     async def close(self) -> None:
         self.call.cancel()

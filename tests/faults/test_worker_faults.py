@@ -581,18 +581,19 @@ async def test_fifty_streams_lease_every_job_exactly_once(database_url: str, tmp
             )
             try:
                 async for msg in call:
-                    which = msg.WhichOneof("message")
-                    if which == "assignment":
-                        job = msg.assignment.job
-                        got[i].append(job.job_id)
-                        await call.write(RawWorker.result(job.job_id, job.attempt, {"client": i}))
-                    elif which == "ack":
-                        if msg.ack.accepted:
-                            acked[msg.ack.job.job_id] = {"client": i}
+                    for ack in msg.acks:
+                        if ack.accepted:
+                            acked[ack.job.job_id] = {"client": i}
                             if len(acked) == total:
                                 all_acked.set()
                         else:
-                            rejected.append(msg.ack)
+                            rejected.append(ack)
+                    jobs = [a.job for a in msg.assignments]
+                    got[i].extend(job.job_id for job in jobs)
+                    if jobs:
+                        await call.write(
+                            RawWorker.results([(job.job_id, job.attempt, {"client": i}) for job in jobs])
+                        )
             finally:
                 call.cancel()
 
@@ -652,9 +653,10 @@ async def _cancel_while_claiming(api: Api, database_url: str) -> None:
         await call.write(worker_pb2.DequeueRequest(subscribe=subscribe))
         try:
             async for msg in call:
-                if msg.WhichOneof("message") == "assignment":
-                    job = msg.assignment.job
-                    await call.write(RawWorker.result(job.job_id, job.attempt, {}))
+                if msg.assignments:
+                    await call.write(
+                        RawWorker.results([(a.job.job_id, a.job.attempt, {}) for a in msg.assignments])
+                    )
         finally:
             call.cancel()
 

@@ -28,38 +28,56 @@ class _Abort:
     details: str
 
 
+@dataclass(frozen=True)
+class Received:
+    """One thing the worker sent: a subscribe, heartbeat or slot update as it
+    came, and every result of a results message on its own."""
+
+    kind: str
+    body: Any
+    # The message it came in (results sent together share one).
+    message: Request
+
+
+def flatten(message: Request) -> list[Received]:
+    kind = str(message.WhichOneof("message"))
+    if kind == "results":
+        return [Received("result", r, message) for r in message.results.results]
+    return [Received(kind, getattr(message, kind), message)]
+
+
 @dataclass
 class FakeStream:
     """One Dequeue call as the server sees it."""
 
-    received: asyncio.Queue[Request | None] = field(default_factory=asyncio.Queue)
+    received: asyncio.Queue[Received | None] = field(default_factory=asyncio.Queue)
     outbox: asyncio.Queue[Response | _Abort | None] = field(default_factory=asyncio.Queue)
-    log: list[Request] = field(default_factory=list)
+    log: list[Received] = field(default_factory=list)
+    messages: list[Request] = field(default_factory=list)
     closed_by_worker: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def next(self, *, within: float = 5.0, skip_heartbeats: bool = True) -> Request:
-        """The worker's next message (heartbeats skipped unless asked for)."""
+    async def next(self, *, within: float = 5.0, skip_heartbeats: bool = True) -> Received:
+        """The worker's next item (heartbeats skipped unless asked for)."""
         while True:
-            message = await asyncio.wait_for(self.received.get(), within)
-            assert message is not None, "the worker closed the stream"
-            if skip_heartbeats and message.WhichOneof("message") == "heartbeat":
+            item = await asyncio.wait_for(self.received.get(), within)
+            assert item is not None, "the worker closed the stream"
+            if skip_heartbeats and item.kind == "heartbeat":
                 continue
-            return message
+            return item
 
-    async def expect(self, kind: str, *, within: float = 5.0) -> Request:
-        message = await self.next(within=within, skip_heartbeats=kind != "heartbeat")
-        assert message.WhichOneof("message") == kind, f"expected {kind}, got {message}"
-        return message
+    async def expect(self, kind: str, *, within: float = 5.0) -> Any:
+        """The body of the worker's next item, which must be of `kind`."""
+        item = await self.next(within=within, skip_heartbeats=kind != "heartbeat")
+        assert item.kind == kind, f"expected {kind}, got {item}"
+        return item.body
 
     async def expect_close(self, *, within: float = 5.0) -> None:
         """The worker half-closes with nothing but heartbeats before it."""
         while True:
-            message = await asyncio.wait_for(self.received.get(), within)
-            if message is None:
+            item = await asyncio.wait_for(self.received.get(), within)
+            if item is None:
                 return
-            assert message.WhichOneof("message") == "heartbeat", (
-                f"expected the stream to close, got {message}"
-            )
+            assert item.kind == "heartbeat", f"expected the stream to close, got {item}"
 
     def push(self, message: Response) -> None:
         self.outbox.put_nowait(message)
@@ -67,18 +85,22 @@ class FakeStream:
     def ack(self, job_id: str, attempt: int = 1, *, accepted: bool = True, reason: str = "") -> None:
         self.push(
             Response(
-                ack=worker_pb2.ResultAck(
-                    job=worker_pb2.JobRef(job_id=job_id, attempt=attempt), accepted=accepted, reason=reason
-                )
+                acks=[
+                    worker_pb2.ResultAck(
+                        job=worker_pb2.JobRef(job_id=job_id, attempt=attempt),
+                        accepted=accepted,
+                        reason=reason,
+                    )
+                ]
             )
         )
 
     def cancel(self, job_id: str, attempt: int = 1, reason: str = "") -> None:
         self.push(
             Response(
-                cancel=worker_pb2.CancelJob(
-                    job=worker_pb2.JobRef(job_id=job_id, attempt=attempt), reason=reason
-                )
+                cancels=[
+                    worker_pb2.CancelJob(job=worker_pb2.JobRef(job_id=job_id, attempt=attempt), reason=reason)
+                ]
             )
         )
 
@@ -89,7 +111,7 @@ class FakeStream:
         self.outbox.put_nowait(_Abort(code, details))
 
     def kinds_received(self) -> list[str]:
-        return [str(m.WhichOneof("message")) for m in self.log]
+        return [item.kind for item in self.log]
 
 
 class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
@@ -109,8 +131,10 @@ class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
         async def pump() -> None:
             try:
                 async for request in request_iterator:
-                    stream.log.append(request)
-                    stream.received.put_nowait(request)
+                    stream.messages.append(request)
+                    for item in flatten(request):
+                        stream.log.append(item)
+                        stream.received.put_nowait(item)
             finally:
                 stream.received.put_nowait(None)
                 stream.closed_by_worker.set()
@@ -194,7 +218,7 @@ def assignment(
     message = worker_pb2.Assignment(job=job, lease_duration=duration(lease_s))
     if timeout_s:
         message.execution_timeout.CopyFrom(duration(timeout_s))
-    return Response(assignment=message)
+    return Response(assignments=[message])
 
 
 def ref(job_id: str, attempt: int = 1) -> worker_pb2.JobRef:

@@ -129,15 +129,15 @@ async def test_worker_process_runs_a_command_job_and_drains_on_sigterm(fake: Fak
     try:
         # The first stream arrives once the worker runs, signal handlers included.
         stream = await fake.next_stream(within=20)
-        sub = (await stream.expect("subscribe")).subscribe
+        sub = await stream.expect("subscribe")
         assert (sub.worker_id, list(sub.namespaces), list(sub.kinds)) == ("p-1", ["team-a"], ["command"])
         stream.push(assignment("a", kind="command", payload={"argv": ["echo", "hi"]}))
-        result = (await stream.expect("result")).result
+        result = await stream.expect("result")
         assert (result.job, result.success) == (ref("a"), True)
         assert struct_to_dict(result.result) == {"exit_code": 0, "stdout_tail": "hi\n", "stderr_tail": ""}
         stream.ack("a")
         proc.send_signal(signal.SIGTERM)
-        assert (await stream.expect("slots")).slots.slots == 0
+        assert (await stream.expect("slots")).slots == 0
         await stream.expect_close()
         assert await asyncio.wait_for(proc.wait(), 10) == 0
     finally:

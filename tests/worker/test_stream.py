@@ -57,7 +57,7 @@ def make_worker(address: str, gates: Gates | None = None, **kwargs: Any) -> Work
 
 async def subscribed(fake: FakeServer) -> tuple[FakeStream, Any]:
     stream = await fake.next_stream()
-    return stream, (await stream.expect("subscribe")).subscribe
+    return stream, await stream.expect("subscribe")
 
 
 async def test_subscribe_names_the_worker_its_namespaces_kinds_and_slots(fake: FakeServer) -> None:
@@ -78,7 +78,7 @@ async def test_assignment_runs_and_its_result_comes_back_on_the_stream(fake: Fak
     async with running(make_worker(fake.address)):
         stream, _ = await subscribed(fake)
         stream.push(assignment("a", attempt=2, payload={"n": 3, "s": "x"}))
-        result = (await stream.expect("result")).result
+        result = await stream.expect("result")
     assert (result.job, result.success, result.error, result.non_retryable) == (ref("a", 2), True, "", False)
     assert struct_to_dict(result.result) == {"echo": {"n": 3, "s": "x"}, "attempt": 2}
 
@@ -122,9 +122,9 @@ async def test_failures_and_non_retryable_errors_travel_in_the_result(fake: Fake
     async with running(worker):
         stream, _ = await subscribed(fake)
         stream.push(assignment("c", kind="crash"))
-        crashed = (await stream.expect("result")).result
+        crashed = await stream.expect("result")
         stream.push(assignment("r", kind="refuse"))
-        refused = (await stream.expect("result")).result
+        refused = await stream.expect("result")
     assert (crashed.job.job_id, crashed.success, crashed.error, crashed.non_retryable) == (
         "c",
         False,
@@ -143,7 +143,7 @@ async def test_unknown_kind_fails_the_attempt_retryably(fake: FakeServer) -> Non
     async with running(make_worker(fake.address)):
         stream, _ = await subscribed(fake)
         stream.push(assignment("x", kind="nope"))
-        result = (await stream.expect("result")).result
+        result = await stream.expect("result")
     assert (result.success, result.error, result.non_retryable) == (
         False,
         "worker w-1 has no handler for kind 'nope'",
@@ -156,7 +156,7 @@ async def test_execution_timeout_comes_from_the_assignment(fake: FakeServer) -> 
     async with running(make_worker(fake.address, gates)):
         stream, _ = await subscribed(fake)
         stream.push(assignment("a", kind="gate", timeout_s=0.2))
-        result = (await stream.expect("result")).result
+        result = await stream.expect("result")
     assert (result.success, result.error) == (False, "execution timeout after 0.2s")
     assert gates.cancelled == {"a": "execution timeout after 0.2s"}
 
@@ -168,7 +168,7 @@ async def test_cancel_job_stops_the_handler_and_reports_it_cancelled(fake: FakeS
         stream.push(assignment("a", kind="gate"))
         await gates.wait_started("a")
         stream.cancel("a", reason="DAG cancelled")
-        result = (await stream.expect("result")).result
+        result = await stream.expect("result")
         stream.cancel("unknown-job", reason="ignored")  # nothing runs it: no effect
         stream.ack("a", accepted=False, reason="JOB_CANCELLED")
     assert (result.job, result.success, result.error) == (ref("a"), False, "cancelled: DAG cancelled")
@@ -196,7 +196,7 @@ async def test_cancel_job_terminates_a_command_subprocess(fake: FakeServer, tmp_
         )
         pid = await read_pid(pid_file)
         stream.cancel("a", reason="operator")
-        result = (await stream.expect("result")).result
+        result = await stream.expect("result")
         # The result is sent only once the process is gone.
         assert not pid_alive(pid)
     assert (result.success, result.error) == (False, "cancelled: operator")
@@ -214,13 +214,13 @@ async def test_heartbeats_every_third_of_the_lease_while_jobs_run(fake: FakeServ
         for _ in range(3):
             beat = await stream.expect("heartbeat")
             received_at.append(time.monotonic())
-            assert list(beat.heartbeat.running) == [ref("a"), ref("b")]
-        assert list(first.heartbeat.running) == [ref("a"), ref("b")]
+            assert list(beat.running) == [ref("a"), ref("b")]
+        assert list(first.running) == [ref("a"), ref("b")]
         # Three periods of 0.1 s: paced, not a busy loop.
         assert received_at[-1] - received_at[0] >= 0.25
         gates.open("a")
         gates.open("b")
-        results = {(await stream.expect("result")).result.job.job_id for _ in range(2)}
+        results = {(await stream.expect("result")).job.job_id for _ in range(2)}
         assert results == {"a", "b"}
         stream.ack("a")
         stream.ack("b")
@@ -245,7 +245,7 @@ async def test_unacked_results_are_resent_after_reconnect_and_acked_ones_are_not
 
         second, sub = await subscribed(fake)
         assert list(sub.running) == []
-        resent = (await second.expect("result")).result
+        resent = await second.expect("result")
         assert (resent.job, resent.success, struct_to_dict(resent.result)) == (
             ref("kept"),
             True,
@@ -254,7 +254,26 @@ async def test_unacked_results_are_resent_after_reconnect_and_acked_ones_are_not
         second.ack("kept")
         # Only "kept" came back; the next message is whatever comes next.
         second.push(assignment("after"))
-        assert (await second.expect("result")).result.job == ref("after")
+        assert (await second.expect("result")).job == ref("after")
+
+
+async def test_results_queued_together_leave_in_one_message(fake: FakeServer) -> None:
+    async with running(make_worker(fake.address, concurrency=3)):
+        first, _ = await subscribed(fake)
+        first.push(assignment("a"))
+        first.push(assignment("b"))
+        first.push(assignment("c"))
+        assert {(await first.expect("result")).job.job_id for _ in range(3)} == {"a", "b", "c"}
+        first.abort()
+
+        # All three are unacknowledged: the next stream resends them, and
+        # since they are queued at once they travel as one message.
+        second, _ = await subscribed(fake)
+        resent = [await second.next() for _ in range(3)]
+    assert sorted(item.body.job.job_id for item in resent) == ["a", "b", "c"]
+    assert all(item.kind == "result" for item in resent)
+    assert len({id(item.message) for item in resent}) == 1
+    assert [m.WhichOneof("message") for m in second.messages[:2]] == ["subscribe", "results"]
 
 
 async def test_running_jobs_survive_a_lost_stream_and_report_on_the_next(fake: FakeServer) -> None:
@@ -268,9 +287,9 @@ async def test_running_jobs_survive_a_lost_stream_and_report_on_the_next(fake: F
         second, sub = await subscribed(fake)
         assert list(sub.running) == [ref("a")]
         # Leases are renewed at once after a reconnect.
-        assert list((await second.next(skip_heartbeats=False)).heartbeat.running) == [ref("a")]
+        assert list((await second.expect("heartbeat")).running) == [ref("a")]
         gates.open("a")
-        result = (await second.expect("result")).result
+        result = await second.expect("result")
     assert (result.job, result.success, struct_to_dict(result.result)) == (ref("a"), True, {"gated": "a"})
     assert gates.cancelled == {}
 
@@ -286,7 +305,7 @@ async def test_reconnects_to_a_restarted_server_on_the_same_port(fake: FakeServe
         second, sub = await subscribed(fake)
         assert list(sub.running) == [ref("a")]
         gates.open("a")
-        result = (await second.expect("result")).result
+        result = await second.expect("result")
     assert (result.job, result.success) == (ref("a"), True)
 
 
@@ -310,7 +329,7 @@ async def test_a_lapsed_lease_cancels_the_job_while_disconnected(fake: FakeServe
         await fake.start()
 
         second, sub = await subscribed(fake)
-        result = (await second.expect("result")).result
+        result = await second.expect("result")
     assert list(sub.running) == []
     expected = "cancelled: lease expired: no heartbeat reached the server for 0.5s"
     assert (result.job, result.success, result.error) == (ref("a"), False, expected)
@@ -339,10 +358,10 @@ async def test_graceful_shutdown_drains_running_jobs(fake: FakeServer) -> None:
         stream.push(assignment("a", kind="gate"))
         await gates.wait_started("a")
         stop.set()
-        assert (await stream.expect("slots")).slots.slots == 0
+        assert (await stream.expect("slots")).slots == 0
         assert not task.done()  # still waiting for the job
         gates.open("a")
-        result = (await stream.expect("result")).result
+        result = await stream.expect("result")
         assert (result.job, result.success) == (ref("a"), True)
         stream.ack("a")
         await stream.expect_close()

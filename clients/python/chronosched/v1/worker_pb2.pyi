@@ -55,7 +55,7 @@ class DequeueRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SUBSCRIBE_FIELD_NUMBER: _builtins.int
-    RESULT_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     SLOTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
@@ -63,8 +63,10 @@ class DequeueRequest(_message.Message):
         """The first message of every stream."""
 
     @_builtins.property
-    def result(self) -> Global___JobResult:
-        """The outcome of one assigned attempt."""
+    def results(self) -> Global___JobResults:
+        """The outcomes of attempts that ended; a worker sends together whatever
+        finished since its last write, which keeps messages per job low.
+        """
 
     @_builtins.property
     def heartbeat(self) -> Global___Heartbeat:
@@ -78,15 +80,15 @@ class DequeueRequest(_message.Message):
         self,
         *,
         subscribe: Global___Subscribe | None = ...,
-        result: Global___JobResult | None = ...,
+        results: Global___JobResults | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
         slots: Global___SlotUpdate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "message", b"message", "result", b"result", "slots", b"slots", "subscribe", b"subscribe"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "message", b"message", "results", b"results", "slots", b"slots", "subscribe", b"subscribe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "message", b"message", "result", b"result", "slots", b"slots", "subscribe", b"subscribe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "message", b"message", "results", b"results", "slots", b"slots", "subscribe", b"subscribe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["subscribe", "result", "heartbeat", "slots"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["subscribe", "results", "heartbeat", "slots"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -187,6 +189,32 @@ class JobResult(_message.Message):
 Global___JobResult: _TypeAlias = JobResult  # noqa: Y015
 
 @_typing.final
+class JobResults(_message.Message):
+    """JobResults carries one or more results; the server applies and
+    acknowledges each on its own.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobResult]:
+        """The results, at least one."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___JobResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobResults: _TypeAlias = JobResults  # noqa: Y015
+
+@_typing.final
 class Heartbeat(_message.Message):
     """Heartbeat extends the leases of the listed attempts."""
 
@@ -236,45 +264,47 @@ Global___SlotUpdate: _TypeAlias = SlotUpdate  # noqa: Y015
 
 @_typing.final
 class DequeueResponse(_message.Message):
-    """DequeueResponse is one message from the server."""
+    """DequeueResponse is one frame from the server with whatever it has for the
+    worker at that moment, in any combination: typically the acks and the new
+    assignments of one dispatcher cycle together. A worker handles the acks
+    first, then the assignments, then the cancellations.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    ASSIGNMENT_FIELD_NUMBER: _builtins.int
-    CANCEL_FIELD_NUMBER: _builtins.int
-    ACK_FIELD_NUMBER: _builtins.int
+    ACKS_FIELD_NUMBER: _builtins.int
+    ASSIGNMENTS_FIELD_NUMBER: _builtins.int
+    CANCELS_FIELD_NUMBER: _builtins.int
     KEEPALIVE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def assignment(self) -> Global___Assignment:
-        """A job to run."""
+    def acks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ResultAck]:
+        """The fate of reported results."""
 
     @_builtins.property
-    def cancel(self) -> Global___CancelJob:
-        """Stop running an attempt."""
+    def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Assignment]:
+        """Jobs to run, each within a free slot."""
 
     @_builtins.property
-    def ack(self) -> Global___ResultAck:
-        """The fate of a reported result."""
+    def cancels(self) -> _containers.RepeatedCompositeFieldContainer[Global___CancelJob]:
+        """Attempts to stop."""
 
     @_builtins.property
     def keepalive(self) -> Global___Keepalive:
-        """Sent when the stream is otherwise idle, so dead connections show."""
+        """Set when the stream is otherwise idle, so dead connections show."""
 
     def __init__(
         self,
         *,
-        assignment: Global___Assignment | None = ...,
-        cancel: Global___CancelJob | None = ...,
-        ack: Global___ResultAck | None = ...,
+        acks: _abc.Iterable[Global___ResultAck] | None = ...,
+        assignments: _abc.Iterable[Global___Assignment] | None = ...,
+        cancels: _abc.Iterable[Global___CancelJob] | None = ...,
         keepalive: Global___Keepalive | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "assignment", b"assignment", "cancel", b"cancel", "keepalive", b"keepalive", "message", b"message"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["keepalive", b"keepalive"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "assignment", b"assignment", "cancel", b"cancel", "keepalive", b"keepalive", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acks", b"acks", "assignments", b"assignments", "cancels", b"cancels", "keepalive", b"keepalive"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["assignment", "cancel", "ack", "keepalive"]  # noqa: Y015
-    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DequeueResponse: _TypeAlias = DequeueResponse  # noqa: Y015
 
