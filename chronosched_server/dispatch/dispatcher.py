@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,13 +28,15 @@ from chronosched_server.api import convert
 from chronosched_server.dispatch.streams import WorkerStream
 from chronosched_server.errors import DomainError, Unavailable
 from chronosched_server.storage import leases, notifications
-from chronosched_server.storage.db import Database
+from chronosched_server.storage.db import Database, execute
 from chronosched_server.storage.results import (
     ResultIn,
     ResultOut,
     apply_results,
     dags_finished,
     decide,
+    fast_path,
+    succeed,
     write,
 )
 
@@ -183,20 +186,30 @@ class Dispatcher:
     async def _transact(
         self, batch: list[_Pending], beats: dict[uuid.UUID, int], wants: list[tuple[WorkerStream, int]]
     ) -> None:
+        quick = fast_path([p.item for p in batch])
+        plain = [p for p, q in zip(batch, quick, strict=True) if q]
+        others = [p for p, q in zip(batch, quick, strict=True) if not q]
         try:
-            # Pipelined: BEGIN goes out with the lock of the results' jobs (the
-            # one answer needed before deciding), then the writes, heartbeats,
-            # claims and COMMIT go out together. Two round trips per cycle,
-            # whatever its size.
+            # Pipelined. Plain successes go first, fenced by their attempt in
+            # the statement itself; only other results (failures, repeats)
+            # need their jobs locked and decided, the one answer a cycle may
+            # have to wait for mid-way. Writes, heartbeats, claims and COMMIT
+            # then go out together: one round trip per cycle when every
+            # result is a plain success, two otherwise, whatever the sizes.
             async with self.db.pipelined_transaction() as conn:
-                writes, outs = await decide(conn, [p.item for p in batch])
+                await execute(conn, "use_generic_plans", {})
+                succeeded = await succeed(conn, [_plain(p.item) for p in plain]) if plain else None
+                writes, decided = await decide(conn, [p.item for p in others])
                 tally = await write(conn, writes)
                 if beats:
                     await leases.extend(conn, beats, self.config.lease)
                 cursors = [(s, await leases.claim(conn, s, n, self.config.lease)) for s, n in wants]
-                # Last: a busy DAG's row is then locked only until the commit.
+                # Last: a failing DAG's row is then locked only until the commit.
                 await dags_finished(conn, tally.finished, tally.failed)
+            done = {row["job_id"] for row in await succeeded.fetchall()} if succeeded else set()
             claimed = [(s, await cur.fetchall()) for s, cur in cursors]
+            outs: dict[int, ResultOut | None] = dict(zip(map(id, others), decided, strict=True))
+            outs.update((id(p), ResultOut(True)) for p in plain if p.item.job_id in done)
         except Unavailable:
             # Put everything back; the listener/timer wakes us when the
             # database returns. Nothing was committed.
@@ -208,14 +221,24 @@ class Dispatcher:
             return
         except (DomainError, psycopg.Error):
             # Something in the batch broke the transaction (not a plain
-            # rejection, those are returned per item): apply one by one.
+            # rejection, those are returned per item): apply one by one below.
             log.exception("batch of %d results failed; applying them one at a time", len(batch))
-            outs = [await self._apply_alone(p.item) for p in batch]
-            claimed = []
+            outs, claimed = {}, []
             self._heartbeats = {**beats, **self._heartbeats}
+        # Results without an outcome yet get the full decision alone: those
+        # of a failed batch, and plain successes the statement passed over
+        # (stale attempt, job no longer RUNNING, a repeat of an applied
+        # result). Those changed nothing so far, so deciding them now is the
+        # same as deciding them in their place.
+        for pending in batch:
+            if id(pending) not in outs:
+                outs[id(pending)] = await self._apply_alone(pending)
         # One frame per stream per cycle: its acks, then its new assignments.
         frames: dict[WorkerStream, worker_pb2.DequeueResponse] = {}
-        for pending, out in zip(batch, outs, strict=True):
+        for pending in batch:
+            out = outs[id(pending)]
+            if out is None:
+                continue
             reason = out.rejected.reason if out.rejected else ""
             frame = frames.setdefault(pending.stream, worker_pb2.DequeueResponse())
             frame.acks.add(job=pending.ref, accepted=out.rejected is None, reason=reason)
@@ -246,11 +269,16 @@ class Dispatcher:
         except (DomainError, psycopg.Error):
             log.warning("could not release %d unsent jobs; their leases will expire", len(unsent))
 
-    async def _apply_alone(self, item: ResultIn) -> ResultOut:
+    async def _apply_alone(self, pending: _Pending) -> ResultOut | None:
+        """Apply one result in a transaction of its own; None when the
+        database is unavailable (the result is queued again, not acked)."""
         try:
             async with self.db.transaction() as conn:
-                (out,) = await apply_results(conn, [item])
+                (out,) = await apply_results(conn, [pending.item])
                 return out
+        except Unavailable:
+            self._results.append(pending)
+            return None
         except DomainError as exc:
             return ResultOut(False, exc)
 
@@ -317,6 +345,10 @@ class Dispatcher:
                 frame.cancels.add(job=worker_pb2.JobRef(job_id=str(job_id), attempt=attempt), reason=reason)
         for stream, frame in frames.items():
             stream.send(frame)
+
+
+def _plain(item: ResultIn) -> tuple[uuid.UUID, int | None, str]:
+    return item.job_id, item.attempt, json.dumps(item.result)
 
 
 def _add_assignment(frame: worker_pb2.DequeueResponse, row: DictRow, lease: timedelta) -> None:

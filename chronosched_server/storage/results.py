@@ -4,6 +4,10 @@ The unary CompleteJob/FailJob apply a batch of one; the Dequeue stream
 applies everything that arrived since the last commit (group commit). Rows
 are locked once, decisions are pure (`transitions`), and writes are set-based,
 so a batch of N results costs a handful of statements, not N times as many.
+
+The dispatcher first sends plain successes through `succeed_jobs` with their
+attempt as the fence, which needs no lock-and-decide round trip; whatever that
+statement did not complete takes the full path here.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow
+
 from chronosched_server import transitions
 from chronosched_server.errors import DomainError, NotFound
 from chronosched_server.storage.db import Conn, execute, fetch_all, fetch_one
+from chronosched_server.storage.queries import q
 from chronosched_server.transitions import JobFacts, Outcome
 
 
@@ -43,7 +51,7 @@ class ResultOut:
 
 @dataclass
 class Writes:
-    succeeded: list[tuple[uuid.UUID, uuid.UUID | None, str]]  # job, dag, result json
+    succeeded: list[tuple[uuid.UUID, str]]  # job, result json
     retried: list[tuple[uuid.UUID, str, timedelta, str]]  # job, error, delay, kind
     failed: list[tuple[uuid.UUID, uuid.UUID | None, str]]  # job, dag, error
 
@@ -88,7 +96,7 @@ async def decide(conn: Conn, items: list[ResultIn]) -> tuple[Writes, list[Result
         current = facts[item.job_id]
         if outcome is Outcome.SUCCEED:
             facts[item.job_id] = replace(current, state="SUCCEEDED")
-            writes.succeeded.append((item.job_id, row["dag_id"], json.dumps(item.result)))
+            writes.succeeded.append((item.job_id, json.dumps(item.result)))
         elif outcome is Outcome.RETRY:
             facts[item.job_id] = replace(current, state="READY", attempt=current.attempt + 1)
             delay = transitions.backoff(
@@ -111,23 +119,14 @@ class DagTally:
 
 
 async def write(conn: Conn, w: Writes) -> DagTally:
-    """Apply decided results set-based, except the DAG counters: the caller
-    applies the returned tally last (`dags_finished`), so the DAG row lock is
-    held only until the commit. Safe inside a pipeline block: only the rare
-    final failures wait for an answer (their skip count)."""
+    """Apply decided results set-based. Successes carry their DAG counters in
+    their own statement; failures' counters are returned for the caller to
+    apply last (`dags_finished`), so a failing DAG's row is locked only until
+    the commit. Safe inside a pipeline block: only the rare final failures
+    wait for an answer (their skip count)."""
     finished: Counter[uuid.UUID] = Counter()
     if w.succeeded:
-        ids = [job for job, _, _ in w.succeeded]
-        await execute(conn, "succeed_jobs", {"job_ids": ids, "results": [r for _, _, r in w.succeeded]})
-        await execute(conn, "remove_many_from_frontier", {"job_ids": ids})
-        in_dags = [(dag, job) for job, dag, _ in w.succeeded if dag is not None]
-        if in_dags:
-            await execute(
-                conn,
-                "unlock_children",
-                {"dag_ids": [d for d, _ in in_dags], "job_ids": [j for _, j in in_dags]},
-            )
-            finished.update(d for d, _ in in_dags)
+        await succeed(conn, [(job, None, result) for job, result in w.succeeded])
     if w.retried:
         await requeue(conn, w.retried)
     failed_dags: set[uuid.UUID] = set()
@@ -137,6 +136,28 @@ async def write(conn: Conn, w: Writes) -> DagTally:
             finished[dag_id] += 1 + skipped
             failed_dags.add(dag_id)
     return DagTally(finished, failed_dags)
+
+
+async def succeed(conn: Conn, items: list[tuple[uuid.UUID, int | None, str]]) -> AsyncCursor[DictRow]:
+    """Queue `succeed_jobs` for (job, attempt or None, result JSON) and return
+    its cursor: the jobs it completed, fetched whenever the caller can wait
+    (so a pipeline keeps going)."""
+    return await conn.execute(
+        q("succeed_jobs"),
+        {
+            "job_ids": [i[0] for i in items],
+            "attempts": [i[1] for i in items],
+            "results": [i[2] for i in items],
+        },
+    )
+
+
+def fast_path(items: list[ResultIn]) -> list[bool]:
+    """Which results may go through `succeed_jobs` with their attempt before
+    anything is locked: successes with an attempt, for a job no other result
+    in the batch names (so the order of results for one job never matters)."""
+    per_job = Counter(i.job_id for i in items)
+    return [i.success and i.attempt is not None and per_job[i.job_id] == 1 for i in items]
 
 
 async def requeue(conn: Conn, items: list[tuple[uuid.UUID, str, timedelta, str]]) -> None:

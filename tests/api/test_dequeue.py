@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import grpc
@@ -111,6 +112,64 @@ async def test_invalid_results_in_a_batch_are_refused_alone(api: Stubs) -> None:
     done = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=job.job_id))
     assert done.state == J.STATE_SUCCEEDED and dict(done.result) == {"ok": True}
     worker.call.cancel()
+
+
+async def test_repeats_and_failures_in_one_batch_take_the_full_path(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    for _ in range(2):
+        await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id))
+    worker = RawWorker(api, namespaces=[ns], slots=2)
+    await worker.start()
+    a, b = [(await worker.next("assignment")).job for _ in range(2)]
+    batch = helpers.RawWorker.results([(a.job_id, a.attempt, {"n": 1}), (a.job_id, a.attempt, {"n": 2})])
+    failed = batch.results.results.add(job=worker_pb2.JobRef(job_id=b.job_id, attempt=b.attempt))
+    failed.error, failed.non_retryable = "boom", True
+    await worker.call.write(batch)
+    acks = [await worker.next("ack") for _ in range(3)]
+    # In order: the success, its repeat (acknowledged, changes nothing), the failure.
+    assert [(x.job.job_id, x.accepted) for x in acks] == [
+        (a.job_id, True),
+        (a.job_id, True),
+        (b.job_id, True),
+    ]
+    done = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=a.job_id))
+    assert done.state == J.STATE_SUCCEEDED and dict(done.result) == {"n": 1}
+    lost = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=b.job_id))
+    assert lost.state == J.STATE_FAILED and lost.error == "boom"
+    worker.call.cancel()
+
+
+async def test_fenced_success_statement_completes_only_jobs_running_at_that_attempt(api: Stubs) -> None:
+    from datetime import timedelta
+
+    from chronosched_server.dispatch.streams import WorkerStream
+    from chronosched_server.storage import leases, results
+    from chronosched_server.transitions import JobFacts, Outcome, decide_complete
+
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    ticked = [
+        (await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id))).job_id
+        for _ in range(3)
+    ]
+    async with api.server.db.transaction() as conn:
+        cur = await leases.claim(conn, WorkerStream("w", [ns], False, ["noop"], 2), 2, timedelta(seconds=30))
+        running = sorted(str(r["job_id"]) for r in await cur.fetchall())
+    (ready,) = set(ticked) - set(running)
+    fresh, stale = running
+    async with api.server.db.transaction() as conn:
+        cur = await results.succeed(
+            conn, [(uuid.UUID(fresh), 1, "{}"), (uuid.UUID(stale), 2, "{}"), (uuid.UUID(ready), 1, "{}")]
+        )
+        done = {str(r["job_id"]) for r in await cur.fetchall()}
+    assert done == {fresh}
+    # The one case the statement applies is one the pure rules call SUCCEED.
+    assert decide_complete(JobFacts("RUNNING", 1, 3), 1) is Outcome.SUCCEED
+    states = {
+        j: (await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=j))).state for j in ticked
+    }
+    assert states == {fresh: J.STATE_SUCCEEDED, stale: J.STATE_RUNNING, ready: J.STATE_READY}
 
 
 async def test_subscribe_is_validated(api: Stubs) -> None:

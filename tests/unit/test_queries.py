@@ -92,7 +92,7 @@ def test_query_names_are_unique_and_well_formed() -> None:
     names = list(all_queries())
     assert len(names) == len(set(names))
     assert all(re.fullmatch(r"[a-z_][a-z0-9_]*", name) for name in names)
-    assert {"insert_namespace", "get_dag", "lock_jobs", "unlock_children", "claim_jobs_in", "prune"} <= set(
+    assert {"insert_namespace", "get_dag", "lock_jobs", "succeed_jobs", "claim_jobs_in", "prune"} <= set(
         names
     )
 

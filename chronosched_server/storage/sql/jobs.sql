@@ -98,16 +98,6 @@ where j.job_id = any(%(job_ids)s::uuid[])
 order by j.job_id
 for update of j;
 
--- name: succeed_jobs
-update jobs j
-set state = 'SUCCEEDED', result = r.result, end_time = clock_timestamp(), update_time = clock_timestamp(),
-    lease_expire_time = null
-from unnest(%(job_ids)s::uuid[], %(results)s::jsonb[]) as r (job_id, result)
-where j.job_id = r.job_id;
-
--- name: remove_many_from_frontier
-delete from frontier where job_id = any(%(job_ids)s::uuid[]);
-
 -- name: retry_jobs
 -- Back to READY with the next attempt number, due after its backoff.
 with j as (
@@ -124,15 +114,40 @@ insert into frontier (job_id, namespace_id, kind, priority, due_time)
 select job_id, namespace_id, kind, priority, due_time from j
 on conflict (job_id) do update set due_time = excluded.due_time;
 
--- name: unlock_children
--- Children of the given succeeded parents, locked in job_id order; a child
--- whose last parents these were enters the frontier in the same statement.
--- Cost: the number of children, found through the edge key.
-with parents as (
-    select * from unnest(%(dag_ids)s::uuid[], %(job_ids)s::uuid[]) as p (dag_id, job_id)
+-- name: succeed_jobs
+-- Jobs to SUCCEEDED with their results, with everything a success implies in
+-- the same statement: out of the frontier, each child whose last parent this
+-- was into the frontier (cost: the number of children, found through the edge
+-- key), and the DAG counters down (a RUNNING DAG whose count reaches 0 ends
+-- SUCCEEDED). Rows are locked in job_id order (children, then DAGs, likewise)
+-- so concurrent batches cannot deadlock each other.
+-- A null attempt means the caller locked the job and transitions.decide_complete
+-- said SUCCEED. An attempt applies the success only to a job RUNNING at exactly
+-- that attempt, the one case where decide_complete answers SUCCEED whatever
+-- else holds: a dispatcher cycle sends its results this way first and skips the
+-- lock-and-decide round trip; jobs not returned take the full path.
+-- Returns the jobs it completed.
+with r as (
+    select * from unnest(%(job_ids)s::uuid[], %(attempts)s::int[], %(results)s::jsonb[])
+        as r (job_id, attempt, result)
+), held as (
+    select j.job_id, r.result
+    from jobs j join r on r.job_id = j.job_id
+    where r.attempt is null or (j.state = 'RUNNING' and j.attempt = r.attempt)
+    order by j.job_id
+    for update of j
+), done as (
+    update jobs j
+    set state = 'SUCCEEDED', result = h.result, end_time = clock_timestamp(), update_time = clock_timestamp(),
+        lease_expire_time = null
+    from held h
+    where j.job_id = h.job_id
+    returning j.job_id, j.dag_id
+), gone as (
+    delete from frontier f using done d where f.job_id = d.job_id
 ), kids as (
     select e.child_job_id as job_id, count(*)::int as n
-    from parents p
+    from done p
     join dependencies e on e.dag_id = p.dag_id and e.parent_job_id = p.job_id
     group by e.child_job_id
 ), locked as (
@@ -149,9 +164,26 @@ with parents as (
     from locked l, job_definitions d
     where c.job_id = l.job_id and d.def_id = c.def_id and c.state = 'PENDING'
     returning c.job_id, c.namespace_id, d.kind, c.priority, c.due_time, c.state
+), unlocked as (
+    insert into frontier (job_id, namespace_id, kind, priority, due_time)
+    select job_id, namespace_id, kind, priority, due_time from dec where state = 'READY'
+), finished as (
+    select g.dag_id, x.n
+    from (select dag_id, count(*) as n from done where dag_id is not null group by dag_id) x
+    join dags g on g.dag_id = x.dag_id
+    order by g.dag_id
+    for update of g
+), counted as (
+    -- dag_jobs_finished without failures: a success never fails a DAG.
+    update dags g
+    set unfinished_job_count = g.unfinished_job_count - f.n,
+        state = case when g.state = 'RUNNING' and g.unfinished_job_count = f.n then 'SUCCEEDED' else g.state end,
+        end_time = case when g.state = 'RUNNING' and g.unfinished_job_count = f.n then clock_timestamp() else g.end_time end,
+        update_time = clock_timestamp()
+    from finished f
+    where g.dag_id = f.dag_id
 )
-insert into frontier (job_id, namespace_id, kind, priority, due_time)
-select job_id, namespace_id, kind, priority, due_time from dec where state = 'READY';
+select job_id from done;
 
 -- name: dag_jobs_finished
 -- Counts terminal jobs down per DAG (callers pass DAG ids sorted, to lock in
