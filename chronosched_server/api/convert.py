@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
@@ -26,12 +26,17 @@ OVERLAP = {
 }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    # Integer arithmetic on the aware datetime: exact, and a third of the
+    # cost of Timestamp.FromDatetime, which every assignment pays five times.
     if value is None:
         return None
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value)
-    return out
+    seconds, micros = divmod((value - _EPOCH) // _MICROSECOND, 1_000_000)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=micros * 1000)
 
 
 def dur(value: timedelta) -> duration_pb2.Duration:
