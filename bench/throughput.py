@@ -182,16 +182,20 @@ async def frontier_latency(channel: grpc.aio.Channel, ns: str, def_id: str, link
 
 
 async def completion_cost(channel: grpc.aio.Channel, ns: str, def_id: str, size: int, samples: int) -> float:
-    """Median unary CompleteJob latency for roots of a `size`-job DAG (each root has 1 child)."""
+    """Median unary CompleteJob latency for roots of `size`-job DAGs (each root
+    has 1 child); as many DAGs as it takes to time `samples` completions, so
+    both sizes get medians of the same number of samples."""
     half = size // 2
-    dag = await make_jobs(channel, ns, def_id, size, [(i, half + i) for i in range(half)])
     jobs = job_pb2_grpc.JobServiceStub(channel)
-    listing = await dag_pb2_grpc.DagServiceStub(channel).ListDagJobs(
-        dag_pb2.ListDagJobsRequest(
-            namespace_id=ns, dag_id=dag.dag_id, state=job_pb2.Job.STATE_READY, page_size=1000
+    roots: list[Any] = []
+    while len(roots) < samples:
+        dag = await make_jobs(channel, ns, def_id, size, [(i, half + i) for i in range(half)])
+        listing = await dag_pb2_grpc.DagServiceStub(channel).ListDagJobs(
+            dag_pb2.ListDagJobsRequest(
+                namespace_id=ns, dag_id=dag.dag_id, state=job_pb2.Job.STATE_READY, page_size=1000
+            )
         )
-    )
-    roots = list(listing.jobs)[:samples]
+        roots += list(listing.jobs)[: samples - len(roots)]
     took = []
     for job in roots:
         t0 = time.perf_counter()
@@ -230,7 +234,7 @@ async def main() -> None:
             f" p99 {pct(lat, 0.99) * 1e3:.1f} ms"
         )
         def_id = await setup(channel, "cost")
-        small = await completion_cost(channel, "cost", def_id, 10, 5)
+        small = await completion_cost(channel, "cost", def_id, 10, 200)
         big = await completion_cost(channel, "cost", def_id, 100_000, 200)
         print(
             f"CompleteJob median: 10-job DAG {small * 1e3:.2f} ms,"
