@@ -211,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often expired leases are looked for "
         f"(env CHRONOSCHED_REAP_INTERVAL_SECONDS; default {Config.reap_interval_s:g})",
     )
+    server.add_argument(
+        "--no-scheduler",
+        action="store_true",
+        default=(env_default("NO_SCHEDULER") or "").lower() in ("1", "true", "yes"),
+        help="do not fire cron schedules in this process; replicas that run the "
+        "scheduler fire every tick once between them (env CHRONOSCHED_NO_SCHEDULER=1)",
+    )
     _add_log_level(server)
     server.set_defaults(handler=_cmd_server)
 
@@ -262,7 +269,16 @@ def _cmd_server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         return _usage_error(parser, "server", "--database-url is required (or set CHRONOSCHED_DATABASE_URL)")
     if args.pool_min_size > args.pool_max_size:
         return _usage_error(parser, "server", "--pool-min-size must not exceed --pool-max-size")
-    config = Config(
+    from chronosched_server import app
+
+    # serve() installs its own SIGINT/SIGTERM handlers and returns after a
+    # graceful stop.
+    asyncio.run(app.serve(server_config(args)))
+    return 0
+
+
+def server_config(args: argparse.Namespace) -> Config:
+    return Config(
         database_url=args.database_url,
         grpc_host=args.grpc_host,
         grpc_port=args.grpc_port,
@@ -270,13 +286,8 @@ def _cmd_server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         pool_max_size=args.pool_max_size,
         lease_s=args.lease_seconds,
         reap_interval_s=args.reap_interval_seconds,
+        scheduler_enabled=not args.no_scheduler,
     )
-    from chronosched_server import app
-
-    # serve() installs its own SIGINT/SIGTERM handlers and returns after a
-    # graceful stop.
-    asyncio.run(app.serve(config))
-    return 0
 
 
 def _cmd_migrate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
