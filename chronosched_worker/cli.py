@@ -97,8 +97,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--worker-id",
         default=env.get("CHRONOSCHED_WORKER_ID"),
-        help="stable id shown in the server's job records (env CHRONOSCHED_WORKER_ID; "
-        "default hostname-pid-random)",
+        help="id shown in the server's job records; never shared by two live workers, since "
+        "a worker that (re)connects gives back every lease its id holds that it does not run; "
+        "a restarted worker reusing its id thus frees its predecessor's jobs at once "
+        "(env CHRONOSCHED_WORKER_ID; default hostname-pid-random)",
     )
     parser.add_argument(
         "--log-level",

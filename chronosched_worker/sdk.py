@@ -364,7 +364,9 @@ class Worker:
 
     async def _session(self, stub: worker_pb2_grpc.WorkerServiceAsyncStub) -> None:
         stream = DequeueStream(stub.Dequeue())
-        running = [rj.ref for rj in self._running.values()]
+        # Attempts still running and those whose results are resent below:
+        # the server takes back any other lease it has for this worker id.
+        holding = [rj.ref for rj in self._running.values()] + [r.job for r in self._unacked.values()]
         # A draining worker subscribes with no free capacity: it only reports
         # what it still runs.
         slots = 0 if self._draining else self.concurrency
@@ -376,11 +378,11 @@ class Worker:
                     all_namespaces=self.all_namespaces,
                     kinds=list(self._handlers),
                     slots=slots,
-                    running=running,
+                    running=holding,
                 )
             )
         )
-        if running:
+        if self._running:
             # Renew at once: the leases ran down while we were away.
             self._queue_heartbeat(stream)
         # One by one: the writer merges them into messages of bounded size.

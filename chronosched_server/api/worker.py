@@ -102,6 +102,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             return
         stream = read_subscribe(first)
         log.info("worker %s connected (%d slots, kinds %s)", stream.worker_id, stream.slots, stream.kinds)
+        # Before registering, so no claim for this stream can be mistaken for
+        # a lease the worker lost.
+        await self.dispatcher.reclaim_unheld(stream)
         self.dispatcher.register(stream)
         reader = asyncio.create_task(self._read(request_iterator, stream))
         try:

@@ -55,10 +55,9 @@ class DispatchConfig:
     reap_interval_s: float = 1.0
     keepalive_interval_s: float = 15.0
     max_batch: int = 1000
-    # Cycles that may be in their transaction at once. Measured here (16 slots,
-    # one stream): 1 -> 886 jobs/s at 0.16 commits/job, 2 -> 562 at 0.31,
-    # 3 -> 607 at 0.42: overlapping cycles split the batches and wait on each
-    # other's DAG row locks, so one at a time batches best.
+    # Cycles that may be in their transaction at once. One batches best:
+    # overlapping cycles split the batches and wait on each other's DAG row
+    # locks (numbers in docs/workers.md).
     concurrent_cycles: int = 1
 
 
@@ -116,6 +115,25 @@ class Dispatcher:
             stream.end()
 
     # -- called by the Dequeue servicer ----------------------------------
+
+    async def reclaim_unheld(self, stream: WorkerStream) -> None:
+        """Before a new stream takes jobs: give back what the database leases
+        to its worker id but the worker does not hold (see leases.reclaim).
+        Best effort: if the database is away, those leases expire instead."""
+        try:
+            async with self.db.transaction() as conn:
+                requeued, failed = await leases.reclaim(conn, stream.worker_id, stream.in_flight)
+        except DomainError as exc:
+            log.warning("could not check worker %s's leases (%s); they will expire", stream.worker_id, exc)
+            return
+        if requeued or failed:
+            log.info(
+                "worker %s reconnected without %d leased attempt(s): %d back to READY, %d failed",
+                stream.worker_id,
+                requeued + failed,
+                requeued,
+                failed,
+            )
 
     def register(self, stream: WorkerStream) -> None:
         self.streams.add(stream)

@@ -55,12 +55,31 @@ async def reap(conn: Conn) -> tuple[int, int]:
     """Expired leases: back to READY with attempt + 1 (after backoff), or FAILED
     when the attempts are spent. Returns (requeued, failed)."""
     rows = await fetch_all(conn, "lock_expired_leases", {"limit": REAP_BATCH})
+    return await _take_back(conn, rows, "lease expired")
+
+
+async def reclaim(conn: Conn, worker_id: str, holding: dict[uuid.UUID, int]) -> tuple[int, int]:
+    """Leases the database gives `worker_id` beyond the attempts it says it
+    holds (`holding`, from its Subscribe): assignments it never received, lost
+    with a dropped stream or a killed server, or attempts of an earlier process
+    with the same id. Taken back as if their leases had expired, at once
+    instead of a lease period later. Returns (requeued, failed)."""
+    ids = sorted(holding)
+    rows = await fetch_all(
+        conn,
+        "lock_unheld_leases",
+        {"worker_id": worker_id, "job_ids": ids, "attempts": [holding[i] for i in ids]},
+    )
+    return await _take_back(conn, rows, "worker reconnected without it")
+
+
+async def _take_back(conn: Conn, rows: list[DictRow], why: str) -> tuple[int, int]:
     again: list[tuple[uuid.UUID, str, timedelta, str]] = []
     finished: Counter[uuid.UUID] = Counter()
     failed_dags: set[uuid.UUID] = set()
     failed = 0
     for row in rows:
-        error = f"lease expired on attempt {row['attempt']} (worker {row['worker_id'] or 'unknown'})"
+        error = f"{why} on attempt {row['attempt']} (worker {row['worker_id'] or 'unknown'})"
         if row["attempt"] < row["max_attempts"]:
             delay = transitions.backoff(
                 row["attempt"], row["backoff_initial"], row["backoff_max"], row["backoff_multiplier"]

@@ -172,6 +172,39 @@ async def test_fenced_success_statement_completes_only_jobs_running_at_that_atte
     assert states == {fresh: J.STATE_SUCCEEDED, stale: J.STATE_RUNNING, ready: J.STATE_READY}
 
 
+async def test_a_reconnecting_worker_gives_back_leases_it_does_not_hold(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    for _ in range(2):
+        await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id))
+    first = RawWorker(api, namespaces=[ns], slots=2, worker_id="w-back")
+    await first.start()
+    kept, lost = [(await first.next("assignment")).job for _ in range(2)]
+    await first.close()
+    # The worker comes back holding only `kept`: `lost` was an assignment it
+    # never received. It is taken back at once, not after its 30 s lease,
+    # and comes round again (after its 1 s retry backoff) as attempt 2.
+    held = [worker_pb2.JobRef(job_id=kept.job_id, attempt=kept.attempt)]
+    second = RawWorker(api, namespaces=[ns], slots=2, worker_id="w-back", running=held)
+    t0 = time.perf_counter()
+    await second.start()
+    again = await second.next("assignment", wait_s=10.0)
+    assert (again.job.job_id, again.job.attempt) == (lost.job_id, 2)
+    assert time.perf_counter() - t0 < 10.0
+    assert "worker reconnected without it on attempt 1 (worker w-back)" in again.job.error
+    still = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=kept.job_id))
+    assert (still.state, still.attempt, still.worker_id) == (J.STATE_RUNNING, 1, "w-back")
+    # A result for the attempt it held is applied; one for the taken-back
+    # attempt is stale.
+    await second.send_result(kept.job_id, 1)
+    await second.send_result(lost.job_id, 1)
+    acks = {
+        (a.job.job_id, a.accepted, a.reason) for a in [await second.next("ack"), await second.next("ack")]
+    }
+    assert acks == {(kept.job_id, True, ""), (lost.job_id, False, "STALE_ATTEMPT")}
+    await second.close()
+
+
 async def test_subscribe_is_validated(api: Stubs) -> None:
     stub = worker_pb2_grpc.WorkerServiceStub(api.channel)
     call = stub.Dequeue()

@@ -73,6 +73,21 @@ order by j.lease_expire_time
 limit %(limit)s::int
 for update of j skip locked;
 
+-- name: lock_unheld_leases
+-- RUNNING attempts leased to a worker id other than those the worker lists
+-- as held. Walks the RUNNING rows (the lease index), which number at most the
+-- slots of all connected workers. Rows another transaction holds are left to
+-- it (their lease still bounds them).
+select j.job_id, j.dag_id, j.attempt, j.max_attempts, j.worker_id,
+       d.kind, d.backoff_initial, d.backoff_max, d.backoff_multiplier
+from jobs j join job_definitions d on d.def_id = j.def_id
+where j.state = 'RUNNING' and j.worker_id = %(worker_id)s::text
+  and (j.job_id, j.attempt) not in (
+      select * from unnest(%(job_ids)s::uuid[], %(attempts)s::int[])
+  )
+order by j.job_id
+for update of j skip locked;
+
 -- name: notify_cancel
 select pg_notify('chronosched_cancel', %(payload)s::text);
 

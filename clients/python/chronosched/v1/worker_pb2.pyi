@@ -107,7 +107,9 @@ class Subscribe(_message.Message):
     SLOTS_FIELD_NUMBER: _builtins.int
     RUNNING_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
-    """A stable id for the worker process, `[A-Za-z0-9][A-Za-z0-9._:-]{0,127}`."""
+    """The worker process's id, kept across its reconnects and never shared by
+    two live workers (see running), `[A-Za-z0-9][A-Za-z0-9._:-]{0,127}`.
+    """
     all_namespaces: _builtins.bool
     """Take jobs from every namespace."""
     slots: _builtins.int
@@ -124,8 +126,11 @@ class Subscribe(_message.Message):
 
     @_builtins.property
     def running(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobRef]:
-        """Attempts the worker is still running from an earlier stream (after a
-        reconnect); they count against its slots.
+        """Attempts the worker still holds from an earlier stream (after a
+        reconnect): running, or ended with a result it resends next. They count
+        against its slots. Any other attempt the database leases to this
+        worker_id is taken back at once (an assignment lost with the old stream),
+        so a worker_id must not be shared by two live workers.
         """
 
     def __init__(
