@@ -207,6 +207,7 @@ class Dispatcher:
         quick = fast_path([p.item for p in batch])
         plain = [p for p, q in zip(batch, quick, strict=True) if q]
         others = [p for p, q in zip(batch, quick, strict=True) if not q]
+        broken = False
         try:
             # Pipelined. Plain successes go first, fenced by their attempt in
             # the statement itself; only other results (failures, repeats)
@@ -241,16 +242,16 @@ class Dispatcher:
             # Something in the batch broke the transaction (not a plain
             # rejection, those are returned per item): apply one by one below.
             log.exception("batch of %d results failed; applying them one at a time", len(batch))
-            outs, claimed = {}, []
+            outs, claimed, broken = {}, [], True
             self._heartbeats = {**beats, **self._heartbeats}
-        # Results without an outcome yet get the full decision alone: those
-        # of a failed batch, and plain successes the statement passed over
-        # (stale attempt, job no longer RUNNING, a repeat of an applied
-        # result). Those changed nothing so far, so deciding them now is the
-        # same as deciding them in their place.
-        for pending in batch:
-            if id(pending) not in outs:
-                outs[id(pending)] = await self._apply_alone(pending)
+        # Results without an outcome yet get the full decision on their own:
+        # plain successes the statement passed over (stale attempt, job no
+        # longer RUNNING, a repeat of an applied result: they changed nothing
+        # so far, so deciding them now is the same as deciding them in their
+        # place), or every result of a batch that broke its transaction.
+        missing = [p for p in batch if id(p) not in outs]
+        if missing:
+            outs.update(await self._apply_apart(missing, together=not broken))
         # One frame per stream per cycle: its acks, then its new assignments.
         frames: dict[WorkerStream, worker_pb2.DequeueResponse] = {}
         for pending in batch:
@@ -287,9 +288,23 @@ class Dispatcher:
         except (DomainError, psycopg.Error):
             log.warning("could not release %d unsent jobs; their leases will expire", len(unsent))
 
+    async def _apply_apart(self, pendings: list[_Pending], *, together: bool) -> dict[int, ResultOut | None]:
+        """Apply results in a transaction of their own: all in one, or, to
+        isolate one that breaks its transaction, one at a time. None marks a
+        result queued again because the database is away (not acked)."""
+        if together:
+            try:
+                async with self.db.transaction() as conn:
+                    got = await apply_results(conn, [p.item for p in pendings])
+                return dict(zip(map(id, pendings), got, strict=True))
+            except Unavailable:
+                self._results.extend(pendings)
+                return dict.fromkeys(map(id, pendings))
+            except (DomainError, psycopg.Error):
+                log.exception("%d results failed together; applying them one at a time", len(pendings))
+        return {id(p): await self._apply_alone(p) for p in pendings}
+
     async def _apply_alone(self, pending: _Pending) -> ResultOut | None:
-        """Apply one result in a transaction of its own; None when the
-        database is unavailable (the result is queued again, not acked)."""
         try:
             async with self.db.transaction() as conn:
                 (out,) = await apply_results(conn, [pending.item])

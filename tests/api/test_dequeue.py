@@ -140,6 +140,33 @@ async def test_repeats_and_failures_in_one_batch_take_the_full_path(api: Stubs) 
     worker.call.cancel()
 
 
+async def test_resent_results_are_acknowledged_and_change_nothing(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    for _ in range(2):
+        await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id))
+    worker = RawWorker(api, namespaces=[ns], slots=2)
+    await worker.start()
+    a, b = [(await worker.next("assignment")).job for _ in range(2)]
+    first = [(a.job_id, 1, {"v": "first"}), (b.job_id, 1, {"v": "first"})]
+    await worker.call.write(helpers.RawWorker.results(first))
+    assert all([(await worker.next("ack")).accepted for _ in range(2)])
+    # As after a reconnect whose acks were lost: the same results again, in
+    # one message, plus one for an attempt that never existed.
+    again = [(a.job_id, 1, {"v": "second"}), (b.job_id, 1, {"v": "second"}), (a.job_id, 2, {})]
+    await worker.call.write(helpers.RawWorker.results(again))
+    acks = [await worker.next("ack") for _ in range(3)]
+    assert [(x.job.job_id, x.job.attempt, x.accepted, x.reason) for x in acks] == [
+        (a.job_id, 1, True, ""),
+        (b.job_id, 1, True, ""),
+        (a.job_id, 2, False, "STALE_ATTEMPT"),
+    ]
+    for job in (a, b):
+        got = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=job.job_id))
+        assert got.state == J.STATE_SUCCEEDED and dict(got.result) == {"v": "first"}
+    worker.call.cancel()
+
+
 async def test_fenced_success_statement_completes_only_jobs_running_at_that_attempt(api: Stubs) -> None:
     from datetime import timedelta
 
