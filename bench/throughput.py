@@ -4,8 +4,9 @@
     complete, 4 client connections, on a scratch table in the same database;
 (b) chronosched: no-op jobs (one big started DAG without edges) pushed over
     Dequeue to a stream client that answers at once, results applied by the
-    server's group commit, with 1, 4 and 16 slots. The server runs as its own
-    process; the stream client runs here.
+    server's group commit, with 1, 4 and 16 slots; then the same with the
+    SDK's Worker and an async no-op handler at 16 slots. The server runs as its
+    own process; the stream client and the Worker run here.
 
 Also printed: database commits per job, frontier latency (parent result sent
 -> child assignment received by an idle worker) and the cost of completing a
@@ -39,6 +40,7 @@ from chronosched.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
+from chronosched_worker import JobContext, Worker
 
 
 async def baseline(url: str, jobs: int, clients: int = 4) -> float:
@@ -161,6 +163,38 @@ async def e2e(
     return jobs / elapsed, (after - before) / jobs
 
 
+async def sdk_e2e(port: int, channel: grpc.aio.Channel, ns: str, def_id: str, jobs: int, slots: int) -> float:
+    """(b) with the SDK's Worker and an async no-op handler instead of the raw
+    stream client: the path a user's worker takes. Timed until the worker,
+    stopped after its last job, has every result acknowledged."""
+    dag = await make_jobs(channel, ns, def_id, jobs, [])
+    worker = Worker(f"127.0.0.1:{port}", namespaces=[ns], concurrency=slots, worker_id="bench-sdk")
+    handled = 0
+    all_handled = asyncio.Event()
+
+    async def noop(ctx: JobContext) -> dict[str, Any]:
+        nonlocal handled
+        handled += 1
+        if handled == jobs:
+            all_handled.set()
+        return {}
+
+    worker.add_handler("noop", noop)
+    stop = asyncio.Event()
+    t0 = time.perf_counter()
+    running = asyncio.create_task(worker.run(stop))
+    await all_handled.wait()
+    # Stopping drains: the worker returns once its results are acknowledged.
+    stop.set()
+    await running
+    elapsed = time.perf_counter() - t0
+    final = await dag_pb2_grpc.DagServiceStub(channel).GetDag(
+        dag_pb2.GetDagRequest(namespace_id=ns, dag_id=dag.dag_id)
+    )
+    assert final.state == dag_pb2.Dag.STATE_SUCCEEDED, final
+    return jobs / elapsed
+
+
 async def frontier_latency(channel: grpc.aio.Channel, ns: str, def_id: str, links: int) -> list[float]:
     await make_jobs(channel, ns, def_id, links + 1, [(i, i + 1) for i in range(links)])
     client = StreamClient(channel, ns, 1, "bench-latency")
@@ -216,7 +250,7 @@ async def main() -> None:
         "--minutes", type=float, default=0.0, help="also run a sustained 16-slot run this long"
     )
     args = parser.parse_args()
-    async with database() as url, server_process(url) as (_, channel):
+    async with database() as url, server_process(url) as (port, channel):
         base = await baseline(url, args.jobs)
         print(f"(a) raw SQL claim+complete, 1 job/txn, 4 clients: {base:,.0f} jobs/s")
         for slots in (1, 4, 16):
@@ -227,6 +261,11 @@ async def main() -> None:
                 f"(b) chronosched e2e, {slots:2d} slots: {rate:,.0f} jobs/s"
                 f" = {rate / base:.2f}x baseline; {per_job:.3f} commits/job"
             )
+        def_id = await setup(channel, "sdk")
+        rate = await sdk_e2e(port, channel, "sdk", def_id, args.jobs, 16)
+        print(
+            f"(b) the same via the SDK's Worker, 16 slots: {rate:,.0f} jobs/s = {rate / base:.2f}x baseline"
+        )
         def_id = await setup(channel, "latency")
         lat = await frontier_latency(channel, "latency", def_id, 300)
         print(
