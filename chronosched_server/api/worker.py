@@ -103,7 +103,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         stream = read_subscribe(first)
         log.info("worker %s connected (%d slots, kinds %s)", stream.worker_id, stream.slots, stream.kinds)
         # Before registering, so no claim for this stream can be mistaken for
-        # a lease the worker lost.
+        # a lease the worker lost; after ending its old stream here, so no
+        # claim for that one can slip past.
+        self.dispatcher.supersede(stream.worker_id)
         await self.dispatcher.reclaim_unheld(stream)
         self.dispatcher.register(stream)
         reader = asyncio.create_task(self._read(request_iterator, stream))

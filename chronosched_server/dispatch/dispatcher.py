@@ -116,6 +116,15 @@ class Dispatcher:
 
     # -- called by the Dequeue servicer ----------------------------------
 
+    def supersede(self, worker_id: str) -> None:
+        """End this server's earlier streams of `worker_id`: a worker holds one
+        stream, so a new one means the old is dead (its end just has not
+        shown yet). Jobs it would still be assigned go straight back."""
+        for old in [s for s in self.streams if s.worker_id == worker_id]:
+            log.warning("worker %s opened a new stream; ending its previous one", worker_id)
+            old.end()
+            self.unregister(old)
+
     async def reclaim_unheld(self, stream: WorkerStream) -> None:
         """Before a new stream takes jobs: give back what the database leases
         to its worker id but the worker does not hold (see leases.reclaim).

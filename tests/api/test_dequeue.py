@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -230,6 +231,35 @@ async def test_a_reconnecting_worker_gives_back_leases_it_does_not_hold(api: Stu
     }
     assert acks == {(kept.job_id, True, ""), (lost.job_id, False, "STALE_ATTEMPT")}
     await second.close()
+
+
+async def test_a_new_stream_of_a_worker_id_ends_its_old_one(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    for _ in range(2):
+        await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id))
+    old = RawWorker(api, namespaces=[ns], slots=1, worker_id="w-twice")
+    await old.start()
+    held = (await old.next("assignment")).job
+    # The old stream looks alive to the server; the worker reconnects anyway.
+    new = RawWorker(
+        api,
+        namespaces=[ns],
+        slots=1,
+        worker_id="w-twice",
+        running=[worker_pb2.JobRef(job_id=held.job_id, attempt=held.attempt)],
+    )
+    await new.start()
+    assert old.reader is not None
+    await asyncio.wait_for(old.reader, 5.0)  # the server ended the old stream
+    assert await old.call.code() == grpc.StatusCode.OK
+    # The held job stays with the worker; its result on the new stream is applied.
+    await new.send_result(held.job_id, held.attempt)
+    ack = await new.next("ack")
+    assert ack.accepted and ack.job.job_id == held.job_id
+    other = (await new.next("assignment")).job
+    assert other.job_id != held.job_id and other.attempt == 1
+    await new.close()
 
 
 async def test_subscribe_is_validated(api: Stubs) -> None:
