@@ -9,6 +9,7 @@ lease, reap and poll intervals); the multi-server and 10,000-job tests run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 import sys
@@ -63,14 +64,14 @@ class InProc:
     target: str
 
 
-@pytest.fixture
-async def short_lease(database_url: str) -> AsyncIterator[InProc]:
-    """An in-process server with a 2 s lease, reaping every 0.2 s."""
+@contextlib.asynccontextmanager
+async def in_proc(database_url: str, lease_s: float) -> AsyncIterator[InProc]:
+    """An in-process server with the given lease, reaping every 0.2 s."""
     server = Server(
         Config(
             database_url=database_url,
             grpc_port=0,
-            lease_s=LEASE_S,
+            lease_s=lease_s,
             reap_interval_s=REAP_S,
             poll_interval_s=0.1,
         )
@@ -83,6 +84,13 @@ async def short_lease(database_url: str) -> AsyncIterator[InProc]:
     finally:
         await api.close()
         await server.stop(grace=0)
+
+
+@pytest.fixture
+async def short_lease(database_url: str) -> AsyncIterator[InProc]:
+    """An in-process server with a 2 s lease."""
+    async with in_proc(database_url, LEASE_S) as server:
+        yield server
 
 
 @pytest.fixture
@@ -258,35 +266,32 @@ async def test_worker_restarted_under_its_id_gets_its_job_back_before_the_lease(
     # A lease far longer than the test may take: only the take-back on
     # reconnect can bring the job back in time.
     lease_s = 60.0
-    server = Server(Config(database_url=database_url, grpc_port=0, lease_s=lease_s, poll_interval_s=0.1))
-    target = f"127.0.0.1:{await server.start()}"
-    api = Api.connect(target)
-    first = worker_proc(tmp_path, target, "faults", "same-id", exec_log.path, concurrency=1)
-    second = worker_proc(tmp_path, target, "faults", "same-id", exec_log.path, concurrency=1)
-    try:
-        ns = await api.namespace("faults")
-        def_id = await api.definition(ns, "step", backoff_initial=seconds(BACKOFF_S))
-        first.start()
-        await wait_ready(tmp_path, [first])
-        dag_id = await api.dag(ns, [("victim", def_id, {"sleep_s": 120, "sleep_attempts": [1]})], [])
-        victim_id = (await jobs_by_key(database_url, dag_id))["victim"]["job_id"]
-        await started(exec_log, victim_id, 1, within=20)
-        first.signal(signal.SIGKILL)
-        killed_at = time.time()
-        assert await first.wait_exit(5) == -signal.SIGKILL
-        (tmp_path / "same-id.ready").unlink()
-        second.start()
+    async with in_proc(database_url, lease_s) as server:
+        api = server.api
+        first = worker_proc(tmp_path, server.target, "faults", "same-id", exec_log.path, concurrency=1)
+        second = worker_proc(tmp_path, server.target, "faults", "same-id", exec_log.path, concurrency=1)
+        try:
+            ns = await api.namespace("faults")
+            def_id = await api.definition(ns, "step", backoff_initial=seconds(BACKOFF_S))
+            first.start()
+            await wait_ready(tmp_path, [first])
+            dag_id = await api.dag(ns, [("victim", def_id, {"sleep_s": 120, "sleep_attempts": [1]})], [])
+            victim_id = (await jobs_by_key(database_url, dag_id))["victim"]["job_id"]
+            await started(exec_log, victim_id, 1, within=20)
+            first.signal(signal.SIGKILL)
+            killed_at = time.time()
+            assert await first.wait_exit(5) == -signal.SIGKILL
+            (tmp_path / "same-id.ready").unlink()
+            second.start()
 
-        again = await started(exec_log, victim_id, 2, within=30)
-        assert again.start - killed_at < lease_s / 2, again.start - killed_at
-        assert await wait_dag(database_url, dag_id, {"SUCCEEDED", "FAILED"}, within=30) == "SUCCEEDED"
-        victim = await job_row(database_url, victim_id)
-        assert victim["attempt"] == 2 and victim["result"] == runs_of(exec_log, victim_id)[1].result
-        assert "worker reconnected without it on attempt 1 (worker same-id)" in victim["error"]
-    finally:
-        await stop_all([first, second])
-        await api.close()
-        await server.stop(grace=0)
+            again = await started(exec_log, victim_id, 2, within=30)
+            assert again.start - killed_at < lease_s / 2, again.start - killed_at
+            assert await wait_dag(database_url, dag_id, {"SUCCEEDED", "FAILED"}, within=30) == "SUCCEEDED"
+            victim = await job_row(database_url, victim_id)
+            assert victim["attempt"] == 2 and victim["result"] == runs_of(exec_log, victim_id)[1].result
+            assert "worker reconnected without it on attempt 1 (worker same-id)" in victim["error"]
+        finally:
+            await stop_all([first, second])
     await check_invariants(database_url, exec_log, strict_overlap=True)
 
 
