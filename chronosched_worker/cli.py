@@ -103,6 +103,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "(env CHRONOSCHED_WORKER_ID; default hostname-pid-random)",
     )
     parser.add_argument(
+        "--state-dir",
+        default=env.get("CHRONOSCHED_WORKER_STATE_DIR"),
+        metavar="DIR",
+        help="keep results the server has not acknowledged yet in DIR/WORKER_ID, so a worker "
+        "restarted under the same --worker-id reports them instead of losing the runs "
+        "(env CHRONOSCHED_WORKER_STATE_DIR; default: kept in memory only)",
+    )
+    parser.add_argument(
         "--log-level",
         default=env.get("CHRONOSCHED_LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -143,6 +151,7 @@ def build_worker(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
             all_namespaces=all_namespaces,
             concurrency=args.concurrency,
             grace_s=args.grace,
+            state_dir=args.state_dir,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -20,8 +20,10 @@ ChannelOptions: TypeAlias = Sequence[tuple[str, Any]]
 
 _DEFAULT_OPTIONS: dict[str, Any] = {
     # A worker's stream may sit idle for hours behind NATs and proxies; pings
-    # keep it open and reveal a dead peer within ~30 s. The server permits
-    # pings every 10 s, so 20 s never trips its abuse limit.
+    # keep it open. Dead peers are found by the stream's own heartbeats and
+    # keepalives (Worker: silence_timeout, 15 s at most); these pings are the
+    # backstop for the connection underneath. The server permits pings every
+    # 10 s, so 20 s never trips its abuse limit.
     "grpc.keepalive_time_ms": 20_000,
     "grpc.keepalive_timeout_ms": 10_000,
     "grpc.keepalive_permit_without_calls": 1,
@@ -82,6 +84,11 @@ OnSent: TypeAlias = Callable[[float], None]
 CLOSE_TIMEOUT_S = 2.0
 
 
+class StreamSilent(Exception):
+    """The server has said nothing for longer than it promised: the
+    connection is dead even if TCP has not noticed."""
+
+
 # Results queued together leave in one message while they stay under this
 # size (the server's default receive limit is far above it).
 RESULTS_FRAME_BYTES = 4 << 20
@@ -104,7 +111,16 @@ class DequeueStream:
         self._queued = asyncio.Event()
         self._closed = False
         self._writer = asyncio.ensure_future(self._write_all())
+        self._abandoned = asyncio.Event()
+        self._abandon_reason = ""
         self.opened_at = time.monotonic()
+        # Monotonic time of the last message from the server.
+        self.last_heard = self.opened_at
+
+    def abandon(self, reason: str) -> None:
+        """Give up on the call: run() raises StreamSilent(reason)."""
+        self._abandon_reason = reason
+        self._abandoned.set()
 
     def send(self, request: worker_pb2.DequeueRequest, on_sent: OnSent | None = None) -> None:
         """Queue `request`; `on_sent(t)` runs once it is written, with the
@@ -160,6 +176,7 @@ class DequeueStream:
             if message is grpc.aio.EOF:
                 return
             assert isinstance(message, worker_pb2.DequeueResponse)
+            self.last_heard = time.monotonic()
             on_message(message)
 
     async def run(self, on_message: Callable[[worker_pb2.DequeueResponse], None]) -> None:
@@ -167,11 +184,17 @@ class DequeueStream:
 
         Returns when the server ends the call cleanly (also after our
         half-close); raises when it fails (grpc.aio.AioRpcError, or the
-        writer's error if a write failed first).
+        writer's error if a write failed first, or StreamSilent once
+        abandoned).
         """
         reader = asyncio.ensure_future(self._read_all(on_message))
+        abandoned = asyncio.ensure_future(self._abandoned.wait())
         try:
-            done, _ = await asyncio.wait({reader, self._writer}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {reader, self._writer, abandoned}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if abandoned in done:
+                raise StreamSilent(self._abandon_reason)
             if reader in done:
                 reader.result()
                 return
@@ -180,10 +203,10 @@ class DequeueStream:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await reader
         finally:
-            for task in (reader, self._writer):
+            for task in (reader, self._writer, abandoned):
                 task.cancel()
             self._call.cancel()
-            await asyncio.wait({reader, self._writer})
+            await asyncio.wait({reader, self._writer, abandoned})
             # Retrieve their errors so asyncio logs no "never retrieved" noise;
             # the one that matters was already raised above.
             for task in (reader, self._writer):

@@ -4,10 +4,14 @@ learns that it should stop."""
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
+
+LEASE_LAPSED = "lease may have lapsed: no heartbeat confirmed in time"
 
 
 class JobFailed(Exception):
@@ -35,6 +39,11 @@ class CancelSignal:
     `await ctx.cancelled.wait()` in a side task; sync handlers run in a thread
     that cannot be interrupted, so they should check `is_set()` (or block in
     `wait_blocking`) at convenient points.
+
+    `is_set()` also turns true by itself once the attempt's lease may have
+    lapsed by the worker's clock, even before the worker's own loop gets to
+    set it: after a freeze (a stopped process, a paused VM) a handler that
+    checks before each step stops at once instead of doing one more.
     """
 
     def __init__(self) -> None:
@@ -42,18 +51,35 @@ class CancelSignal:
         # asyncio.Event is not thread-safe, a threading.Event cannot be awaited.
         self._async = asyncio.Event()
         self._thread = threading.Event()
-        self.reason = ""
+        self._reason = ""
+        # Monotonic time from which the lease may have lapsed.
+        self._lease_deadline = math.inf
+        # How long a stopping handler may take to clean up (None: its own default).
+        self.grace_s: float | None = None
 
-    def set(self, reason: str) -> None:
-        """Request the stop. Call from the event loop's thread only."""
+    @property
+    def reason(self) -> str:
+        if not self._thread.is_set() and time.monotonic() >= self._lease_deadline:
+            return LEASE_LAPSED
+        return self._reason
+
+    def set(self, reason: str, *, grace_s: float | None = None) -> None:
+        """Request the stop, giving clean-up at most `grace_s` seconds (for
+        instance a command's SIGTERM-to-SIGKILL wait). Call from the event
+        loop's thread only."""
         if self._thread.is_set():
             return
-        self.reason = reason
+        self._reason = reason
+        self.grace_s = grace_s
         self._thread.set()
         self._async.set()
 
+    def set_lease_deadline(self, deadline: float) -> None:
+        """The worker's bound (monotonic) after which the lease may have lapsed."""
+        self._lease_deadline = deadline
+
     def is_set(self) -> bool:
-        return self._thread.is_set()
+        return self._thread.is_set() or time.monotonic() >= self._lease_deadline
 
     async def wait(self) -> None:
         await self._async.wait()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -32,9 +33,16 @@ import grpc
 from google.protobuf import duration_pb2
 
 from chronosched.v1 import job_pb2, worker_pb2, worker_pb2_grpc
-from chronosched_worker.connection import Backoff, ChannelOptions, DequeueStream, channel_options
+from chronosched_worker.connection import (
+    Backoff,
+    ChannelOptions,
+    DequeueStream,
+    StreamSilent,
+    channel_options,
+)
 from chronosched_worker.context import Handler, JobContext, JobFailed
 from chronosched_worker.runner import Outcome, describe, dict_to_struct, execute, struct_to_dict
+from chronosched_worker.spool import Spool
 
 log = logging.getLogger("chronosched.worker")
 
@@ -49,10 +57,21 @@ _KIND = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _NAMESPACE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 MAX_SLOTS = 1000
 
-# Heartbeat period when an assignment carries no lease duration.
-DEFAULT_HEARTBEAT_S = 10.0
+# Stream timing until the server's StreamSettings arrive: heartbeat this
+# often, and give the stream up after this long without a word.
+DEFAULT_HEARTBEAT_S = 5.0
+DEFAULT_SILENCE_S = 15.0
 # Floor for the heartbeat period, so a tiny lease cannot spin the loop.
 MIN_HEARTBEAT_S = 0.05
+# Stopping an attempt whose lease may lapse (docs/workers.md, "Leases by the
+# worker's clock"): begin this long before the lease could end, so that its
+# processes are gone before then: a margin for clock rates and scheduling
+# (at most a tenth of the lease) plus the clean-up grace (at most a quarter).
+MAX_LEASE_MARGIN_S = 1.0
+MAX_STOP_GRACE_S = 5.0
+# Heartbeat sequences remembered per stream; an answer or a grant naming an
+# older one is treated as unconfirmed.
+MARKS_KEPT = 256
 # How long shutdown waits for the server to acknowledge the last results.
 ACK_WAIT_S = 5.0
 # Past the grace, how long cancelled handlers get for their clean-up: the
@@ -75,6 +94,12 @@ def _seconds(duration: duration_pb2.Duration) -> float:
     return duration.seconds + duration.nanos / 1e9
 
 
+def stop_timing(lease_s: float) -> tuple[float, float]:
+    """(margin, grace) for a lease: stopping begins margin + grace before the
+    lease could end, and clean-up gets at most grace."""
+    return min(MAX_LEASE_MARGIN_S, lease_s / 10), min(MAX_STOP_GRACE_S, lease_s / 4)
+
+
 @dataclass(eq=False)
 class _Running:
     """Book-keeping for one attempt in flight."""
@@ -84,16 +109,35 @@ class _Running:
     # 0 when the assignment named no lease duration.
     lease_s: float
     started: float
-    # Monotonic time the next heartbeat is due for this attempt.
-    heartbeat_due: float
-    # Monotonic time after which the server has surely let the lease lapse:
-    # the start of the last write that extended it, plus the lease duration.
+    # Monotonic time before which the server surely keeps the lease: the
+    # moment the worker sent the heartbeat (or Subscribe) that the newest
+    # grant or confirmed extension counts from, plus the lease. Nothing from
+    # the server's clock enters it.
     lease_until: float
     task: asyncio.Task[None] | None = None
+    # Set once the worker asked the attempt to stop for its lease.
+    stopping: bool = False
+    stop_requested: float = 0.0
+    warned: bool = False
 
     @property
-    def heartbeat_s(self) -> float:
-        return max(self.lease_s / 3, MIN_HEARTBEAT_S) if self.lease_s > 0 else DEFAULT_HEARTBEAT_S
+    def stop_at(self) -> float:
+        margin, grace = stop_timing(self.lease_s)
+        return self.lease_until - margin - grace
+
+
+@dataclass(eq=False)
+class _Session:
+    """One Dequeue stream and the timing the worker keeps for it."""
+
+    stream: DequeueStream
+    # Heartbeat sequence -> monotonic time it was queued (0: the Subscribe).
+    # Queued, not written: the earlier moment is the safe one to count from.
+    marks: dict[int, float]
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    silence_s: float = DEFAULT_SILENCE_S
+    next_seq: int = 1
+    heartbeat_due: float = 0.0
 
 
 class Worker:
@@ -103,6 +147,9 @@ class Worker:
     long shutdown waits for in-flight jobs before abandoning them to their
     leases. `channel_options` are merged over the defaults (keepalive, 64 MiB
     messages, fast channel reconnects); `credentials` switches to TLS.
+    With `state_dir`, results not yet acknowledged are kept there too, so a
+    worker restarted under the same `worker_id` reports them instead of
+    losing the runs (see chronosched_worker.spool).
 
     `connected` is set while a Dequeue stream is up, for health checks.
     """
@@ -118,6 +165,7 @@ class Worker:
         grace_s: float = 30.0,
         channel_options: ChannelOptions = (),
         credentials: grpc.ChannelCredentials | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if isinstance(namespaces, str):
             raise TypeError("namespaces must be a sequence of namespace ids, not one string")
@@ -147,6 +195,7 @@ class Worker:
         self._channel_options = channel_options
         self._credentials = credentials
         self._handlers: dict[str, Handler] = {}
+        self._spool = Spool(state_dir, worker_id) if state_dir is not None else None
 
         self._started = False
         # Attempts in flight, and finished attempts whose result the server
@@ -154,6 +203,7 @@ class Worker:
         self._running: dict[JobKey, _Running] = {}
         self._unacked: dict[JobKey, worker_pb2.JobResult] = {}
         self._stream: DequeueStream | None = None
+        self._current: _Session | None = None
         self._draining = False
         self._closing = False
         self._idle = asyncio.Event()
@@ -229,6 +279,15 @@ class Worker:
             raise ValueError("register at least one handler before running the worker")
         self._started = True
         stop = stop if stop is not None else asyncio.Event()
+        if self._spool is not None:
+            self._unacked.update(self._spool.load())
+            if self._unacked:
+                self._all_acked.clear()
+                log.info(
+                    "resending %d result(s) an earlier run of worker %s could not report",
+                    len(self._unacked),
+                    self.worker_id,
+                )
 
         options = channel_options(self._channel_options)
         if self._credentials is None:
@@ -333,6 +392,8 @@ class Worker:
                 why = "the server ended the stream"
             except grpc.aio.AioRpcError as exc:
                 why = f"{exc.code().name}: {exc.details()}"
+            except StreamSilent as exc:
+                why = str(exc)
             except (grpc.aio.UsageError, asyncio.InvalidStateError, TimeoutError) as exc:
                 # Writes on a call that already ended, or a half-close the
                 # server never answered.
@@ -364,6 +425,7 @@ class Worker:
 
     async def _session(self, stub: worker_pb2_grpc.WorkerServiceAsyncStub) -> None:
         stream = DequeueStream(stub.Dequeue())
+        session = _Session(stream, marks={0: time.monotonic()})
         # Attempts still running and those whose results are resent below:
         # the server takes back any other lease it has for this worker id.
         holding = [rj.ref for rj in self._running.values()] + [r.job for r in self._unacked.values()]
@@ -384,20 +446,24 @@ class Worker:
         )
         if self._running:
             # Renew at once: the leases ran down while we were away.
-            self._queue_heartbeat(stream)
+            self._queue_heartbeat(session)
+        else:
+            session.heartbeat_due = time.monotonic() + session.heartbeat_s
         # One by one: the writer merges them into messages of bounded size.
         for result in self._unacked.values():
             stream.send_results([result])
         # Everything above was queued without yielding, so no result can
         # slip between the snapshot and this stream taking over.
         self._stream = stream
+        self._current = session
         self.connected.set()
         self._lease_wake.set()
         try:
-            await stream.run(self._on_message)
+            await stream.run(functools.partial(self._on_message, session))
         finally:
             if self._stream is stream:
                 self._stream = None
+                self._current = None
                 self.connected.clear()
             self._lease_wake.set()
 
@@ -405,18 +471,47 @@ class Worker:
         if self._stream is not None:
             self._stream.send(request)
 
-    def _on_message(self, message: worker_pb2.DequeueResponse) -> None:
-        # Acks first, then assignments, then cancels: a cancel may name an
-        # attempt assigned in the same frame. A keepalive only proves the
-        # stream is alive; reading it was the point.
+    def _on_message(self, session: _Session, message: worker_pb2.DequeueResponse) -> None:
+        # Settings first, then acks, then assignments, then cancels: a cancel
+        # may name an attempt assigned in the same frame. A keepalive only
+        # proves the stream is alive; reading it was the point.
+        if message.HasField("settings"):
+            self._on_settings(session, message.settings)
+        for beat_ack in message.heartbeat_acks:
+            self._on_heartbeat_ack(session, beat_ack)
         for ack in message.acks:
             self._on_ack(ack)
         for assignment in message.assignments:
-            self._on_assignment(assignment)
+            self._on_assignment(session, assignment)
         for cancel in message.cancels:
             self._on_cancel(cancel)
 
-    def _on_assignment(self, assignment: worker_pb2.Assignment) -> None:
+    def _on_settings(self, session: _Session, settings: worker_pb2.StreamSettings) -> None:
+        if settings.HasField("heartbeat_interval"):
+            session.heartbeat_s = max(MIN_HEARTBEAT_S, _seconds(settings.heartbeat_interval))
+            session.heartbeat_due = min(session.heartbeat_due, time.monotonic() + session.heartbeat_s)
+        if settings.HasField("silence_timeout"):
+            session.silence_s = max(3 * MIN_HEARTBEAT_S, _seconds(settings.silence_timeout))
+        self._lease_wake.set()
+
+    def _on_heartbeat_ack(self, session: _Session, ack: worker_pb2.HeartbeatAck) -> None:
+        sent = session.marks.get(ack.sequence)
+        if sent is None:
+            return  # too old to count from; the next answer will do
+        for extension in ack.extended:
+            rj = self._running.get((extension.job.job_id, extension.job.attempt))
+            if rj is not None:
+                # The database extended it after the heartbeat left us.
+                rj.lease_until = max(rj.lease_until, sent + rj.lease_s)
+        for ref in ack.lost:
+            rj = self._running.get((ref.job_id, ref.attempt))
+            if rj is not None and not rj.stopping:
+                self._stop_for_lease(
+                    rj, "lease lost: the server no longer leases this attempt to this worker"
+                )
+        self._lease_wake.set()
+
+    def _on_assignment(self, session: _Session, assignment: worker_pb2.Assignment) -> None:
         job = assignment.job
         key = (job.job_id, job.attempt)
         if key in self._running or key in self._unacked:
@@ -428,17 +523,21 @@ class Worker:
             handler = _missing_handler(job.kind, self.worker_id)
         lease_s = _seconds(assignment.lease_duration) if assignment.HasField("lease_duration") else 0.0
         timeout_s = _seconds(assignment.execution_timeout)
-        now = time.monotonic()
+        # The lease was granted after the server read this heartbeat; one we
+        # no longer remember leaves the lease unconfirmed (stopped at once).
+        granted_after = session.marks.get(assignment.heartbeat_sequence, -math.inf)
         rj = _Running(
             ref=worker_pb2.JobRef(job_id=job.job_id, attempt=job.attempt),
             ctx=ctx,
             lease_s=lease_s,
-            started=now,
-            heartbeat_due=now,
-            lease_until=now + lease_s,
+            started=time.monotonic(),
+            lease_until=granted_after + lease_s,
         )
-        rj.heartbeat_due = now + rj.heartbeat_s
         self._running[key] = rj
+        if lease_s > 0:
+            ctx.cancelled.set_lease_deadline(rj.stop_at)
+            # A lease shorter than the stream's interval needs heartbeats sooner.
+            session.heartbeat_due = min(session.heartbeat_due, time.monotonic() + self._heartbeat_s(session))
         self._idle.clear()
         log.info("job %s attempt %d started (kind %s)", job.job_id, job.attempt, job.kind)
         rj.task = asyncio.create_task(
@@ -457,8 +556,11 @@ class Worker:
         rj.ctx.cancelled.set(cancel.reason or "cancelled by the server")
 
     def _on_ack(self, ack: worker_pb2.ResultAck) -> None:
-        if self._unacked.pop((ack.job.job_id, ack.job.attempt), None) is None:
+        key = (ack.job.job_id, ack.job.attempt)
+        if self._unacked.pop(key, None) is None:
             return
+        if self._spool is not None:
+            self._spool.drop(key)
         if not ack.accepted:
             log.info(
                 "result of job %s attempt %d rejected by the server: %s",
@@ -503,6 +605,11 @@ class Worker:
             result.result.CopyFrom(dict_to_struct(outcome.result))
         self._unacked[(rj.ref.job_id, rj.ref.attempt)] = result
         self._all_acked.clear()
+        if self._spool is not None:
+            try:
+                self._spool.save(result)
+            except (OSError, ValueError) as exc:
+                log.warning("could not spool the result of job %s: %s", rj.ref.job_id, exc)
         # If no stream is up, the next one resends everything unacknowledged.
         if self._stream is not None:
             self._stream.send_results([result])
@@ -521,58 +628,89 @@ class Worker:
 
     # --- leases -------------------------------------------------------------
 
-    def _queue_heartbeat(self, stream: DequeueStream) -> None:
-        attempts = list(self._running.values())
+    def _queue_heartbeat(self, session: _Session) -> None:
+        seq = session.next_seq
+        session.next_seq += 1
         now = time.monotonic()
-        for rj in attempts:
-            rj.heartbeat_due = now + rj.heartbeat_s
-
-        def extended(began: float) -> None:
-            for rj in attempts:
-                rj.lease_until = max(rj.lease_until, began + rj.lease_s)
-
-        stream.send(
-            worker_pb2.DequeueRequest(heartbeat=worker_pb2.Heartbeat(running=[rj.ref for rj in attempts])),
-            on_sent=extended,
+        session.marks[seq] = now
+        if len(session.marks) > MARKS_KEPT:
+            del session.marks[min(session.marks)]
+        session.heartbeat_due = now + self._heartbeat_s(session)
+        session.stream.send(
+            worker_pb2.DequeueRequest(
+                heartbeat=worker_pb2.Heartbeat(
+                    running=[rj.ref for rj in self._running.values()], sequence=seq
+                )
+            )
         )
 
-    async def _keep_leases(self) -> None:
-        """Heartbeat while jobs run; stop any job whose lease surely lapsed.
+    def _heartbeat_s(self, session: _Session) -> float:
+        # The server's interval, or a third of a shorter lease an assignment named.
+        leases = [rj.lease_s / 3 for rj in self._running.values() if rj.lease_s > 0]
+        return max(MIN_HEARTBEAT_S, min([session.heartbeat_s, *leases]))
 
-        One heartbeat names every running attempt, sent when the earliest of
-        them is due (a third of its lease). If no heartbeat could be written
-        for a whole lease (the server is unreachable), the server has already
-        handed the job to someone else: the attempt is cancelled so two
-        attempts never run side by side.
+    def _stop_for_lease(self, rj: _Running, reason: str) -> None:
+        rj.stopping = True
+        rj.stop_requested = time.monotonic()
+        _, grace = stop_timing(rj.lease_s)
+        log.warning("job %s attempt %d: %s; stopping it", rj.ref.job_id, rj.ref.attempt, reason)
+        rj.ctx.cancelled.set(reason, grace_s=grace)
+
+    async def _keep_leases(self) -> None:
+        """Heartbeat, watch the stream for silence, stop attempts whose lease
+        may lapse.
+
+        A heartbeat naming every running attempt leaves every heartbeat
+        interval, also when nothing runs. Each attempt's lease counts from
+        the moment the worker sent the heartbeat that the server's newest
+        answer (or the grant itself) names; once no answer came for nearly a
+        lease (cut off, server or database gone), the attempt is stopped so
+        that its processes are gone before the server could give the job to
+        anyone else. A stream that hears nothing from the server for the
+        silence timeout is given up and reconnected.
         """
         while True:
             self._lease_wake.clear()
             now = time.monotonic()
             wake_at = math.inf
-            stream = self._stream
-            if stream is not None and self._running:
-                if now >= min(rj.heartbeat_due for rj in self._running.values()):
-                    self._queue_heartbeat(stream)
-                wake_at = min(rj.heartbeat_due for rj in self._running.values())
-            for rj in self._running.values():
-                if rj.lease_s <= 0 or rj.ctx.cancelled.is_set():
-                    continue
-                # The server started the lease before its message reached us;
-                # a margin covers that transit and clock drift.
-                lapses_at = rj.lease_until - min(1.0, rj.lease_s / 10)
-                if now >= lapses_at:
-                    log.warning(
-                        "job %s attempt %d: lease lapsed (no heartbeat reached the server for %gs); "
-                        "stopping it",
-                        rj.ref.job_id,
-                        rj.ref.attempt,
-                        rj.lease_s,
-                    )
-                    rj.ctx.cancelled.set(
-                        f"lease expired: no heartbeat reached the server for {rj.lease_s:g}s"
-                    )
+            session = self._current
+            if session is not None:
+                silent_for = now - session.stream.last_heard
+                if silent_for > session.silence_s:
+                    session.stream.abandon(f"no word from the server for {silent_for:.1f}s")
                 else:
-                    wake_at = min(wake_at, lapses_at)
+                    if now >= session.heartbeat_due:
+                        self._queue_heartbeat(session)
+                    wake_at = min(session.heartbeat_due, session.stream.last_heard + session.silence_s)
+            for rj in self._running.values():
+                if rj.lease_s <= 0:
+                    continue
+                stop_at = rj.stop_at
+                rj.ctx.cancelled.set_lease_deadline(stop_at)
+                if not rj.stopping:
+                    if now >= stop_at:
+                        unconfirmed = now - rj.lease_until + rj.lease_s
+                        self._stop_for_lease(
+                            rj,
+                            f"lease may lapse: no heartbeat confirmed for {unconfirmed:.1f}s"
+                            f" of a {rj.lease_s:g}s lease",
+                        )
+                    else:
+                        wake_at = min(wake_at, stop_at)
+                margin, grace = stop_timing(rj.lease_s)
+                if rj.stopping and not rj.warned:
+                    # Past its clean-up grace and into the end of its lease.
+                    overdue = max(rj.lease_until - margin, rj.stop_requested + grace)
+                    if now >= overdue:
+                        rj.warned = True
+                        log.error(
+                            "job %s attempt %d still runs as its lease may end: its handler ignores "
+                            "cancellation, so another worker may run the job at the same time",
+                            rj.ref.job_id,
+                            rj.ref.attempt,
+                        )
+                    else:
+                        wake_at = min(wake_at, overdue)
             timeout = None if math.isinf(wake_at) else max(0.0, wake_at - time.monotonic())
             if timeout is None or timeout > 0:
                 # Not asyncio.wait_for: on 3.11 it can swallow a cancellation

@@ -15,10 +15,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 from psycopg.rows import DictRow
@@ -53,12 +54,23 @@ class DispatchConfig:
     # delay has just run out.
     poll_interval_s: float = 0.5
     reap_interval_s: float = 1.0
-    keepalive_interval_s: float = 15.0
+    # Workers heartbeat, and the server sends keepalives, every third of the
+    # lease but at least this often, so a silent peer shows within three
+    # intervals (15 s at most) whatever the lease.
+    max_heartbeat_interval_s: float = 5.0
     max_batch: int = 1000
     # Cycles that may be in their transaction at once. One batches best:
     # overlapping cycles split the batches and wait on each other's DAG row
     # locks (numbers in docs/workers.md).
     concurrent_cycles: int = 1
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        return min(self.lease.total_seconds() / 3, self.max_heartbeat_interval_s)
+
+    @property
+    def silence_timeout_s(self) -> float:
+        return 3 * self.heartbeat_interval_s
 
 
 @dataclass(frozen=True)
@@ -108,7 +120,7 @@ class Dispatcher:
         batch, self._results = self._results, []
         if batch:
             with contextlib.suppress(Exception):
-                await self._transact(batch, {}, [])
+                await self._transact(batch, {}, [], [])
         # Nothing will be applied from here on: end the streams now rather
         # than at the end of the gRPC grace, so workers move on at once.
         for stream in list(self.streams):
@@ -145,6 +157,8 @@ class Dispatcher:
             )
 
     def register(self, stream: WorkerStream) -> None:
+        # First, so the worker knows its timing before any lease arrives.
+        stream.send(worker_pb2.DequeueResponse(settings=self._settings()))
         self.streams.add(stream)
         for job_id in stream.in_flight:
             self.owner[job_id] = stream
@@ -168,9 +182,23 @@ class Dispatcher:
         if items:
             self._wake.set()
 
-    def heartbeat(self, refs: list[tuple[uuid.UUID, int]]) -> None:
-        """Remember leases to extend; flushed with the next cycle (at most a poll interval away)."""
+    def heartbeat(self, stream: WorkerStream, sequence: int, refs: list[tuple[uuid.UUID, int]]) -> None:
+        """Extend the named leases in the next cycle and answer the heartbeat
+        once that committed: the answer is what lets the worker keep running
+        them (docs/workers.md, "Leases by the worker's clock")."""
+        if stream.closed:
+            return
+        stream.heartbeat_seq = max(stream.heartbeat_seq, sequence)
+        stream.unanswered.append((sequence, refs))
         self._heartbeats.update(refs)
+        self._wake.set()
+
+    def _settings(self) -> worker_pb2.StreamSettings:
+        return worker_pb2.StreamSettings(
+            lease_duration=convert.dur(self.config.lease),
+            heartbeat_interval=convert.dur(timedelta(seconds=self.config.heartbeat_interval_s)),
+            silence_timeout=convert.dur(timedelta(seconds=self.config.silence_timeout_s)),
+        )
 
     def capacity_changed(self) -> None:
         self._wake.set()
@@ -199,19 +227,30 @@ class Dispatcher:
         batch = self._results[: self.config.max_batch]
         del self._results[: len(batch)]
         beats, self._heartbeats = self._heartbeats, {}
-        wants = [(s, s.free) for s in self.streams if s.free > 0]
-        if not batch and not beats and not wants:
+        answers: list[_Answers] = []
+        for stream in self.streams:
+            if stream.unanswered:
+                answers.append((stream, stream.unanswered))
+                stream.unanswered = []
+        # Each claim names the newest heartbeat read before it (snapshot now:
+        # the claim runs later, so it surely ran after that heartbeat came).
+        wants = [(s, s.free, s.heartbeat_seq) for s in self.streams if s.free > 0]
+        if not batch and not beats and not wants and not answers:
             return
-        for stream, n in wants:
+        for stream, n, _ in wants:
             stream.reserved += n
         try:
-            await self._transact(batch, beats, wants)
+            await self._transact(batch, beats, wants, answers)
         finally:
-            for stream, n in wants:
+            for stream, n, _ in wants:
                 stream.reserved -= n
 
     async def _transact(
-        self, batch: list[_Pending], beats: dict[uuid.UUID, int], wants: list[tuple[WorkerStream, int]]
+        self,
+        batch: list[_Pending],
+        beats: dict[uuid.UUID, int],
+        wants: list[tuple[WorkerStream, int, int]],
+        answers: list[_Answers],
     ) -> None:
         quick = fast_path([p.item for p in batch])
         plain = [p for p, q in zip(batch, quick, strict=True) if q]
@@ -229,13 +268,20 @@ class Dispatcher:
                 succeeded = await succeed(conn, [_plain(p.item) for p in plain]) if plain else None
                 writes, decided = await decide(conn, [p.item for p in others])
                 tally = await write(conn, writes)
-                if beats:
-                    await leases.extend(conn, beats, self.config.lease)
-                cursors = [(s, await leases.claim(conn, s, n, self.config.lease)) for s, n in wants]
+                extending = await leases.extend(conn, beats, self.config.lease) if beats else None
+                cursors = [(s, seq, await leases.claim(conn, s, n, self.config.lease)) for s, n, seq in wants]
                 # Last: a failing DAG's row is then locked only until the commit.
                 await dags_finished(conn, tally.finished, tally.failed)
             done = {row["job_id"] for row in await succeeded.fetchall()} if succeeded else set()
-            claimed = [(s, await cur.fetchall()) for s, cur in cursors]
+            extended = (
+                {
+                    (row["job_id"], row["attempt"]): row["lease_expire_time"]
+                    for row in await extending.fetchall()
+                }
+                if extending
+                else {}
+            )
+            claimed = [(s, seq, await cur.fetchall()) for s, seq, cur in cursors]
             outs: dict[int, ResultOut | None] = dict(zip(map(id, others), decided, strict=True))
             outs.update((id(p), ResultOut(True)) for p in plain if p.item.job_id in done)
         except Unavailable:
@@ -243,6 +289,7 @@ class Dispatcher:
             # database returns. Nothing was committed.
             self._results[:0] = batch
             self._heartbeats = {**beats, **self._heartbeats}
+            _unanswer(answers)
             log.warning("database unavailable; %d results wait for the next cycle", len(batch))
             await asyncio.sleep(self.config.poll_interval_s)
             self._wake.set()
@@ -251,8 +298,10 @@ class Dispatcher:
             # Something in the batch broke the transaction (not a plain
             # rejection, those are returned per item): apply one by one below.
             log.exception("batch of %d results failed; applying them one at a time", len(batch))
-            outs, claimed, broken = {}, [], True
+            outs, claimed, extended, broken = {}, [], {}, True
             self._heartbeats = {**beats, **self._heartbeats}
+            _unanswer(answers)
+            answers = []
         # Results without an outcome yet get the full decision on their own:
         # plain successes the statement passed over (stale attempt, job no
         # longer RUNNING, a repeat of an applied result: they changed nothing
@@ -270,8 +319,11 @@ class Dispatcher:
             reason = out.rejected.reason if out.rejected else ""
             frame = frames.setdefault(pending.stream, worker_pb2.DequeueResponse())
             frame.acks.add(job=pending.ref, accepted=out.rejected is None, reason=reason)
+        for stream, unanswered in answers:
+            if not stream.closed:
+                _answer(frames.setdefault(stream, worker_pb2.DequeueResponse()), unanswered, extended)
         unsent: dict[uuid.UUID, int] = {}
-        for stream, rows in claimed:
+        for stream, seq, rows in claimed:
             for row in rows:
                 if stream.closed:
                     unsent[row["job_id"]] = row["attempt"]
@@ -279,12 +331,12 @@ class Dispatcher:
                 stream.in_flight[row["job_id"]] = row["attempt"]
                 self.owner[row["job_id"]] = stream
                 frame = frames.setdefault(stream, worker_pb2.DequeueResponse())
-                _add_assignment(frame, row, self.config.lease)
+                _add_assignment(frame, row, self.config.lease, seq)
         for stream, frame in frames.items():
             stream.send(frame)
         if unsent:
             await self._release(unsent)
-        if self._results or any(rows for _, rows in claimed):
+        if self._results or any(rows for _, _, rows in claimed):
             # More results queued meanwhile, or the frontier may hold more.
             self._wake.set()
 
@@ -349,18 +401,33 @@ class Dispatcher:
             self._wake.set()
 
     async def _timer(self) -> None:
+        tick = min(self.config.poll_interval_s, self.config.heartbeat_interval_s)
         since_keepalive = 0.0
         while True:
-            await asyncio.sleep(self.config.poll_interval_s)
-            since_keepalive += self.config.poll_interval_s
+            await asyncio.sleep(tick)
+            since_keepalive += tick
             if self._heartbeats or any(s.free for s in self.streams):
                 self._wake.set()
-            if since_keepalive >= self.config.keepalive_interval_s:
+            if since_keepalive >= self.config.heartbeat_interval_s:
                 since_keepalive = 0.0
                 beat = worker_pb2.Keepalive()
                 beat.server_time.GetCurrentTime()
                 for stream in self.streams:
                     stream.send(worker_pb2.DequeueResponse(keepalive=beat))
+            self._end_silent_streams()
+
+    def _end_silent_streams(self) -> None:
+        """End streams whose worker has said nothing (not even a heartbeat)
+        for the silence timeout: the connection is dead even if TCP has not
+        noticed. Their leases stay: the worker may still run those jobs, and
+        stops them by its own clock before the leases expire."""
+        now = time.monotonic()
+        for stream in [s for s in self.streams if now - s.last_heard > self.config.silence_timeout_s]:
+            log.warning(
+                "worker %s silent for %.1fs; ending its stream", stream.worker_id, now - stream.last_heard
+            )
+            stream.end()
+            self.unregister(stream)
 
     async def _listen(self) -> None:
         await notifications.listen_forever(
@@ -393,7 +460,7 @@ def _plain(item: ResultIn) -> tuple[uuid.UUID, int | None, str]:
     return item.job_id, item.attempt, json.dumps(item.result)
 
 
-def _add_assignment(frame: worker_pb2.DequeueResponse, row: DictRow, lease: timedelta) -> None:
+def _add_assignment(frame: worker_pb2.DequeueResponse, row: DictRow, lease: timedelta, seq: int) -> None:
     job: job_pb2.Job = convert.job(row)
     execution_timeout = row["execution_timeout"]
     assert isinstance(execution_timeout, timedelta)
@@ -402,4 +469,31 @@ def _add_assignment(frame: worker_pb2.DequeueResponse, row: DictRow, lease: time
         lease_expire_time=job.lease_expire_time,
         lease_duration=convert.dur(lease),
         execution_timeout=convert.dur(execution_timeout),
+        heartbeat_sequence=seq,
     )
+
+
+# Heartbeats of one stream taken by a cycle: (sequence, attempts named).
+_Answers = tuple[WorkerStream, list[tuple[int, list[tuple[uuid.UUID, int]]]]]
+
+
+def _unanswer(answers: list[_Answers]) -> None:
+    """Give heartbeats back to their streams: the next cycle answers them."""
+    for stream, unanswered in answers:
+        stream.unanswered[:0] = unanswered
+
+
+def _answer(
+    frame: worker_pb2.DequeueResponse,
+    unanswered: list[tuple[int, list[tuple[uuid.UUID, int]]]],
+    extended: dict[tuple[uuid.UUID, int], datetime],
+) -> None:
+    for seq, refs in unanswered:
+        ack = frame.heartbeat_acks.add(sequence=seq)
+        for job_id, attempt in refs:
+            ref = worker_pb2.JobRef(job_id=str(job_id), attempt=attempt)
+            expiry = extended.get((job_id, attempt))
+            if expiry is None:
+                ack.lost.append(ref)
+            else:
+                ack.extended.add(job=ref, lease_expire_time=convert.ts(expiry))

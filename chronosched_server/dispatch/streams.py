@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -32,6 +33,13 @@ class WorkerStream:
     # Slots promised to a claim that is still in its transaction; counting
     # them keeps concurrent cycles from leasing beyond the worker's capacity.
     reserved: int = 0
+    # The newest heartbeat sequence received (0: only the Subscribe so far);
+    # a claim made after reading it tells the worker so (Assignment.heartbeat_sequence).
+    heartbeat_seq: int = 0
+    # Heartbeats received and not yet answered: (sequence, attempts named).
+    unanswered: list[tuple[int, list[tuple[uuid.UUID, int]]]] = field(default_factory=list)
+    # Monotonic time anything last arrived from the worker.
+    last_heard: float = field(default_factory=time.monotonic)
     # Frames not yet written, and the size of the last one (still mergeable).
     _frames: deque[worker_pb2.DequeueResponse] = field(default_factory=deque)
     _last_bytes: int = 0

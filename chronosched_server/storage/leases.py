@@ -38,11 +38,13 @@ async def claim(conn: Conn, stream: WorkerStream, n: int, lease: timedelta) -> A
     )
 
 
-async def extend(conn: Conn, refs: dict[uuid.UUID, int], lease: timedelta) -> int:
-    """Extend the leases of running attempts; stale attempts are left alone."""
+async def extend(conn: Conn, refs: dict[uuid.UUID, int], lease: timedelta) -> AsyncCursor[DictRow]:
+    """Queue the extension of running attempts' leases; stale attempts are
+    left alone. The caller fetches (job_id, attempt, lease_expire_time) of
+    those extended, once it no longer pipelines."""
     ids = sorted(refs)
-    return await execute(
-        conn, "extend_leases", {"job_ids": ids, "attempts": [refs[i] for i in ids], "lease": lease}
+    return await conn.execute(
+        q("extend_leases"), {"job_ids": ids, "attempts": [refs[i] for i in ids], "lease": lease}
     )
 
 

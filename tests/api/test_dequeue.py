@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, worker_pb2, worker_pb2_grpc
-from tests.api.conftest import Stubs
+from tests.api.conftest import Stubs, serving
 from tests.api.helpers import dag, dag_jobs, definition, namespace
 from tests.faults import helpers
 
@@ -299,3 +299,76 @@ async def test_jobs_claimed_for_a_closed_stream_go_back_with_the_same_attempt(ap
     got = await worker.next("assignment")
     assert got.job.job_id == ticked.job_id and got.job.attempt == 1
     worker.call.cancel()
+
+
+async def test_first_frame_tells_the_stream_timing(database_url: str) -> None:
+    async with serving(database_url, lease_s=6.0) as api:
+        worker = RawWorker(api, namespaces=["nobody"])
+        await worker.start()
+        settings = await worker.next("settings")
+        await worker.close()
+    # A third of the lease (at most 5 s); silence: three intervals.
+    assert (settings.lease_duration.seconds, settings.heartbeat_interval.seconds) == (6, 2)
+    assert settings.silence_timeout.seconds == 6
+
+
+async def test_heartbeats_are_answered_with_extended_and_lost_leases(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    for _ in range(2):
+        await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id))
+    worker = RawWorker(api, namespaces=[ns], slots=2)
+    await worker.start()
+    first, second = [await worker.next("assignment") for _ in range(2)]
+    # Both leases were granted after the Subscribe only (sequence 0).
+    assert (first.heartbeat_sequence, second.heartbeat_sequence) == (0, 0)
+    before = first.lease_expire_time.ToDatetime()
+    # The second job is completed from outside: its lease is gone.
+    await api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=second.job.job_id, attempt=1))
+    held = (first.job.job_id, 1)
+    unknown = (str(uuid.uuid4()), 1)
+    await worker.heartbeat(1, held, (second.job.job_id, 1), unknown)
+    ack = await worker.next("heartbeat_ack")
+    assert ack.sequence == 1
+    assert [(e.job.job_id, e.job.attempt) for e in ack.extended] == [held]
+    assert ack.extended[0].lease_expire_time.ToDatetime() > before
+    assert sorted((r.job_id, r.attempt) for r in ack.lost) == sorted(
+        [(second.job.job_id, 1), unknown]
+    )
+    job = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=first.job.job_id))
+    assert job.lease_expire_time == ack.extended[0].lease_expire_time
+    # An idle heartbeat is answered too.
+    await worker.heartbeat(2)
+    ack = await worker.next("heartbeat_ack")
+    assert (ack.sequence, list(ack.extended), list(ack.lost)) == (2, [], [])
+    await worker.close()
+
+
+async def test_a_grant_names_the_newest_heartbeat_read_before_it(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    worker = RawWorker(api, namespaces=[ns], slots=1)
+    await worker.start()
+    await worker.heartbeat(1)
+    await worker.heartbeat(2)
+    assert (await worker.next("heartbeat_ack")).sequence == 1
+    assert (await worker.next("heartbeat_ack")).sequence == 2
+    await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id))
+    grant = await worker.next("assignment")
+    assert grant.heartbeat_sequence == 2
+    await worker.close()
+
+
+async def test_the_server_ends_a_stream_it_hears_nothing_from(database_url: str) -> None:
+    # Lease 0.9 s: heartbeat interval 0.3 s, silence timeout 0.9 s.
+    async with serving(database_url, lease_s=0.9) as api:
+        worker = RawWorker(api, namespaces=["quiet"])
+        await worker.start()
+        began = time.monotonic()
+        assert worker.reader is not None
+        await asyncio.wait_for(worker.reader, 5)
+        ended_after = time.monotonic() - began
+        dispatcher = api.server.dispatcher
+        assert not [s for s in dispatcher.streams if s.worker_id == "w1"]
+        assert await worker.call.code() == grpc.StatusCode.OK
+    assert 0.8 <= ended_after <= 2.5, ended_after

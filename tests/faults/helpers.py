@@ -245,8 +245,12 @@ async def wait_serving(target: str, *, within: float, proc: subprocess.Popen[byt
 
 def frame_items(msg: worker_pb2.DequeueResponse) -> list[tuple[str, Any]]:
     """A server frame as the single items a worker handles, in its order:
-    acks, assignments, cancels, keepalive."""
-    items: list[tuple[str, Any]] = [("ack", a) for a in msg.acks]
+    settings, heartbeat acks, acks, assignments, cancels, keepalive."""
+    items: list[tuple[str, Any]] = []
+    if msg.HasField("settings"):
+        items.append(("settings", msg.settings))
+    items += [("heartbeat_ack", a) for a in msg.heartbeat_acks]
+    items += [("ack", a) for a in msg.acks]
     items += [("assignment", a) for a in msg.assignments]
     items += [("cancel", c) for c in msg.cancels]
     if msg.HasField("keepalive"):
@@ -279,12 +283,18 @@ class RawWorker:
                 await self.inbox.put(item)
 
     async def next(self, kind: str, wait_s: float = 10.0) -> Any:
-        """The next item of `kind`, skipping keepalives."""
+        """The next item of `kind`, skipping keepalives and the settings."""
         while True:
             which, item = await asyncio.wait_for(self.inbox.get(), wait_s)
             if which == kind:
                 return item
-            assert which == "keepalive", (which, item)
+            assert which in ("keepalive", "settings"), (which, item)
+
+    async def heartbeat(self, sequence: int, *held: tuple[str, int]) -> None:
+        refs = [worker_pb2.JobRef(job_id=job_id, attempt=attempt) for job_id, attempt in held]
+        await self.call.write(
+            worker_pb2.DequeueRequest(heartbeat=worker_pb2.Heartbeat(running=refs, sequence=sequence))
+        )
 
     async def send_result(self, job_id: str, attempt: int, values: dict[str, Any] | None = None) -> None:
         await self.call.write(RawWorker.result(job_id, attempt, values or {}))

@@ -55,6 +55,11 @@ class FakeStream:
     log: list[Received] = field(default_factory=list)
     messages: list[Request] = field(default_factory=list)
     closed_by_worker: asyncio.Event = field(default_factory=asyncio.Event)
+    # Like the real server: answer every heartbeat, extending every lease it
+    # names, and grant leases after the newest heartbeat read. Tests that
+    # play a server which stopped answering turn it off.
+    answer_heartbeats: bool = True
+    heartbeat_seq: int = 0
 
     async def next(self, *, within: float = 5.0, skip_heartbeats: bool = True) -> Received:
         """The worker's next item (heartbeats skipped unless asked for)."""
@@ -80,7 +85,18 @@ class FakeStream:
             assert item.kind == "heartbeat", f"expected the stream to close, got {item}"
 
     def push(self, message: Response) -> None:
+        for grant in message.assignments:
+            if not grant.heartbeat_sequence:
+                grant.heartbeat_sequence = self.heartbeat_seq
         self.outbox.put_nowait(message)
+
+    def answer(self, beat: worker_pb2.Heartbeat) -> None:
+        self.heartbeat_seq = max(self.heartbeat_seq, beat.sequence)
+        if self.answer_heartbeats:
+            ack = worker_pb2.HeartbeatAck(sequence=beat.sequence)
+            for held in beat.running:
+                ack.extended.add(job=held)
+            self.outbox.put_nowait(Response(heartbeat_acks=[ack]))
 
     def ack(self, job_id: str, attempt: int = 1, *, accepted: bool = True, reason: str = "") -> None:
         self.push(
@@ -132,6 +148,8 @@ class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
             try:
                 async for request in request_iterator:
                     stream.messages.append(request)
+                    if request.HasField("heartbeat"):
+                        stream.answer(request.heartbeat)
                     for item in flatten(request):
                         stream.log.append(item)
                         stream.received.put_nowait(item)

@@ -62,7 +62,8 @@ with held as (
 update jobs j
 set lease_expire_time = clock_timestamp() + %(lease)s::interval
 from held
-where j.job_id = held.job_id;
+where j.job_id = held.job_id
+returning j.job_id, j.attempt, j.lease_expire_time;
 
 -- name: lock_expired_leases
 select j.job_id, j.dag_id, j.attempt, j.max_attempts, j.worker_id,

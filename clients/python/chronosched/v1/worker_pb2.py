@@ -28,7 +28,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63hronosched/v1/worker.proto\x12\x0e\x63hronosched.v1\x1a\x18\x63hronosched/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\x06JobRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\xe5\x01\n\x0e\x44\x65queueRequest\x12.\n\tsubscribe\x18\x01 \x01(\x0b\x32\x19.chronosched.v1.SubscribeH\x00\x12-\n\x07results\x18\x05 \x01(\x0b\x32\x1a.chronosched.v1.JobResultsH\x00\x12.\n\theartbeat\x18\x03 \x01(\x0b\x32\x19.chronosched.v1.HeartbeatH\x00\x12+\n\x05slots\x18\x04 \x01(\x0b\x32\x1a.chronosched.v1.SlotUpdateH\x00\x42\t\n\x07messageJ\x04\x08\x02\x10\x03R\x06result\"\x91\x01\n\tSubscribe\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\nnamespaces\x18\x02 \x03(\t\x12\x16\n\x0e\x61ll_namespaces\x18\x03 \x01(\x08\x12\r\n\x05kinds\x18\x04 \x03(\t\x12\r\n\x05slots\x18\x05 \x01(\x05\x12\'\n\x07running\x18\x06 \x03(\x0b\x32\x16.chronosched.v1.JobRef\"\x90\x01\n\tJobResult\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.chronosched.v1.JobRef\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x15\n\rnon_retryable\x18\x05 \x01(\x08\"8\n\nJobResults\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.chronosched.v1.JobResult\"4\n\tHeartbeat\x12\'\n\x07running\x18\x01 \x03(\x0b\x32\x16.chronosched.v1.JobRef\"\x1b\n\nSlotUpdate\x12\r\n\x05slots\x18\x01 \x01(\x05\"\xf0\x01\n\x0f\x44\x65queueResponse\x12\'\n\x04\x61\x63ks\x18\x05 \x03(\x0b\x32\x19.chronosched.v1.ResultAck\x12/\n\x0b\x61ssignments\x18\x06 \x03(\x0b\x32\x1a.chronosched.v1.Assignment\x12*\n\x07\x63\x61ncels\x18\x07 \x03(\x0b\x32\x19.chronosched.v1.CancelJob\x12,\n\tkeepalive\x18\x04 \x01(\x0b\x32\x19.chronosched.v1.KeepaliveJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04R\nassignmentR\x06\x63\x61ncelR\x03\x61\x63k\"\xce\x01\n\nAssignment\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.chronosched.v1.Job\x12\x35\n\x11lease_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x0elease_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11\x65xecution_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"@\n\tCancelJob\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.chronosched.v1.JobRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"R\n\tResultAck\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.chronosched.v1.JobRef\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"<\n\tKeepalive\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2_\n\rWorkerService\x12N\n\x07\x44\x65queue\x12\x1e.chronosched.v1.DequeueRequest\x1a\x1f.chronosched.v1.DequeueResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63hronosched/v1/worker.proto\x12\x0e\x63hronosched.v1\x1a\x18\x63hronosched/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\x06JobRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\xe5\x01\n\x0e\x44\x65queueRequest\x12.\n\tsubscribe\x18\x01 \x01(\x0b\x32\x19.chronosched.v1.SubscribeH\x00\x12-\n\x07results\x18\x05 \x01(\x0b\x32\x1a.chronosched.v1.JobResultsH\x00\x12.\n\theartbeat\x18\x03 \x01(\x0b\x32\x19.chronosched.v1.HeartbeatH\x00\x12+\n\x05slots\x18\x04 \x01(\x0b\x32\x1a.chronosched.v1.SlotUpdateH\x00\x42\t\n\x07messageJ\x04\x08\x02\x10\x03R\x06result\"\x91\x01\n\tSubscribe\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\nnamespaces\x18\x02 \x03(\t\x12\x16\n\x0e\x61ll_namespaces\x18\x03 \x01(\x08\x12\r\n\x05kinds\x18\x04 \x03(\t\x12\r\n\x05slots\x18\x05 \x01(\x05\x12\'\n\x07running\x18\x06 \x03(\x0b\x32\x16.chronosched.v1.JobRef\"\x90\x01\n\tJobResult\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.chronosched.v1.JobRef\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x15\n\rnon_retryable\x18\x05 \x01(\x08\"8\n\nJobResults\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.chronosched.v1.JobResult\"F\n\tHeartbeat\x12\'\n\x07running\x18\x01 \x03(\x0b\x32\x16.chronosched.v1.JobRef\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"\x1b\n\nSlotUpdate\x12\r\n\x05slots\x18\x01 \x01(\x05\"\xd8\x02\n\x0f\x44\x65queueResponse\x12\'\n\x04\x61\x63ks\x18\x05 \x03(\x0b\x32\x19.chronosched.v1.ResultAck\x12/\n\x0b\x61ssignments\x18\x06 \x03(\x0b\x32\x1a.chronosched.v1.Assignment\x12*\n\x07\x63\x61ncels\x18\x07 \x03(\x0b\x32\x19.chronosched.v1.CancelJob\x12,\n\tkeepalive\x18\x04 \x01(\x0b\x32\x19.chronosched.v1.Keepalive\x12\x34\n\x0eheartbeat_acks\x18\x08 \x03(\x0b\x32\x1c.chronosched.v1.HeartbeatAck\x12\x30\n\x08settings\x18\t \x01(\x0b\x32\x1e.chronosched.v1.StreamSettingsJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04R\nassignmentR\x06\x63\x61ncelR\x03\x61\x63k\"\xea\x01\n\nAssignment\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.chronosched.v1.Job\x12\x35\n\x11lease_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x0elease_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11\x65xecution_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1a\n\x12heartbeat_sequence\x18\x05 \x01(\x04\"\xae\x01\n\x0eStreamSettings\x12\x31\n\x0elease_duration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0fsilence_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"x\n\x0cHeartbeatAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x30\n\x08\x65xtended\x18\x02 \x03(\x0b\x32\x1e.chronosched.v1.LeaseExtension\x12$\n\x04lost\x18\x03 \x03(\x0b\x32\x16.chronosched.v1.JobRef\"l\n\x0eLeaseExtension\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.chronosched.v1.JobRef\x12\x35\n\x11lease_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\tCancelJob\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.chronosched.v1.JobRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"R\n\tResultAck\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x16.chronosched.v1.JobRef\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"<\n\tKeepalive\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2_\n\rWorkerService\x12N\n\x07\x44\x65queue\x12\x1e.chronosched.v1.DequeueRequest\x1a\x1f.chronosched.v1.DequeueResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,19 +46,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBRESULTS']._serialized_start=738
   _globals['_JOBRESULTS']._serialized_end=794
   _globals['_HEARTBEAT']._serialized_start=796
-  _globals['_HEARTBEAT']._serialized_end=848
-  _globals['_SLOTUPDATE']._serialized_start=850
-  _globals['_SLOTUPDATE']._serialized_end=877
-  _globals['_DEQUEUERESPONSE']._serialized_start=880
-  _globals['_DEQUEUERESPONSE']._serialized_end=1120
-  _globals['_ASSIGNMENT']._serialized_start=1123
-  _globals['_ASSIGNMENT']._serialized_end=1329
-  _globals['_CANCELJOB']._serialized_start=1331
-  _globals['_CANCELJOB']._serialized_end=1395
-  _globals['_RESULTACK']._serialized_start=1397
-  _globals['_RESULTACK']._serialized_end=1479
-  _globals['_KEEPALIVE']._serialized_start=1481
-  _globals['_KEEPALIVE']._serialized_end=1541
-  _globals['_WORKERSERVICE']._serialized_start=1543
-  _globals['_WORKERSERVICE']._serialized_end=1638
+  _globals['_HEARTBEAT']._serialized_end=866
+  _globals['_SLOTUPDATE']._serialized_start=868
+  _globals['_SLOTUPDATE']._serialized_end=895
+  _globals['_DEQUEUERESPONSE']._serialized_start=898
+  _globals['_DEQUEUERESPONSE']._serialized_end=1242
+  _globals['_ASSIGNMENT']._serialized_start=1245
+  _globals['_ASSIGNMENT']._serialized_end=1479
+  _globals['_STREAMSETTINGS']._serialized_start=1482
+  _globals['_STREAMSETTINGS']._serialized_end=1656
+  _globals['_HEARTBEATACK']._serialized_start=1658
+  _globals['_HEARTBEATACK']._serialized_end=1778
+  _globals['_LEASEEXTENSION']._serialized_start=1780
+  _globals['_LEASEEXTENSION']._serialized_end=1888
+  _globals['_CANCELJOB']._serialized_start=1890
+  _globals['_CANCELJOB']._serialized_end=1954
+  _globals['_RESULTACK']._serialized_start=1956
+  _globals['_RESULTACK']._serialized_end=2038
+  _globals['_KEEPALIVE']._serialized_start=2040
+  _globals['_KEEPALIVE']._serialized_end=2100
+  _globals['_WORKERSERVICE']._serialized_start=2102
+  _globals['_WORKERSERVICE']._serialized_end=2197
 # @@protoc_insertion_point(module_scope)

@@ -221,23 +221,34 @@ Global___JobResults: _TypeAlias = JobResults  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):
-    """Heartbeat extends the leases of the listed attempts."""
+    """Heartbeat extends the leases of the listed attempts. A worker sends one
+    every StreamSettings.heartbeat_interval, also while it runs nothing: the
+    server ends a stream it hears nothing from for StreamSettings.silence_timeout,
+    and each heartbeat marks a moment in the worker's clock that later leases
+    are counted from (Assignment.heartbeat_sequence).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     RUNNING_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Numbers the stream's heartbeats 1, 2, 3, ... (the Subscribe counts as
+    0); the server echoes it in HeartbeatAck and Assignment.
+    """
     @_builtins.property
     def running(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobRef]:
-        """The attempts the worker is running now."""
+        """The attempts the worker is running now (may be empty)."""
 
     def __init__(
         self,
         *,
         running: _abc.Iterable[Global___JobRef] | None = ...,
+        sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["running", b"running"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["running", b"running", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -281,6 +292,8 @@ class DequeueResponse(_message.Message):
     ASSIGNMENTS_FIELD_NUMBER: _builtins.int
     CANCELS_FIELD_NUMBER: _builtins.int
     KEEPALIVE_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_ACKS_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def acks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ResultAck]:
         """The fate of reported results."""
@@ -295,7 +308,19 @@ class DequeueResponse(_message.Message):
 
     @_builtins.property
     def keepalive(self) -> Global___Keepalive:
-        """Set when the stream is otherwise idle, so dead connections show."""
+        """Sent every StreamSettings.heartbeat_interval, so the worker can tell a
+        live server from a silent connection.
+        """
+
+    @_builtins.property
+    def heartbeat_acks(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeartbeatAck]:
+        """Answers to heartbeats, each sent once the leases it names are extended
+        (or found lost) in the database.
+        """
+
+    @_builtins.property
+    def settings(self) -> Global___StreamSettings:
+        """The stream's timing, in the first frame after the Subscribe."""
 
     def __init__(
         self,
@@ -304,10 +329,12 @@ class DequeueResponse(_message.Message):
         assignments: _abc.Iterable[Global___Assignment] | None = ...,
         cancels: _abc.Iterable[Global___CancelJob] | None = ...,
         keepalive: Global___Keepalive | None = ...,
+        heartbeat_acks: _abc.Iterable[Global___HeartbeatAck] | None = ...,
+        settings: Global___StreamSettings | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["keepalive", b"keepalive"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["keepalive", b"keepalive", "settings", b"settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acks", b"acks", "assignments", b"assignments", "cancels", b"cancels", "keepalive", b"keepalive"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acks", b"acks", "assignments", b"assignments", "cancels", b"cancels", "heartbeat_acks", b"heartbeat_acks", "keepalive", b"keepalive", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -323,6 +350,13 @@ class Assignment(_message.Message):
     LEASE_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     LEASE_DURATION_FIELD_NUMBER: _builtins.int
     EXECUTION_TIMEOUT_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_SEQUENCE_FIELD_NUMBER: _builtins.int
+    heartbeat_sequence: _builtins.int
+    """The newest heartbeat of this stream (0: the Subscribe) the server had
+    received before it granted the lease. The lease began after the worker
+    sent that heartbeat, so the worker counts it from that moment of its own
+    clock: a bound that needs no clock shared with the server.
+    """
     @_builtins.property
     def job(self) -> _job_pb2.Job:
         """The job, with its merged payload, kind and attempt."""
@@ -348,14 +382,121 @@ class Assignment(_message.Message):
         lease_expire_time: _timestamp_pb2.Timestamp | None = ...,
         lease_duration: _duration_pb2.Duration | None = ...,
         execution_timeout: _duration_pb2.Duration | None = ...,
+        heartbeat_sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["execution_timeout", b"execution_timeout", "job", b"job", "lease_duration", b"lease_duration", "lease_expire_time", b"lease_expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_timeout", b"execution_timeout", "job", b"job", "lease_duration", b"lease_duration", "lease_expire_time", b"lease_expire_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_timeout", b"execution_timeout", "heartbeat_sequence", b"heartbeat_sequence", "job", b"job", "lease_duration", b"lease_duration", "lease_expire_time", b"lease_expire_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Assignment: _TypeAlias = Assignment  # noqa: Y015
+
+@_typing.final
+class StreamSettings(_message.Message):
+    """StreamSettings tells a worker the timing the server expects of its stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_DURATION_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    SILENCE_TIMEOUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def lease_duration(self) -> _duration_pb2.Duration:
+        """How long a lease lasts from its grant or last extension."""
+
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration:
+        """How often the worker sends a heartbeat, and the server a keepalive."""
+
+    @_builtins.property
+    def silence_timeout(self) -> _duration_pb2.Duration:
+        """Either side ends the stream after hearing nothing for this long."""
+
+    def __init__(
+        self,
+        *,
+        lease_duration: _duration_pb2.Duration | None = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
+        silence_timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "lease_duration", b"lease_duration", "silence_timeout", b"silence_timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "lease_duration", b"lease_duration", "silence_timeout", b"silence_timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamSettings: _TypeAlias = StreamSettings  # noqa: Y015
+
+@_typing.final
+class HeartbeatAck(_message.Message):
+    """HeartbeatAck answers one heartbeat after the database extended its leases."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    EXTENDED_FIELD_NUMBER: _builtins.int
+    LOST_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The heartbeat answered (Heartbeat.sequence)."""
+    @_builtins.property
+    def extended(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseExtension]:
+        """The attempts whose leases were extended, each with its new expiry
+        (database time); the worker counts the new lease from the moment it sent
+        the heartbeat.
+        """
+
+    @_builtins.property
+    def lost(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobRef]:
+        """Attempts the heartbeat named that the server no longer leases to anyone
+        at that attempt (expired and taken back, cancelled, deleted, or already
+        finished): the worker stops any of them it still runs, at once.
+        """
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        extended: _abc.Iterable[Global___LeaseExtension] | None = ...,
+        lost: _abc.Iterable[Global___JobRef] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extended", b"extended", "lost", b"lost", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatAck: _TypeAlias = HeartbeatAck  # noqa: Y015
+
+@_typing.final
+class LeaseExtension(_message.Message):
+    """LeaseExtension is one extended lease."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___JobRef:
+        """The attempt."""
+
+    @_builtins.property
+    def lease_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the lease now ends unless extended again (database time)."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___JobRef | None = ...,
+        lease_expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "lease_expire_time", b"lease_expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "lease_expire_time", b"lease_expire_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseExtension: _TypeAlias = LeaseExtension  # noqa: Y015
 
 @_typing.final
 class CancelJob(_message.Message):
