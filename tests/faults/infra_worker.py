@@ -23,7 +23,7 @@ its evidence of rejected late results.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import functools
 import json
 import logging
 import os
@@ -35,11 +35,9 @@ from typing import Any
 from chronosched.v1 import worker_pb2
 from chronosched_worker import JobContext, Worker
 from chronosched_worker.runner import struct_to_dict
-from tests.faults.invariants import ExecutionLog
+from tests.faults.invariants import ExecutionLog, work
 
 KIND = "fault"
-# How often a `wait_for` attempt looks for its file.
-WAIT_POLL_S = 0.01
 WAIT_LIMIT_S = 120.0
 
 
@@ -99,14 +97,12 @@ def build(argv: Sequence[str] | None = None) -> RecordingWorker:
         with log.execution(ctx.job_id, ctx.attempt, worker_id) as run:
             wait_for = ctx.payload.get("wait_for")
             if isinstance(wait_for, str):
-                deadline = time.monotonic() + WAIT_LIMIT_S
-                while not await asyncio.to_thread(os.path.exists, wait_for):
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{wait_for} did not appear within {WAIT_LIMIT_S}s")
-                    await asyncio.sleep(WAIT_POLL_S)
+                await work(
+                    run, ctx.cancelled, WAIT_LIMIT_S, until=functools.partial(os.path.exists, wait_for)
+                )
             sleep_ms = ctx.payload.get("sleep_ms", 0)
             if isinstance(sleep_ms, int | float) and sleep_ms > 0:
-                await asyncio.sleep(sleep_ms / 1000)
+                await work(run, ctx.cancelled, sleep_ms / 1000)
             result: dict[str, Any] = {"worker": worker_id, "attempt": str(ctx.attempt), "run": run.run_id}
             run.result = result
             return result

@@ -3,7 +3,10 @@
 Two halves:
 
 - `ExecutionLog`: an append-only JSON-lines file that test handlers in *any*
-  process write to, one line when an attempt starts and one when it ends.
+  process write to (SDK handlers, and `command` jobs through
+  `python -m tests.faults.exec_job`): one line when an attempt starts, one
+  when it ends, and "tick" lines while it works, so that a run killed
+  mid-job still shows how long it was alive.
   Every line is written with a single `write(2)` on an `O_APPEND` descriptor,
   so lines of concurrent processes never interleave. Times are wall-clock
   `time.time()` floats (comparable across processes and with PostgreSQL's
@@ -12,7 +15,14 @@ Two halves:
       log = ExecutionLog(tmp_path / "exec.jsonl")
       with log.execution(ctx.job_id, ctx.attempt, worker_id) as run:
           ...
+          run.tick()                     # optional; after each step of work
           run.result = {"n": 1}          # optional; recorded on success
+
+  A run's span is from its start to its end; for a run that ended
+  "cancelled" (it stopped, or was stopped, before its next step) or never
+  ended (its process was killed), to its last tick, or its start without
+  ticks. Handlers that may be stopped or killed therefore tick as they work
+  (`work()` does).
 
 - `check_invariants(database_url, log, ...)`: reads the database in one
   REPEATABLE READ snapshot (plus the log) and raises one AssertionError that
@@ -28,10 +38,9 @@ Two halves:
       SUCCEEDED job that the log saw run has exactly one execution of its
       final attempt and it ended "success" (with the recorded result, if the
       handler recorded one); at most one "success" per job reached the
-      database. Executions of one job may overlap in time only when the
-      earlier one was abandoned to its lease (a frozen or partitioned worker)
-      — with `strict_overlap=True` (scenarios with no such worker) any overlap
-      of two executions of one job is a violation.
+      database. No two executions of one job overlap in time (DESIGN §4:
+      "never two runs of one job at once"), frozen and cut-off workers
+      included: the worker stops a run whose lease it cannot confirm.
   (c) order: no execution of a job started before the end_time of any of
       its parents, and no job that ran (READY/RUNNING/SUCCEEDED/FAILED) has a
       parent that is not SUCCEEDED.
@@ -57,10 +66,10 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.rows import dict_row
@@ -70,7 +79,9 @@ __all__ = [
     "Execution",
     "ExecutionLog",
     "Run",
+    "Stopped",
     "check_invariants",
+    "work",
 ]
 
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "SKIPPED"})
@@ -97,13 +108,19 @@ class Execution:
     end: float | None = None
     outcome: str | None = None
     result: dict[str, Any] | None = None
+    # The newest tick: the last moment the run is known to have worked.
+    last_tick: float | None = None
+
+    @property
+    def until(self) -> float:
+        """The end of the run's span (see the module doc)."""
+        if self.end is not None and self.outcome != CANCELLED:
+            return self.end
+        return self.last_tick if self.last_tick is not None else self.start
 
     def overlaps(self, other: Execution) -> bool:
-        """True when both have ended and their [start, end] intervals intersect.
-        (An execution that never ended was killed; its process cannot still run.)"""
-        if self.end is None or other.end is None:
-            return False
-        return self.start < other.end and other.start < self.end
+        """True when the two runs' spans intersect."""
+        return self.start < other.until and other.start < self.until
 
 
 @dataclass
@@ -121,6 +138,10 @@ class Run:
     outcome: str | None = None
     result: dict[str, Any] | None = field(default=None)
     ended: bool = False
+
+    def tick(self) -> None:
+        """Record that the run has just done a step of work and goes on."""
+        self.log.record_tick(self.run_id)
 
 
 class ExecutionLog:
@@ -161,6 +182,9 @@ class ExecutionLog:
         )
         return run_id
 
+    def record_tick(self, run_id: str) -> None:
+        self._append({"event": "tick", "run": run_id, "at": time.time()})
+
     def record_end(self, run_id: str, outcome: str, result: Mapping[str, Any] | None = None) -> None:
         """Record how the run ended ("success", "failure", "cancelled", ...)."""
         record: dict[str, Any] = {"event": "end", "run": run_id, "end": time.time(), "outcome": outcome}
@@ -195,6 +219,7 @@ class ExecutionLog:
             return []
         starts: dict[str, dict[str, Any]] = {}
         ends: dict[str, dict[str, Any]] = {}
+        ticks: dict[str, float] = {}
         for number, line in enumerate(raw.splitlines(), 1):
             if not line.strip():
                 continue
@@ -202,11 +227,14 @@ class ExecutionLog:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise AssertionError(f"{self.path}:{number}: corrupt log line {line!r}") from exc
+            if record.get("event") == "tick":
+                ticks[record["run"]] = max(ticks.get(record["run"], 0.0), float(record["at"]))
+                continue
             target = starts if record.get("event") == "start" else ends
             if record["run"] in target:
                 raise AssertionError(f"{self.path}:{number}: run {record['run']} recorded twice")
             target[record["run"]] = record
-        orphans = set(ends) - set(starts)
+        orphans = (set(ends) | set(ticks)) - set(starts)
         if orphans:
             raise AssertionError(f"{self.path}: end lines without a start: {sorted(orphans)}")
         out = []
@@ -223,10 +251,49 @@ class ExecutionLog:
                     end=e.get("end"),
                     outcome=e.get("outcome"),
                     result=e.get("result"),
+                    last_tick=ticks.get(run_id),
                 )
             )
         out.sort(key=lambda x: x.start)
         return out
+
+
+class Stopped(Exception):
+    """A run stopped before its next step because it was told to."""
+
+
+class _Signal(Protocol):
+    def is_set(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+TICK_S = 0.05
+
+
+async def work(
+    run: Run, cancelled: _Signal, seconds: float, *, until: Callable[[], bool] | None = None
+) -> None:
+    """Work for `seconds` (or, with `until`, until it returns true) in steps
+    of at most TICK_S, ticking after each. Before every step it checks
+    `cancelled` (the SDK's signal also turns true by itself once the lease may
+    have lapsed) and raises Stopped instead: a run told to stop does no more
+    work, which is what the overlap rule holds workers to."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if until is not None and until():
+            return
+        left = deadline - time.monotonic()
+        if until is None and left <= 0:
+            return
+        if until is not None and left <= 0:
+            raise TimeoutError(f"the condition did not hold within {seconds}s")
+        await asyncio.sleep(min(TICK_S, left))
+        if cancelled.is_set():
+            run.outcome = CANCELLED
+            raise Stopped(f"stopped: {cancelled.reason}")
+        run.tick()
 
 
 def _ts(value: Any) -> float | None:
@@ -239,7 +306,6 @@ async def check_invariants(
     *,
     acked: Mapping[str, Mapping[str, Any]] | Mapping[uuid.UUID, Mapping[str, Any]] | None = None,
     expect_terminal: bool = True,
-    strict_overlap: bool = False,
     clock_tolerance_s: float = 0.0,
 ) -> None:
     """Check (a)-(f) of the module doc over the whole database; raise one
@@ -336,10 +402,10 @@ async def check_invariants(
             seen[x.attempt] = x
         for i, a in enumerate(xs):
             for b in xs[i + 1 :]:
-                if a.overlaps(b) and (strict_overlap or a.attempt == b.attempt):
+                if a.overlaps(b):
                     violations.append(
-                        f"(b) {name(job_id)}: attempts {a.attempt} ({a.worker}) and {b.attempt} ({b.worker})"
-                        " overlap in time"
+                        f"(b) {name(job_id)}: attempts {a.attempt} ({a.worker}, {a.start:.3f}-{a.until:.3f})"
+                        f" and {b.attempt} ({b.worker}, {b.start:.3f}-{b.until:.3f}) overlap in time"
                     )
         if jr is None:
             hist = history_results.get(job_id)

@@ -206,7 +206,7 @@ async def test_dag_runs_in_topological_order_on_four_workers_and_two_servers(
 
         codes = await asyncio.gather(*(w.stop() for w in workers))
         assert codes == [0, 0, 0, 0], "workers drain and exit 0 on SIGTERM"
-        await check_invariants(database_url, exec_log, strict_overlap=True)
+        await check_invariants(database_url, exec_log)
     finally:
         await api.close()
         await stop_all([*workers, *servers])
@@ -255,7 +255,7 @@ async def test_worker_killed_mid_job_job_runs_again_and_succeeds_once(
         assert after["attempt"] == 1 and len(runs_of(exec_log, after["job_id"])) == 1
     finally:
         await stop_all(workers)
-    await check_invariants(database_url, exec_log, strict_overlap=True)
+    await check_invariants(database_url, exec_log)
 
 
 @pytest.mark.slow
@@ -292,7 +292,7 @@ async def test_worker_restarted_under_its_id_gets_its_job_back_before_the_lease(
             assert "worker reconnected without it on attempt 1 (worker same-id)" in victim["error"]
         finally:
             await stop_all([first, second])
-    await check_invariants(database_url, exec_log, strict_overlap=True)
+    await check_invariants(database_url, exec_log)
 
 
 # --- 3. SIGSTOP past the lease, then SIGCONT -----------------------------------
@@ -521,7 +521,7 @@ async def test_poison_job_fails_after_max_attempts_while_other_jobs_flow(
         await asyncio.gather(supervisor, return_exceptions=True)
         await stop_all(list(live.values()))
     assert [p.proc.returncode for p in dead if p.proc] == [EXIT_CODE] * 3, [p.output()[-2000:] for p in dead]
-    await check_invariants(database_url, exec_log, strict_overlap=True)
+    await check_invariants(database_url, exec_log)
 
 
 # --- 6. cancelling a DAG while its command runs --------------------------------

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from chronosched_worker import JobContext, JobFailed, Worker, register_builtin_kinds
-from tests.faults.invariants import ExecutionLog
+from tests.faults.invariants import ExecutionLog, work
 
 EXIT_CODE = 17
 
@@ -59,7 +59,7 @@ def build(args: argparse.Namespace) -> Worker:
                 os._exit(EXIT_CODE)
             sleep_on = _attempts(p, "sleep_attempts")
             if not sleep_on or ctx.attempt in sleep_on:
-                await asyncio.sleep(float(p.get("sleep_s", 0.0)))
+                await work(run, ctx.cancelled, float(p.get("sleep_s", 0.0)))
             if ctx.attempt in _attempts(p, "fail_attempts"):
                 run.outcome = "failure"
                 raise JobFailed(f"planned failure of attempt {ctx.attempt}")
