@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -419,8 +420,9 @@ def _stop_child(proc: subprocess.Popen[bytes], grace_s: float) -> int:
     return proc.returncode
 
 
-def _start_worker(index: int, grpc_target: str, log_level: str) -> subprocess.Popen[bytes]:
-    """One local worker: every namespace, the built-in kinds."""
+def _start_worker(index: int, grpc_target: str, log_level: str, state_dir: Path) -> subprocess.Popen[bytes]:
+    """One local worker: every namespace, the built-in kinds; results not yet
+    acknowledged survive its restart in `state_dir`."""
     args = [
         sys.executable,
         "-m",
@@ -434,8 +436,30 @@ def _start_worker(index: int, grpc_target: str, log_level: str) -> subprocess.Po
         str(WORKER_GRACE_S),
         "--log-level",
         log_level,
+        "--state-dir",
+        str(state_dir),
     ]
-    return subprocess.Popen(args, stdin=subprocess.DEVNULL, process_group=0)
+    # A session of its own (which also keeps a terminal's Ctrl-C away from
+    # it, as for the other children): what its jobs leave behind when it dies
+    # is then findable by session id, see _reap_worker_leftovers.
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _reap_worker_leftovers(pid: int) -> None:
+    """Kill what a local worker that has exited left in its session."""
+    # Imported here: only `up` needs the worker package, and it is heavy.
+    from chronosched_worker.reaper import reap_session
+
+    killed = reap_session(pid)
+    if killed:
+        log.warning(
+            "killed %d leftover process(es) of local worker (pid %d): %s",
+            len(killed),
+            pid,
+            ", ".join(map(str, killed)),
+        )
+    else:
+        log.debug("local worker (pid %d) left no processes behind", pid)
 
 
 @dataclass
@@ -464,6 +488,13 @@ class _Up:
     @property
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def worker_state_dir(self) -> Path:
+        return self.run_dir / "workers"
+
+    def _spawn_worker(self, index: int) -> subprocess.Popen[bytes]:
+        return _start_worker(index, self.grpc_target, self.log_level, self.worker_state_dir)
 
     # -- the whole life cycle --
 
@@ -533,7 +564,10 @@ class _Up:
         self._start_envoy()
         self.signals.check()
 
-        self.worker_procs = [_start_worker(i, self.grpc_target, self.log_level) for i in range(self.workers)]
+        # Worker ids carry this run's pid, so what earlier runs' workers kept
+        # there can never be reported again (their leases brought the jobs back).
+        shutil.rmtree(self.worker_state_dir, ignore_errors=True)
+        self.worker_procs = [self._spawn_worker(i) for i in range(self.workers)]
         self._save_state(
             ready=True,
             rest_url=f"http://127.0.0.1:{self.http_port}/api/v1",
@@ -704,9 +738,14 @@ class _Up:
         for index, proc in enumerate(self.worker_procs):
             if proc.pid == pid:
                 log.warning("local worker (pid %d) %s; restarting it", pid, ended)
+                # At once, not after the delay: its jobs' processes must not
+                # run beside the copies the server hands out again once the
+                # new worker connects under the same id, and the sooner it
+                # runs the less chance the pid is free for reuse.
+                _reap_worker_leftovers(pid)
                 if self.signals.wait(WORKER_RESTART_DELAY_S):
                     return True  # the supervisor loop sees the signal next
-                self.worker_procs[index] = _start_worker(index, self.grpc_target, self.log_level)
+                self.worker_procs[index] = self._spawn_worker(index)
                 self._save_state(worker_pids=[p.pid for p in self.worker_procs])
                 return True
         return False
@@ -718,7 +757,14 @@ class _Up:
         # the server, then the server (it drains in-flight calls), then the
         # database it was using.
         for proc in self.worker_procs:
+            # A worker whose death was already seen had its session reaped
+            # then (and its pid may be anyone's by now). Any other, stopped
+            # here or dead unseen, may have left its jobs' processes running,
+            # above all one killed after its grace.
+            seen_dead = proc.returncode is not None
             _stop_child(proc, SERVER_STOP_GRACE_S)
+            if not seen_dead:
+                _reap_worker_leftovers(proc.pid)
         if self.envoy is not None:
             self.envoy.stop(ENVOY_STOP_GRACE_S)
         if self.server is not None:

@@ -4,12 +4,17 @@ non-zero status, and migrate is idempotent."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import psycopg
@@ -20,6 +25,8 @@ from chronosched_server.embedded import pid_alive
 from tests.e2e.conftest import STOP_TIMEOUT_S, UpProcess, run_up
 
 pytestmark = pytest.mark.timeout(180)
+
+T = TypeVar("T")
 
 
 def _chronosched(*args: str) -> subprocess.CompletedProcess[str]:
@@ -110,3 +117,127 @@ def test_missing_database_url_is_a_usage_error(command: str) -> None:
     result = _chronosched(command)
     assert result.returncode == 2
     assert "--database-url is required" in result.stderr
+
+
+@dataclass
+class _UpWith(UpProcess):
+    """`chronosched up` with extra flags (UpProcess.start takes none)."""
+
+    extra: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCHED_")}
+        args = [
+            sys.executable,
+            "-m",
+            "chronosched_server",
+            "up",
+            "--data-dir",
+            str(self.data_dir),
+            "--grpc-port",
+            str(self.grpc_port),
+            "--http-port",
+            str(self.http_port),
+            "--admin-port",
+            str(self.admin_port),
+            *self.extra,
+        ]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.data_dir.parent,
+            )
+
+
+# Each copy of the job holds an exclusive flock on <dir>/lock for as long as
+# it or its grandchild lives (the grandchild inherits the descriptor), so a
+# copy that starts while an earlier one still runs records "overlap". It
+# appends "<pid> <grandchild pid> alone|overlap" to <dir>/runs; the first copy
+# then sleeps, later ones exit 0.
+OVERLAP_PROBE = """
+import fcntl, os, subprocess, sys, time
+d = sys.argv[1]
+runs = os.path.join(d, 'runs')
+first = not os.path.exists(runs)
+lock = os.open(os.path.join(d, 'lock'), os.O_RDWR | os.O_CREAT)
+try:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    alone = 'alone'
+except BlockingIOError:
+    alone = 'overlap'
+grandchild = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], pass_fds=[lock])
+with open(runs, 'a') as f:
+    f.write(f'{os.getpid()} {grandchild.pid} {alone}\\n')
+if first:
+    time.sleep(300)
+"""
+
+
+def _runs(path: Path) -> list[list[str]]:
+    text = path.read_text() if path.exists() else ""
+    return [line.split() for line in text.splitlines(keepends=True) if line.endswith("\n")]
+
+
+def _poll(check: Callable[[], T | None], what: str, within: float = 60.0) -> T:
+    deadline = time.monotonic() + within
+    while (value := check()) is None:
+        assert time.monotonic() < deadline, f"timed out after {within:g}s waiting for {what}"
+        time.sleep(0.02)
+    return value
+
+
+def test_a_killed_workers_job_processes_are_gone_before_its_restart(data_root: Path, tmp_path: Path) -> None:
+    up = _UpWith(data_dir=data_root / "data", log_path=tmp_path / "up.log", extra=["--workers", "1"])
+    up.start()
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    leftovers: list[int] = []
+    try:
+        up.wait_ready()
+        [worker] = up.state["worker_pids"]
+        ns = f"reap-{uuid.uuid4().hex[:8]}"
+        with httpx.Client(base_url=up.base_url, timeout=30) as api:
+            assert api.post("/api/v1/namespaces", json={"namespace_id": ns}).status_code == 200
+            definition = {
+                "name": "probe",
+                "kind": "command",
+                "payload_template": {"argv": [sys.executable, "-c", OVERLAP_PROBE, str(job_dir)]},
+                "max_attempts": 3,
+                "backoff_initial": "0s",
+            }
+            resp = api.post(f"/api/v1/definitions/{ns}", json=definition)
+            assert resp.status_code == 200, resp.text
+            dag = {"name": "reap", "jobs": [{"key": "probe", "def_id": resp.json()["def_id"]}], "start": True}
+            resp = api.post(f"/api/v1/dags/{ns}", json=dag)
+            assert resp.status_code == 200, resp.text
+            dag_id = resp.json()["dag_id"]
+
+            runs = job_dir / "runs"
+            [[child, grandchild, alone]] = _poll(lambda: _runs(runs) or None, "the job to start", 30)
+            leftovers += [int(child), int(grandchild)]
+            assert alone == "alone" and all(pid_alive(p) for p in leftovers)
+
+            os.kill(worker, signal.SIGKILL)
+            _poll(lambda: up.reload_state()["worker_pids"][0] != worker or None, "the worker's restart", 30)
+            # `up` writes the new pid only after starting the new worker.
+            assert not [p for p in leftovers if pid_alive(p)], "the killed worker's job outlived it"
+
+            def done() -> dict[str, Any] | None:
+                [job] = api.get(f"/api/v1/dags/{ns}/{dag_id}/jobs").json()["jobs"]
+                assert job["state"] != "STATE_FAILED", job
+                return job if job["state"] == "STATE_SUCCEEDED" else None
+
+            job = _poll(done, "the job to succeed again")
+        assert job["attempt"] == 2, job
+        assert [alone for _, _, alone in _runs(runs)] == ["alone", "alone"]
+        assert "leftover process(es) of local worker (pid" in up.log_tail(60_000)
+        up.stop_and_check()
+    finally:
+        up.stop()
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

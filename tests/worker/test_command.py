@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -11,12 +14,15 @@ from typing import Any
 import pytest
 
 from chronosched_worker import Outcome, execute
-from chronosched_worker.kinds.command import DEFAULT_KILL_GRACE_S, TAIL_BYTES, CommandKind, Tail
+from chronosched_worker.kinds.command import DEFAULT_KILL_GRACE_S, TAIL_BYTES, CommandKind, Tail, job_env
+from chronosched_worker.reaper import reap_session
+from tests.worker.fake_server import FakeServer, assignment
 from tests.worker.helpers import eventually, make_ctx, pid_alive, read_pid
 
 pytestmark = pytest.mark.timeout(30)
 
 PY = sys.executable
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def run(
@@ -70,6 +76,27 @@ async def test_env_is_merged_over_the_workers_and_cwd_is_used(tmp_path: Path) ->
     outcome = await run({"argv": [PY, "-c", code], "env": {"CS_TEST_VALUE": "42"}, "cwd": str(tmp_path)})
     assert outcome.success
     assert outcome.result["stdout_tail"].splitlines() == [str(tmp_path), "42", "True"]
+
+
+async def test_the_program_knows_which_job_and_attempt_it_runs() -> None:
+    names = ["CHRONOSCHED_JOB_ID", "CHRONOSCHED_JOB_ATTEMPT", "CHRONOSCHED_JOB_KEY", "CHRONOSCHED_DAG_ID"]
+    code = f"import os; print([os.environ[n] for n in {names!r} + ['CHRONOSCHED_NAMESPACE']])"
+    outcome = await run({"argv": [PY, "-c", code]})
+    assert outcome.success
+    assert outcome.result["stdout_tail"].strip() == str(["job-1", "1", "", "", "team-a"])
+
+
+async def test_a_stop_for_the_lease_uses_its_own_shorter_grace(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    ctx = make_ctx({"argv": [PY, "-c", IGNORES_TERM, str(pid_file)]}, kind="command")
+    task = asyncio.create_task(execute(CommandKind(kill_grace_s=30.0), ctx))
+    pid = await read_pid(pid_file)
+    cancelled_at = time.monotonic()
+    ctx.cancelled.set("lease may lapse", grace_s=0.3)
+    assert await task == Outcome(success=False, error="cancelled: lease may lapse")
+    # SIGKILL after 0.3 s, not after the kind's 30 s.
+    assert 0.3 <= time.monotonic() - cancelled_at < 2.0
+    assert not pid_alive(pid)
 
 
 def _listing(path: Path) -> list[Path]:
@@ -187,3 +214,79 @@ async def test_bad_payload_fails_the_job_for_good_naming_the_field(
     payload: dict[str, Any], error: str
 ) -> None:
     assert await run(payload) == Outcome(success=False, error=f"invalid payload: {error}", non_retryable=True)
+
+
+# The job of the worker-death test: writes its pid, starts a grandchild that
+# writes its own pid (argv[2]) and sleeps, then sleeps.
+WITH_GRANDCHILD = (
+    "import os, subprocess, sys, time\n"
+    "open(sys.argv[1], 'w').write(f'{os.getpid()}\\n')\n"
+    "subprocess.Popen([sys.executable, '-c', sys.argv[3], sys.argv[2]])\n"
+    "time.sleep(60)\n"
+)
+GRANDCHILD = "import os, sys, time; open(sys.argv[1], 'w').write(f'{os.getpid()}\\n'); time.sleep(60)"
+
+
+async def test_a_killed_workers_job_dies_with_it_and_the_reaper_gets_the_rest(tmp_path: Path) -> None:
+    fake = FakeServer()
+    await fake.start()
+    args = ["--server", fake.address, "--namespace", "team-a", "--kinds", "command", "--worker-id", "doomed"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "clients" / "python")])}
+    # In a session of its own, as `chronosched up` starts its workers.
+    worker = await asyncio.create_subprocess_exec(
+        PY,
+        "-m",
+        "chronosched_worker",
+        *args,
+        env=env,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    pids: list[int] = []
+    try:
+        stream = await fake.next_stream(within=20)
+        await stream.expect("subscribe")
+        child_file, grandchild_file = tmp_path / "child", tmp_path / "grandchild"
+        argv = [PY, "-c", WITH_GRANDCHILD, str(child_file), str(grandchild_file), GRANDCHILD]
+        stream.push(assignment("a", kind="command", payload={"argv": argv}))
+        child = await read_pid(child_file)
+        pids.append(child)
+        grandchild = await read_pid(grandchild_file)
+        pids.append(grandchild)
+
+        worker.kill()
+        assert await worker.wait() == -signal.SIGKILL
+        await eventually(lambda: not pid_alive(child), within=1.0, what=f"the job (pid {child}) to die")
+        # PDEATHSIG reaches only the program the worker started; what that
+        # started is orphaned, not dead, until the supervisor reaps the session.
+        assert pid_alive(grandchild)
+
+        assert await asyncio.to_thread(reap_session, worker.pid) == [grandchild]
+        assert not pid_alive(grandchild)
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await fake.stop()
+
+
+async def test_the_program_sees_what_it_would_if_started_directly() -> None:
+    # Linux starts the program through a Python trampoline (for its
+    # death-signal); neither Python's ignored signals nor its C-locale
+    # coercion (LC_CTYPE=C.UTF-8) may reach the program.
+    probe = ["sh", "-c", "env | sort; grep -E '^Sig(Ign|Blk)' /proc/self/status || true"]
+    env = {"LC_ALL": "", "LC_CTYPE": "C", "CS_TEST_VALUE": "x y"}
+    direct = await asyncio.create_subprocess_exec(
+        *probe,
+        env={**os.environ, **job_env(make_ctx()), **env},
+        stdout=asyncio.subprocess.PIPE,
+        process_group=0,
+    )
+    expected, _ = await direct.communicate()
+    outcome = await run({"argv": probe, "env": env})
+    assert outcome.success, outcome
+    assert outcome.result["stdout_tail"] == expected.decode()
+    assert "LC_CTYPE=C\n" in expected.decode()
