@@ -387,11 +387,12 @@ async def test_duplicate_completions_make_one_transition(short_lease: InProc, da
     owner = RawWorker(api.workers, worker_id="raw-1", namespaces=[ns], kinds=["noop"])
     other = RawWorker(api.workers, worker_id="raw-2", namespaces=[ns], kinds=["noop"])
     await owner.start()
-    await other.start()
     try:
         assignment = await owner.next("assignment")
         a = assignment.job
         assert a.key == "a"
+        # Subscribed only now, so the job cannot go to it first.
+        await other.start()
         # The same completion 5 times on the owner's stream (without waiting
         # for acks) and 5 times on another stream, at once.
         done = RawWorker.result(a.job_id, a.attempt, {"n": 1})

@@ -85,8 +85,8 @@ with locked as (
     for update
 ), cancelled as (
     update jobs j
-    set state = 'CANCELLED', end_time = clock_timestamp(), update_time = clock_timestamp(), lease_expire_time = null
-    from locked l
+    set state = 'CANCELLED', end_time = c.t, update_time = c.t, lease_expire_time = null
+    from locked l, (select clock_timestamp() as t) c
     where j.job_id = l.job_id
     returning j.job_id, l.state as old_state, l.attempt
 )

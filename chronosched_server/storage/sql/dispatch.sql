@@ -23,9 +23,9 @@ with picked as (
     delete from frontier f where f.job_id = any(array(select job_id from picked)) returning f.job_id
 )
 update jobs j
-set state = 'RUNNING', start_time = clock_timestamp(), update_time = clock_timestamp(),
-    lease_expire_time = clock_timestamp() + %(lease)s::interval, worker_id = %(worker_id)s::text
-from job_definitions d
+set state = 'RUNNING', start_time = c.t, update_time = c.t,
+    lease_expire_time = c.t + %(lease)s::interval, worker_id = %(worker_id)s::text
+from job_definitions d, (select clock_timestamp() as t) c
 where j.job_id = any(array(select job_id from gone)) and d.def_id = j.def_id and j.state = 'READY'
 returning j.*, d.version as def_version, d.kind, d.execution_timeout;
 
@@ -43,9 +43,9 @@ with picked as (
     delete from frontier f where f.job_id = any(array(select job_id from picked)) returning f.job_id
 )
 update jobs j
-set state = 'RUNNING', start_time = clock_timestamp(), update_time = clock_timestamp(),
-    lease_expire_time = clock_timestamp() + %(lease)s::interval, worker_id = %(worker_id)s::text
-from job_definitions d
+set state = 'RUNNING', start_time = c.t, update_time = c.t,
+    lease_expire_time = c.t + %(lease)s::interval, worker_id = %(worker_id)s::text
+from job_definitions d, (select clock_timestamp() as t) c
 where j.job_id = any(array(select job_id from gone)) and d.def_id = j.def_id and j.state = 'READY'
 returning j.*, d.version as def_version, d.kind, d.execution_timeout;
 

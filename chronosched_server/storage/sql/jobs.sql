@@ -40,9 +40,11 @@ order by j.key
 limit %(limit)s::int;
 
 -- name: fail_job
+-- One clock reading per statement (c.t): two clock_timestamp() calls in one
+-- row can differ, and a job's update_time must equal its end_time.
 update jobs
-set state = 'FAILED', error = %(error)s::text, end_time = clock_timestamp(), update_time = clock_timestamp(),
-    lease_expire_time = null
+set state = 'FAILED', error = %(error)s::text, end_time = c.t, update_time = c.t, lease_expire_time = null
+from (select clock_timestamp() as t) c
 where job_id = %(job_id)s::uuid;
 
 -- name: remove_from_frontier
@@ -59,7 +61,8 @@ with recursive below (job_id) as (
     where e.dag_id = %(dag_id)s::uuid
 ), skipped as (
     update jobs
-    set state = 'SKIPPED', end_time = clock_timestamp(), update_time = clock_timestamp()
+    set state = 'SKIPPED', end_time = c.t, update_time = c.t
+    from (select clock_timestamp() as t) c
     where job_id in (select job_id from below) and state = 'PENDING'
     returning 1
 )
@@ -138,9 +141,8 @@ with r as (
     for update of j
 ), done as (
     update jobs j
-    set state = 'SUCCEEDED', result = h.result, end_time = clock_timestamp(), update_time = clock_timestamp(),
-        lease_expire_time = null
-    from held h
+    set state = 'SUCCEEDED', result = h.result, end_time = c.t, update_time = c.t, lease_expire_time = null
+    from held h, (select clock_timestamp() as t) c
     where j.job_id = h.job_id
     returning j.job_id, j.dag_id
 ), gone as (
