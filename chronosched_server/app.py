@@ -41,6 +41,7 @@ from chronosched_server.config import Config
 from chronosched_server.dispatch.dispatcher import DispatchConfig, Dispatcher
 from chronosched_server.scheduler import Scheduler
 from chronosched_server.storage.db import Database
+from chronosched_server.storage.health import watch_database
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class Server:
         )
         self.port = 0
         self._health_task: asyncio.Task[None] | None = None
+        self._serving = False
 
     async def start(self) -> int:
         """Open the pool and listen; returns the bound port (useful with port 0)."""
@@ -117,8 +119,17 @@ class Server:
         await self.dispatcher.start()
         if self.scheduler is not None:
             await self.scheduler.start()
-        await self._set_serving(await self.db.ping())
-        self._health_task = asyncio.create_task(self._watch_database())
+        self._serving = await self.db.ping()
+        await self._set_serving(self._serving)
+        self._health_task = asyncio.create_task(
+            watch_database(
+                self.config.database_url,
+                self._database_changed,
+                ping_interval_s=self.config.health_ping_interval_s,
+                timeout_s=self.config.health_timeout_s,
+                retry_interval_s=self.config.health_retry_interval_s,
+            )
+        )
         log.info("chronosched gRPC server listening on %s:%d", self.config.grpc_host, self.port)
         return self.port
 
@@ -139,17 +150,15 @@ class Server:
         for name in ["", *SERVICE_NAMES]:
             await self.health.set(name, status)
 
-    async def _watch_database(self) -> None:
-        """Report NOT_SERVING while the database is unreachable, so balancers look elsewhere."""
-        serving: bool | None = None
-        while True:
-            ok = await self.db.ping(wait_s=self.config.health_interval_s)
-            if ok != serving:
-                if not ok:
-                    log.warning("database unreachable; health is NOT_SERVING")
-                await self._set_serving(ok)
-                serving = ok
-            await asyncio.sleep(self.config.health_interval_s)
+    async def _database_changed(self, up: bool) -> None:
+        """NOT_SERVING while the database is unreachable, so balancers look elsewhere."""
+        if up != self._serving:
+            if up:
+                log.info("database reachable; health is SERVING")
+            else:
+                log.warning("database unreachable; health is NOT_SERVING")
+        self._serving = up
+        await self._set_serving(up)
 
 
 async def serve(config: Config) -> None:

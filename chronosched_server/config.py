@@ -26,6 +26,15 @@ class Config:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     # How often the health checker pings the database.
     health_interval_s: float = 2.0
+    # The health checker holds a database session of its own and hears at
+    # once when PostgreSQL ends it (shutdown, crash); it also pings that
+    # session this often, for a database that stops answering without
+    # closing anything.
+    health_ping_interval_s: float = 0.5
+    # How long a health ping, or an attempt to connect, may take.
+    health_timeout_s: float = 0.5
+    # How often the health checker tries to connect while the database is away.
+    health_retry_interval_s: float = 0.25
     # How long a pushed job's lease lasts; each worker heartbeat renews it.
     lease_s: float = 30.0
     # Safety-net poll of the dispatcher (missed NOTIFYs, delayed jobs).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -109,6 +110,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         await self.dispatcher.reclaim_unheld(stream)
         self.dispatcher.register(stream)
         reader = asyncio.create_task(self._read(request_iterator, stream))
+        outgoing: asyncio.Task[worker_pb2.DequeueResponse | None] | None = None
         try:
             while True:
                 outgoing = asyncio.create_task(stream.next_frame())
@@ -128,13 +130,19 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 return
         finally:
             self.dispatcher.unregister(stream)
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+            # The frame wait as well as the reader: a client that drops the
+            # call closes this generator while it waits for a frame, and a
+            # pending task nobody references is destroyed by the collector.
+            for task in (outgoing, reader):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             log.info("worker %s disconnected", stream.worker_id)
 
     async def _read(self, requests: AsyncIterator[worker_pb2.DequeueRequest], stream: WorkerStream) -> None:
         async for message in requests:
+            stream.last_heard = time.monotonic()
             kind = message.WhichOneof("message")
             if kind == "results":
                 self._submit(stream, message.results)
@@ -145,7 +153,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                     for i, ref in enumerate(message.heartbeat.running)
                     if (r := _ref(v, f"running[{i}]", ref))
                 ]
-                self.dispatcher.heartbeat(refs)
+                self.dispatcher.heartbeat(stream, message.heartbeat.sequence, refs)
             elif kind == "slots":
                 stream.slots = max(0, min(MAX_SLOTS, message.slots.slots))
                 self.dispatcher.capacity_changed()
