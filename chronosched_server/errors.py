@@ -85,3 +85,14 @@ class Unavailable(DomainError):
     """A dependency (the database) cannot be reached; retrying later may work."""
 
     reason = "UNAVAILABLE"
+
+
+class DatabaseError(DomainError):
+    """The database refused a statement in a way the storage layer does not
+    map to anything above (most likely a bug). Clients see INTERNAL and a
+    message that leaks nothing; the database's own error is the __cause__."""
+
+    reason = "DATABASE_ERROR"
+
+    def __init__(self) -> None:
+        super().__init__("internal error")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from google.protobuf import json_format, struct_pb2
 
 from chronosched_server import ids
 from chronosched_server.validation import Violations
+
+R = TypeVar("R")
 
 
 def uuid_field(v: Violations, path: str, value: str, *, required: bool = True) -> uuid.UUID | None:
@@ -48,3 +50,10 @@ def uuid_token(v: Violations, token: str) -> uuid.UUID | None:
 
 def to_dict(value: struct_pb2.Struct) -> dict[str, Any]:
     return json_format.MessageToDict(value)
+
+
+def paginate(rows: Sequence[R], limit: int, cursor: Callable[[R], str]) -> tuple[Sequence[R], str]:
+    """One page of a list read with `limit + 1` rows, and the token of the
+    next page: the cursor of the page's last row, or "" on the last page."""
+    page = rows[:limit]
+    return page, ids.encode_page_token(cursor(page[-1])) if len(rows) > limit else ""

@@ -10,9 +10,8 @@ import grpc
 from google.protobuf import empty_pb2
 
 from chronosched.v1 import dag_pb2, dag_pb2_grpc, job_pb2
-from chronosched_server import ids, topology, validation
-from chronosched_server.api import convert
-from chronosched_server.api.common import state_filter, to_dict, uuid_field, uuid_token
+from chronosched_server import ids, render, topology, validation
+from chronosched_server.api.common import paginate, state_filter, to_dict, uuid_field, uuid_token
 from chronosched_server.storage import dags, jobs
 from chronosched_server.storage.dags import NewJob
 from chronosched_server.storage.db import Database
@@ -107,7 +106,7 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         row = await dags.create(
             self.db, request.namespace_id, request.name, new_jobs, edges, request.start, request.request_id
         )
-        return convert.dag(row)
+        return render.dag(row)
 
     async def ListDags(self, request: dag_pb2.ListDagsRequest, context: Ctx) -> dag_pb2.ListDagsResponse:
         v = Violations()
@@ -117,13 +116,12 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         after = uuid_token(v, request.page_token)
         v.raise_if_any()
         rows = await dags.list_page(self.db, request.namespace_id, state, after, limit + 1)
-        page = rows[:limit]
-        token = ids.encode_page_token(str(page[-1]["dag_id"])) if len(rows) > limit else ""
-        return dag_pb2.ListDagsResponse(dags=[convert.dag(r) for r in page], next_page_token=token)
+        page, token = paginate(rows, limit, lambda r: str(r.dag_id))
+        return dag_pb2.ListDagsResponse(dags=[render.dag(r) for r in page], next_page_token=token)
 
     async def GetDag(self, request: dag_pb2.GetDagRequest, context: Ctx) -> dag_pb2.Dag:
         dag_id = self._ref(request.namespace_id, request.dag_id)
-        return convert.dag(await dags.get(self.db, request.namespace_id, dag_id))
+        return render.dag(await dags.get(self.db, request.namespace_id, dag_id))
 
     async def DeleteDag(self, request: dag_pb2.DeleteDagRequest, context: Ctx) -> empty_pb2.Empty:
         dag_id = self._ref(request.namespace_id, request.dag_id)
@@ -132,11 +130,11 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
 
     async def StartDag(self, request: dag_pb2.StartDagRequest, context: Ctx) -> dag_pb2.Dag:
         dag_id = self._ref(request.namespace_id, request.dag_id)
-        return convert.dag(await dags.start(self.db, request.namespace_id, dag_id))
+        return render.dag(await dags.start(self.db, request.namespace_id, dag_id))
 
     async def CancelDag(self, request: dag_pb2.CancelDagRequest, context: Ctx) -> dag_pb2.Dag:
         dag_id = self._ref(request.namespace_id, request.dag_id)
-        return convert.dag(await dags.cancel(self.db, request.namespace_id, dag_id))
+        return render.dag(await dags.cancel(self.db, request.namespace_id, dag_id))
 
     async def CreateJobs(
         self, request: dag_pb2.CreateJobsRequest, context: Ctx
@@ -153,7 +151,7 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         v.raise_if_any()
         assert dag_id is not None
         rows = await dags.create_jobs(self.db, request.namespace_id, dag_id, new_jobs, request.request_id)
-        return dag_pb2.CreateJobsResponse(jobs=[convert.job(r) for r in rows])
+        return dag_pb2.CreateJobsResponse(jobs=[render.job(r) for r in rows])
 
     async def ListDagJobs(
         self, request: dag_pb2.ListDagJobsRequest, context: Ctx
@@ -166,9 +164,8 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         v.raise_if_any()
         assert dag_id is not None
         rows = await jobs.list_dag_page(self.db, request.namespace_id, dag_id, state, after, limit + 1)
-        page = rows[:limit]
-        token = ids.encode_page_token(page[-1]["key"]) if len(rows) > limit else ""
-        return dag_pb2.ListDagJobsResponse(jobs=[convert.job(r) for r in page], next_page_token=token)
+        page, token = paginate(rows, limit, lambda r: r.key)
+        return dag_pb2.ListDagJobsResponse(jobs=[render.job(r) for r in page], next_page_token=token)
 
     async def AddDependency(self, request: dag_pb2.AddDependencyRequest, context: Ctx) -> dag_pb2.Dependency:
         v = Violations()
@@ -207,12 +204,9 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         v.raise_if_any()
         assert dag_id is not None
         rows = await dags.list_dependencies(self.db, request.namespace_id, dag_id, after, limit + 1)
-        page = rows[:limit]
-        token = ""
-        if len(rows) > limit:
-            token = ids.encode_page_token(f"{page[-1]['parent_job_id']},{page[-1]['child_job_id']}")
+        page, token = paginate(rows, limit, lambda r: f"{r.parent_job_id},{r.child_job_id}")
         return dag_pb2.ListDependenciesResponse(
-            dependencies=[convert.dependency(r) for r in page], next_page_token=token
+            dependencies=[render.dependency(r) for r in page], next_page_token=token
         )
 
     def _ref(self, namespace_id: str, dag_id: str) -> uuid.UUID:

@@ -9,9 +9,8 @@ from typing import Any
 import grpc
 
 from chronosched.v1 import definition_pb2, definition_pb2_grpc, job_pb2
-from chronosched_server import cron, ids, validation
-from chronosched_server.api import convert
-from chronosched_server.api.common import to_dict, uuid_field, uuid_token
+from chronosched_server import cron, render, validation
+from chronosched_server.api.common import paginate, to_dict, uuid_field, uuid_token
 from chronosched_server.storage import definitions, jobs
 from chronosched_server.storage.db import Database
 from chronosched_server.storage.definitions import NewDefinition
@@ -24,8 +23,8 @@ _DAY = timedelta(days=1)
 _WEEK = timedelta(days=7)
 # Request enum -> stored text: the inverse of convert's maps, plus the
 # documented defaults for an unset (UNSPECIFIED) policy.
-_MISFIRE = {v: k for k, v in convert.MISFIRE.items()} | {Def.MISFIRE_POLICY_UNSPECIFIED: "skip"}
-_OVERLAP = {v: k for k, v in convert.OVERLAP.items()} | {Def.OVERLAP_POLICY_UNSPECIFIED: "allow"}
+_MISFIRE = {v: k for k, v in render.MISFIRE.items()} | {Def.MISFIRE_POLICY_UNSPECIFIED: "skip"}
+_OVERLAP = {v: k for k, v in render.OVERLAP.items()} | {Def.OVERLAP_POLICY_UNSPECIFIED: "allow"}
 
 
 def _duration(
@@ -105,7 +104,7 @@ class DefinitionServicer(definition_pb2_grpc.DefinitionServiceServicer):
         self, request: definition_pb2.CreateDefinitionRequest, context: Ctx
     ) -> definition_pb2.JobDefinition:
         new = read_new_definition(request)
-        return convert.definition(await definitions.create(self.db, new, request.request_id))
+        return render.definition(await definitions.create(self.db, new, request.request_id))
 
     async def ListDefinitions(
         self, request: definition_pb2.ListDefinitionsRequest, context: Ctx
@@ -119,10 +118,9 @@ class DefinitionServicer(definition_pb2_grpc.DefinitionServiceServicer):
         rows = await definitions.list_page(
             self.db, request.namespace_id, request.name or None, after, limit + 1
         )
-        page = rows[:limit]
-        token = ids.encode_page_token(str(page[-1]["def_id"])) if len(rows) > limit else ""
+        page, token = paginate(rows, limit, lambda r: str(r.def_id))
         return definition_pb2.ListDefinitionsResponse(
-            definitions=[convert.definition(r) for r in page], next_page_token=token
+            definitions=[render.definition(r) for r in page], next_page_token=token
         )
 
     async def GetDefinition(
@@ -133,7 +131,7 @@ class DefinitionServicer(definition_pb2_grpc.DefinitionServiceServicer):
         def_id = uuid_field(v, "def_id", request.def_id)
         v.raise_if_any()
         assert def_id is not None
-        return convert.definition(await definitions.get(self.db, request.namespace_id, def_id))
+        return render.definition(await definitions.get(self.db, request.namespace_id, def_id))
 
     async def Tick(self, request: definition_pb2.TickRequest, context: Ctx) -> job_pb2.Job:
         v = Violations()
@@ -146,6 +144,4 @@ class DefinitionServicer(definition_pb2_grpc.DefinitionServiceServicer):
         v.raise_if_any()
         assert def_id is not None
         payload = to_dict(request.payload) if request.HasField("payload") else None
-        return convert.job(
-            await jobs.tick(self.db, request.namespace_id, def_id, payload, request.request_id)
-        )
+        return render.job(await jobs.tick(self.db, request.namespace_id, def_id, payload, request.request_id))

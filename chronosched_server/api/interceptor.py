@@ -19,6 +19,7 @@ from chronosched_server.errors import (
     ERROR_DOMAIN,
     Aborted,
     AlreadyExists,
+    DatabaseError,
     DomainError,
     FailedPrecondition,
     InvalidArgument,
@@ -73,7 +74,10 @@ def _internal() -> tuple[grpc.StatusCode, status_pb2.Status]:
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException, method: str) -> None:
-    if isinstance(exc, DomainError):
+    if isinstance(exc, DatabaseError):
+        log.error("database error in %s", method, exc_info=exc.__cause__ or exc)
+        code, status = _internal()
+    elif isinstance(exc, DomainError):
         code, status = status_for(exc)
         log.debug("%s -> %s: %s", method, code.name, exc.message)
     else:

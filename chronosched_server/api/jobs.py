@@ -7,9 +7,8 @@ from typing import Any
 import grpc
 
 from chronosched.v1 import job_pb2, job_pb2_grpc
-from chronosched_server import ids, validation
-from chronosched_server.api import convert
-from chronosched_server.api.common import state_filter, to_dict, uuid_field, uuid_token
+from chronosched_server import render, validation
+from chronosched_server.api.common import paginate, state_filter, to_dict, uuid_field, uuid_token
 from chronosched_server.storage import jobs
 from chronosched_server.storage.db import Database
 from chronosched_server.validation import Violations
@@ -35,7 +34,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         job_id = uuid_field(v, "job_id", request.job_id)
         v.raise_if_any()
         assert job_id is not None
-        return convert.job(await jobs.get(self.db, request.namespace_id, job_id))
+        return render.job(await jobs.get(self.db, request.namespace_id, job_id))
 
     async def ListJobs(self, request: job_pb2.ListJobsRequest, context: Ctx) -> job_pb2.ListJobsResponse:
         v = Violations()
@@ -55,9 +54,8 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
             after=after,
             limit=limit + 1,
         )
-        page = rows[:limit]
-        token = ids.encode_page_token(str(page[-1]["job_id"])) if len(rows) > limit else ""
-        return job_pb2.ListJobsResponse(jobs=[convert.job(r) for r in page], next_page_token=token)
+        page, token = paginate(rows, limit, lambda r: str(r.job_id))
+        return job_pb2.ListJobsResponse(jobs=[render.job(r) for r in page], next_page_token=token)
 
     async def CompleteJob(self, request: job_pb2.CompleteJobRequest, context: Ctx) -> job_pb2.Job:
         v = Violations()
@@ -66,7 +64,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         validation.check_json_object(v, "result", request.result)
         v.raise_if_any()
         assert job_id is not None
-        return convert.job(await jobs.complete(self.db, job_id, attempt, to_dict(request.result)))
+        return render.job(await jobs.complete(self.db, job_id, attempt, to_dict(request.result)))
 
     async def FailJob(self, request: job_pb2.FailJobRequest, context: Ctx) -> job_pb2.Job:
         v = Violations()
@@ -76,4 +74,4 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         v.raise_if_any()
         assert job_id is not None
         row = await jobs.fail(self.db, job_id, attempt, request.error, non_retryable=request.non_retryable)
-        return convert.job(row)
+        return render.job(row)

@@ -7,8 +7,8 @@ from typing import Any
 import grpc
 
 from chronosched.v1 import namespace_pb2, namespace_pb2_grpc
-from chronosched_server import ids, validation
-from chronosched_server.api import convert
+from chronosched_server import ids, render, validation
+from chronosched_server.api.common import paginate
 from chronosched_server.storage import namespaces
 from chronosched_server.storage.db import Database
 from chronosched_server.validation import Violations
@@ -27,7 +27,7 @@ class NamespaceServicer(namespace_pb2_grpc.NamespaceServiceServicer):
         validation.check_slug(v, "namespace_id", request.namespace_id)
         validation.check_text(v, "description", request.description, validation.MAX_DESCRIPTION)
         v.raise_if_any()
-        return convert.namespace(await namespaces.create(self.db, request.namespace_id, request.description))
+        return render.namespace(await namespaces.create(self.db, request.namespace_id, request.description))
 
     async def ListNamespaces(
         self, request: namespace_pb2.ListNamespacesRequest, context: Ctx
@@ -37,10 +37,9 @@ class NamespaceServicer(namespace_pb2_grpc.NamespaceServiceServicer):
         after = ids.decode_page_token(request.page_token)
         v.raise_if_any()
         rows = await namespaces.list_page(self.db, after, limit + 1)
-        page = rows[:limit]
-        token = ids.encode_page_token(page[-1]["namespace_id"]) if len(rows) > limit else ""
+        page, token = paginate(rows, limit, lambda r: r.namespace_id)
         return namespace_pb2.ListNamespacesResponse(
-            namespaces=[convert.namespace(r) for r in page], next_page_token=token
+            namespaces=[render.namespace(r) for r in page], next_page_token=token
         )
 
     async def GetNamespace(
@@ -49,4 +48,4 @@ class NamespaceServicer(namespace_pb2_grpc.NamespaceServiceServicer):
         v = Violations()
         validation.check_slug(v, "namespace_id", request.namespace_id)
         v.raise_if_any()
-        return convert.namespace(await namespaces.get(self.db, request.namespace_id))
+        return render.namespace(await namespaces.get(self.db, request.namespace_id))

@@ -8,9 +8,8 @@ from typing import Any
 import grpc
 
 from chronosched.v1 import schedule_pb2, schedule_pb2_grpc
-from chronosched_server import ids, validation
-from chronosched_server.api import convert
-from chronosched_server.api.common import uuid_field
+from chronosched_server import ids, render, validation
+from chronosched_server.api.common import paginate, uuid_field
 from chronosched_server.errors import InvalidArgument
 from chronosched_server.storage import schedules
 from chronosched_server.storage.db import Database
@@ -56,24 +55,23 @@ class ScheduleServicer(schedule_pb2_grpc.ScheduleServiceServicer):
         v.raise_if_any()
         assert def_id is not None
         rows = await schedules.list_fires(self.db, request.namespace_id, def_id, before, limit + 1)
-        page = rows[:limit]
-        token = ids.encode_page_token(page[-1]["scheduled_time"].isoformat()) if len(rows) > limit else ""
-        return schedule_pb2.ListFiresResponse(fires=[convert.fire(r) for r in page], next_page_token=token)
+        page, token = paginate(rows, limit, lambda r: r.scheduled_time.isoformat())
+        return schedule_pb2.ListFiresResponse(fires=[render.fire(r) for r in page], next_page_token=token)
 
     async def GetSchedule(
         self, request: schedule_pb2.GetScheduleRequest, context: Ctx
     ) -> schedule_pb2.Schedule:
         _read_name(request.namespace_id, request.name)
-        return convert.schedule(await schedules.get(self.db, request.namespace_id, request.name))
+        return render.schedule(await schedules.get(self.db, request.namespace_id, request.name))
 
     async def PauseSchedule(
         self, request: schedule_pb2.PauseScheduleRequest, context: Ctx
     ) -> schedule_pb2.Schedule:
         _read_name(request.namespace_id, request.name)
-        return convert.schedule(await schedules.pause(self.db, request.namespace_id, request.name))
+        return render.schedule(await schedules.pause(self.db, request.namespace_id, request.name))
 
     async def ResumeSchedule(
         self, request: schedule_pb2.ResumeScheduleRequest, context: Ctx
     ) -> schedule_pb2.Schedule:
         _read_name(request.namespace_id, request.name)
-        return convert.schedule(await schedules.resume(self.db, request.namespace_id, request.name))
+        return render.schedule(await schedules.resume(self.db, request.namespace_id, request.name))

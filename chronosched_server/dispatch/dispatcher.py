@@ -21,15 +21,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import psycopg
-from psycopg.rows import DictRow
-
 from chronosched.v1 import job_pb2, worker_pb2
-from chronosched_server.api import convert
+from chronosched_server import render
 from chronosched_server.dispatch.streams import WorkerStream
 from chronosched_server.errors import DomainError, Unavailable
 from chronosched_server.storage import leases, notifications
 from chronosched_server.storage.db import Database, execute
+from chronosched_server.storage.records import Job
 from chronosched_server.storage.results import (
     ResultIn,
     ResultOut,
@@ -195,9 +193,9 @@ class Dispatcher:
 
     def _settings(self) -> worker_pb2.StreamSettings:
         return worker_pb2.StreamSettings(
-            lease_duration=convert.dur(self.config.lease),
-            heartbeat_interval=convert.dur(timedelta(seconds=self.config.heartbeat_interval_s)),
-            silence_timeout=convert.dur(timedelta(seconds=self.config.silence_timeout_s)),
+            lease_duration=render.dur(self.config.lease),
+            heartbeat_interval=render.dur(timedelta(seconds=self.config.heartbeat_interval_s)),
+            silence_timeout=render.dur(timedelta(seconds=self.config.silence_timeout_s)),
         )
 
     def capacity_changed(self) -> None:
@@ -269,19 +267,19 @@ class Dispatcher:
                 writes, decided = await decide(conn, [p.item for p in others])
                 tally = await write(conn, writes)
                 extending = await leases.extend(conn, beats, self.config.lease) if beats else None
-                cursors = [(s, seq, await leases.claim(conn, s, n, self.config.lease)) for s, n, seq in wants]
+                claims = [
+                    (s, seq, await leases.claim(conn, s.claim_spec, n, self.config.lease))
+                    for s, n, seq in wants
+                ]
                 # Last: a failing DAG's row is then locked only until the commit.
                 await dags_finished(conn, tally.finished, tally.failed)
-            done = {row["job_id"] for row in await succeeded.fetchall()} if succeeded else set()
+            done = set(await succeeded.fetch()) if succeeded else set()
             extended = (
-                {
-                    (row["job_id"], row["attempt"]): row["lease_expire_time"]
-                    for row in await extending.fetchall()
-                }
+                {(e.job_id, e.attempt): e.lease_expire_time for e in await extending.fetch()}
                 if extending
                 else {}
             )
-            claimed = [(s, seq, await cur.fetchall()) for s, seq, cur in cursors]
+            claimed = [(s, seq, await claim.fetch()) for s, seq, claim in claims]
             outs: dict[int, ResultOut | None] = dict(zip(map(id, others), decided, strict=True))
             outs.update((id(p), ResultOut(True)) for p in plain if p.item.job_id in done)
         except Unavailable:
@@ -294,7 +292,7 @@ class Dispatcher:
             await asyncio.sleep(self.config.poll_interval_s)
             self._wake.set()
             return
-        except (DomainError, psycopg.Error):
+        except DomainError:
             # Something in the batch broke the transaction (not a plain
             # rejection, those are returned per item): apply one by one below.
             log.exception("batch of %d results failed; applying them one at a time", len(batch))
@@ -324,14 +322,14 @@ class Dispatcher:
                 _answer(frames.setdefault(stream, worker_pb2.DequeueResponse()), unanswered, extended)
         unsent: dict[uuid.UUID, int] = {}
         for stream, seq, rows in claimed:
-            for row in rows:
+            for job in rows:
                 if stream.closed:
-                    unsent[row["job_id"]] = row["attempt"]
+                    unsent[job.job_id] = job.attempt
                     continue
-                stream.in_flight[row["job_id"]] = row["attempt"]
-                self.owner[row["job_id"]] = stream
+                stream.in_flight[job.job_id] = job.attempt
+                self.owner[job.job_id] = stream
                 frame = frames.setdefault(stream, worker_pb2.DequeueResponse())
-                _add_assignment(frame, row, self.config.lease, seq)
+                _add_assignment(frame, job, self.config.lease, seq)
         for stream, frame in frames.items():
             stream.send(frame)
         if unsent:
@@ -346,7 +344,7 @@ class Dispatcher:
         try:
             async with self.db.transaction() as conn:
                 await leases.release_unsent(conn, unsent)
-        except (DomainError, psycopg.Error):
+        except DomainError:
             log.warning("could not release %d unsent jobs; their leases will expire", len(unsent))
 
     async def _apply_apart(self, pendings: list[_Pending], *, together: bool) -> dict[int, ResultOut | None]:
@@ -361,7 +359,7 @@ class Dispatcher:
             except Unavailable:
                 self._results.extend(pendings)
                 return dict.fromkeys(map(id, pendings))
-            except (DomainError, psycopg.Error):
+            except DomainError:
                 log.exception("%d results failed together; applying them one at a time", len(pendings))
         return {id(p): await self._apply_alone(p) for p in pendings}
 
@@ -438,11 +436,11 @@ class Dispatcher:
             name="dispatcher",
         )
 
-    def _on_notify(self, note: psycopg.Notify) -> None:
-        if note.channel == FRONTIER_CHANNEL:
+    def _on_notify(self, channel: str, payload: str) -> None:
+        if channel == FRONTIER_CHANNEL:
             self._wake.set()
-        elif note.channel == CANCEL_CHANNEL:
-            self._push_cancels(note.payload)
+        elif channel == CANCEL_CHANNEL:
+            self._push_cancels(payload)
 
     def _push_cancels(self, payload: str) -> None:
         reason, refs = leases.parse_cancel_payload(payload)
@@ -460,15 +458,15 @@ def _plain(item: ResultIn) -> tuple[uuid.UUID, int | None, str]:
     return item.job_id, item.attempt, json.dumps(item.result)
 
 
-def _add_assignment(frame: worker_pb2.DequeueResponse, row: DictRow, lease: timedelta, seq: int) -> None:
-    job: job_pb2.Job = convert.job(row)
-    execution_timeout = row["execution_timeout"]
-    assert isinstance(execution_timeout, timedelta)
+def _add_assignment(frame: worker_pb2.DequeueResponse, claimed: Job, lease: timedelta, seq: int) -> None:
+    job: job_pb2.Job = render.job(claimed)
+    execution_timeout = claimed.execution_timeout
+    assert execution_timeout is not None, "claims carry the definition's execution timeout"
     frame.assignments.add(
         job=job,
         lease_expire_time=job.lease_expire_time,
-        lease_duration=convert.dur(lease),
-        execution_timeout=convert.dur(execution_timeout),
+        lease_duration=render.dur(lease),
+        execution_timeout=render.dur(execution_timeout),
         heartbeat_sequence=seq,
     )
 
@@ -496,4 +494,4 @@ def _answer(
             if expiry is None:
                 ack.lost.append(ref)
             else:
-                ack.extended.add(job=ref, lease_expire_time=convert.ts(expiry))
+                ack.extended.add(job=ref, lease_expire_time=render.ts(expiry))

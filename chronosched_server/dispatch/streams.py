@@ -9,6 +9,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from chronosched.v1 import worker_pb2
+from chronosched_server.storage.leases import ClaimSpec
 
 # Frames queued for a worker are merged while they stay under this size: one
 # gRPC message costs about as much CPU as a job's database work, so a worker
@@ -45,6 +46,10 @@ class WorkerStream:
     _last_bytes: int = 0
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _ending: bool = False
+
+    @property
+    def claim_spec(self) -> ClaimSpec:
+        return ClaimSpec(self.worker_id, self.namespaces, self.all_namespaces, self.kinds)
 
     @property
     def free(self) -> int:

@@ -19,12 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
-
-import psycopg
 
 from chronosched_server import cron
 from chronosched_server.errors import DomainError, Unavailable
@@ -34,6 +33,7 @@ from chronosched_server.scheduler.clock import DbClock
 from chronosched_server.storage import jobs, notifications, schedules
 from chronosched_server.storage.db import Database
 from chronosched_server.storage.jobs import StandaloneJob
+from chronosched_server.storage.records import ActiveSchedule
 from chronosched_server.storage.schedules import FireRow
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ class SchedulerConfig:
 class _Entry:
     """One active schedule as this scheduler sees it."""
 
-    definition: dict[str, Any]  # the owning job_definitions row (load_schedules)
+    # The owning (latest) version of the name.
+    definition: ActiveSchedule
     schedule: cron.Schedule
     policy: plan.Policy
     cursor: datetime  # every tick at or before it is decided
@@ -83,8 +84,8 @@ class _Entry:
         return self.next_tick if self.retry_at is None else max(self.next_tick, self.retry_at)
 
     @property
-    def def_id(self) -> Any:
-        return self.definition["def_id"]
+    def def_id(self) -> uuid.UUID:
+        return self.definition.def_id
 
 
 @dataclass
@@ -165,8 +166,8 @@ class Scheduler:
         entries: dict[Key, _Entry] = {}
         parsed: dict[tuple[str, str], cron.Schedule] = {}
         for row in rows:
-            key = (row["namespace_id"], row["name"])
-            spec = (row["cron_spec"], row["time_zone"])
+            key = (row.namespace_id, row.name)
+            spec = (row.cron_spec, row.time_zone)
             schedule = self._parsed.get(spec) or parsed.get(spec)
             if schedule is None:
                 try:
@@ -175,21 +176,21 @@ class Scheduler:
                     log.error("schedule %s/%s: cannot parse %r: %s", *key, spec[0], exc)
                     continue
             parsed[spec] = schedule
-            anchor = plan.anchor_of(row["create_time"], row["last_scheduled_time"], row["resumed_at"])
+            anchor = plan.anchor_of(row.create_time, row.last_scheduled_time, row.resumed_at)
             old = self._entries.get(key)
-            if old is not None and old.def_id == row["def_id"] and old.cursor >= anchor:
+            if old is not None and old.def_id == row.def_id and old.cursor >= anchor:
                 # Same owner, and nothing decided elsewhere that this
                 # scheduler has not seen: keep its state (including its
                 # last fire, which this read may not show yet).
                 entries[key] = old
                 continue
             entries[key] = _Entry(
-                definition=dict(row),
+                definition=row,
                 schedule=schedule,
                 policy=plan.Policy(
-                    misfire=plan.Misfire(row["misfire_policy"]),
-                    starting_deadline=row["starting_deadline"],
-                    overlap=plan.Overlap(row["overlap_policy"]),
+                    misfire=plan.Misfire(row.misfire_policy),
+                    starting_deadline=row.starting_deadline,
+                    overlap=plan.Overlap(row.overlap_policy),
                 ),
                 cursor=anchor,
                 next_tick=schedule.next_after(anchor),
@@ -236,7 +237,7 @@ class Scheduler:
             self._retry_later(batch, now)
             result.failed += len(batch)
             return
-        except (DomainError, psycopg.Error):
+        except DomainError:
             if len(batch) == 1:
                 log.exception("schedule %s/%s: recording its fires failed; retrying", *batch[0][0])
                 self._retry_later(batch, now)
@@ -276,7 +277,7 @@ class Scheduler:
             ]
             planned.append((entry, actions))
         forbid = [
-            (entry.definition["namespace_id"], entry.definition["name"], actions[0].scheduled_time)
+            (entry.definition.namespace_id, entry.definition.name, actions[0].scheduled_time)
             for entry, actions in planned
             if entry.policy.overlap is plan.Overlap.FORBID
         ]
@@ -289,18 +290,18 @@ class Scheduler:
             to_enqueue: dict[Any, StandaloneJob] = {}
             for entry, actions in planned:
                 d = entry.definition
-                key = (d["namespace_id"], d["name"])
+                key = (d.namespace_id, d.name)
                 if entry.policy.overlap is plan.Overlap.FORBID:
                     prev = previous.get(key)
                     actions = plan.forbid_overlap(actions, plan.PreviousRun(*prev) if prev else None)
                 for a in actions:
                     rows.append(
                         FireRow(
-                            d["namespace_id"],
-                            d["name"],
+                            d.namespace_id,
+                            d.name,
                             a.scheduled_time,
-                            d["def_id"],
-                            d["version"],
+                            d.def_id,
+                            d.version,
                             a.status.value,
                             a.reason,
                             a.job_id,
@@ -371,7 +372,7 @@ class Scheduler:
         await notifications.listen_forever(
             self.listen_url,
             [SCHEDULES_CHANNEL],
-            lambda _note: self._request_reload(),
+            lambda _channel, _payload: self._request_reload(),
             self._request_reload,
             name="schedule",
         )

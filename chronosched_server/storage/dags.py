@@ -18,7 +18,16 @@ from chronosched_server.errors import AlreadyExists, FailedPrecondition, Invalid
 from chronosched_server.ids import uuid7, uuid7_strs
 from chronosched_server.storage import leases, namespaces
 from chronosched_server.storage.bulk import copy_rows, copy_text
-from chronosched_server.storage.db import Conn, Database, execute, fetch_all, fetch_one, with_retries
+from chronosched_server.storage.db import (
+    Conn,
+    Database,
+    execute,
+    fetch_all,
+    fetch_record,
+    fetch_records,
+    with_retries,
+)
+from chronosched_server.storage.records import Dag, Dependency, Job
 from chronosched_server.validation import MAX_JOBS_PER_DAG
 
 log = logging.getLogger(__name__)
@@ -34,32 +43,29 @@ class NewJob:
     priority: int | None
 
 
-def sealed(dag: DictRow) -> FailedPrecondition:
+def sealed(dag: Dag) -> FailedPrecondition:
     return FailedPrecondition(
-        f"DAG {dag['dag_id']} is {dag['state']}: DAGs are immutable once started;"
+        f"DAG {dag.dag_id} is {dag.state}: DAGs are immutable once started;"
         " create a new DAG to change its topology",
         reason="DAG_SEALED",
-        metadata={"dag_id": str(dag["dag_id"]), "state": dag["state"]},
+        metadata={"dag_id": str(dag.dag_id), "state": dag.state},
     )
 
 
-async def _dag_or_404(conn: Conn, query: str, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
-    """One DAG row by `query` (lock_dag, read_dag or get_dag); NOT_FOUND names
+async def _dag_or_404(conn: Conn, query: str, namespace_id: str, dag_id: uuid.UUID) -> Dag:
+    """One DAG by `query` (lock_dag, read_dag or get_dag); NOT_FOUND names
     the namespace when that is what is missing."""
-    dag = await fetch_one(conn, query, {"namespace_id": namespace_id, "dag_id": dag_id})
-    if dag is None:
-        await namespaces.require(conn, namespace_id)
-        raise NotFound("dag", str(dag_id), namespace_id=namespace_id)
-    return dag
+    dag = await fetch_record(conn, Dag, query, {"namespace_id": namespace_id, "dag_id": dag_id})
+    return await namespaces.found_or_404(conn, dag, namespace_id, "dag", str(dag_id))
 
 
-async def _lock(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+async def _lock(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> Dag:
     return await _dag_or_404(conn, "lock_dag", namespace_id, dag_id)
 
 
-async def _lock_pending(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+async def _lock_pending(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> Dag:
     dag = await _lock(conn, namespace_id, dag_id)
-    if dag["state"] != "PENDING":
+    if dag.state != "PENDING":
         raise sealed(dag)
     return dag
 
@@ -150,7 +156,7 @@ async def create(
     edges: Sequence[tuple[int, int]],
     start: bool,
     request_id: str,
-) -> DictRow:
+) -> Dag:
     """Create a DAG with its topology in one transaction; `edges` are validated and acyclic."""
     pending = topology.indegrees(len(jobs), edges)
     async with db.transaction() as conn:
@@ -160,18 +166,19 @@ async def create(
         if earlier is not None:
             return await _get(conn, namespace_id, earlier[0])
         dag_id = uuid7()
-        dag = await fetch_one(
+        dag = await fetch_record(
             conn,
+            Dag,
             "insert_dag",
             {"dag_id": dag_id, "namespace_id": namespace_id, "name": name, "job_count": len(jobs)},
         )
         assert dag is not None
         if start:
-            dag = await fetch_one(conn, "start_dag", {"dag_id": dag_id})
+            dag = await fetch_record(conn, Dag, "start_dag", {"dag_id": dag_id})
             assert dag is not None
         if jobs:
             ids = await _insert_jobs(
-                conn, namespace_id, dag_id, jobs, pending, dag["start_time"] if start else None
+                conn, namespace_id, dag_id, jobs, pending, dag.start_time if start else None
             )
             if edges:
                 await _insert_edges(conn, dag_id, [(ids[p], ids[c]) for p, c in edges])
@@ -201,39 +208,42 @@ def _refresh_statistics(db: Database) -> None:
     task.add_done_callback(_background.discard)
 
 
-async def _get(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+async def _get(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> Dag:
     """Live or pruned (history)."""
     return await _dag_or_404(conn, "get_dag", namespace_id, dag_id)
 
 
-async def get(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+async def get(db: Database, namespace_id: str, dag_id: uuid.UUID) -> Dag:
     async with db.transaction() as conn:
         return await _get(conn, namespace_id, dag_id)
 
 
 async def list_page(
     db: Database, namespace_id: str, state: str | None, after: uuid.UUID | None, limit: int
-) -> list[DictRow]:
+) -> list[Dag]:
     async with db.transaction() as conn:
         await namespaces.require(conn, namespace_id)
-        return await fetch_all(
-            conn, "list_dags", {"namespace_id": namespace_id, "state": state, "after": after, "limit": limit}
+        return await fetch_records(
+            conn,
+            Dag,
+            "list_dags",
+            {"namespace_id": namespace_id, "state": state, "after": after, "limit": limit},
         )
 
 
 async def create_jobs(
     db: Database, namespace_id: str, dag_id: uuid.UUID, jobs: Sequence[NewJob], request_id: str
-) -> list[DictRow]:
+) -> list[Job]:
     async with db.transaction() as conn:
         idem = namespaces.RequestIds(conn, namespace_id, "CreateJobs", request_id)
         dag = await _lock(conn, namespace_id, dag_id)
         ids = await idem.claim()
         if ids is None:
-            if dag["state"] != "PENDING":
+            if dag.state != "PENDING":
                 raise sealed(dag)
-            if dag["job_count"] + len(jobs) > MAX_JOBS_PER_DAG:
+            if dag.job_count + len(jobs) > MAX_JOBS_PER_DAG:
                 raise FailedPrecondition(
-                    f"DAG {dag_id} would have {dag['job_count'] + len(jobs)} jobs;"
+                    f"DAG {dag_id} would have {dag.job_count + len(jobs)} jobs;"
                     f" the limit is {MAX_JOBS_PER_DAG} (docs/limits.md)",
                     reason="DAG_TOO_LARGE",
                 )
@@ -243,7 +253,7 @@ async def create_jobs(
             ]
             await execute(conn, "add_dag_jobs", {"dag_id": dag_id, "n": len(jobs)})
             await idem.record(ids)
-        return await fetch_all(conn, "get_jobs_by_ids", {"job_ids": ids})
+        return await fetch_records(conn, Job, "get_jobs_by_ids", {"job_ids": ids})
 
 
 async def add_dependencies(
@@ -311,48 +321,48 @@ async def _check_members(
             raise NotFound("job", str(job_id))
 
 
-async def start(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+async def start(db: Database, namespace_id: str, dag_id: uuid.UUID) -> Dag:
     async with db.transaction() as conn:
         dag = await _lock(conn, namespace_id, dag_id)
-        if dag["state"] != "PENDING":
+        if dag.state != "PENDING":
             raise FailedPrecondition(
-                f"DAG {dag_id} is already {dag['state']}; only a PENDING DAG can be started",
+                f"DAG {dag_id} is already {dag.state}; only a PENDING DAG can be started",
                 reason="DAG_ALREADY_STARTED",
             )
-        if dag["job_count"] == 0:
+        if dag.job_count == 0:
             raise FailedPrecondition(
                 f"DAG {dag_id} has no jobs; add jobs before starting it", reason="DAG_EMPTY"
             )
-        started = await fetch_one(conn, "start_dag", {"dag_id": dag_id})
+        started = await fetch_record(conn, Dag, "start_dag", {"dag_id": dag_id})
         await execute(conn, "start_dag_roots", {"dag_id": dag_id})
         assert started is not None
         return started
 
 
-async def cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+async def cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> Dag:
     return await with_retries(lambda: _cancel(db, namespace_id, dag_id))
 
 
-async def _cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+async def _cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> Dag:
     async with db.transaction() as conn:
         # Not locked up front: completions lock job rows before the DAG row,
         # so a cancel does the same (frontier, jobs, then the DAG row).
         dag = await _read_live(conn, namespace_id, dag_id)
         # A FAILED DAG may still have jobs running on branches that do not
         # descend from the failure: cancelling stops them and keeps FAILED.
-        if dag["state"] == "SUCCEEDED" or (dag["state"] == "FAILED" and dag["unfinished_job_count"] == 0):
+        if dag.state == "SUCCEEDED" or (dag.state == "FAILED" and dag.unfinished_job_count == 0):
             raise FailedPrecondition(
-                f"DAG {dag_id} already {dag['state']}; nothing to cancel", reason=f"DAG_{dag['state']}"
+                f"DAG {dag_id} already {dag.state}; nothing to cancel", reason=f"DAG_{dag.state}"
             )
-        if dag["state"] == "CANCELLED":
+        if dag.state == "CANCELLED":
             return dag
         await _cancel_jobs(conn, dag_id, "DAG cancelled")
-        row = await fetch_one(conn, "cancel_dag", {"dag_id": dag_id})
+        row = await fetch_record(conn, Dag, "cancel_dag", {"dag_id": dag_id})
         assert row is not None
         return row
 
 
-async def _read_live(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> DictRow:
+async def _read_live(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> Dag:
     """Live, without a lock."""
     return await _dag_or_404(conn, "read_dag", namespace_id, dag_id)
 
@@ -388,11 +398,12 @@ async def require_in_namespace(conn: Conn, namespace_id: str, dag_id: uuid.UUID)
 
 async def list_dependencies(
     db: Database, namespace_id: str, dag_id: uuid.UUID, after: tuple[uuid.UUID, uuid.UUID] | None, limit: int
-) -> list[DictRow]:
+) -> list[Dependency]:
     async with db.transaction() as conn:
         await _get(conn, namespace_id, dag_id)
-        return await fetch_all(
+        return await fetch_records(
             conn,
+            Dependency,
             "list_dependencies",
             {
                 "dag_id": dag_id,

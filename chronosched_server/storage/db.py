@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import psycopg
+from psycopg import AsyncCursor
 from psycopg import errors as pgerrors
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from chronosched_server.errors import Aborted, AlreadyExists, DomainError, FailedPrecondition, Unavailable
+from chronosched_server.errors import (
+    Aborted,
+    AlreadyExists,
+    DatabaseError,
+    DomainError,
+    FailedPrecondition,
+    Unavailable,
+)
 from chronosched_server.storage.queries import q
+from chronosched_server.storage.records import from_row
 
 Conn = psycopg.AsyncConnection[DictRow]
 
@@ -40,7 +49,9 @@ def translate(exc: psycopg.Error) -> DomainError:
         return Aborted(f"transaction conflict: {type(exc).__name__}; retry", reason="TRANSACTION_CONFLICT")
     if isinstance(exc, psycopg.OperationalError | pgerrors.AdminShutdown | pgerrors.CannotConnectNow):
         return Unavailable(f"database unavailable: {type(exc).__name__}", reason="DATABASE_UNAVAILABLE")
-    raise exc
+    # Anything else is ours to fix, not the caller's to handle: one error
+    # type, so nothing above storage/ ever catches a psycopg exception.
+    return DatabaseError()
 
 
 class Database:
@@ -102,6 +113,7 @@ class Database:
 
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 async def with_retries(attempt: Callable[[], Awaitable[T]], tries: int = 3) -> T:
@@ -116,6 +128,27 @@ async def with_retries(attempt: Callable[[], Awaitable[T]], tries: int = 3) -> T
     raise AssertionError("unreachable")
 
 
+class Pending(Generic[R]):
+    """The rows of a statement sent in a pipeline, read (as records) once the
+    pipeline has flushed; a database error then leaves as a domain error."""
+
+    def __init__(self, cursor: AsyncCursor[DictRow], make: Callable[[DictRow], R]) -> None:
+        self._cursor = cursor
+        self._make = make
+
+    async def fetch(self) -> list[R]:
+        try:
+            rows = await self._cursor.fetchall()
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        return [self._make(row) for row in rows]
+
+
+async def pending(conn: Conn, name: str, params: dict[str, Any], make: Callable[[DictRow], R]) -> Pending[R]:
+    """Send a named statement without waiting for its rows (pipeline mode)."""
+    return Pending(await conn.execute(q(name), params), make)
+
+
 async def fetch_one(conn: Conn, name: str, params: dict[str, Any]) -> DictRow | None:
     cur = await conn.execute(q(name), params)
     return await cur.fetchone()
@@ -124,6 +157,15 @@ async def fetch_one(conn: Conn, name: str, params: dict[str, Any]) -> DictRow | 
 async def fetch_all(conn: Conn, name: str, params: dict[str, Any]) -> list[DictRow]:
     cur = await conn.execute(q(name), params)
     return await cur.fetchall()
+
+
+async def fetch_record(conn: Conn, cls: type[R], name: str, params: dict[str, Any]) -> R | None:
+    row = await fetch_one(conn, name, params)
+    return None if row is None else from_row(cls, row)
+
+
+async def fetch_records(conn: Conn, cls: type[R], name: str, params: dict[str, Any]) -> list[R]:
+    return [from_row(cls, row) for row in await fetch_all(conn, name, params)]
 
 
 async def execute(conn: Conn, name: str, params: dict[str, Any]) -> int:

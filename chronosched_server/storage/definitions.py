@@ -7,12 +7,10 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from psycopg.rows import DictRow
-
-from chronosched_server.errors import NotFound
 from chronosched_server.ids import uuid7
 from chronosched_server.storage import namespaces
-from chronosched_server.storage.db import Database, execute, fetch_all, fetch_one
+from chronosched_server.storage.db import Conn, Database, execute, fetch_one, fetch_record, fetch_records
+from chronosched_server.storage.records import Definition
 
 
 @dataclass(frozen=True)
@@ -37,44 +35,44 @@ class NewDefinition:
     delay_after_parents: timedelta
 
 
-async def create(db: Database, new: NewDefinition, request_id: str) -> DictRow:
+async def find(conn: Conn, namespace_id: str, def_id: uuid.UUID) -> Definition:
+    """The definition, or NOT_FOUND (naming the namespace if that is what is missing)."""
+    key = {"namespace_id": namespace_id, "def_id": def_id}
+    found = await fetch_record(conn, Definition, "get_definition", key)
+    return await namespaces.found_or_404(conn, found, namespace_id, "definition", str(def_id))
+
+
+async def create(db: Database, new: NewDefinition, request_id: str) -> Definition:
     async with db.transaction() as conn:
         await namespaces.require(conn, new.namespace_id)
         idem = namespaces.RequestIds(conn, new.namespace_id, "CreateDefinition", request_id)
         earlier = await idem.claim()
         if earlier is not None:
-            row = await fetch_one(
-                conn, "get_definition", {"namespace_id": new.namespace_id, "def_id": earlier[0]}
-            )
-            assert row is not None
-            return row
+            return await find(conn, new.namespace_id, earlier[0])
         key = {"namespace_id": new.namespace_id, "name": new.name}
         await execute(conn, "lock_definition_name", key)
         version_row = await fetch_one(conn, "next_definition_version", key)
         assert version_row is not None
         params: dict[str, Any] = {**asdict(new), "def_id": uuid7(), "version": version_row["version"]}
-        row = await fetch_one(conn, "insert_definition", params)
-        assert row is not None
-        await idem.record([row["def_id"]])
-        return row
+        created = await fetch_record(conn, Definition, "insert_definition", params)
+        assert created is not None
+        await idem.record([created.def_id])
+        return created
 
 
-async def get(db: Database, namespace_id: str, def_id: uuid.UUID) -> DictRow:
+async def get(db: Database, namespace_id: str, def_id: uuid.UUID) -> Definition:
     async with db.transaction() as conn:
-        row = await fetch_one(conn, "get_definition", {"namespace_id": namespace_id, "def_id": def_id})
-        if row is None:
-            await namespaces.require(conn, namespace_id)
-            raise NotFound("definition", str(def_id), namespace_id=namespace_id)
-    return row
+        return await find(conn, namespace_id, def_id)
 
 
 async def list_page(
     db: Database, namespace_id: str, name: str | None, after: uuid.UUID | None, limit: int
-) -> list[DictRow]:
+) -> list[Definition]:
     async with db.transaction() as conn:
         await namespaces.require(conn, namespace_id)
-        return await fetch_all(
+        return await fetch_records(
             conn,
+            Definition,
             "list_definitions",
             {"namespace_id": namespace_id, "name": name, "after": after, "limit": limit},
         )

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg.rows import DictRow
-
-from chronosched_server.errors import NotFound
 from chronosched_server.ids import uuid7
-from chronosched_server.storage import dags, namespaces
-from chronosched_server.storage.db import Conn, Database, execute, fetch_all, fetch_one
+from chronosched_server.storage import dags, definitions, namespaces
+from chronosched_server.storage.db import Conn, Database, execute, fetch_record, fetch_records
+from chronosched_server.storage.records import ActiveSchedule, Definition, Job
 from chronosched_server.storage.results import ResultIn, apply_results
 
 
-async def get(db: Database, namespace_id: str, job_id: uuid.UUID) -> DictRow:
+async def get(db: Database, namespace_id: str, job_id: uuid.UUID) -> Job:
     async with db.transaction() as conn:
-        row = await fetch_one(conn, "get_job", {"namespace_id": namespace_id, "job_id": job_id})
-        if row is None:
-            await namespaces.require(conn, namespace_id)
-            raise NotFound("job", str(job_id), namespace_id=namespace_id)
-    return row
+        job = await fetch_record(conn, Job, "get_job", {"namespace_id": namespace_id, "job_id": job_id})
+        return await namespaces.found_or_404(conn, job, namespace_id, "job", str(job_id))
 
 
 async def list_page(
@@ -36,11 +31,12 @@ async def list_page(
     def_id: uuid.UUID | None,
     after: uuid.UUID | None,
     limit: int,
-) -> list[DictRow]:
+) -> list[Job]:
     async with db.transaction() as conn:
         await namespaces.require(conn, namespace_id)
-        return await fetch_all(
+        return await fetch_records(
             conn,
+            Job,
             "list_jobs",
             {
                 "namespace_id": namespace_id,
@@ -55,20 +51,20 @@ async def list_page(
 
 async def list_dag_page(
     db: Database, namespace_id: str, dag_id: uuid.UUID, state: str | None, after: str | None, limit: int
-) -> list[DictRow]:
+) -> list[Job]:
     async with db.transaction() as conn:
         await dags.require_in_namespace(conn, namespace_id, dag_id)
-        return await fetch_all(
-            conn, "list_dag_jobs", {"dag_id": dag_id, "state": state, "after": after, "limit": limit}
+        return await fetch_records(
+            conn, Job, "list_dag_jobs", {"dag_id": dag_id, "state": state, "after": after, "limit": limit}
         )
 
 
-async def _reload(conn: Conn, job_id: uuid.UUID) -> DictRow:
-    rows = await fetch_all(conn, "get_jobs_by_ids", {"job_ids": [job_id]})
+async def _reload(conn: Conn, job_id: uuid.UUID) -> Job:
+    rows = await fetch_records(conn, Job, "get_jobs_by_ids", {"job_ids": [job_id]})
     return rows[0]
 
 
-async def _apply_one(db: Database, item: ResultIn) -> DictRow:
+async def _apply_one(db: Database, item: ResultIn) -> Job:
     async with db.transaction() as conn:
         (out,) = await apply_results(conn, [item])
         if out.rejected is not None:
@@ -76,14 +72,14 @@ async def _apply_one(db: Database, item: ResultIn) -> DictRow:
         return await _reload(conn, item.job_id)
 
 
-async def complete(db: Database, job_id: uuid.UUID, attempt: int | None, result: dict[str, Any]) -> DictRow:
+async def complete(db: Database, job_id: uuid.UUID, attempt: int | None, result: dict[str, Any]) -> Job:
     """Record a success (a batch of one through the shared transition path)."""
     return await _apply_one(db, ResultIn(job_id, attempt, True, result))
 
 
 async def fail(
     db: Database, job_id: uuid.UUID, attempt: int | None, error: str, *, non_retryable: bool
-) -> DictRow:
+) -> Job:
     """Record a failure: retry after backoff, or fail for good and skip descendants."""
     return await _apply_one(db, ResultIn(job_id, attempt, False, {}, error, non_retryable))
 
@@ -106,22 +102,22 @@ class StandaloneJob:
     @classmethod
     def of(
         cls,
-        definition: Mapping[str, Any],
+        definition: Definition | ActiveSchedule,
         job_id: uuid.UUID,
         *,
         payload: dict[str, Any] | None = None,
         due_time: datetime | None = None,
     ) -> StandaloneJob:
-        """A run of `definition` (a job_definitions row): its template merged with `payload`."""
+        """A run of `definition`: its template merged with `payload`."""
         return cls(
             job_id=job_id,
-            namespace_id=definition["namespace_id"],
-            def_id=definition["def_id"],
-            key=definition["name"],
-            kind=definition["kind"],
-            max_attempts=definition["max_attempts"],
-            priority=definition["default_priority"],
-            payload={**definition["payload_template"], **(payload or {})},
+            namespace_id=definition.namespace_id,
+            def_id=definition.def_id,
+            key=definition.name,
+            kind=definition.kind,
+            max_attempts=definition.max_attempts,
+            priority=definition.default_priority,
+            payload={**definition.payload_template, **(payload or {})},
             due_time=due_time,
         )
 
@@ -150,13 +146,10 @@ async def insert_standalone(conn: Conn, items: Sequence[StandaloneJob]) -> None:
 
 async def tick(
     db: Database, namespace_id: str, def_id: uuid.UUID, payload: dict[str, Any] | None, request_id: str
-) -> DictRow:
+) -> Job:
     """Enqueue one standalone run of a definition version now (READY, in the frontier)."""
     async with db.transaction() as conn:
-        definition = await fetch_one(conn, "get_definition", {"namespace_id": namespace_id, "def_id": def_id})
-        if definition is None:
-            await namespaces.require(conn, namespace_id)
-            raise NotFound("definition", str(def_id), namespace_id=namespace_id)
+        definition = await definitions.find(conn, namespace_id, def_id)
         idem = namespaces.RequestIds(conn, namespace_id, "Tick", request_id)
         earlier = await idem.claim()
         if earlier is not None:

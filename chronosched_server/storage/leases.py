@@ -3,48 +3,58 @@ and telling servers which running attempts were cancelled."""
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections import Counter
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
-from psycopg import AsyncCursor
 from psycopg.rows import DictRow
 
 from chronosched_server import transitions
-from chronosched_server.storage.db import Conn, execute, fetch_all
-from chronosched_server.storage.queries import q
-from chronosched_server.storage.results import dags_finished, fail_one, requeue
-
-if TYPE_CHECKING:
-    from chronosched_server.dispatch.streams import WorkerStream
+from chronosched_server.storage.db import Conn, Pending, execute, fetch_all, pending
+from chronosched_server.storage.records import Job, LeaseExtension, from_row
+from chronosched_server.storage.results import Writes, dags_finished, write
 
 REAP_BATCH = 500
 # pg_notify payloads must stay under 8000 bytes; a ref is ~40.
 _REFS_PER_NOTIFY = 150
 
 
-async def claim(conn: Conn, stream: WorkerStream, n: int, lease: timedelta) -> AsyncCursor[DictRow]:
-    """Queue the claim; the caller fetches the claimed rows (so it can pipeline)."""
-    return await conn.execute(
-        q("claim_jobs_any" if stream.all_namespaces else "claim_jobs_in"),
+@dataclass(frozen=True)
+class ClaimSpec:
+    """Whom a claim is for: a worker, what it serves."""
+
+    worker_id: str
+    namespaces: list[str]
+    all_namespaces: bool
+    kinds: list[str]
+
+
+async def claim(conn: Conn, spec: ClaimSpec, n: int, lease: timedelta) -> Pending[Job]:
+    """Send the claim of up to `n` jobs; the caller fetches them (so it can pipeline)."""
+    return await pending(
+        conn,
+        "claim_jobs_any" if spec.all_namespaces else "claim_jobs_in",
         {
-            "namespaces": stream.namespaces,
-            "kinds": stream.kinds,
+            "namespaces": spec.namespaces,
+            "kinds": spec.kinds,
             "n": n,
             "lease": lease,
-            "worker_id": stream.worker_id,
+            "worker_id": spec.worker_id,
         },
+        functools.partial(from_row, Job),
     )
 
 
-async def extend(conn: Conn, refs: dict[uuid.UUID, int], lease: timedelta) -> AsyncCursor[DictRow]:
-    """Queue the extension of running attempts' leases; stale attempts are
-    left alone. The caller fetches (job_id, attempt, lease_expire_time) of
-    those extended, once it no longer pipelines."""
+async def extend(conn: Conn, refs: dict[uuid.UUID, int], lease: timedelta) -> Pending[LeaseExtension]:
+    """Send the extension of running attempts' leases; stale attempts are
+    left alone. The caller fetches those extended once it no longer pipelines."""
     ids = sorted(refs)
-    return await conn.execute(
-        q("extend_leases"), {"job_ids": ids, "attempts": [refs[i] for i in ids], "lease": lease}
+    return await pending(
+        conn,
+        "extend_leases",
+        {"job_ids": ids, "attempts": [refs[i] for i in ids], "lease": lease},
+        functools.partial(from_row, LeaseExtension),
     )
 
 
@@ -76,27 +86,24 @@ async def reclaim(conn: Conn, worker_id: str, holding: dict[uuid.UUID, int]) -> 
 
 
 async def _take_back(conn: Conn, rows: list[DictRow], why: str) -> tuple[int, int]:
-    again: list[tuple[uuid.UUID, str, timedelta, str]] = []
-    finished: Counter[uuid.UUID] = Counter()
-    failed_dags: set[uuid.UUID] = set()
-    failed = 0
+    """A lease that ended without a result is a failed attempt: the rule book
+    (transitions.decide_fail) picks retry or fail, and the shared writer
+    applies it. Returns (requeued, failed)."""
+    writes = Writes([], [], [])
     for row in rows:
         error = f"{why} on attempt {row['attempt']} (worker {row['worker_id'] or 'unknown'})"
-        if row["attempt"] < row["max_attempts"]:
+        facts = transitions.JobFacts("RUNNING", row["attempt"], row["max_attempts"])
+        outcome = transitions.decide_fail(facts, row["attempt"], non_retryable=False)
+        if outcome is transitions.Outcome.RETRY:
             delay = transitions.backoff(
                 row["attempt"], row["backoff_initial"], row["backoff_max"], row["backoff_multiplier"]
             )
-            again.append((row["job_id"], error, delay, row["kind"]))
-            continue
-        failed += 1
-        skipped = await fail_one(conn, row["job_id"], row["dag_id"], f"{error}; no attempts left")
-        if row["dag_id"] is not None:
-            finished[row["dag_id"]] += 1 + skipped
-            failed_dags.add(row["dag_id"])
-    if again:
-        await requeue(conn, again)
-    await dags_finished(conn, finished, failed_dags)
-    return len(again), failed
+            writes.retried.append((row["job_id"], error, delay, row["kind"]))
+        else:
+            writes.failed.append((row["job_id"], row["dag_id"], f"{error}; no attempts left"))
+    tally = await write(conn, writes)
+    await dags_finished(conn, tally.finished, tally.failed)
+    return len(writes.retried), len(writes.failed)
 
 
 async def notify_cancelled(conn: Conn, refs: list[DictRow], reason: str) -> None:

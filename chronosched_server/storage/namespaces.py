@@ -3,33 +3,44 @@
 from __future__ import annotations
 
 import uuid
-
-from psycopg.rows import DictRow
+from typing import TypeVar
 
 from chronosched_server.errors import NotFound
-from chronosched_server.storage.db import Conn, Database, execute, fetch_all, fetch_one
+from chronosched_server.storage.db import Conn, Database, execute, fetch_one, fetch_record, fetch_records
+from chronosched_server.storage.records import Namespace
+
+R = TypeVar("R")
 
 
-async def create(db: Database, namespace_id: str, description: str) -> DictRow:
+async def create(db: Database, namespace_id: str, description: str) -> Namespace:
     async with db.transaction() as conn:
-        row = await fetch_one(
-            conn, "insert_namespace", {"namespace_id": namespace_id, "description": description}
+        row = await fetch_record(
+            conn, Namespace, "insert_namespace", {"namespace_id": namespace_id, "description": description}
         )
     assert row is not None
     return row
 
 
-async def get(db: Database, namespace_id: str) -> DictRow:
+async def get(db: Database, namespace_id: str) -> Namespace:
     async with db.transaction() as conn:
-        row = await fetch_one(conn, "get_namespace", {"namespace_id": namespace_id})
+        row = await fetch_record(conn, Namespace, "get_namespace", {"namespace_id": namespace_id})
     if row is None:
         raise NotFound("namespace", namespace_id)
     return row
 
 
-async def list_page(db: Database, after: str | None, limit: int) -> list[DictRow]:
+async def list_page(db: Database, after: str | None, limit: int) -> list[Namespace]:
     async with db.transaction() as conn:
-        return await fetch_all(conn, "list_namespaces", {"after": after, "limit": limit})
+        return await fetch_records(conn, Namespace, "list_namespaces", {"after": after, "limit": limit})
+
+
+async def found_or_404(conn: Conn, found: R | None, namespace_id: str, resource: str, resource_id: str) -> R:
+    """`found`, or NOT_FOUND for the resource; when the namespace itself is
+    missing, NOT_FOUND names the namespace instead (one rule for every lookup)."""
+    if found is None:
+        await require(conn, namespace_id)
+        raise NotFound(resource, resource_id, namespace_id=namespace_id)
+    return found
 
 
 async def require(conn: Conn, namespace_id: str) -> None:

@@ -4,7 +4,7 @@ Notifications are only wake-ups: whoever listens also polls as a safety net,
 and is told (`on_connect`) each time the connection is (re)made, since
 anything may have happened while nobody was listening. A connection of its
 own because waiting for notifications on a connection that also runs queries
-showed a ~50 ms latency tail (DESIGN §4).
+showed a ~50 ms latency tail.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ log = logging.getLogger(__name__)
 async def listen_forever(
     url: str,
     channels: Sequence[str],
-    on_notify: Callable[[psycopg.Notify], None],
+    on_notify: Callable[[str, str], None],
     on_connect: Callable[[], None],
     *,
     name: str,
 ) -> None:
-    """Run until cancelled; connection failures are logged and retried (0.1 s doubling to 5 s)."""
+    """Run until cancelled, calling `on_notify(channel, payload)` for each
+    notification; connection failures are logged and retried (0.1 s doubling to 5 s)."""
     delay = 0.1
     while True:
         try:
@@ -37,7 +38,7 @@ async def listen_forever(
                 delay = 0.1
                 on_connect()
                 async for note in conn.notifies():
-                    on_notify(note)
+                    on_notify(note.channel, note.payload)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

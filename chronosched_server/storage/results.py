@@ -19,13 +19,11 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from psycopg import AsyncCursor
 from psycopg.rows import DictRow
 
 from chronosched_server import transitions
 from chronosched_server.errors import DomainError, NotFound
-from chronosched_server.storage.db import Conn, execute, fetch_all, fetch_one
-from chronosched_server.storage.queries import q
+from chronosched_server.storage.db import Conn, Pending, execute, fetch_all, fetch_one, pending
 from chronosched_server.transitions import JobFacts, Outcome
 
 
@@ -138,18 +136,25 @@ async def write(conn: Conn, w: Writes) -> DagTally:
     return DagTally(finished, failed_dags)
 
 
-async def succeed(conn: Conn, items: list[tuple[uuid.UUID, int | None, str]]) -> AsyncCursor[DictRow]:
-    """Queue `succeed_jobs` for (job, attempt or None, result JSON) and return
-    its cursor: the jobs it completed, fetched whenever the caller can wait
-    (so a pipeline keeps going)."""
-    return await conn.execute(
-        q("succeed_jobs"),
+async def succeed(conn: Conn, items: list[tuple[uuid.UUID, int | None, str]]) -> Pending[uuid.UUID]:
+    """Send `succeed_jobs` for (job, attempt or None, result JSON): the ids of
+    the jobs it completed, fetched whenever the caller can wait (so a
+    pipeline keeps going)."""
+    return await pending(
+        conn,
+        "succeed_jobs",
         {
             "job_ids": [i[0] for i in items],
             "attempts": [i[1] for i in items],
             "results": [i[2] for i in items],
         },
+        _job_id,
     )
+
+
+def _job_id(row: DictRow) -> uuid.UUID:
+    job_id: uuid.UUID = row["job_id"]
+    return job_id
 
 
 def fast_path(items: list[ResultIn]) -> list[bool]:

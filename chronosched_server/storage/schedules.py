@@ -7,11 +7,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from psycopg.rows import DictRow
-
-from chronosched_server.errors import NotFound
-from chronosched_server.storage import namespaces
-from chronosched_server.storage.db import Conn, Database, execute, fetch_all, fetch_one
+from chronosched_server.storage import definitions, namespaces
+from chronosched_server.storage.db import (
+    Conn,
+    Database,
+    execute,
+    fetch_all,
+    fetch_one,
+    fetch_record,
+    fetch_records,
+)
+from chronosched_server.storage.records import ActiveSchedule, Fire, Schedule
 
 
 @dataclass(frozen=True)
@@ -39,10 +45,10 @@ class Recorded:
     job_id: uuid.UUID | None
 
 
-async def load_active(db: Database) -> list[DictRow]:
+async def load_active(db: Database) -> list[ActiveSchedule]:
     """The latest version of every scheduled, unpaused name, with its anchor parts."""
     async with db.transaction() as conn:
-        return await fetch_all(conn, "load_schedules", {})
+        return await fetch_records(conn, ActiveSchedule, "load_schedules", {})
 
 
 async def sample_clock(db: Database, local: Callable[[], float]) -> tuple[float, datetime, float]:
@@ -103,35 +109,30 @@ async def insert_fires(conn: Conn, rows: Sequence[FireRow], now: datetime | None
 
 async def list_fires(
     db: Database, namespace_id: str, def_id: uuid.UUID, before: datetime | None, limit: int
-) -> list[DictRow]:
+) -> list[Fire]:
     """One page of the ledger of the definition's NAME, newest tick first."""
     async with db.transaction() as conn:
-        definition = await fetch_one(conn, "get_definition", {"namespace_id": namespace_id, "def_id": def_id})
-        if definition is None:
-            await namespaces.require(conn, namespace_id)
-            raise NotFound("definition", str(def_id), namespace_id=namespace_id)
-        return await fetch_all(
+        definition = await definitions.find(conn, namespace_id, def_id)
+        return await fetch_records(
             conn,
+            Fire,
             "list_fires",
-            {"namespace_id": namespace_id, "name": definition["name"], "before": before, "limit": limit},
+            {"namespace_id": namespace_id, "name": definition.name, "before": before, "limit": limit},
         )
 
 
-async def _require_schedule(conn: Conn, namespace_id: str, name: str) -> DictRow:
-    row = await fetch_one(conn, "get_schedule", {"namespace_id": namespace_id, "name": name})
-    if row is None:
-        await namespaces.require(conn, namespace_id)
-        raise NotFound("schedule", name, namespace_id=namespace_id)
-    return row
+async def _require_schedule(conn: Conn, namespace_id: str, name: str) -> Schedule:
+    found = await fetch_record(conn, Schedule, "get_schedule", {"namespace_id": namespace_id, "name": name})
+    return await namespaces.found_or_404(conn, found, namespace_id, "schedule", name)
 
 
-async def get(db: Database, namespace_id: str, name: str) -> DictRow:
+async def get(db: Database, namespace_id: str, name: str) -> Schedule:
     """The schedule of a definition name (NOT_FOUND when no version has that name)."""
     async with db.transaction() as conn:
         return await _require_schedule(conn, namespace_id, name)
 
 
-async def pause(db: Database, namespace_id: str, name: str, now: datetime | None = None) -> DictRow:
+async def pause(db: Database, namespace_id: str, name: str, now: datetime | None = None) -> Schedule:
     """Pause a name's schedule (idempotent). `now` is for tests; None means the database's now()."""
     async with db.transaction() as conn:
         await _require_schedule(conn, namespace_id, name)
@@ -139,7 +140,7 @@ async def pause(db: Database, namespace_id: str, name: str, now: datetime | None
         return await _require_schedule(conn, namespace_id, name)
 
 
-async def resume(db: Database, namespace_id: str, name: str, now: datetime | None = None) -> DictRow:
+async def resume(db: Database, namespace_id: str, name: str, now: datetime | None = None) -> Schedule:
     """Resume a paused schedule from its next tick after `now` (idempotent)."""
     async with db.transaction() as conn:
         await _require_schedule(conn, namespace_id, name)

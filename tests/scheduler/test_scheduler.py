@@ -21,10 +21,11 @@ from chronosched.v1 import definition_pb2, job_pb2, schedule_pb2
 from chronosched_server.cron import parse_schedule
 from chronosched_server.storage import schedules as schedule_store
 from chronosched_worker import Worker
-from tests.api.conftest import Stubs
-from tests.api.helpers import definition, fails, namespace
 from tests.scheduler.conftest import FakeClock, MakeScheduler
-from tests.worker.helpers import Gates, running
+from tests.support.builders import definition, fails, namespace
+from tests.support.server import Stubs
+from tests.support.waiting import poll
+from tests.support.worker import Gates, running
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -74,12 +75,11 @@ def summary(fs: list[schedule_pb2.Fire]) -> list[tuple[datetime, str, str]]:
 
 
 async def finished(api: Stubs, ns: str, job_id: str) -> J:
-    for _ in range(400):
+    async def check() -> J | None:
         job = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=job_id))
-        if job.state in (J.STATE_SUCCEEDED, J.STATE_FAILED, J.STATE_CANCELLED):
-            return job
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"job {job_id} did not finish")
+        return job if job.state in (J.STATE_SUCCEEDED, J.STATE_FAILED, J.STATE_CANCELLED) else None
+
+    return await poll(check, within=10, what=f"job {job_id} to finish", every=0.025)
 
 
 # --- fires on time ------------------------------------------------------------------
@@ -385,7 +385,7 @@ async def test_paused_ticks_never_fire_not_even_as_catch_up(
     # and 3 fell while paused and are not caught up, even under fire_once
     # with an hour's deadline; tick 4 fires as usual.
     resumed = await schedule_store.resume(scheduler.db, ns, "pausable", now=t[2] + 10 * S)
-    assert resumed["paused"] is False
+    assert resumed.paused is False
     clock.now = t[2] + 11 * S
     assert (await scheduler.run_once()).recorded == []
     clock.now = t[3] + MS

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from google.protobuf import timestamp_pb2
 
-from chronosched_server.api.convert import ts
+from chronosched_server.render import ts
 
 MOMENTS = [
     datetime(2026, 11, 27, 9, 30, 15, 123456, tzinfo=UTC),

@@ -1,0 +1,183 @@
+"""What the storage layer hands up: frozen, typed records, never cursor rows.
+
+Nothing above storage/ sees a column name or a psycopg type; mypy checks every
+field a caller reads. Each record names the columns of the queries that make
+it; `from_row` picks those from a row and ignores the rest (queries may carry
+columns other users need), and fails loudly when one is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+
+
+_COLUMNS: dict[type[Any], tuple[tuple[str, bool], ...]] = {}
+
+
+def _columns(cls: type[Any]) -> tuple[tuple[str, bool], ...]:
+    """(field name, required) of a record class, worked out once per class."""
+    found = _COLUMNS.get(cls)
+    if found is None:
+        found = _COLUMNS[cls] = tuple(
+            (f.name, f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+            for f in dataclasses.fields(cls)
+        )
+    return found
+
+
+def from_row(cls: type[R], row: Mapping[str, Any]) -> R:
+    """The record of `cls` in `row`; a missing required column is a bug."""
+    values: dict[str, Any] = {}
+    for name, required in _columns(cls):
+        if name in row:
+            values[name] = row[name]
+        elif required:
+            raise KeyError(f"{cls.__name__} needs column {name!r}, the query gave {sorted(row)}")
+    return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    namespace_id: str
+    description: str
+    create_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    def_id: uuid.UUID
+    namespace_id: str
+    name: str
+    version: int
+    kind: str
+    payload_template: dict[str, Any]
+    cron_spec: str
+    time_zone: str
+    misfire_policy: str
+    overlap_policy: str
+    starting_deadline: timedelta
+    max_attempts: int
+    backoff_initial: timedelta
+    backoff_max: timedelta
+    backoff_multiplier: float
+    execution_timeout: timedelta
+    default_priority: int
+    delay_after_parents: timedelta
+    create_time: datetime
+    # The database's clock when it was read: next fire times count from it.
+    as_of: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Dag:
+    dag_id: uuid.UUID
+    namespace_id: str
+    name: str
+    state: str
+    job_count: int
+    unfinished_job_count: int
+    create_time: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    update_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    job_id: uuid.UUID
+    namespace_id: str
+    dag_id: uuid.UUID | None
+    def_id: uuid.UUID
+    def_version: int
+    kind: str
+    key: str
+    state: str
+    attempt: int
+    max_attempts: int
+    priority: int
+    payload: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str
+    due_time: datetime | None
+    create_time: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    update_time: datetime
+    lease_expire_time: datetime | None
+    worker_id: str
+    # Only on jobs just claimed for a worker (the definition's limit).
+    execution_timeout: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    parent_job_id: uuid.UUID
+    child_job_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    """One decided tick in the cron ledger."""
+
+    namespace_id: str
+    name: str
+    def_id: uuid.UUID
+    def_version: int
+    scheduled_time: datetime
+    fire_time: datetime
+    status: str
+    reason: str
+    job_id: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """The schedule of a definition name: its owning (latest) version and pause state."""
+
+    namespace_id: str
+    name: str
+    paused: bool
+    def_id: uuid.UUID
+    version: int
+    cron_spec: str
+    time_zone: str
+    paused_at: datetime | None
+    resumed_at: datetime | None
+    as_of: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSchedule:
+    """A scheduled, unpaused name as the cron scheduler loads it: the latest
+    version's definition and the parts of its anchor."""
+
+    def_id: uuid.UUID
+    namespace_id: str
+    name: str
+    version: int
+    kind: str
+    payload_template: dict[str, Any]
+    cron_spec: str
+    time_zone: str
+    misfire_policy: str
+    overlap_policy: str
+    starting_deadline: timedelta
+    max_attempts: int
+    default_priority: int
+    create_time: datetime
+    resumed_at: datetime | None
+    last_scheduled_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseExtension:
+    job_id: uuid.UUID
+    attempt: int
+    lease_expire_time: datetime
