@@ -11,14 +11,14 @@ import grpc
 import pytest
 
 from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, worker_pb2, worker_pb2_grpc
-from tests.api.conftest import Stubs, serving
-from tests.api.helpers import dag, dag_jobs, definition, namespace
-from tests.faults import helpers
+from tests.support import grpc_helpers
+from tests.support.builders import dag, dag_jobs, definition, namespace
+from tests.support.server import Stubs, serving
 
 J = job_pb2.Job
 
 
-class RawWorker(helpers.RawWorker):
+class RawWorker(grpc_helpers.RawWorker):
     def __init__(self, api: Stubs, **subscribe: Any):
         subscribe.setdefault("worker_id", "w1")
         subscribe.setdefault("kinds", ["noop"])
@@ -89,7 +89,7 @@ async def test_a_cycle_answers_a_worker_in_one_frame(api: Stubs) -> None:
     frames = worker.frames
     # Three results in one message free three slots at once: one cycle
     # applies them and fills the slots, and one frame carries all of it.
-    await worker.call.write(helpers.RawWorker.results([(j.job_id, j.attempt, {}) for j in first]))
+    await worker.call.write(RawWorker.results([(j.job_id, j.attempt, {}) for j in first]))
     acks = [await worker.next("ack") for _ in range(3)]
     second = [(await worker.next("assignment")).job for _ in range(3)]
     assert [a.job.job_id for a in acks] == [j.job_id for j in first] and all(a.accepted for a in acks)
@@ -105,7 +105,7 @@ async def test_invalid_results_in_a_batch_are_refused_alone(api: Stubs) -> None:
     worker = RawWorker(api, namespaces=[ns])
     await worker.start()
     job = (await worker.next("assignment")).job
-    batch = helpers.RawWorker.results([("not-a-uuid", 1, {}), (job.job_id, job.attempt, {"ok": True})])
+    batch = RawWorker.results([("not-a-uuid", 1, {}), (job.job_id, job.attempt, {"ok": True})])
     await worker.call.write(batch)
     acks = {a.job.job_id: a for a in [await worker.next("ack"), await worker.next("ack")]}
     assert (acks["not-a-uuid"].accepted, acks["not-a-uuid"].reason) == (False, "INVALID_ARGUMENT")
@@ -123,7 +123,7 @@ async def test_repeats_and_failures_in_one_batch_take_the_full_path(api: Stubs) 
     worker = RawWorker(api, namespaces=[ns], slots=2)
     await worker.start()
     a, b = [(await worker.next("assignment")).job for _ in range(2)]
-    batch = helpers.RawWorker.results([(a.job_id, a.attempt, {"n": 1}), (a.job_id, a.attempt, {"n": 2})])
+    batch = RawWorker.results([(a.job_id, a.attempt, {"n": 1}), (a.job_id, a.attempt, {"n": 2})])
     failed = batch.results.results.add(job=worker_pb2.JobRef(job_id=b.job_id, attempt=b.attempt))
     failed.error, failed.non_retryable = "boom", True
     await worker.call.write(batch)
@@ -150,12 +150,12 @@ async def test_resent_results_are_acknowledged_and_change_nothing(api: Stubs) ->
     await worker.start()
     a, b = [(await worker.next("assignment")).job for _ in range(2)]
     first = [(a.job_id, 1, {"v": "first"}), (b.job_id, 1, {"v": "first"})]
-    await worker.call.write(helpers.RawWorker.results(first))
+    await worker.call.write(RawWorker.results(first))
     assert all([(await worker.next("ack")).accepted for _ in range(2)])
     # As after a reconnect whose acks were lost: the same results again, in
     # one message, plus one for an attempt that never existed.
     again = [(a.job_id, 1, {"v": "second"}), (b.job_id, 1, {"v": "second"}), (a.job_id, 2, {})]
-    await worker.call.write(helpers.RawWorker.results(again))
+    await worker.call.write(RawWorker.results(again))
     acks = [await worker.next("ack") for _ in range(3)]
     assert [(x.job.job_id, x.job.attempt, x.accepted, x.reason) for x in acks] == [
         (a.job_id, 1, True, ""),
@@ -171,7 +171,6 @@ async def test_resent_results_are_acknowledged_and_change_nothing(api: Stubs) ->
 async def test_fenced_success_statement_completes_only_jobs_running_at_that_attempt(api: Stubs) -> None:
     from datetime import timedelta
 
-    from chronosched_server.dispatch.streams import WorkerStream
     from chronosched_server.storage import leases, results
     from chronosched_server.transitions import JobFacts, Outcome, decide_complete
 
@@ -182,15 +181,17 @@ async def test_fenced_success_statement_completes_only_jobs_running_at_that_atte
         for _ in range(3)
     ]
     async with api.server.db.transaction() as conn:
-        cur = await leases.claim(conn, WorkerStream("w", [ns], False, ["noop"], 2), 2, timedelta(seconds=30))
-        running = sorted(str(r["job_id"]) for r in await cur.fetchall())
+        claim = await leases.claim(
+            conn, leases.ClaimSpec("w", [ns], False, ["noop"]), 2, timedelta(seconds=30)
+        )
+        running = sorted(str(job.job_id) for job in await claim.fetch())
     (ready,) = set(ticked) - set(running)
     fresh, stale = running
     async with api.server.db.transaction() as conn:
         cur = await results.succeed(
             conn, [(uuid.UUID(fresh), 1, "{}"), (uuid.UUID(stale), 2, "{}"), (uuid.UUID(ready), 1, "{}")]
         )
-        done = {str(r["job_id"]) for r in await cur.fetchall()}
+        done = {str(job_id) for job_id in await cur.fetch()}
     assert done == {fresh}
     # The one case the statement applies is one the pure rules call SUCCEED.
     assert decide_complete(JobFacts("RUNNING", 1, 3), 1) is Outcome.SUCCEED
@@ -276,21 +277,20 @@ async def test_subscribe_is_validated(api: Stubs) -> None:
 async def test_jobs_claimed_for_a_closed_stream_go_back_with_the_same_attempt(api: Stubs) -> None:
     from datetime import timedelta
 
-    from chronosched_server.dispatch.streams import WorkerStream
     from chronosched_server.storage import leases
 
     ns = await namespace(api)
     d = await definition(api, ns)
     ticked = await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id))
-    stream = WorkerStream("gone", [ns], False, ["noop"], 1)
+    spec = leases.ClaimSpec("gone", [ns], False, ["noop"])
     async with api.server.db.transaction() as conn:
-        cur = await leases.claim(conn, stream, 1, timedelta(seconds=30))
-        rows = await cur.fetchall()
-    assert [str(r["job_id"]) for r in rows] == [ticked.job_id]
+        claim = await leases.claim(conn, spec, 1, timedelta(seconds=30))
+        rows = await claim.fetch()
+    assert [str(r.job_id) for r in rows] == [ticked.job_id]
     running = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=ticked.job_id))
     assert running.state == J.STATE_RUNNING and running.worker_id == "gone"
     async with api.server.db.transaction() as conn:
-        assert await leases.release_unsent(conn, {rows[0]["job_id"]: rows[0]["attempt"]}) == 1
+        assert await leases.release_unsent(conn, {rows[0].job_id: rows[0].attempt}) == 1
     back = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=ticked.job_id))
     assert back.state == J.STATE_READY and back.attempt == 1 and back.worker_id == ""
     # Back in the frontier: a worker gets it.
@@ -332,9 +332,7 @@ async def test_heartbeats_are_answered_with_extended_and_lost_leases(api: Stubs)
     assert ack.sequence == 1
     assert [(e.job.job_id, e.job.attempt) for e in ack.extended] == [held]
     assert ack.extended[0].lease_expire_time.ToDatetime() > before
-    assert sorted((r.job_id, r.attempt) for r in ack.lost) == sorted(
-        [(second.job.job_id, 1), unknown]
-    )
+    assert sorted((r.job_id, r.attempt) for r in ack.lost) == sorted([(second.job.job_id, 1), unknown])
     job = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=first.job.job_id))
     assert job.lease_expire_time == ack.extended[0].lease_expire_time
     # An idle heartbeat is answered too.
@@ -372,3 +370,45 @@ async def test_the_server_ends_a_stream_it_hears_nothing_from(database_url: str)
         assert not [s for s in dispatcher.streams if s.worker_id == "w1"]
         assert await worker.call.code() == grpc.StatusCode.OK
     assert 0.8 <= ended_after <= 2.5, ended_after
+
+
+async def test_the_fenced_success_path_is_the_rule_book_in_every_state(api: Stubs) -> None:
+    """A streamed success goes through succeed_jobs with its attempt first and,
+    if that passed it over, through the full decision (as the dispatcher
+    does). Together they complete a job exactly when
+    transitions.decide_complete says SUCCEED, whatever the job's state and
+    the attempt named; and the fast statement alone never completes a job the
+    rule book would not. Each case runs in a transaction rolled back."""
+    from chronosched_server.errors import DomainError
+    from chronosched_server.storage import results
+    from chronosched_server.transitions import JobFacts, Outcome, decide_complete
+
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    job_id = uuid.UUID(
+        (await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=d.def_id))).job_id
+    )
+    states = ["PENDING", "READY", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "SKIPPED"]
+    fast_cases = []
+    for state in states:
+        for attempt in (1, 2):
+            try:
+                rule = decide_complete(JobFacts(state, 1, 3), attempt) is Outcome.SUCCEED
+            except DomainError:
+                rule = False
+            async with api.server.db.pool.connection() as conn, conn.transaction(force_rollback=True):
+                await conn.execute(
+                    b"update jobs set state = %s, attempt = 1 where job_id = %s", (state, job_id)
+                )
+                fast = await (await results.succeed(conn, [(job_id, attempt, "{}")])).fetch() == [job_id]
+                if not fast:
+                    await results.apply_results(conn, [results.ResultIn(job_id, attempt, True, {})])
+                cur = await conn.execute(b"select state from jobs where job_id = %s", (job_id,))
+                row = await cur.fetchone()
+            assert row is not None
+            completed = row["state"] == "SUCCEEDED" and state != "SUCCEEDED"
+            assert completed is rule, (state, attempt)
+            assert rule or not fast, (state, attempt)
+            if fast:
+                fast_cases.append((state, attempt))
+    assert fast_cases == [("RUNNING", 1)]

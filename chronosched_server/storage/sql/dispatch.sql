@@ -31,7 +31,9 @@ returning j.*, d.version as def_version, d.kind, d.execution_timeout;
 
 -- name: claim_jobs_any
 -- The same for a worker serving every namespace: one walk of the global
--- priority index, filtered by kind.
+-- priority index, filtered by kind. From `gone` on it is claim_jobs_in word
+-- for word (named queries are static text; tests/unit/test_one_home.py holds
+-- the two tails equal).
 with picked as (
     select f.job_id
     from frontier f

@@ -179,10 +179,13 @@ with r as (
     -- dag_jobs_finished without failures: a success never fails a DAG.
     update dags g
     set unfinished_job_count = g.unfinished_job_count - f.n,
-        state = case when g.state = 'RUNNING' and g.unfinished_job_count = f.n then 'SUCCEEDED' else g.state end,
-        end_time = case when g.state = 'RUNNING' and g.unfinished_job_count = f.n then clock_timestamp() else g.end_time end,
-        update_time = clock_timestamp()
-    from finished f
+        state = chronosched_dag_state(g.state, g.unfinished_job_count - f.n, false),
+        end_time = case
+            when chronosched_dag_state(g.state, g.unfinished_job_count - f.n, false) <> g.state then c.t
+            else g.end_time
+        end,
+        update_time = c.t
+    from finished f, (select clock_timestamp() as t) c
     where g.dag_id = f.dag_id
 )
 select job_id from done;
@@ -191,18 +194,15 @@ select job_id from done;
 -- Counts terminal jobs down per DAG (callers pass DAG ids sorted, to lock in
 -- a fixed order); a DAG ends SUCCEEDED when its count reaches 0 while
 -- RUNNING, or FAILED at once when one of its jobs failed for good.
+-- The state itself comes from chronosched_dag_state (migration 0004).
 update dags g
 set unfinished_job_count = g.unfinished_job_count - x.finished,
-    state = case
-        when g.state <> 'RUNNING' then g.state
-        when x.failed then 'FAILED'
-        when g.unfinished_job_count - x.finished = 0 then 'SUCCEEDED'
-        else g.state
-    end,
+    state = chronosched_dag_state(g.state, g.unfinished_job_count - x.finished, x.failed),
     end_time = case
-        when g.state = 'RUNNING' and (x.failed or g.unfinished_job_count - x.finished = 0) then clock_timestamp()
+        when chronosched_dag_state(g.state, g.unfinished_job_count - x.finished, x.failed) <> g.state then c.t
         else g.end_time
     end,
-    update_time = clock_timestamp()
-from unnest(%(dag_ids)s::uuid[], %(finished)s::bigint[], %(failed)s::boolean[]) as x (dag_id, finished, failed)
+    update_time = c.t
+from unnest(%(dag_ids)s::uuid[], %(finished)s::bigint[], %(failed)s::boolean[]) as x (dag_id, finished, failed),
+    (select clock_timestamp() as t) c
 where g.dag_id = x.dag_id;
