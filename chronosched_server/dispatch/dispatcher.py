@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,7 +26,7 @@ from chronosched_server import render
 from chronosched_server.dispatch.streams import WorkerStream
 from chronosched_server.errors import DomainError, Unavailable
 from chronosched_server.storage import leases, notifications
-from chronosched_server.storage.db import Database, execute
+from chronosched_server.storage.db import Database, execute, isolating
 from chronosched_server.storage.records import Job
 from chronosched_server.storage.results import (
     ResultIn,
@@ -351,28 +351,22 @@ class Dispatcher:
         """Apply results in a transaction of their own: all in one, or, to
         isolate one that breaks its transaction, one at a time. None marks a
         result queued again because the database is away (not acked)."""
-        if together:
-            try:
-                async with self.db.transaction() as conn:
-                    got = await apply_results(conn, [p.item for p in pendings])
-                return dict(zip(map(id, pendings), got, strict=True))
-            except Unavailable:
-                self._results.extend(pendings)
-                return dict.fromkeys(map(id, pendings))
-            except DomainError:
-                log.exception("%d results failed together; applying them one at a time", len(pendings))
-        return {id(p): await self._apply_alone(p) for p in pendings}
 
-    async def _apply_alone(self, pending: _Pending) -> ResultOut | None:
-        try:
+        async def apply(group: Sequence[_Pending]) -> list[ResultOut]:
             async with self.db.transaction() as conn:
-                (out,) = await apply_results(conn, [pending.item])
-                return out
-        except Unavailable:
-            self._results.append(pending)
-            return None
-        except DomainError as exc:
-            return ResultOut(False, exc)
+                return await apply_results(conn, [p.item for p in group])
+
+        outs: dict[int, ResultOut | None] = {}
+        for group, got in await isolating(pendings, apply, together=together):
+            if isinstance(got, Unavailable):
+                self._results.extend(group)
+                outs.update(dict.fromkeys(map(id, group)))
+            elif isinstance(got, DomainError):
+                (alone,) = group
+                outs[id(alone)] = ResultOut(False, got)
+            else:
+                outs.update(zip(map(id, group), got, strict=True))
+        return outs
 
     # -- background loops -------------------------------------------------
 

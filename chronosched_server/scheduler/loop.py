@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +31,7 @@ from chronosched_server.ids import uuid7
 from chronosched_server.scheduler import plan
 from chronosched_server.scheduler.clock import DbClock
 from chronosched_server.storage import jobs, notifications, schedules
-from chronosched_server.storage.db import Database
+from chronosched_server.storage.db import Database, isolating
 from chronosched_server.storage.jobs import StandaloneJob
 from chronosched_server.storage.records import ActiveSchedule
 from chronosched_server.storage.schedules import FireRow
@@ -230,37 +230,33 @@ class Scheduler:
     async def _record(
         self, batch: list[tuple[Key, _Entry, plan.Plan]], now: datetime, result: PassResult
     ) -> None:
-        try:
-            recorded = await self._transact(batch, now)
-        except Unavailable:
-            log.warning("database unavailable; %d schedule(s) wait for the next pass", len(batch))
-            self._retry_later(batch, now)
-            result.failed += len(batch)
-            return
-        except DomainError:
-            if len(batch) == 1:
-                log.exception("schedule %s/%s: recording its fires failed; retrying", *batch[0][0])
-                self._retry_later(batch, now)
-                result.failed += 1
-                return
-            # Isolate the schedule that breaks the batch; the rest go through.
-            log.exception("recording %d schedules' fires failed; recording them one at a time", len(batch))
-            for item in batch:
-                await self._record([item], now, result)
-            return
-        for _, entry, decided in batch:
-            entry.cursor, entry.next_tick, entry.retry_at = decided.cursor, decided.next_tick, None
-            # plan.on_time hands over the precomputed tick; otherwise it is
-            # computed again before the next pass.
-            entry.following = None
-        result.recorded += recorded
-        for row in recorded:
-            if row.status == plan.Status.FIRED:
-                result.fired += 1
-            else:
-                result.skipped += 1
+        # A schedule whose fires break the transaction is isolated; the rest go through.
+        for group, recorded in await isolating(batch, lambda items: self._transact(items, now)):
+            if isinstance(recorded, DomainError):
+                if isinstance(recorded, Unavailable):
+                    log.warning("database unavailable; %d schedule(s) wait for the next pass", len(group))
+                else:
+                    log.error(
+                        "schedule %s/%s: recording its fires failed; retrying",
+                        *group[0][0],
+                        exc_info=recorded,
+                    )
+                self._retry_later(group, now)
+                result.failed += len(group)
+                continue
+            for _, entry, decided in group:
+                entry.cursor, entry.next_tick, entry.retry_at = decided.cursor, decided.next_tick, None
+                # plan.on_time hands over the precomputed tick; otherwise it
+                # is computed again before the next pass.
+                entry.following = None
+            result.recorded += recorded
+            for row in recorded:
+                if row.status == plan.Status.FIRED:
+                    result.fired += 1
+                else:
+                    result.skipped += 1
 
-    def _retry_later(self, batch: list[tuple[Key, _Entry, plan.Plan]], now: datetime) -> None:
+    def _retry_later(self, batch: Sequence[tuple[Key, _Entry, plan.Plan]], now: datetime) -> None:
         # Nothing was recorded: the cursor stays, and the ticks are tried
         # again (they become misfires if that takes longer than the grace).
         later = now + timedelta(seconds=self.config.retry_delay_s)
@@ -268,7 +264,7 @@ class Scheduler:
             entry.retry_at = later
 
     async def _transact(
-        self, batch: list[tuple[Key, _Entry, plan.Plan]], now: datetime
+        self, batch: Sequence[tuple[Key, _Entry, plan.Plan]], now: datetime
     ) -> list[schedules.Recorded]:
         planned: list[tuple[_Entry, list[plan.Action]]] = []
         for _, entry, decided in batch:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
@@ -22,6 +23,8 @@ from chronosched_server.errors import (
 )
 from chronosched_server.storage.queries import q
 from chronosched_server.storage.records import from_row
+
+log = logging.getLogger(__name__)
 
 Conn = psycopg.AsyncConnection[DictRow]
 
@@ -147,6 +150,34 @@ class Pending(Generic[R]):
 async def pending(conn: Conn, name: str, params: dict[str, Any], make: Callable[[DictRow], R]) -> Pending[R]:
     """Send a named statement without waiting for its rows (pipeline mode)."""
     return Pending(await conn.execute(q(name), params), make)
+
+
+async def isolating(
+    items: Sequence[T], run: Callable[[Sequence[T]], Awaitable[R]], *, together: bool = True
+) -> list[tuple[Sequence[T], R | DomainError]]:
+    """Run `run` (one transaction) over all `items` at once; if the database
+    refuses that batch for a reason other than being away, run it over each
+    item alone, so one item that breaks its transaction holds back nothing
+    else. Returns (the items, what `run` returned or the error it raised) per
+    transaction tried. Unavailable is never split up (no smaller batch would
+    get through). With `together=False` each item goes alone from the start.
+    The dispatcher (results) and the cron scheduler (fires) both use it."""
+    if together and items:
+        try:
+            return [(items, await run(items))]
+        except Unavailable as exc:
+            return [(items, exc)]
+        except DomainError as exc:
+            if len(items) == 1:
+                return [(items, exc)]
+            log.warning("a batch of %d failed (%s); trying each alone", len(items), exc, exc_info=exc)
+    outcomes: list[tuple[Sequence[T], R | DomainError]] = []
+    for item in items:
+        try:
+            outcomes.append(([item], await run([item])))
+        except DomainError as exc:
+            outcomes.append(([item], exc))
+    return outcomes
 
 
 async def fetch_one(conn: Conn, name: str, params: dict[str, Any]) -> DictRow | None:
