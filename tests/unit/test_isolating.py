@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from chronosched_server.errors import DatabaseError, DomainError, Unavailable
 from chronosched_server.storage.db import isolating
 
-
 Run = Callable[[Sequence[int]], Awaitable[list[int]]]
 
 
