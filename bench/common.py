@@ -15,7 +15,7 @@ import psycopg
 
 from chronosched_server.app import Server
 from chronosched_server.config import Config
-from chronosched_server.embedded import tune_for_queues
+from chronosched_server.storage.bootstrap import tune_for_queues
 from chronosched_server.storage.migrate import migrate
 
 

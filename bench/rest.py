@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from chronosched_server.envoy import EnvoySettings, start_envoy
+from chronosched_server.local.envoy import EnvoySettings, start_envoy
 
 
 def _free_port() -> int:

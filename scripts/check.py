@@ -51,9 +51,9 @@ PYTEST_NO_TESTS = 5
 _ENVOY_PROBE = """\
 import importlib.util, inspect, sys
 if importlib.util.find_spec("chronosched_server") is None or \\
-        importlib.util.find_spec("chronosched_server.envoy") is None:
+        importlib.util.find_spec("chronosched_server.local.envoy") is None:
     sys.exit(3)
-import chronosched_server.envoy as envoy
+import chronosched_server.local.envoy as envoy
 validate = getattr(envoy, "validate", None)
 if not callable(validate):
     sys.exit(3)
@@ -62,7 +62,7 @@ required = [
     if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
 ]
 if required:
-    print("chronosched_server.envoy.validate needs arguments "
+    print("chronosched_server.local.envoy.validate needs arguments "
           f"({', '.join(p.name for p in required)}); using the envoy binary instead")
     sys.exit(3)
 result = validate()
@@ -151,10 +151,10 @@ def gen_fresh() -> int:
 
 def envoy_validate() -> int:
     probe = _python("-c", _ENVOY_PROBE)
-    rc = _run(probe, display=f"{sys.executable} -c <chronosched_server.envoy.validate() if it exists>")
+    rc = _run(probe, display=f"{sys.executable} -c <chronosched_server.local.envoy.validate() if it exists>")
     if rc != _ENVOY_PROBE_UNAVAILABLE:
         return rc
-    print("no chronosched_server.envoy.validate(); validating envoy/envoy.yaml with the envoy binary")
+    print("no chronosched_server.local.envoy.validate(); validating envoy/envoy.yaml with the envoy binary")
     if not ENVOY_CONFIG.exists():
         raise StepError("envoy/envoy.yaml does not exist")
     if not DESCRIPTOR.exists():

@@ -14,6 +14,8 @@ from importlib import resources
 
 import psycopg
 
+from chronosched_server.storage.db import translate
+
 # Any constant works; it only has to be the same for every migrating process.
 _LOCK_KEY = 0x6368726F6E6F  # "chrono"
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -48,7 +50,16 @@ def load_migrations() -> list[Migration]:
 
 
 async def migrate(database_url: str) -> list[str]:
-    """Apply pending migrations; return the names applied (empty when current)."""
+    """Apply pending migrations; return the names applied (empty when current).
+    Database errors leave as domain errors (Unavailable when it cannot be
+    reached); an edited migration as MigrationError."""
+    try:
+        return await _migrate(database_url)
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+
+
+async def _migrate(database_url: str) -> list[str]:
     applied: list[str] = []
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute("select pg_advisory_lock(%s::bigint)", (_LOCK_KEY,))

@@ -6,6 +6,9 @@ the postmaster when the *last* process that opened it lets go (it keeps a list
 of handle pids in the data directory) and does nothing for pids that died
 without letting go, so `stop()` checks the outcome and stops the postmaster
 itself when pgserver left it running with nobody else using it.
+
+The SQL it needs (cluster settings, creating the database) lives in the
+storage layer: `chronosched_server.storage.bootstrap`.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import psycopg
-from psycopg import sql
+from chronosched_server.errors import DomainError
+from chronosched_server.storage.bootstrap import prepare_database
 
 if TYPE_CHECKING:
     from pgserver.postgres_server import PostgresServer
@@ -81,22 +84,6 @@ def _postmaster_pid(pgdata: Path) -> int | None:
     return pid if pid_alive(pid) else None
 
 
-# Server settings the embedded cluster gets. The queue tables carry their own
-# aggressive autovacuum thresholds (migration 0001), but autovacuum visits a
-# database at most once per naptime (default 1 min); between visits the
-# frontier's dead index entries pile up at the head of the claim index.
-# External PostgreSQL: see docs/architecture.md ("Running on your own
-# PostgreSQL").
-QUEUE_SETTINGS = {"autovacuum_naptime": "10s"}
-
-
-def tune_for_queues(conn: psycopg.Connection[Any]) -> None:
-    """Apply QUEUE_SETTINGS cluster-wide (ALTER SYSTEM + reload; superuser)."""
-    for name, value in QUEUE_SETTINGS.items():
-        conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
-    conn.execute("SELECT pg_reload_conf()")
-
-
 class EmbeddedPostgres:
     """One PostgreSQL cluster under `<data_dir>/pg`, serving one database."""
 
@@ -136,9 +123,11 @@ class EmbeddedPostgres:
                 f"could not start PostgreSQL in {self.pgdata}: {exc}{self._log_tail()}"
             ) from exc
         try:
-            self._create_database(self._server.get_uri())
-        except psycopg.Error as exc:
-            raise EmbeddedPostgresError(f"could not create database {self.database!r}: {exc}") from exc
+            prepare_database(self._server.get_uri(), self.database)
+        except DomainError as exc:
+            raise EmbeddedPostgresError(
+                f"could not create database {self.database!r}: {exc.__cause__ or exc}"
+            ) from exc
         self._url = self._server.get_uri(self.database)
         return self._url
 
@@ -192,17 +181,6 @@ class EmbeddedPostgres:
             alive = [p for p in pids if pid_alive(p)]
             if alive != pids:
                 path.write_text(json.dumps(alive), encoding="utf-8")
-
-    def _create_database(self, admin_url: str) -> None:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            tune_for_queues(conn)
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
-            if exists:
-                return
-            # Two processes may race here on a fresh directory; the loser
-            # just finds the database made by the winner.
-            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
 
     def _stop_postmaster(self, pid: int, system_user: str | None, timeout_s: float) -> None:
         from pgserver._commands import POSTGRES_BIN_PATH

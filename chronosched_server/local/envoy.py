@@ -6,9 +6,9 @@ where the descriptor set lives, so those are changed in the *parsed* YAML
 (never by text substitution, which would silently miss a reformatted line)
 and everything else is taken as written.
 
-`python -m chronosched_server.envoy validate` renders the config against the
+`python -m chronosched_server.local.envoy validate` renders the config against the
 generated descriptor set, runs the project lint and `envoy --mode validate`;
-CI calls it. `python -m chronosched_server.envoy render ...` writes a rendered
+CI calls it. `python -m chronosched_server.local.envoy render ...` writes a rendered
 config for other launchers (docker-compose).
 """
 
@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ENVOY_DIR = REPO_ROOT / "envoy"
 CONFIG_TEMPLATE = ENVOY_DIR / "envoy.yaml"
 DESCRIPTOR_SET = ENVOY_DIR / "chronosched.pb"
@@ -366,7 +366,7 @@ def start_envoy(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chronosched_server.envoy", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m chronosched_server.local.envoy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("validate", help="render envoy/envoy.yaml, lint it and run envoy --mode validate")
     check.add_argument("--work-dir", type=Path, default=None, help="where to write the rendered config")
