@@ -7,8 +7,8 @@ Lateness is measured entirely in database time, per FIRED ledger row:
 
     job create_time (the fire transaction's now()) - scheduled_time
 
-and also the ledger's fire_time - scheduled_time. The bar (DESIGN.md §7) is
-p99 within 100 ms.
+and also the ledger's fire_time - scheduled_time. The bar this bench holds
+the scheduler to is p99 within 100 ms.
 
     python -m bench.cron_lateness [--schedules 100] [--seconds 3] [--replicas 1]
 """

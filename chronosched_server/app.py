@@ -55,7 +55,7 @@ SERVICE_NAMES = [
     worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
 ]
 
-# Long-lived worker streams (next issue) cross NATs and proxies: keepalive
+# Long-lived worker streams (WorkerService.Dequeue) cross NATs and proxies: keepalive
 # pings keep them open and detect dead peers; clients may ping every 10 s.
 _KEEPALIVE = [
     ("grpc.keepalive_time_ms", 20_000),

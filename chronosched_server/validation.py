@@ -2,7 +2,7 @@
 
 Every check names the field by its path in the request, and a request is
 checked whole before anything is written, so a rejected request changes
-nothing. Limits here are the documented ones (docs/api.md).
+nothing. Limits here are the documented ones (docs/limits.md).
 """
 
 from __future__ import annotations

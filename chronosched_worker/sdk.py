@@ -49,7 +49,7 @@ log = logging.getLogger("chronosched.worker")
 H = TypeVar("H", bound=Handler)
 JobKey = tuple[str, int]
 
-# Formats the server accepts (worker.proto, definition.proto, DESIGN.md §2);
+# Formats the server accepts (worker.proto, definition.proto, docs/limits.md);
 # checked here so a typo fails at start-up, not as a stream the server keeps
 # refusing.
 _WORKER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")

@@ -5,8 +5,8 @@ import asyncio
 import grpc
 
 from chronosched.v1 import dag_pb2, job_pb2
-from tests.api.conftest import Stubs
-from tests.api.helpers import dag, dag_jobs, definition, fails, namespace
+from tests.support.builders import dag, dag_jobs, definition, fails, namespace
+from tests.support.server import Stubs
 
 PENDING, READY = job_pb2.Job.STATE_PENDING, job_pb2.Job.STATE_READY
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION

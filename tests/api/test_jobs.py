@@ -7,8 +7,8 @@ import grpc
 from google.protobuf import duration_pb2, struct_pb2
 
 from chronosched.v1 import admin_pb2, dag_pb2, definition_pb2, job_pb2
-from tests.api.conftest import Stubs
-from tests.api.helpers import dag, dag_jobs, definition, fails, namespace
+from tests.support.builders import dag, dag_jobs, definition, fails, namespace
+from tests.support.server import Stubs
 
 J = job_pb2.Job
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION

@@ -9,8 +9,8 @@ import pytest
 from google.protobuf import duration_pb2, struct_pb2
 
 from chronosched.v1 import definition_pb2, namespace_pb2
-from tests.api.conftest import Stubs
-from tests.api.helpers import definition, fails, namespace
+from tests.support.builders import definition, fails, namespace
+from tests.support.server import Stubs
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import grpc
 
 from chronosched.v1 import schedule_pb2
-from tests.api.conftest import Stubs
-from tests.api.helpers import definition, fails, namespace
+from tests.support.builders import definition, fails, namespace
+from tests.support.server import Stubs
 
 
 def times(schedule: schedule_pb2.Schedule) -> list[datetime]:

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,17 +23,11 @@ from typing import Any
 import httpx
 import pytest
 
-from chronosched_server.embedded import pid_alive
+from tests.support.processes import clean_env, free_port, pid_alive
+from tests.support.waiting import wait_until
 
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -48,6 +39,8 @@ class UpProcess:
     grpc_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     admin_port: int = field(default_factory=free_port)
+    # More `up` flags (`--workers 1`, ...).
+    extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -66,9 +59,6 @@ class UpProcess:
             return ""
 
     def start(self) -> None:
-        # The embedded mode is under test: no CHRONOSCHED_* setting from the
-        # developer's shell (a DATABASE_URL above all) may leak in.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCHED_")}
         args = [
             sys.executable,
             "-m",
@@ -82,6 +72,7 @@ class UpProcess:
             str(self.http_port),
             "--admin-port",
             str(self.admin_port),
+            *self.extra_args,
         ]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -89,19 +80,23 @@ class UpProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
+                # The embedded mode is under test: no CHRONOSCHED_* setting
+                # from the developer's shell (a DATABASE_URL above all) may
+                # leak in.
+                env=clean_env(),
                 cwd=self.data_dir.parent,
             )
 
     def wait_ready(self) -> None:
         """Poll GET /healthz through Envoy and `up`'s run file until both say
         ready; fail at once if `up` exits."""
-        assert self.proc is not None
+        proc = self.proc
+        assert proc is not None
         state_path = self.data_dir / "run" / "up.json"
-        deadline = time.monotonic() + READY_TIMEOUT_S
         with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
-            while True:
-                code = self.proc.poll()
+
+            def ready_state() -> dict[str, Any] | None:
+                code = proc.poll()
                 if code is not None:
                     pytest.fail(
                         f"`chronosched up` exited with {code} before it was ready:\n{self.log_tail()}"
@@ -110,19 +105,21 @@ class UpProcess:
                     healthy = client.get("/healthz").status_code == 200
                 except httpx.TransportError:
                     healthy = False
-                if healthy:
-                    try:
-                        state = json.loads(state_path.read_text())
-                    except (OSError, ValueError):
-                        state = {}
-                    if state.get("ready"):
-                        self.state = state
-                        return
-                if time.monotonic() >= deadline:
-                    pytest.fail(
-                        f"`chronosched up` not ready after {READY_TIMEOUT_S:.0f}s:\n{self.log_tail()}"
-                    )
-                time.sleep(0.1)
+                if not healthy:
+                    return None
+                try:
+                    state: dict[str, Any] = json.loads(state_path.read_text())
+                except (OSError, ValueError):
+                    return None
+                return state if state.get("ready") else None
+
+            self.state = wait_until(
+                ready_state,
+                within=READY_TIMEOUT_S,
+                what="`chronosched up` to be ready",
+                every=0.1,
+                detail=self.log_tail,
+            )
 
     def child_pids(self) -> dict[str, int]:
         pids = {

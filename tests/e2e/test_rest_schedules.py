@@ -4,23 +4,15 @@ workers, and the ledger and pause/resume are reachable over REST."""
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 
 import httpx
 import pytest
 
-from tests.e2e.test_rest import NOT_FOUND, Json, create_definition, error, is_uuid, ok
+from tests.support.rest import NOT_FOUND, Json, create_definition, error, is_uuid, ok
+from tests.support.waiting import stays_blocking, wait_until
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def wait_until(check: object, *, within: float, what: str) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"timed out after {within}s waiting for {what}"
-        time.sleep(0.1)
 
 
 def parse(ts: str) -> datetime:
@@ -38,7 +30,7 @@ def test_cron_fires_run_and_the_ledger_pauses_and_resumes_over_rest(api: httpx.C
         listed: list[Json] = ok(api.get(fires_url, params={"page_size": 1000}))["fires"]
         return listed
 
-    wait_until(lambda: len(fires()) >= 3, within=15, what="three fires")
+    wait_until(lambda: len(fires()) >= 3, within=15, what="three fires", every=0.1)
     page = ok(api.get(fires_url, params={"page_size": 2}))
     assert len(page["fires"]) == 2 and page["next_page_token"]
     newest, older = page["fires"]
@@ -59,13 +51,19 @@ def test_cron_fires_run_and_the_ledger_pauses_and_resumes_over_rest(api: httpx.C
         lambda: ok(api.get(f"/api/v1/jobs/{ns}/{job_id}"))["state"] == "STATE_SUCCEEDED",
         within=30,
         what="a fired job to succeed",
+        every=0.1,
     )
 
     paused = ok(api.post(f"{schedule_url}/pause", json={}))
     assert paused["paused"] is True and paused["def_id"] == d["def_id"] and paused["next_fire_times"] == []
     pause_time = parse(paused["pause_time"])
-    time.sleep(1.5)
-    assert all(parse(f["scheduled_time"]) < pause_time for f in fires())
+    # The point is that nothing fires while paused, so this can only watch
+    # for a while: 1.5 s spans at least one tick of the every-second spec.
+    stays_blocking(
+        lambda: all(parse(f["scheduled_time"]) < pause_time for f in fires()),
+        for_s=1.5,
+        what="no fire after the pause",
+    )
 
     resumed = ok(api.post(f"{schedule_url}/resume", json={}))
     assert resumed["paused"] is False and len(resumed["next_fire_times"]) == 5
@@ -74,6 +72,7 @@ def test_cron_fires_run_and_the_ledger_pauses_and_resumes_over_rest(api: httpx.C
         lambda: any(parse(f["scheduled_time"]) > resume_time for f in fires()),
         within=10,
         what="a fire after resume",
+        every=0.1,
     )
     # Nothing fired (or was recorded) for the ticks in between.
     assert not any(pause_time <= parse(f["scheduled_time"]) <= resume_time for f in fires())

@@ -9,33 +9,28 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from psycopg import sql
 
-from chronosched_server.embedded import pid_alive
 from tests.e2e.conftest import STOP_TIMEOUT_S, UpProcess, run_up
+from tests.support.processes import clean_env, pid_alive
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
-T = TypeVar("T")
-
 
 def _chronosched(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCHED_")}
     return subprocess.run(
         [sys.executable, "-m", "chronosched_server", *args],
         capture_output=True,
         text=True,
-        env=env,
+        env=clean_env(),
         timeout=60,
         check=False,
     )
@@ -119,40 +114,6 @@ def test_missing_database_url_is_a_usage_error(command: str) -> None:
     assert "--database-url is required" in result.stderr
 
 
-@dataclass
-class _UpWith(UpProcess):
-    """`chronosched up` with extra flags (UpProcess.start takes none)."""
-
-    extra: list[str] = field(default_factory=list)
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCHED_")}
-        args = [
-            sys.executable,
-            "-m",
-            "chronosched_server",
-            "up",
-            "--data-dir",
-            str(self.data_dir),
-            "--grpc-port",
-            str(self.grpc_port),
-            "--http-port",
-            str(self.http_port),
-            "--admin-port",
-            str(self.admin_port),
-            *self.extra,
-        ]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.data_dir.parent,
-            )
-
-
 # Each copy of the job holds an exclusive flock on <dir>/lock for as long as
 # it or its grandchild lives (the grandchild inherits the descriptor), so a
 # copy that starts while an earlier one still runs records "overlap". It
@@ -182,16 +143,8 @@ def _runs(path: Path) -> list[list[str]]:
     return [line.split() for line in text.splitlines(keepends=True) if line.endswith("\n")]
 
 
-def _poll(check: Callable[[], T | None], what: str, within: float = 60.0) -> T:
-    deadline = time.monotonic() + within
-    while (value := check()) is None:
-        assert time.monotonic() < deadline, f"timed out after {within:g}s waiting for {what}"
-        time.sleep(0.02)
-    return value
-
-
 def test_a_killed_workers_job_processes_are_gone_before_its_restart(data_root: Path, tmp_path: Path) -> None:
-    up = _UpWith(data_dir=data_root / "data", log_path=tmp_path / "up.log", extra=["--workers", "1"])
+    up = UpProcess(data_dir=data_root / "data", log_path=tmp_path / "up.log", extra_args=["--workers", "1"])
     up.start()
     job_dir = tmp_path / "job"
     job_dir.mkdir()
@@ -217,12 +170,19 @@ def test_a_killed_workers_job_processes_are_gone_before_its_restart(data_root: P
             dag_id = resp.json()["dag_id"]
 
             runs = job_dir / "runs"
-            [[child, grandchild, alone]] = _poll(lambda: _runs(runs) or None, "the job to start", 30)
+            [[child, grandchild, alone]] = wait_until(
+                lambda: _runs(runs) or None, within=30, what="the job to start", every=0.02
+            )
             leftovers += [int(child), int(grandchild)]
             assert alone == "alone" and all(pid_alive(p) for p in leftovers)
 
             os.kill(worker, signal.SIGKILL)
-            _poll(lambda: up.reload_state()["worker_pids"][0] != worker or None, "the worker's restart", 30)
+            wait_until(
+                lambda: up.reload_state()["worker_pids"][0] != worker or None,
+                within=30,
+                what="the worker's restart",
+                every=0.02,
+            )
             # `up` writes the new pid only after starting the new worker.
             assert not [p for p in leftovers if pid_alive(p)], "the killed worker's job outlived it"
 
@@ -231,7 +191,7 @@ def test_a_killed_workers_job_processes_are_gone_before_its_restart(data_root: P
                 assert job["state"] != "STATE_FAILED", job
                 return job if job["state"] == "STATE_SUCCEEDED" else None
 
-            job = _poll(done, "the job to succeed again")
+            job = wait_until(done, within=60, what="the job to succeed again", every=0.02)
         assert job["attempt"] == 2, job
         assert [alone for _, _, alone in _runs(runs)] == ["alone", "alone"]
         assert "leftover process(es) of local worker (pid" in up.log_tail(60_000)

@@ -5,31 +5,28 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from datetime import datetime
-from typing import Any
 
 import httpx
 import pytest
 
-from chronosched_server.embedded import pid_alive
 from tests.e2e.conftest import UpProcess
-from tests.e2e.test_rest import dag_jobs, get_dag, ok
+from tests.support.processes import pid_alive
+from tests.support.rest import Json, dag_jobs, get_dag, ok
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
-Json = dict[str, Any]
-
 
 def wait_for_dag(api: httpx.Client, ns: str, dag_id: str, state: str, within_s: float = 60.0) -> Json:
-    deadline = time.monotonic() + within_s
-    while True:
+    def reached() -> Json | None:
         dag = get_dag(api, ns, dag_id)
         if dag["state"] == state:
             return dag
         assert dag["state"] in ("STATE_PENDING", "STATE_RUNNING"), dag
-        assert time.monotonic() < deadline, f"DAG still {dag['state']} after {within_s}s"
-        time.sleep(0.05)
+        return None
+
+    return wait_until(reached, within=within_s, what=f"DAG {dag_id} to reach {state}")
 
 
 def command_dag(api: httpx.Client, ns: str, edges: list[tuple[str, str]], keys: str) -> str:
@@ -72,13 +69,12 @@ def test_a_killed_local_worker_is_restarted(up: UpProcess, api: httpx.Client, ns
     before = up.reload_state()["worker_pids"]
     assert len(before) == 2 and all(pid_alive(p) for p in before)
     os.kill(before[0], signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while True:
-        now = up.reload_state()["worker_pids"]
-        if now[0] != before[0] and pid_alive(now[0]):
-            break
-        assert time.monotonic() < deadline, "the killed worker was not restarted"
-        time.sleep(0.05)
+
+    def restarted() -> list[int] | None:
+        now: list[int] = up.reload_state()["worker_pids"]
+        return now if now[0] != before[0] and pid_alive(now[0]) else None
+
+    now = wait_until(restarted, within=30, what="the killed worker's restart")
     assert now[1] == before[1]
     dag_id = command_dag(api, ns, [("x", "y")], "xy")
     wait_for_dag(api, ns, dag_id, "STATE_SUCCEEDED")

@@ -1,12 +1,13 @@
-"""Processes, clients and polling for the fault tests.
+"""Processes, clients and database reads for the fault tests.
 
-- `ServerProc`: a real `python -m chronosched_server server` process.
-- `WorkerProc`: a real worker process (`tests.faults.worker_proc`, or the
-  stock `python -m chronosched_worker`), killable with any signal.
-- `Api`: async stubs of every service over one channel.
-- `RawWorker`: a bare Dequeue stream driven by hand (protocol-level faults).
-- `poll`: wait for a condition on job/DAG state with a deadline (never a
-  fixed sleep).
+- `Proc`: a child process with its output in a file, killable with any
+  signal; `server_proc` (`python -m chronosched_server server`) and
+  `worker_proc` (`tests.faults.worker_proc`) build one.
+- `Api`: async stubs of every service over one channel, with builders.
+- `fetch`, `jobs_by_key`, `job_row`, `wait_dag`, `wait_job`: job and DAG
+  state read from the database, waited for with a deadline.
+
+The generic pieces (polling, ports, `RawWorker`, health) are in tests/support/.
 """
 
 from __future__ import annotations
@@ -14,19 +15,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import psycopg
-from google.protobuf import duration_pb2, struct_pb2
-from grpc_health.v1 import health_pb2
 from psycopg.rows import DictRow, dict_row
 
 from chronosched.v1 import (
@@ -37,66 +34,20 @@ from chronosched.v1 import (
     job_pb2_grpc,
     namespace_pb2,
     namespace_pb2_grpc,
-    worker_pb2,
     worker_pb2_grpc,
 )
+from tests.support.grpc_helpers import CHANNEL_OPTIONS, struct
+from tests.support.processes import clean_env, server_argv
+from tests.support.waiting import poll
 
 REPO = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
-_CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", 256 << 20),
-    ("grpc.max_receive_message_length", 256 << 20),
-]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def struct(values: dict[str, Any]) -> struct_pb2.Struct:
-    out = struct_pb2.Struct()
-    out.update(values)
-    return out
-
-
-def seconds(value: float) -> duration_pb2.Duration:
-    out = duration_pb2.Duration()
-    out.FromNanoseconds(int(value * 1e9))
-    return out
 
 
 def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCHED_")}
+    env = clean_env()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
     env.update(extra or {})
     return env
-
-
-async def poll(
-    check: Callable[[], Awaitable[T | None]], *, within: float, what: str, every: float = 0.05
-) -> T:
-    """Await `check()` until it returns something other than None/False; fail after `within` s."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:g}s waiting for {what}")
-        await asyncio.sleep(every)
-
-
-def pid_running(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    # The state follows the parenthesised command name.
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 # --- database reads -----------------------------------------------------------
@@ -167,7 +118,7 @@ class Api:
 
     @classmethod
     def connect(cls, target: str) -> Api:
-        channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         return cls(
             channel=channel,
             namespaces=namespace_pb2_grpc.NamespaceServiceStub(channel),
@@ -219,102 +170,6 @@ class Api:
             definition_pb2.TickRequest(namespace_id=ns, def_id=def_id, payload=struct(payload or {}))
         )
         return job.job_id
-
-
-async def wait_serving(target: str, *, within: float, proc: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll the standard health service until SERVING (fail fast if `proc` exits)."""
-    async with grpc.aio.insecure_channel(target) as channel:
-        # The method itself: the typeshed HealthStub declares no methods.
-        health_check = channel.unary_unary(
-            "/grpc.health.v1.Health/Check",
-            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-            response_deserializer=health_pb2.HealthCheckResponse.FromString,
-        )
-
-        async def check() -> bool:
-            if proc is not None and proc.poll() is not None:
-                raise AssertionError(f"server process exited with {proc.returncode} before serving")
-            try:
-                resp = await health_check(health_pb2.HealthCheckRequest(), timeout=1.0)
-            except grpc.aio.AioRpcError:
-                return False
-            return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
-
-        await poll(check, within=within, what=f"server at {target} to serve", every=0.1)
-
-
-def frame_items(msg: worker_pb2.DequeueResponse) -> list[tuple[str, Any]]:
-    """A server frame as the single items a worker handles, in its order:
-    settings, heartbeat acks, acks, assignments, cancels, keepalive."""
-    items: list[tuple[str, Any]] = []
-    if msg.HasField("settings"):
-        items.append(("settings", msg.settings))
-    items += [("heartbeat_ack", a) for a in msg.heartbeat_acks]
-    items += [("ack", a) for a in msg.acks]
-    items += [("assignment", a) for a in msg.assignments]
-    items += [("cancel", c) for c in msg.cancels]
-    if msg.HasField("keepalive"):
-        items.append(("keepalive", msg.keepalive))
-    return items
-
-
-class RawWorker:
-    """One bare Dequeue stream. A single reader task fills `inbox` with the
-    items of every frame; writes happen from one task at a time (grpc.aio
-    allows one pending write)."""
-
-    def __init__(self, stub: worker_pb2_grpc.WorkerServiceAsyncStub, **subscribe: Any) -> None:
-        self.call = stub.Dequeue()
-        subscribe.setdefault("kinds", ["logged"])
-        subscribe.setdefault("slots", 1)
-        self.subscribe = worker_pb2.Subscribe(**subscribe)
-        self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self.frames = 0
-        self.reader: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        await self.call.write(worker_pb2.DequeueRequest(subscribe=self.subscribe))
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for msg in self.call:
-            self.frames += 1
-            for item in frame_items(msg):
-                await self.inbox.put(item)
-
-    async def next(self, kind: str, wait_s: float = 10.0) -> Any:
-        """The next item of `kind`, skipping keepalives and the settings."""
-        while True:
-            which, item = await asyncio.wait_for(self.inbox.get(), wait_s)
-            if which == kind:
-                return item
-            assert which in ("keepalive", "settings"), (which, item)
-
-    async def heartbeat(self, sequence: int, *held: tuple[str, int]) -> None:
-        refs = [worker_pb2.JobRef(job_id=job_id, attempt=attempt) for job_id, attempt in held]
-        await self.call.write(
-            worker_pb2.DequeueRequest(heartbeat=worker_pb2.Heartbeat(running=refs, sequence=sequence))
-        )
-
-    async def send_result(self, job_id: str, attempt: int, values: dict[str, Any] | None = None) -> None:
-        await self.call.write(RawWorker.result(job_id, attempt, values or {}))
-
-    @staticmethod
-    def result(job_id: str, attempt: int, values: dict[str, Any]) -> worker_pb2.DequeueRequest:
-        return RawWorker.results([(job_id, attempt, values)])
-
-    @staticmethod
-    def results(items: list[tuple[str, int, dict[str, Any]]]) -> worker_pb2.DequeueRequest:
-        batch = worker_pb2.JobResults()
-        for job_id, attempt, values in items:
-            res = batch.results.add(job=worker_pb2.JobRef(job_id=job_id, attempt=attempt), success=True)
-            res.result.update(values)
-        return worker_pb2.DequeueRequest(results=batch)
-
-    async def close(self) -> None:
-        self.call.cancel()
-        if self.reader is not None:
-            await asyncio.gather(self.reader, return_exceptions=True)
 
 
 # --- processes ----------------------------------------------------------------
@@ -431,18 +286,7 @@ async def wait_ready(tmp: Path, procs: Sequence[Proc], *, within: float = 30.0) 
 
 
 def server_proc(tmp: Path, name: str, database_url: str, port: int, *extra: str) -> Proc:
-    args = [
-        sys.executable,
-        "-m",
-        "chronosched_server",
-        "server",
-        "--database-url",
-        database_url,
-        "--grpc-port",
-        str(port),
-        *extra,
-    ]
-    return Proc(name, args, tmp / f"{name}.log")
+    return Proc(name, server_argv(database_url, port, *extra), tmp / f"{name}.log")
 
 
 async def stop_all(procs: Sequence[Proc]) -> None:

@@ -1,4 +1,5 @@
-"""Invariants every fault test ends with (DESIGN.md §7, "Reliability").
+"""Invariants every fault test ends with: what must hold however workers,
+servers and PostgreSQL fail (docs/workers.md, "Delivery guarantee").
 
 Two halves:
 
@@ -38,9 +39,10 @@ Two halves:
       SUCCEEDED job that the log saw run has exactly one execution of its
       final attempt and it ended "success" (with the recorded result, if the
       handler recorded one); at most one "success" per job reached the
-      database. No two executions of one job overlap in time (DESIGN §4:
-      "never two runs of one job at once"), frozen and cut-off workers
-      included: the worker stops a run whose lease it cannot confirm.
+      database. No two executions of one job overlap in time (docs/workers.md,
+      "Leases by the worker's clock: never two runs at once"), frozen and
+      cut-off workers included: the worker stops a run whose lease it cannot
+      confirm.
   (c) order: no execution of a job started before the end_time of any of
       its parents, and no job that ran (READY/RUNNING/SUCCEEDED/FAILED) has a
       parent that is not SUCCEEDED.

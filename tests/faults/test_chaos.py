@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
 import subprocess
@@ -25,9 +24,12 @@ from pathlib import Path
 import pytest
 
 from chronosched_worker.reaper import reap_session
-from tests.faults.helpers import Api, fetch, free_port, poll, seconds, server_proc, wait_dag, wait_serving
+from tests.faults.helpers import Api, fetch, server_proc, wait_dag
 from tests.faults.infra_proxy import BlackHoleProxy
 from tests.faults.invariants import ExecutionLog, check_invariants
+from tests.support.grpc_helpers import seconds, wait_serving
+from tests.support.processes import clean_env, free_port
+from tests.support.waiting import poll
 
 REPO = Path(__file__).resolve().parents[2]
 LEASE_S = 5.0
@@ -56,7 +58,7 @@ class LocalWorker:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
-                env={k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCHED_")},
+                env=clean_env(),
                 start_new_session=True,
             )
 

@@ -23,7 +23,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from chronosched_server.app import SERVICE_NAMES
-from chronosched_server.embedded import EmbeddedPostgres
+from chronosched_server.local.embedded import EmbeddedPostgres
 from chronosched_server.storage.migrate import migrate
 from tests.faults.test_infra_faults import (
     NOT_SERVING,

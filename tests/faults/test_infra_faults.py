@@ -1,4 +1,6 @@
-"""Infrastructure faults with real processes (DESIGN.md §7, "Reliability").
+"""Infrastructure faults with real processes: the server, PostgreSQL and the
+network fail under load, and the guarantees hold (docs/workers.md, "Delivery
+guarantee" and "Leases by the worker's clock").
 
 Every test runs `python -m chronosched_server server` and worker processes
 (`tests/faults/infra_worker.py`, the SDK's Worker with a handler that writes
@@ -30,7 +32,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,14 +39,12 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 import psycopg
 import pytest
-from google.protobuf import duration_pb2, struct_pb2
 from grpc_health.v1 import health_pb2
 
 from chronosched.v1 import (
@@ -57,11 +56,15 @@ from chronosched.v1 import (
     namespace_pb2_grpc,
 )
 from chronosched_server.dispatch.dispatcher import CANCEL_CHANNEL
-from chronosched_server.embedded import EmbeddedPostgres
+from chronosched_server.local.embedded import EmbeddedPostgres
 from chronosched_server.storage.migrate import migrate
 from tests.faults.infra_proxy import BlackHoleProxy
 from tests.faults.infra_worker import KIND
 from tests.faults.invariants import ExecutionLog, check_invariants
+from tests.support.grpc_helpers import health_status, seconds, struct
+from tests.support.processes import clean_env, server_argv
+from tests.support.processes import free_port as free_port  # test_health_fast.py imports it from here
+from tests.support.waiting import poll
 
 pytestmark = pytest.mark.slow
 
@@ -84,13 +87,6 @@ EXIT_S = 30.0
 
 
 # --- processes ---------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -134,15 +130,13 @@ class Harness:
     def _spawn(self, name: str, args: list[str]) -> Proc:
         self._seq += 1
         log_path = self.root / f"{self._seq:02d}-{name}.log"
-        # Nothing from the developer's shell may configure these processes.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCHED_")}
         with log_path.open("ab") as out:
             popen = subprocess.Popen(
-                [sys.executable, *args],
+                args,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=clean_env(),
                 cwd=REPO,
             )
         proc = Proc(name, popen, log_path)
@@ -152,25 +146,21 @@ class Harness:
     def start_server(self, port: int, *, lease_s: float, name: str = "server") -> Proc:
         return self._spawn(
             name,
-            [
-                "-m",
-                "chronosched_server",
-                "server",
-                "--database-url",
+            server_argv(
                 self.database_url,
-                "--grpc-port",
-                str(port),
+                port,
                 "--lease-seconds",
                 str(lease_s),
                 "--reap-interval-seconds",
                 str(REAP_INTERVAL_S),
-            ],
+            ),
         )
 
     def start_worker(self, worker_id: str, target: str, *, concurrency: int = 8) -> Proc:
         return self._spawn(
             worker_id,
             [
+                sys.executable,
                 "-m",
                 "tests.faults.infra_worker",
                 "--server",
@@ -245,16 +235,8 @@ async def eventually(
     h: Harness | None = None,
     every_s: float = 0.02,
 ) -> T:
-    """Poll `probe` until it returns something other than None (or False)."""
-    deadline = time.monotonic() + within_s
-    while True:
-        value = await probe()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() >= deadline:
-            detail = f"\n{h.tails()}" if h is not None else ""
-            raise AssertionError(f"timed out after {within_s:g}s waiting for {what}{detail}")
-        await asyncio.sleep(every_s)
+    """`poll` with every process's log tail (of `h`) in the failure message."""
+    return await poll(probe, within=within_s, what=what, every=every_s, detail=h.tails if h else None)
 
 
 async def wait_exit(proc: Proc, within_s: float = EXIT_S) -> int:
@@ -276,44 +258,14 @@ async def stop_workers(h: Harness, workers: list[Proc]) -> None:
 # --- gRPC --------------------------------------------------------------------
 
 
-async def health(target: str) -> int | None:
-    """The server's overall health status, or None when it does not answer."""
-    async with grpc.aio.insecure_channel(target) as channel:
-        # The typeshed HealthStub declares no methods: call it by path.
-        check = channel.unary_unary(
-            "/grpc.health.v1.Health/Check",
-            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-            response_deserializer=health_pb2.HealthCheckResponse.FromString,
-        )
-        try:
-            response = await check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
-        except grpc.aio.AioRpcError:
-            return None
-        assert isinstance(response, health_pb2.HealthCheckResponse)
-        status: int = response.status
-        return status
-
-
 async def wait_health(target: str, want: int, within_s: float, h: Harness, server: Proc) -> None:
     async def probe() -> bool:
         code = server.popen.poll()
         assert code is None, f"{server.name} exited with {code}\n{server.tail()}"
-        return await health(target) == want
+        return await health_status(target) == want
 
     name = health_pb2.HealthCheckResponse.ServingStatus.Name(want)
     await eventually(probe, within_s, f"{target} to report {name}", h, every_s=0.05)
-
-
-def duration(seconds: float) -> duration_pb2.Duration:
-    d = duration_pb2.Duration()
-    d.FromTimedelta(timedelta(seconds=seconds))
-    return d
-
-
-def struct(values: dict[str, Any]) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    s.update(values)
-    return s
 
 
 async def define(target: str, namespace: str, *, max_attempts: int = 5) -> str:
@@ -328,8 +280,8 @@ async def define(target: str, namespace: str, *, max_attempts: int = 5) -> str:
                 name="fault",
                 kind=KIND,
                 max_attempts=max_attempts,
-                backoff_initial=duration(0.05),
-                backoff_max=duration(0.5),
+                backoff_initial=seconds(0.05),
+                backoff_max=seconds(0.5),
             )
         )
         def_id: str = definition.def_id

@@ -15,8 +15,9 @@ import pytest
 from chronosched.v1 import job_pb2
 from chronosched_server.app import Server
 from chronosched_server.config import Config
-from tests.faults.helpers import REPO, Api, fetch, jobs_by_key, struct
+from tests.faults.helpers import REPO, Api, fetch, jobs_by_key
 from tests.faults.invariants import ExecutionLog, check_invariants
+from tests.support.grpc_helpers import struct
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,8 +13,8 @@ import pytest
 from chronosched_server.app import Server
 from chronosched_server.config import Config
 from chronosched_worker import JobContext, Worker
-from tests.faults.helpers import poll
 from tests.faults.infra_proxy import BlackHoleProxy
+from tests.support.waiting import poll
 
 BOUND_S = 15.0
 # The server's timer looks every 0.5 s; the worker's loop wakes on time.

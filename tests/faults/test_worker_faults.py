@@ -1,5 +1,6 @@
-"""Worker fault tests (DESIGN.md §7 "Reliability"): real worker processes,
-real servers and a real PostgreSQL; each test ends with `check_invariants`.
+"""Worker fault tests: real worker processes, real servers and a real
+PostgreSQL; each test ends with `check_invariants` (tests/faults/invariants.py:
+at-least-once delivery, never two runs of one job at once, DAG order).
 
 Lease tests use an in-process server with a 2 s lease (its Config takes the
 lease, reap and poll intervals); the multi-server and 10,000-job tests run
@@ -31,25 +32,21 @@ from chronosched_server.storage import leases
 from tests.faults.helpers import (
     Api,
     Proc,
-    RawWorker,
     fetch,
-    free_port,
     job_row,
     jobs_by_key,
-    pid_running,
-    poll,
-    seconds,
     server_proc,
     stop_all,
-    struct,
     wait_dag,
     wait_job,
     wait_ready,
-    wait_serving,
     worker_proc,
 )
 from tests.faults.invariants import Execution, ExecutionLog, check_invariants
 from tests.faults.worker_proc import EXIT_CODE
+from tests.support.grpc_helpers import RawWorker, seconds, struct, wait_serving
+from tests.support.processes import free_port, pid_alive
+from tests.support.waiting import poll
 
 LEASE_S = 2.0
 REAP_S = 0.2
@@ -574,7 +571,7 @@ async def test_cancel_dag_stops_running_command_within_a_second(
         assert cancelled.state == dag_pb2.Dag.STATE_CANCELLED
 
         async def gone() -> bool:
-            return not pid_running(pid)
+            return not pid_alive(pid)
 
         await poll(gone, within=10, what=f"sleep (pid {pid}) to stop", every=0.01)
         elapsed = time.monotonic() - t0

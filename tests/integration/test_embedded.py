@@ -1,4 +1,4 @@
-"""Embedded PostgreSQL (chronosched_server.embedded): start, stop, restart.
+"""Embedded PostgreSQL (chronosched_server.local.embedded): start, stop, restart.
 
 Real pgserver clusters in temporary directories; each test checks by pid that
 `stop()` really ends the postmaster, which pgserver's own cleanup does not
@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from chronosched_server.embedded import DEFAULT_DATABASE, EmbeddedPostgres, pid_alive
+from chronosched_server.local.embedded import DEFAULT_DATABASE, EmbeddedPostgres, pid_alive
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,7 +10,7 @@ import pytest
 
 from chronosched_server.scheduler import Scheduler
 from chronosched_server.storage.db import Database
-from tests.api.conftest import api, api_without_scheduler  # noqa: F401
+from tests.support.server import api, api_without_scheduler  # noqa: F401
 
 
 class FakeClock:

@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,9 +28,11 @@ from chronosched.v1 import (
 )
 from chronosched_server.cron import parse_schedule
 from chronosched_worker import JobContext, Worker
-from tests.api.conftest import Stubs
-from tests.api.helpers import definition, namespace
-from tests.worker.helpers import running
+from tests.support.builders import definition, namespace
+from tests.support.processes import clean_env, free_port, server_argv
+from tests.support.server import Stubs
+from tests.support.waiting import poll
+from tests.support.worker import running
 
 pytestmark = pytest.mark.slow
 
@@ -46,17 +44,6 @@ S = timedelta(seconds=1)
 def when(ts: Any) -> datetime:
     value: datetime = ts.ToDatetime(tzinfo=UTC)
     return value
-
-
-async def wait_for(check: Any, *, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def assert_consecutive_seconds(times: list[datetime]) -> None:
@@ -90,11 +77,21 @@ async def test_every_second_schedule_is_run_by_a_worker(api: Stubs) -> None:
         return len(await ledger()) >= 5
 
     async with running(worker):
-        await wait_for(five_fires, within=15, what="five fires")
+        await poll(five_fires, within=15, what="five fires", every=0.1)
         # A version without a spec stops the schedule: no tick after its
         # creation fires, without a restart.
         stop = await definition(api, ns, "heartbeat", kind="beat")
-        await asyncio.sleep(1.5)
+        scheduler = api.server.scheduler
+        assert scheduler is not None
+
+        async def dropped() -> bool:
+            return (ns, "heartbeat") not in scheduler.active
+
+        # The scheduler reloads on the new version's NOTIFY (or its reload a
+        # second later). Its passes and reloads take turns in one task, so
+        # once the schedule is out of its set every fire it made is committed
+        # and no more can come: the ledger read next is final.
+        await poll(dropped, within=10, what="the scheduler to drop the schedule", every=0.02)
         fires = await ledger()
 
         async def all_done() -> bool:
@@ -104,7 +101,7 @@ async def test_every_second_schedule_is_run_by_a_worker(api: Stubs) -> None:
             ]
             return all(s == J.STATE_SUCCEEDED for s in states)
 
-        await wait_for(all_done, within=15, what="every fired job to succeed")
+        await poll(all_done, within=15, what="every fired job to succeed", every=0.1)
 
     assert len(fires) >= 5
     assert {F.Status.Name(f.status) for f in fires} == {"STATUS_FIRED"}
@@ -122,38 +119,19 @@ async def test_every_second_schedule_is_run_by_a_worker(api: Stubs) -> None:
 # --- two real server processes ----------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class ServerProcess:
     """`python -m chronosched_server server` on a port of its own."""
 
     def __init__(self, database_url: str, log: Path):
         self.port = free_port()
         self.log = log
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCHED_")}
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "chronosched_server",
-                    "server",
-                    "--database-url",
-                    database_url,
-                    "--grpc-port",
-                    str(self.port),
-                    "--log-level",
-                    "WARNING",
-                ],
+                server_argv(database_url, self.port, "--log-level", "WARNING"),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=clean_env(),
             )
 
     async def ready(self) -> None:
@@ -194,8 +172,9 @@ async def fired_times(db: psycopg.AsyncConnection[tuple[Any, ...]]) -> list[date
 async def run_two_replicas(
     servers: list[ServerProcess], db: psycopg.AsyncConnection[tuple[Any, ...]], *, kill_after: int | None
 ) -> None:
-    """Start an every-second schedule through the first server, let both fire
-    it for ~9 s (SIGKILLing the first after `kill_after` fires), then stop it."""
+    """Start an every-second schedule through the second server, let both fire
+    it for ~9 s (SIGKILLing the first after `kill_after` fires), then stop it
+    and both servers."""
     await asyncio.gather(*(s.ready() for s in servers))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{servers[1].port}") as channel:
         await namespace_pb2_grpc.NamespaceServiceStub(channel).CreateNamespace(
@@ -206,20 +185,22 @@ async def run_two_replicas(
         request.cron_spec = "* * * * * *"
         await definitions.CreateDefinition(request)
 
-        async def fires_at_least(n: int) -> Any:
+        def fires_at_least(n: int) -> Callable[[], Awaitable[bool]]:
             async def check() -> bool:
                 return len(await fired_times(db)) >= n
 
             return check
 
         if kill_after is not None:
-            await wait_for(await fires_at_least(kill_after), within=15, what=f"{kill_after} fires")
+            await poll(fires_at_least(kill_after), within=15, what=f"{kill_after} fires", every=0.1)
             servers[0].stop(signal.SIGKILL)
             assert servers[0].proc.returncode == -signal.SIGKILL
-        await wait_for(await fires_at_least(9), within=20, what="nine fires")
+        await poll(fires_at_least(9), within=20, what="nine fires", every=0.1)
         request.cron_spec = ""
         await definitions.CreateDefinition(request)
-    await asyncio.sleep(1.2)
+    # Both replicas stopped (SIGTERM, and their exit waited for): nothing can
+    # add to the ledger while check_ledger reads it.
+    await asyncio.gather(*(asyncio.to_thread(s.stop) for s in servers))
 
 
 async def check_ledger(db: psycopg.AsyncConnection[tuple[Any, ...]]) -> None:

@@ -1,5 +1,6 @@
-"""The cron planner (scheduler/plan.py) and the database clock estimate
-(scheduler/clock.py): pure, with explicit datetimes, nothing slept through."""
+"""The cron planner (chronosched_server/scheduler/plan.py) and the database
+clock estimate (chronosched_server/scheduler/clock.py): pure, with explicit
+datetimes, nothing slept through."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from chronosched_server.envoy import (
+from chronosched_server.local.envoy import (
     CONFIG_TEMPLATE,
     DESCRIPTOR_SET,
     ENVOY_DIR,

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2, struct_pb2
 
 from chronosched.v1 import job_pb2, worker_pb2, worker_pb2_grpc
+from chronosched_worker import JobContext, Worker
+from tests.support.grpc_helpers import seconds, struct
+from tests.support.worker import Gates
 
 Request = worker_pb2.DequeueRequest
 Response = worker_pb2.DequeueResponse
@@ -203,12 +205,6 @@ class FakeServer:
         return await asyncio.wait_for(self.service.streams.get(), within)
 
 
-def duration(seconds: float) -> duration_pb2.Duration:
-    value = duration_pb2.Duration()
-    value.FromNanoseconds(round(seconds * 1e9))
-    return value
-
-
 def assignment(
     job_id: str,
     *,
@@ -218,8 +214,6 @@ def assignment(
     lease_s: float = 30.0,
     timeout_s: float = 0.0,
 ) -> Response:
-    struct = struct_pb2.Struct()
-    struct.update(payload or {})
     job = job_pb2.Job(
         job_id=job_id,
         namespace_id="team-a",
@@ -231,13 +225,35 @@ def assignment(
         state=job_pb2.Job.STATE_RUNNING,
         attempt=attempt,
         max_attempts=3,
-        payload=struct,
+        payload=struct(payload or {}),
     )
-    message = worker_pb2.Assignment(job=job, lease_duration=duration(lease_s))
+    message = worker_pb2.Assignment(job=job, lease_duration=seconds(lease_s))
     if timeout_s:
-        message.execution_timeout.CopyFrom(duration(timeout_s))
+        message.execution_timeout.CopyFrom(seconds(timeout_s))
     return Response(assignments=[message])
 
 
 def ref(job_id: str, attempt: int = 1) -> worker_pb2.JobRef:
     return worker_pb2.JobRef(job_id=job_id, attempt=attempt)
+
+
+async def subscribed(fake: FakeServer) -> tuple[FakeStream, Any]:
+    """The worker's next stream and the Subscribe it opened with."""
+    stream = await fake.next_stream()
+    return stream, await stream.expect("subscribe")
+
+
+async def echo(ctx: JobContext) -> dict[str, Any]:
+    return {"echo": ctx.payload, "attempt": ctx.attempt}
+
+
+def make_worker(address: str, gates: Gates | None = None, **kwargs: Any) -> Worker:
+    """A Worker for the scripted peer: kind `echo` (and `gate` with `gates`),
+    namespace team-a, id w-1 unless `kwargs` say otherwise."""
+    kwargs.setdefault("namespaces", ["team-a"])
+    kwargs.setdefault("worker_id", "w-1")
+    worker = Worker(address, **kwargs)
+    worker.add_handler("echo", echo)
+    if gates is not None:
+        worker.add_handler("gate", gates)
+    return worker

@@ -7,15 +7,15 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from chronosched_worker.cli import build_worker
 from chronosched_worker.runner import struct_to_dict
+from tests.support.processes import pid_alive
+from tests.support.worker import read_pid
 from tests.worker.fake_server import FakeServer, assignment, ref
-from tests.worker.helpers import pid_alive, read_pid
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -105,14 +105,6 @@ def test_usage_errors_exit_2_with_a_message(
         build_worker(argv, env={})
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeServer]:
-    server = FakeServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def start_process(*args: str) -> asyncio.subprocess.Process:

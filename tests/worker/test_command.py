@@ -16,8 +16,10 @@ import pytest
 from chronosched_worker import Outcome, execute
 from chronosched_worker.kinds.command import DEFAULT_KILL_GRACE_S, TAIL_BYTES, CommandKind, Tail, job_env
 from chronosched_worker.reaper import reap_session
+from tests.support.processes import pid_alive
+from tests.support.waiting import eventually
+from tests.support.worker import make_ctx, read_pid
 from tests.worker.fake_server import FakeServer, assignment
-from tests.worker.helpers import eventually, make_ctx, pid_alive, read_pid
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -14,7 +14,7 @@ import pytest
 
 from chronosched_worker import Outcome, execute
 from chronosched_worker.kinds.http import BODY_BYTES, HttpKind
-from tests.worker.helpers import make_ctx
+from tests.support.worker import make_ctx
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,41 +8,27 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from chronosched.v1 import worker_pb2
 from chronosched_worker import Worker
-from chronosched_worker import sdk as sdk_module
 from chronosched_worker.context import LEASE_LAPSED, CancelSignal
-from tests.worker.fake_server import FakeServer, Response, assignment, duration, ref
-from tests.worker.helpers import Gates, running
-from tests.worker.test_stream import make_worker, subscribed
+from tests.support.grpc_helpers import seconds
+from tests.support.waiting import eventually, stays
+from tests.support.worker import Gates, running
+from tests.worker.fake_server import FakeServer, Response, assignment, make_worker, ref, subscribed
 
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-def short_ack_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sdk_module, "ACK_WAIT_S", 0.2)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeServer]:
-    server = FakeServer()
-    await server.start()
-    yield server
-    await server.stop()
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("short_ack_wait")]
 
 
 def settings(*, heartbeat_s: float, silence_s: float, lease_s: float = 30.0) -> Response:
     return Response(
         settings=worker_pb2.StreamSettings(
-            lease_duration=duration(lease_s),
-            heartbeat_interval=duration(heartbeat_s),
-            silence_timeout=duration(silence_s),
+            lease_duration=seconds(lease_s),
+            heartbeat_interval=seconds(heartbeat_s),
+            silence_timeout=seconds(silence_s),
         )
     )
 
@@ -54,9 +40,10 @@ async def test_answered_heartbeats_keep_a_job_running_for_many_leases(fake: Fake
         stream.push(settings(heartbeat_s=0.1, silence_s=5))
         stream.push(assignment("a", kind="gate", lease_s=0.4))
         await gates.wait_started("a")
-        # Four leases long: every one renewed by an answered heartbeat.
-        await asyncio.sleep(1.6)
-        assert not gates.contexts["a"].cancelled.is_set()
+        # Four leases long: every one renewed by an answered heartbeat. (The
+        # point is that no stop comes, so this watches for one for 1.6 s.)
+        ctx = gates.contexts["a"]
+        await stays(lambda: not ctx.cancelled.is_set(), for_s=1.6, what="job a running")
         gates.open("a")
         result = await stream.expect("result")
     assert (result.job, result.success) == (ref("a"), True)
@@ -156,10 +143,12 @@ async def test_unacknowledged_results_survive_a_restart_in_the_state_dir(
         resent = await stream.expect("result")
         assert resent == result
         stream.ack("job-1", 3)
-        deadline = time.monotonic() + 5
-        while any((tmp_path / "w-1").iterdir()):
-            assert time.monotonic() < deadline, "the acknowledged result stayed spooled"
-            await asyncio.sleep(0.01)
+        await eventually(
+            lambda: not any((tmp_path / "w-1").iterdir()),
+            within=5,
+            what="the acknowledged result to leave the spool",
+            every=0.01,
+        )
 
 
 def test_a_worker_with_a_state_dir_checks_the_directory(tmp_path: Path) -> None:

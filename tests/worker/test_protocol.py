@@ -6,35 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
 
-pytest.importorskip(
-    "chronosched_server.api.worker", reason="the server side of WorkerService.Dequeue is not there yet"
-)
-
-from google.protobuf import duration_pb2, struct_pb2
-
-from chronosched.v1 import (
-    admin_pb2_grpc,
-    dag_pb2,
-    dag_pb2_grpc,
-    definition_pb2,
-    definition_pb2_grpc,
-    job_pb2,
-    job_pb2_grpc,
-    namespace_pb2_grpc,
-)
+from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, job_pb2_grpc
 from chronosched_server.app import Server
 from chronosched_server.config import Config
 from chronosched_worker import JobContext, NonRetryable, Worker
-from tests.api.conftest import Stubs
-from tests.api.helpers import dag, dag_jobs, definition, namespace
-from tests.worker.helpers import Gates, running
+from tests.support.builders import dag, dag_jobs, definition, namespace
+from tests.support.grpc_helpers import seconds, struct
+from tests.support.server import Stubs
+from tests.support.waiting import poll
+from tests.support.worker import Gates, running
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,33 +29,28 @@ TERMINAL = {J.STATE_SUCCEEDED, J.STATE_FAILED, J.STATE_CANCELLED, J.STATE_SKIPPE
 _ids = itertools.count()
 
 
-def struct(**values: Any) -> struct_pb2.Struct:
-    out = struct_pb2.Struct()
-    out.update(values)
-    return out
-
-
-def seconds(value: int) -> duration_pb2.Duration:
-    return duration_pb2.Duration(seconds=value)
-
-
 async def tick(api: Stubs, ns: str, def_id: str, **payload: Any) -> str:
     job = await api.definitions.Tick(
-        definition_pb2.TickRequest(namespace_id=ns, def_id=def_id, payload=struct(**payload))
+        definition_pb2.TickRequest(namespace_id=ns, def_id=def_id, payload=struct(payload))
     )
     return job.job_id
 
 
 async def finished(jobs: job_pb2_grpc.JobServiceAsyncStub, ns: str, job_id: str, within: float = 30) -> J:
     """Poll GetJob until the job is terminal; the caller asserts which state."""
-    deadline = time.monotonic() + within
-    while True:
+    last: list[J] = []
+
+    async def check() -> J | None:
         job = await jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=job_id))
-        if job.state in TERMINAL:
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} still {J.State.Name(job.state)} after {within}s")
-        await asyncio.sleep(0.05)
+        last[:] = [job]
+        return job if job.state in TERMINAL else None
+
+    return await poll(
+        check,
+        within=within,
+        what=f"job {job_id} to finish",
+        detail=lambda: f"still {J.State.Name(last[0].state)}" if last else "",
+    )
 
 
 def make_worker(port: int, ns: str, **kwargs: Any) -> Worker:
@@ -211,15 +192,7 @@ async def test_running_job_survives_a_server_restart(database_url: str, restarta
     port = await first.start()
     restartable.append(first)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stubs = Stubs(
-            channel=channel,
-            namespaces=namespace_pb2_grpc.NamespaceServiceStub(channel),
-            definitions=definition_pb2_grpc.DefinitionServiceStub(channel),
-            dags=dag_pb2_grpc.DagServiceStub(channel),
-            jobs=job_pb2_grpc.JobServiceStub(channel),
-            admin=admin_pb2_grpc.AdminServiceStub(channel),
-            server=first,
-        )
+        stubs = Stubs.over(channel, first)
         ns = await namespace(stubs)
         gate_def = await definition(stubs, ns, name="gate", kind="gate")
         job_id = await tick(stubs, ns, gate_def.def_id)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from chronosched_worker.reaper import reap_session, session_members
-from tests.worker.helpers import pid_alive
+from tests.support.processes import pid_alive
+from tests.support.waiting import wait_until
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -50,14 +51,6 @@ time.sleep(120)
 """
 
 
-def _wait_for(path: Path, within: float = 15.0) -> str:
-    deadline = time.monotonic() + within
-    while not path.exists():
-        assert time.monotonic() < deadline, f"timed out after {within}s waiting for {path}"
-        time.sleep(0.02)
-    return path.read_text()
-
-
 def _kill_quietly(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -72,7 +65,8 @@ def tree(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], list[int]]]:
     leader = subprocess.Popen([PY, "-c", LEADER, str(out)], start_new_session=True)
     pids: list[int] = []
     try:
-        pids = [int(p) for p in _wait_for(out).split()]
+        wait_until(out.exists, within=15, what=str(out), every=0.02)
+        pids = [int(p) for p in out.read_text().split()]
         yield leader, pids
     finally:
         leader.kill()

@@ -19,7 +19,7 @@ from chronosched_worker.runner import (
     struct_to_dict,
     truncate_utf8,
 )
-from tests.worker.helpers import make_ctx
+from tests.support.worker import make_ctx
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,44 +19,12 @@ from chronosched_worker import sdk as sdk_module
 from chronosched_worker.connection import Backoff, channel_options
 from chronosched_worker.kinds.command import CommandKind
 from chronosched_worker.runner import struct_to_dict
-from tests.worker.fake_server import FakeServer, FakeStream, assignment, ref
-from tests.worker.helpers import Gates, pid_alive, read_pid, running
+from tests.support.processes import pid_alive
+from tests.support.worker import Gates, read_pid, running
+from tests.worker.fake_server import FakeServer, assignment, echo, make_worker, ref, subscribed
 
-pytestmark = pytest.mark.timeout(60)
-
-
-async def echo(ctx: JobContext) -> dict[str, Any]:
-    return {"echo": ctx.payload, "attempt": ctx.attempt}
-
-
-@pytest.fixture(autouse=True)
-def short_ack_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Most tests leave results unacknowledged; their shutdown need not wait
-    # the full 5 s for acks that will never come.
-    monkeypatch.setattr(sdk_module, "ACK_WAIT_S", 0.2)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeServer]:
-    server = FakeServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-def make_worker(address: str, gates: Gates | None = None, **kwargs: Any) -> Worker:
-    kwargs.setdefault("namespaces", ["team-a"])
-    kwargs.setdefault("worker_id", "w-1")
-    worker = Worker(address, **kwargs)
-    worker.add_handler("echo", echo)
-    if gates is not None:
-        worker.add_handler("gate", gates)
-    return worker
-
-
-async def subscribed(fake: FakeServer) -> tuple[FakeStream, Any]:
-    stream = await fake.next_stream()
-    return stream, await stream.expect("subscribe")
+# Most tests leave results unacknowledged: short_ack_wait.
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("short_ack_wait")]
 
 
 async def test_subscribe_names_the_worker_its_namespaces_kinds_and_slots(fake: FakeServer) -> None:

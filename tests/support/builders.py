@@ -1,4 +1,4 @@
-"""Small builders and assertions for API tests."""
+"""Builders and failure checks for tests of the in-process API (`Stubs`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from chronosched.v1 import dag_pb2, definition_pb2, namespace_pb2
-from tests.api.conftest import Stubs
+from tests.support.server import Stubs
 
 
 async def namespace(api: Stubs, namespace_id: str = "team-a") -> str:

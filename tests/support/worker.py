@@ -1,16 +1,16 @@
-"""Small helpers for worker tests: job contexts, process checks, waiting."""
+"""For tests of the SDK's Worker: job contexts, gated handlers, running a
+worker in the background, pids that job processes write."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from chronosched_server.embedded import pid_alive as pid_alive  # re-exported for the worker tests
 from chronosched_worker import JobContext, Worker
+from tests.support.waiting import eventually
 
 
 def make_ctx(
@@ -28,16 +28,6 @@ def make_ctx(
         def_id="def-1",
         def_version=1,
     )
-
-
-async def eventually(check: Callable[[], bool], *, within: float = 5.0, what: str = "condition") -> None:
-    """Wait until `check()` holds, for conditions no event announces (a file
-    appearing, a process vanishing)."""
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def _pid_in(path: Path) -> int | None:
