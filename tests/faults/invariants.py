@@ -284,6 +284,11 @@ async def work(
     work, which is what the overlap rule holds workers to."""
     deadline = time.monotonic() + seconds
     while True:
+        # First: a process frozen and resumed must not count time it spent
+        # frozen as work done (nor finish, which is a step too).
+        if cancelled.is_set():
+            run.outcome = CANCELLED
+            raise Stopped(f"stopped: {cancelled.reason}")
         if until is not None and until():
             return
         left = deadline - time.monotonic()
