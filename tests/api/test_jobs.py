@@ -116,7 +116,8 @@ async def test_final_failure_skips_all_descendants_but_not_other_branches(api: S
         job_pb2.FailJobRequest(job_id=jobs["a"].job_id, error="no", non_retryable=True)
     )
     assert failed.state == J.STATE_FAILED and failed.attempt == 1
-    states = {k: j.state for k, j in (await dag_jobs(api, ns, created.dag_id)).items()}
+    after = await dag_jobs(api, ns, created.dag_id)
+    states = {k: j.state for k, j in after.items()}
     assert states == {
         "a": J.STATE_FAILED,
         "b": J.STATE_SKIPPED,
@@ -125,6 +126,10 @@ async def test_final_failure_skips_all_descendants_but_not_other_branches(api: S
         "x": J.STATE_READY,
         "y": J.STATE_PENDING,
     }
+    # Each skipped job says which ancestor's failure skipped it (c too, two levels down).
+    why = f"skipped: ancestor a (job {jobs['a'].job_id}) failed"
+    assert {k: after[k].error for k in "bcd"} == dict.fromkeys("bcd", why)
+    assert after["y"].error == ""
     row = await api.dags.GetDag(dag_pb2.GetDagRequest(namespace_id=ns, dag_id=created.dag_id))
     assert row.state == dag_pb2.Dag.STATE_FAILED and row.unfinished_job_count == 2
     # The other branch still runs to its end; the DAG stays FAILED.

@@ -52,6 +52,7 @@ delete from frontier where job_id = %(job_id)s::uuid;
 
 -- name: skip_descendants
 -- Returns how many jobs were skipped (a count, so it works in pipeline mode).
+-- Each skipped job's error names the ancestor whose failure skipped it.
 with recursive below (job_id) as (
     select child_job_id from dependencies
     where dag_id = %(dag_id)s::uuid and parent_job_id = %(job_id)s::uuid
@@ -60,10 +61,11 @@ with recursive below (job_id) as (
     from dependencies e join below b on e.parent_job_id = b.job_id
     where e.dag_id = %(dag_id)s::uuid
 ), skipped as (
-    update jobs
-    set state = 'SKIPPED', end_time = c.t, update_time = c.t
-    from (select clock_timestamp() as t) c
-    where job_id in (select job_id from below) and state = 'PENDING'
+    update jobs j
+    set state = 'SKIPPED', end_time = c.t, update_time = c.t,
+        error = format('skipped: ancestor %%s (job %%s) failed', a.key, a.job_id)
+    from (select clock_timestamp() as t) c, (select key, job_id from jobs where job_id = %(job_id)s::uuid) a
+    where j.job_id in (select job_id from below) and j.state = 'PENDING'
     returning 1
 )
 select count(*) as skipped from skipped;
