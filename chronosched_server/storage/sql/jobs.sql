@@ -63,7 +63,7 @@ with recursive below (job_id) as (
 ), skipped as (
     update jobs j
     set state = 'SKIPPED', end_time = c.t, update_time = c.t,
-        error = format('skipped: ancestor %%s (job %%s) failed', a.key, a.job_id)
+        error = 'skipped: ancestor ' || a.key || ' (job ' || a.job_id || ') failed'
     from (select clock_timestamp() as t) c, (select key, job_id from jobs where job_id = %(job_id)s::uuid) a
     where j.job_id in (select job_id from below) and j.state = 'PENDING'
     returning 1
