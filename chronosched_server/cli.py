@@ -6,16 +6,18 @@
     chronosched migrate   apply pending database migrations
     chronosched worker    a worker process (chronosched_worker.cli)
 
-Flags default from CHRONOSCHED_* environment variables; configuration is read
-here once and passed down, so no other module reads the environment. This
-module only parses and dispatches: the server is `app.serve`, migrations are
-`storage.migrate`, `up` is `local.up.run`.
+`chronosched --version` prints the installed version; plain `chronosched`
+prints the help. Flags default from CHRONOSCHED_* environment variables;
+configuration is read here once and passed down, so no other module reads the
+environment. This module only parses and dispatches: the server is
+`app.serve`, migrations are `storage.migrate`, `up` is `local.up.run`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -92,12 +94,22 @@ def _add_log_level(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's [project] version)."""
+    try:
+        return importlib.metadata.version("chronosched")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (the chronosched package is not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chronosched",
         description="chronosched: a namespaced, DAG-driven job scheduler on PostgreSQL.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"chronosched {version()}")
+    # Not required: plain `chronosched` prints the help (see main()).
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     up = sub.add_parser(
         "up",
@@ -193,11 +205,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_level(server)
     server.set_defaults(handler=_cmd_server)
 
-    # Parsed by chronosched_worker.cli (main() hands the arguments over);
-    # listed here so `chronosched --help` shows it.
-    sub.add_parser("worker", help="run a worker process (see `chronosched worker --help`)", add_help=False)
+    # Parsed by chronosched_worker.cli (main() hands the arguments over, so
+    # `chronosched worker --help` shows that parser's description); listed
+    # here so `chronosched --help` shows it.
+    sub.add_parser(
+        "worker",
+        help="run a worker process (see `chronosched worker --help`)",
+        description="Run a worker process that takes jobs from the server and runs them "
+        "with the built-in kinds.",
+        add_help=False,
+    )
 
-    migrate = sub.add_parser("migrate", help="apply pending database migrations")
+    migrate = sub.add_parser(
+        "migrate",
+        help="apply pending database migrations",
+        description="Apply the database migrations not applied yet, in order, and list them; "
+        "an up-to-date database is left as it is. Run it before `chronosched server`, "
+        "which does not migrate (`chronosched up` migrates by itself).",
+    )
     _add_database_url(migrate, "PostgreSQL URL (required)")
     _add_log_level(migrate)
     migrate.set_defaults(handler=_cmd_migrate)
@@ -218,6 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # argparse exits on --help (0) and on usage errors (2); as a function
         # we return the status instead of ending the caller's process.
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    if args.command is None:
+        # Plain `chronosched`: asking what there is, not a usage error.
+        parser.print_help()
+        return 0
     logging.basicConfig(
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import functools
 import json
@@ -19,6 +20,7 @@ import os
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -53,6 +55,14 @@ ENVOY_STOP_GRACE_S = 10.0
 # Files `up` keeps under <data-dir>/run/.
 LOCK_FILE = "up.lock"
 STATE_FILE = "up.json"
+
+# Where the pieces listen, for the port check before start-up: the gRPC
+# server on the --grpc-host `_start_server` passes it, Envoy where
+# envoy/envoy.yaml says (its REST listener on every interface, its admin API
+# on loopback only).
+GRPC_HOST = "127.0.0.1"
+HTTP_HOST = "0.0.0.0"
+ADMIN_HOST = "127.0.0.1"
 
 
 class StartupError(RuntimeError):
@@ -127,6 +137,19 @@ def _pidfd(pid: int) -> int | None:
         return pidfd_open(pid)
     except OSError:
         return None
+
+
+def _bind_error(host: str, port: int) -> OSError | None:
+    """Bind host:port and close at once: None if that worked, else why not."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Like the servers themselves: connections of an earlier listener
+        # lingering in TIME_WAIT do not make a port busy, a listener does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc
+    return None
 
 
 def _cmdline(pid: int) -> list[str] | None:
@@ -242,16 +265,14 @@ class _Up:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         lock = self._lock()
         if lock is None:
-            print(
-                f"chronosched up: error: another `chronosched up` is already using {self.data_dir}",
-                file=sys.stderr,
-            )
+            print(f"chronosched up: error: {self._already_running()}", file=sys.stderr)
             return 1
         self.signals.install()
         started = time.monotonic()
         try:
             try:
                 self._reap_leftovers()
+                self._check_ports()
                 self._start()
             except _Interrupted:
                 log.info("interrupted during start-up; stopping")
@@ -278,6 +299,62 @@ class _Up:
             os.close(fd)
             return None
         return fd
+
+    def _already_running(self) -> str:
+        """Why `up` cannot use this data directory: another `up` holds its
+        lock. Names that one's pid and, once it is ready, its addresses,
+        from its state file."""
+        holder = "another `chronosched up`"
+        addresses: list[str] = []
+        state = self._holder_state()
+        if state is not None:
+            ready = state.get("ready") is True
+            holder += f" (pid {state['supervisor_pid']}{'' if ready else ', still starting'})"
+            if ready:
+                for label, key in (("REST", "rest_url"), ("gRPC", "grpc_target")):
+                    value = state.get(key)
+                    if isinstance(value, str):
+                        addresses.append(f"  {label:<7} {value}")
+        head = f"chronosched is already running at {self.data_dir}: {holder} is already using it"
+        return "\n".join([head, *addresses])
+
+    def _holder_state(self) -> dict[str, Any] | None:
+        # The lock holder's state file, if it has written one yet. A file
+        # left by an `up` that died unclean (the holder has not cleared it
+        # yet) names a dead pid and says nothing about the holder.
+        try:
+            state = json.loads((self.run_dir / STATE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(state, dict):
+            return None
+        pid = state.get("supervisor_pid")
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid == os.getpid() or not pid_alive(pid):
+            return None
+        return state
+
+    def _check_ports(self) -> None:
+        """Refuse to start when a port is taken, before anything is started,
+        rather than fail later with Envoy's bind error. Whoever holds it is
+        not necessarily chronosched (another data directory's `up`, say), so
+        the message only asks."""
+        busy: list[str] = []
+        for flag, host, port in (
+            ("--grpc-port", GRPC_HOST, self.grpc_port),
+            ("--http-port", HTTP_HOST, self.http_port),
+            ("--admin-port", ADMIN_HOST, self.admin_port),
+        ):
+            error = _bind_error(host, port)
+            if error is None:
+                continue
+            if error.errno != errno.EADDRINUSE:
+                raise StartupError(f"cannot listen on {host}:{port} ({flag}): {error.strerror or error}")
+            busy.append(f"{port} ({flag})")
+        if len(busy) == 1:
+            raise StartupError(f"port {busy[0]} is already in use (is chronosched already running?)")
+        if busy:
+            ports = f"{', '.join(busy[:-1])} and {busy[-1]}"
+            raise StartupError(f"ports {ports} are already in use (is chronosched already running?)")
 
     # -- start-up --
 
