@@ -12,12 +12,31 @@ from dataclasses import dataclass
 ERROR_DOMAIN = "chronosched.dev"
 
 
+class Why:
+    """Machine-readable reasons of field violations (BadRequest.FieldViolation.reason)."""
+
+    REQUIRED = "REQUIRED"
+    INVALID_FORMAT = "INVALID_FORMAT"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    TOO_LONG = "TOO_LONG"
+    TOO_MANY = "TOO_MANY"
+    TOO_FEW = "TOO_FEW"
+    UNKNOWN_VALUE = "UNKNOWN_VALUE"
+    NOT_FOUND = "NOT_FOUND"
+    DUPLICATE = "DUPLICATE"
+    SELF_EDGE = "SELF_EDGE"
+    CONFLICT = "CONFLICT"
+    UNEXPECTED = "UNEXPECTED"
+
+
 @dataclass(frozen=True)
 class FieldViolation:
-    """One bad request field, named by its path in the request (e.g. `jobs[3].key`)."""
+    """One bad request field, named by its path in the request (e.g. `jobs[3].key`),
+    with a machine-readable reason (a `Why` value)."""
 
     field: str
     description: str
+    reason: str
 
 
 class DomainError(Exception):
@@ -45,8 +64,8 @@ class InvalidArgument(DomainError):
         self.violations = violations
 
     @classmethod
-    def one(cls, field: str, description: str, *, reason: str | None = None) -> InvalidArgument:
-        return cls([FieldViolation(field, description)], reason=reason)
+    def one(cls, field: str, description: str, why: str, *, reason: str | None = None) -> InvalidArgument:
+        return cls([FieldViolation(field, description, why)], reason=reason)
 
 
 class NotFound(DomainError):

@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 
-from chronosched_server.errors import InvalidArgument
+from chronosched_server.errors import InvalidArgument, Why
 
 
 def uuid7() -> uuid.UUID:
@@ -59,11 +59,11 @@ def uuid7_strs(count: int) -> list[str]:
 def parse_uuid(value: str, field: str) -> uuid.UUID:
     """Parse a UUID-typed request field, naming the field when it is malformed."""
     if not value:
-        raise InvalidArgument.one(field, "required")
+        raise InvalidArgument.one(field, "required", Why.REQUIRED)
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise InvalidArgument.one(field, f"{value[:64]!r} is not a UUID") from None
+        raise InvalidArgument.one(field, f"{value[:64]!r} is not a UUID", Why.INVALID_FORMAT) from None
 
 
 def encode_page_token(last: str) -> str:
@@ -80,7 +80,7 @@ def decode_page_token(token: str, field: str = "page_token") -> str | None:
         # would turn garbage into "" and silently restart the listing.
         raw = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument.one(field, "malformed page token") from None
+        raise InvalidArgument.one(field, "malformed page token", Why.INVALID_FORMAT) from None
     if not raw:
-        raise InvalidArgument.one(field, "malformed page token")
+        raise InvalidArgument.one(field, "malformed page token", Why.INVALID_FORMAT)
     return raw

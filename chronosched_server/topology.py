@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chronosched_server.errors import FailedPrecondition
+from chronosched_server.errors import FailedPrecondition, Why
 from chronosched_server.graph import describe_cycle, find_cycle
 from chronosched_server.validation import Violations
 
@@ -33,7 +33,7 @@ def resolve_key_edges(
     index = {}
     for i, key in enumerate(keys):
         if key in index:
-            v.add(f"jobs[{i}].key", f"duplicate key {key!r} (also jobs[{index[key]}].key)")
+            v.add(f"jobs[{i}].key", f"duplicate key {key!r} (also jobs[{index[key]}].key)", Why.DUPLICATE)
         else:
             index[key] = i
     resolved: list[tuple[int, int]] = []
@@ -41,16 +41,16 @@ def resolve_key_edges(
     for n, (parent, child) in enumerate(edges):
         p, c = index.get(parent), index.get(child)
         if p is None:
-            v.add(f"{field}[{n}].parent", f"no job with key {parent!r} in this request")
+            v.add(f"{field}[{n}].parent", f"no job with key {parent!r} in this request", Why.NOT_FOUND)
         if c is None:
-            v.add(f"{field}[{n}].child", f"no job with key {child!r} in this request")
+            v.add(f"{field}[{n}].child", f"no job with key {child!r} in this request", Why.NOT_FOUND)
         if p is None or c is None:
             continue
         if p == c:
-            v.add(f"{field}[{n}]", f"self-edge on {parent!r}: a job cannot depend on itself")
+            v.add(f"{field}[{n}]", f"self-edge on {parent!r}: a job cannot depend on itself", Why.SELF_EDGE)
             continue
         if (p, c) in seen:
-            v.add(f"{field}[{n}]", f"duplicate of {field}[{seen[(p, c)]}]")
+            v.add(f"{field}[{n}]", f"duplicate of {field}[{seen[(p, c)]}]", Why.DUPLICATE)
             continue
         seen[(p, c)] = n
         resolved.append((p, c))

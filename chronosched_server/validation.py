@@ -15,7 +15,7 @@ from typing import Any
 
 from google.protobuf import duration_pb2, struct_pb2
 
-from chronosched_server.errors import FieldViolation, InvalidArgument
+from chronosched_server.errors import FieldViolation, InvalidArgument, Why
 
 NAMESPACE_ID_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -43,8 +43,8 @@ class Violations:
 
     items: list[FieldViolation] = field(default_factory=list)
 
-    def add(self, path: str, description: str) -> None:
-        self.items.append(FieldViolation(path, description))
+    def add(self, path: str, description: str, why: str) -> None:
+        self.items.append(FieldViolation(path, description, why))
 
     def raise_if_any(self) -> None:
         if self.items:
@@ -53,17 +53,21 @@ class Violations:
 
 def check_slug(v: Violations, path: str, value: str) -> None:
     if not value:
-        v.add(path, "required")
+        v.add(path, "required", Why.REQUIRED)
     elif not NAMESPACE_ID_RE.fullmatch(value):
-        v.add(path, f"{_show(value)} must match [a-z0-9]([a-z0-9-]{{0,61}}[a-z0-9])? (1-63 chars)")
+        v.add(
+            path,
+            f"{_show(value)} must match [a-z0-9]([a-z0-9-]{{0,61}}[a-z0-9])? (1-63 chars)",
+            Why.INVALID_FORMAT,
+        )
 
 
 def check_pattern(v: Violations, path: str, value: str, pattern: re.Pattern[str], *, required: bool) -> None:
     if not value:
         if required:
-            v.add(path, "required")
+            v.add(path, "required", Why.REQUIRED)
     elif not pattern.fullmatch(value):
-        v.add(path, f"{_show(value)} must match {pattern.pattern}")
+        v.add(path, f"{_show(value)} must match {pattern.pattern}", Why.INVALID_FORMAT)
 
 
 def all_match(pattern: re.Pattern[str], values: Sequence[str]) -> bool:
@@ -85,24 +89,24 @@ _LINES: dict[re.Pattern[str], re.Pattern[str]] = {}
 
 def check_text(v: Violations, path: str, value: str, max_chars: int) -> None:
     if len(value) > max_chars:
-        v.add(path, f"at most {max_chars} characters, got {len(value)}")
+        v.add(path, f"at most {max_chars} characters, got {len(value)}", Why.TOO_LONG)
     if "\x00" in value:
-        v.add(path, "must not contain NUL characters")
+        v.add(path, "must not contain NUL characters", Why.INVALID_FORMAT)
 
 
 def check_range(v: Violations, path: str, value: float, lo: float, hi: float) -> None:
     if not lo <= value <= hi:
-        v.add(path, f"must be between {lo:g} and {hi:g}, got {value:g}")
+        v.add(path, f"must be between {lo:g} and {hi:g}, got {value:g}", Why.OUT_OF_RANGE)
 
 
 def check_duration(
     v: Violations, path: str, value: duration_pb2.Duration, lo: timedelta, hi: timedelta
 ) -> timedelta:
     if value.nanos % 1000:
-        v.add(path, "sub-microsecond precision is not supported")
+        v.add(path, "sub-microsecond precision is not supported", Why.INVALID_FORMAT)
     td = value.ToTimedelta()
     if not lo <= td <= hi:
-        v.add(path, f"must be between {_secs(lo)} and {_secs(hi)}, got {_secs(td)}")
+        v.add(path, f"must be between {_secs(lo)} and {_secs(hi)}, got {_secs(td)}", Why.OUT_OF_RANGE)
     return td
 
 
@@ -110,16 +114,16 @@ def check_json_object(v: Violations, path: str, value: struct_pb2.Struct) -> Non
     """Size cap and no NUL anywhere: PostgreSQL jsonb rejects \\u0000."""
     size = value.ByteSize()
     if size > MAX_JSON_BYTES:
-        v.add(path, f"at most {MAX_JSON_BYTES} bytes, got {size}")
+        v.add(path, f"at most {MAX_JSON_BYTES} bytes, got {size}", Why.TOO_LONG)
         return
     for where in _nul_paths(value, path):
-        v.add(where, "must not contain NUL characters")
+        v.add(where, "must not contain NUL characters", Why.INVALID_FORMAT)
         return
 
 
 def page_size(v: Violations, value: int) -> int:
     if value < 0 or value > MAX_PAGE_SIZE:
-        v.add("page_size", f"must be between 0 and {MAX_PAGE_SIZE}, got {value}")
+        v.add("page_size", f"must be between 0 and {MAX_PAGE_SIZE}, got {value}", Why.OUT_OF_RANGE)
     return value or DEFAULT_PAGE_SIZE
 
 

@@ -9,7 +9,7 @@ import grpc
 
 from chronosched.v1 import admin_pb2, admin_pb2_grpc
 from chronosched_server import __version__, validation
-from chronosched_server.errors import Unavailable
+from chronosched_server.errors import Unavailable, Why
 from chronosched_server.storage import admin
 from chronosched_server.storage.db import Database
 from chronosched_server.validation import Violations
@@ -25,7 +25,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         v = Violations()
         if not request.HasField("older_than"):
             # No default: pruning everything finished is too easy to do by accident.
-            v.add("older_than", 'required, e.g. "3600s"')
+            v.add("older_than", 'required, e.g. "3600s"', Why.REQUIRED)
         older_than = validation.check_duration(
             v, "older_than", request.older_than, timedelta(0), timedelta(days=36500)
         )

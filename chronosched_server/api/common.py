@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from google.protobuf import json_format, struct_pb2
 
 from chronosched_server import ids
+from chronosched_server.errors import Why
 from chronosched_server.validation import Violations
 
 R = TypeVar("R")
@@ -17,12 +18,12 @@ R = TypeVar("R")
 def uuid_field(v: Violations, path: str, value: str, *, required: bool = True) -> uuid.UUID | None:
     if not value:
         if required:
-            v.add(path, "required")
+            v.add(path, "required", Why.REQUIRED)
         return None
     try:
         return uuid.UUID(value)
     except ValueError:
-        v.add(path, f"{value[:64]!r} is not a UUID")
+        v.add(path, f"{value[:64]!r} is not a UUID", Why.INVALID_FORMAT)
         return None
 
 
@@ -33,7 +34,7 @@ def state_filter(v: Violations, path: str, value: int, enum_name: Callable[[Any]
     try:
         return enum_name(value).removeprefix("STATE_")
     except ValueError:
-        v.add(path, f"unknown state {value}")
+        v.add(path, f"unknown state {value}", Why.UNKNOWN_VALUE)
         return None
 
 
@@ -44,7 +45,7 @@ def uuid_token(v: Violations, token: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(raw)
     except ValueError:
-        v.add("page_token", "malformed page token")
+        v.add("page_token", "malformed page token", Why.INVALID_FORMAT)
         return None
 
 

@@ -12,6 +12,7 @@ from google.protobuf import empty_pb2
 from chronosched.v1 import dag_pb2, dag_pb2_grpc, job_pb2
 from chronosched_server import ids, render, topology, validation
 from chronosched_server.api.common import paginate, state_filter, to_dict, uuid_field, uuid_token
+from chronosched_server.errors import Why
 from chronosched_server.storage import dags, jobs
 from chronosched_server.storage.dags import NewJob
 from chronosched_server.storage.db import Database
@@ -25,7 +26,7 @@ def read_job_specs(v: Violations, specs: Sequence[dag_pb2.JobSpec]) -> list[NewJ
     regex over all of them (per key only to name the bad ones), and the few
     distinct def_id strings are parsed once each."""
     if len(specs) > validation.MAX_JOBS_PER_CALL:
-        v.add("jobs", f"at most {validation.MAX_JOBS_PER_CALL} jobs per call, got {len(specs)}")
+        v.add("jobs", f"at most {validation.MAX_JOBS_PER_CALL} jobs per call, got {len(specs)}", Why.TOO_MANY)
         return []
     keys = [spec.key for spec in specs]
     if not validation.all_match(validation.KEY_RE, keys):
@@ -61,7 +62,11 @@ def read_edges(
     v: Violations, edges: Sequence[dag_pb2.Dependency], field: str
 ) -> list[tuple[uuid.UUID, uuid.UUID]]:
     if len(edges) > validation.MAX_EDGES_PER_CALL:
-        v.add(field, f"at most {validation.MAX_EDGES_PER_CALL} dependencies per call, got {len(edges)}")
+        v.add(
+            field,
+            f"at most {validation.MAX_EDGES_PER_CALL} dependencies per call, got {len(edges)}",
+            Why.TOO_MANY,
+        )
         return []
     out: list[tuple[uuid.UUID, uuid.UUID]] = []
     for n, edge in enumerate(edges):
@@ -70,7 +75,7 @@ def read_edges(
         if parent is None or child is None:
             continue
         if parent == child:
-            v.add(f"{field}[{n}]", "self-edge: a job cannot depend on itself")
+            v.add(f"{field}[{n}]", "self-edge: a job cannot depend on itself", Why.SELF_EDGE)
             continue
         out.append((parent, child))
     return out
@@ -92,13 +97,16 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
             v.add(
                 "dependencies",
                 f"at most {validation.MAX_EDGES_PER_CALL} per call, got {len(request.dependencies)}",
+                Why.TOO_MANY,
             )
         new_jobs = read_job_specs(v, request.jobs)
         if too_many_edges or len(request.jobs) > validation.MAX_JOBS_PER_CALL:
             # Past the size limits nothing else is worth checking.
             v.raise_if_any()
         if request.start and not request.jobs:
-            v.add("start", "a DAG without jobs cannot be started; add jobs or set start to false")
+            v.add(
+                "start", "a DAG without jobs cannot be started; add jobs or set start to false", Why.CONFLICT
+            )
         keys = [spec.key for spec in request.jobs]
         edges = topology.resolve_key_edges(v, keys, [(e.parent, e.child) for e in request.dependencies])
         v.raise_if_any()
@@ -145,7 +153,7 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
             v, "request_id", request.request_id, validation.REQUEST_ID_RE, required=False
         )
         if not request.jobs:
-            v.add("jobs", "at least one job is required")
+            v.add("jobs", "at least one job is required", Why.TOO_FEW)
         new_jobs = read_job_specs(v, request.jobs)
         topology.resolve_key_edges(v, [spec.key for spec in request.jobs], [])
         v.raise_if_any()
@@ -173,7 +181,7 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         parent = uuid_field(v, "parent_job_id", request.parent_job_id)
         child = uuid_field(v, "child_job_id", request.child_job_id)
         if parent is not None and parent == child:
-            v.add("child_job_id", "self-edge: a job cannot depend on itself")
+            v.add("child_job_id", "self-edge: a job cannot depend on itself", Why.SELF_EDGE)
         v.raise_if_any()
         assert dag_id is not None and parent is not None and child is not None
         await dags.add_dependencies(self.db, request.namespace_id, dag_id, [(parent, child)], "dependency")
@@ -185,7 +193,7 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         v = Violations()
         dag_id = read_dag_ref(v, request.namespace_id, request.dag_id)
         if not request.dependencies:
-            v.add("dependencies", "at least one dependency is required")
+            v.add("dependencies", "at least one dependency is required", Why.TOO_FEW)
         edges = read_edges(v, request.dependencies, "dependencies")
         v.raise_if_any()
         assert dag_id is not None
@@ -225,5 +233,5 @@ def _edge_token(v: Violations, token: str) -> tuple[uuid.UUID, uuid.UUID] | None
         parent, child = raw.split(",")
         return uuid.UUID(parent), uuid.UUID(child)
     except ValueError:
-        v.add("page_token", "malformed page token")
+        v.add("page_token", "malformed page token", Why.INVALID_FORMAT)
         return None

@@ -11,6 +11,7 @@ import grpc
 from chronosched.v1 import definition_pb2, definition_pb2_grpc, job_pb2
 from chronosched_server import cron, render, validation
 from chronosched_server.api.common import paginate, to_dict, uuid_field, uuid_token
+from chronosched_server.errors import Why
 from chronosched_server.storage import definitions, jobs
 from chronosched_server.storage.db import Database
 from chronosched_server.storage.definitions import NewDefinition
@@ -52,13 +53,13 @@ def read_new_definition(request: definition_pb2.CreateDefinitionRequest) -> NewD
     try:
         cron.parse_schedule(request.cron_spec or "@hourly", time_zone)
     except cron.TimeZoneError as exc:
-        v.add("time_zone", str(exc))
+        v.add("time_zone", str(exc), Why.UNKNOWN_VALUE)
     except cron.CronSpecError as exc:
-        v.add("cron_spec", str(exc))
+        v.add("cron_spec", str(exc), Why.INVALID_FORMAT)
     if request.misfire_policy not in _MISFIRE:
-        v.add("misfire_policy", f"unknown policy {request.misfire_policy}")
+        v.add("misfire_policy", f"unknown policy {request.misfire_policy}", Why.UNKNOWN_VALUE)
     if request.overlap_policy not in _OVERLAP:
-        v.add("overlap_policy", f"unknown policy {request.overlap_policy}")
+        v.add("overlap_policy", f"unknown policy {request.overlap_policy}", Why.UNKNOWN_VALUE)
     max_attempts = request.max_attempts if request.HasField("max_attempts") else 3
     validation.check_range(v, "max_attempts", max_attempts, validation.MIN_ATTEMPTS, validation.MAX_ATTEMPTS)
     multiplier = request.backoff_multiplier if request.HasField("backoff_multiplier") else 2.0
@@ -69,7 +70,7 @@ def read_new_definition(request: definition_pb2.CreateDefinitionRequest) -> NewD
     backoff_initial = _duration(v, request, "backoff_initial", timedelta(seconds=1), zero, _DAY)
     backoff_max = _duration(v, request, "backoff_max", max(timedelta(minutes=5), backoff_initial), zero, _DAY)
     if backoff_max < backoff_initial:
-        v.add("backoff_max", "must be at least backoff_initial")
+        v.add("backoff_max", "must be at least backoff_initial", Why.CONFLICT)
     new = NewDefinition(
         namespace_id=request.namespace_id,
         name=request.name,

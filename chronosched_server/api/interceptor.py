@@ -57,7 +57,7 @@ def status_for(exc: DomainError) -> tuple[grpc.StatusCode, status_pb2.Status]:
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field[:200], description=v.description[:300]
+                    field=v.field[:200], description=v.description[:300], reason=v.reason
                 )
                 for v in exc.violations[:MAX_DETAILED_VIOLATIONS]
             ]

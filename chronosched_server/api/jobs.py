@@ -9,6 +9,7 @@ import grpc
 from chronosched.v1 import job_pb2, job_pb2_grpc
 from chronosched_server import render, validation
 from chronosched_server.api.common import paginate, state_filter, to_dict, uuid_field, uuid_token
+from chronosched_server.errors import Why
 from chronosched_server.storage import jobs
 from chronosched_server.storage.db import Database
 from chronosched_server.validation import Violations
@@ -20,7 +21,7 @@ def _attempt(v: Violations, request: job_pb2.CompleteJobRequest | job_pb2.FailJo
     if not request.HasField("attempt"):
         return None
     if request.attempt < 1:
-        v.add("attempt", f"attempt numbers start at 1, got {request.attempt}")
+        v.add("attempt", f"attempt numbers start at 1, got {request.attempt}", Why.OUT_OF_RANGE)
     return request.attempt
 
 

@@ -10,7 +10,7 @@ import grpc
 from chronosched.v1 import schedule_pb2, schedule_pb2_grpc
 from chronosched_server import ids, render, validation
 from chronosched_server.api.common import paginate, uuid_field
-from chronosched_server.errors import InvalidArgument
+from chronosched_server.errors import InvalidArgument, Why
 from chronosched_server.storage import schedules
 from chronosched_server.storage.db import Database
 from chronosched_server.validation import Violations
@@ -28,7 +28,7 @@ def _time_token(v: Violations, token: str) -> datetime | None:
     except (InvalidArgument, ValueError):
         value = None
     if value is None or value.tzinfo is None:
-        v.add("page_token", "malformed page token")
+        v.add("page_token", "malformed page token", Why.INVALID_FORMAT)
         return None
     return value
 

@@ -18,7 +18,7 @@ from chronosched_server import validation
 from chronosched_server.api.common import to_dict
 from chronosched_server.dispatch.dispatcher import Dispatcher
 from chronosched_server.dispatch.streams import WorkerStream
-from chronosched_server.errors import InvalidArgument
+from chronosched_server.errors import InvalidArgument, Why
 from chronosched_server.storage.results import ResultIn
 from chronosched_server.validation import Violations
 
@@ -31,16 +31,18 @@ WORKER_ID_RE = validation.KEY_RE
 
 def read_subscribe(message: worker_pb2.DequeueRequest) -> WorkerStream:
     if message.WhichOneof("message") != "subscribe":
-        raise InvalidArgument.one("subscribe", "the first message of a Dequeue stream must be a subscribe")
+        raise InvalidArgument.one(
+            "subscribe", "the first message of a Dequeue stream must be a subscribe", Why.UNEXPECTED
+        )
     sub = message.subscribe
     v = Violations()
     validation.check_pattern(v, "subscribe.worker_id", sub.worker_id, WORKER_ID_RE, required=True)
     if not sub.all_namespaces and not sub.namespaces:
-        v.add("subscribe.namespaces", "name at least one namespace, or set all_namespaces")
+        v.add("subscribe.namespaces", "name at least one namespace, or set all_namespaces", Why.REQUIRED)
     for i, ns in enumerate(sub.namespaces):
         validation.check_slug(v, f"subscribe.namespaces[{i}]", ns)
     if not sub.kinds:
-        v.add("subscribe.kinds", "name at least one job kind")
+        v.add("subscribe.kinds", "name at least one job kind", Why.REQUIRED)
     for i, kind in enumerate(sub.kinds):
         validation.check_pattern(v, f"subscribe.kinds[{i}]", kind, validation.KIND_RE, required=True)
     validation.check_range(v, "subscribe.slots", sub.slots, 0, MAX_SLOTS)
@@ -83,10 +85,10 @@ def _ref(v: Violations, path: str, ref: worker_pb2.JobRef) -> tuple[uuid.UUID, i
     try:
         job_id = uuid.UUID(ref.job_id)
     except ValueError:
-        v.add(f"{path}.job_id", f"{ref.job_id[:64]!r} is not a UUID")
+        v.add(f"{path}.job_id", f"{ref.job_id[:64]!r} is not a UUID", Why.INVALID_FORMAT)
         return None
     if ref.attempt < 1:
-        v.add(f"{path}.attempt", f"attempt numbers start at 1, got {ref.attempt}")
+        v.add(f"{path}.attempt", f"attempt numbers start at 1, got {ref.attempt}", Why.OUT_OF_RANGE)
         return None
     return job_id, ref.attempt
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from psycopg.rows import DictRow
 
 from chronosched_server import topology
-from chronosched_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from chronosched_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Why
 from chronosched_server.ids import uuid7, uuid7_strs
 from chronosched_server.storage import leases, namespaces
 from chronosched_server.storage.bulk import copy_rows, copy_text
@@ -79,6 +80,7 @@ async def _definitions(conn: Conn, namespace_id: str, jobs: Sequence[NewJob]) ->
             raise InvalidArgument.one(
                 f"jobs[{i}].def_id",
                 f"no definition {str(job.def_id)!r} in namespace {namespace_id!r}",
+                Why.NOT_FOUND,
                 reason="DEFINITION_NOT_FOUND",
             )
     return found
@@ -231,7 +233,37 @@ async def list_page(
         )
 
 
+@contextlib.contextmanager
+def _in_dag(namespace_id: str, dag_id: uuid.UUID) -> Iterator[None]:
+    """A duplicate (job key, edge) names its DAG, not a constraint."""
+    try:
+        yield
+    except AlreadyExists as exc:
+        raise AlreadyExists(
+            exc.message, reason=exc.reason, metadata={"namespace_id": namespace_id, "dag_id": str(dag_id)}
+        ) from exc
+
+
 async def create_jobs(
+    db: Database, namespace_id: str, dag_id: uuid.UUID, jobs: Sequence[NewJob], request_id: str
+) -> list[Job]:
+    with _in_dag(namespace_id, dag_id):
+        return await _create_jobs(db, namespace_id, dag_id, jobs, request_id)
+
+
+async def add_dependencies(
+    db: Database,
+    namespace_id: str,
+    dag_id: uuid.UUID,
+    edges: Sequence[tuple[uuid.UUID, uuid.UUID]],
+    field: str,
+) -> None:
+    """Add edges between jobs of one PENDING DAG, all or nothing, keeping it acyclic."""
+    with _in_dag(namespace_id, dag_id):
+        await _add_dependencies(db, namespace_id, dag_id, edges, field)
+
+
+async def _create_jobs(
     db: Database, namespace_id: str, dag_id: uuid.UUID, jobs: Sequence[NewJob], request_id: str
 ) -> list[Job]:
     async with db.transaction() as conn:
@@ -256,14 +288,13 @@ async def create_jobs(
         return await fetch_records(conn, Job, "get_jobs_by_ids", {"job_ids": ids})
 
 
-async def add_dependencies(
+async def _add_dependencies(
     db: Database,
     namespace_id: str,
     dag_id: uuid.UUID,
     edges: Sequence[tuple[uuid.UUID, uuid.UUID]],
     field: str,
 ) -> None:
-    """Add edges between jobs of one PENDING DAG, all or nothing, keeping it acyclic."""
     async with db.transaction() as conn:
         await _lock_pending(conn, namespace_id, dag_id)
         key_rows = await fetch_all(conn, "dag_job_keys", {"dag_id": dag_id})
@@ -282,7 +313,9 @@ async def add_dependencies(
                     reason="DEPENDENCY_EXISTS",
                 )
             if edge in seen:
-                raise InvalidArgument.one(f"{field}[{n}]", f"duplicate of {field}[{seen[edge]}]")
+                raise InvalidArgument.one(
+                    f"{field}[{n}]", f"duplicate of {field}[{seen[edge]}]", Why.DUPLICATE
+                )
             seen[edge] = n
         all_edges = [(index[p], index[c]) for p, c in [*existing, *edges]]
         topology.check_acyclic(len(names), all_edges, names)

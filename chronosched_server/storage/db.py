@@ -47,7 +47,9 @@ def translate(exc: psycopg.Error) -> DomainError:
     constraint = exc.diag.constraint_name if isinstance(exc, psycopg.DatabaseError) else None
     if constraint in _CONSTRAINT_ERRORS:
         cls, reason, message = _CONSTRAINT_ERRORS[constraint]
-        return cls(message, reason=reason, metadata={"constraint": constraint})
+        # No table or constraint names leave the storage layer; the caller
+        # that knows which resource it was names it (e.g. namespaces.create).
+        return cls(message, reason=reason)
     if isinstance(exc, pgerrors.DeadlockDetected | pgerrors.SerializationFailure):
         return Aborted(f"transaction conflict: {type(exc).__name__}; retry", reason="TRANSACTION_CONFLICT")
     if isinstance(exc, psycopg.OperationalError | pgerrors.AdminShutdown | pgerrors.CannotConnectNow):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import TypeVar
 
-from chronosched_server.errors import NotFound
+from chronosched_server.errors import AlreadyExists, NotFound
 from chronosched_server.storage.db import Conn, Database, execute, fetch_one, fetch_record, fetch_records
 from chronosched_server.storage.records import Namespace
 
@@ -13,10 +13,13 @@ R = TypeVar("R")
 
 
 async def create(db: Database, namespace_id: str, description: str) -> Namespace:
-    async with db.transaction() as conn:
-        row = await fetch_record(
-            conn, Namespace, "insert_namespace", {"namespace_id": namespace_id, "description": description}
-        )
+    params = {"namespace_id": namespace_id, "description": description}
+    try:
+        async with db.transaction() as conn:
+            row = await fetch_record(conn, Namespace, "insert_namespace", params)
+    except AlreadyExists as exc:
+        message = f"namespace {namespace_id!r} already exists"
+        raise AlreadyExists(message, reason=exc.reason, metadata={"namespace_id": namespace_id}) from exc
     assert row is not None
     return row
 

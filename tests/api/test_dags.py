@@ -134,6 +134,7 @@ async def test_build_then_start_and_seal(api: Stubs) -> None:
         grpc.StatusCode.ALREADY_EXISTS,
     )
     assert dup.reason == "DEPENDENCY_EXISTS"
+    assert set(dup.metadata) == {"namespace_id", "dag_id"}
     dup_key = await fails(
         api.dags.CreateJobs(
             dag_pb2.CreateJobsRequest(
@@ -143,6 +144,7 @@ async def test_build_then_start_and_seal(api: Stubs) -> None:
         grpc.StatusCode.ALREADY_EXISTS,
     )
     assert dup_key.reason == "JOB_KEY_EXISTS"
+    assert set(dup_key.metadata) == {"namespace_id", "dag_id"}
     started = await api.dags.StartDag(dag_pb2.StartDagRequest(namespace_id=ns, dag_id=empty.dag_id))
     assert started.state == dag_pb2.Dag.STATE_RUNNING and started.job_count == 4
     jobs = await dag_jobs(api, ns, empty.dag_id)
@@ -324,6 +326,7 @@ async def test_more_jobs_than_the_documented_limit_are_refused(api: Stubs) -> No
     req.jobs.extend([spec] * (MAX_JOBS_PER_CALL + 1))
     failure = await fails(api.dags.CreateDag(req), grpc.StatusCode.INVALID_ARGUMENT)
     assert failure.fields == ["jobs"] and str(MAX_JOBS_PER_CALL) in failure.message
+    assert failure.why == {"jobs": "TOO_MANY"}
     listed = await api.dags.ListDags(dag_pb2.ListDagsRequest(namespace_id=ns))
     assert list(listed.dags) == []
 

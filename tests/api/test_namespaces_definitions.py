@@ -26,6 +26,8 @@ async def test_namespace_create_get_list_duplicate(api: Stubs) -> None:
         grpc.StatusCode.ALREADY_EXISTS,
     )
     assert dup.reason == "NAMESPACE_EXISTS"
+    # It names the namespace, never a table or constraint.
+    assert dup.metadata == {"namespace_id": "team-a"} and "'team-a'" in dup.message
     got = await api.namespaces.GetNamespace(namespace_pb2.GetNamespaceRequest(namespace_id="team-a"))
     assert got.description == "first"
     missing = await fails(
@@ -64,6 +66,8 @@ async def test_namespace_bad_ids(api: Stubs) -> None:
         INVALID,
     )
     assert failure.fields == ["description"]
+    # Every violation carries a machine-readable reason.
+    assert failure.why == {"description": "INVALID_FORMAT"}
     listed = await api.namespaces.ListNamespaces(namespace_pb2.ListNamespacesRequest())
     assert list(listed.namespaces) == []
 
@@ -149,6 +153,7 @@ async def test_definition_bad_input_names_fields_and_writes_nothing(api: Stubs) 
         INVALID,
     )
     assert failure.fields == ["payload_template"]
+    assert failure.why == {"payload_template": "TOO_LONG"}
     listed = await api.definitions.ListDefinitions(definition_pb2.ListDefinitionsRequest(namespace_id=ns))
     assert list(listed.definitions) == []
 

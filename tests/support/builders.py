@@ -58,6 +58,9 @@ class RpcFailure:
         self.message = err.details() or ""
         self.reason = ""
         self.fields: list[str] = []
+        # field -> the violation's machine-readable reason
+        self.why: dict[str, str] = {}
+        self.metadata: dict[str, str] = {}
         for key, value in err.trailing_metadata() or ():
             if key == "grpc-status-details-bin":
                 status = status_pb2.Status.FromString(value)
@@ -66,8 +69,10 @@ class RpcFailure:
                     bad = error_details_pb2.BadRequest()
                     if detail.Unpack(info):
                         self.reason = info.reason
+                        self.metadata = dict(info.metadata)
                     elif detail.Unpack(bad):
                         self.fields = [v.field for v in bad.field_violations]
+                        self.why = {v.field: v.reason for v in bad.field_violations}
 
 
 async def fails(call: Any, code: grpc.StatusCode) -> RpcFailure:

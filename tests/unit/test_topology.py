@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chronosched_server.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from chronosched_server.errors import FailedPrecondition, FieldViolation, InvalidArgument, Why
 from chronosched_server.topology import check_acyclic, indegrees, resolve_key_edges
 from chronosched_server.validation import Violations
 
@@ -26,8 +26,8 @@ def test_duplicate_keys_name_both_positions() -> None:
     v = Violations()
     resolve_key_edges(v, ["a", "b", "a", "a"], [])
     assert v.items == [
-        FieldViolation("jobs[2].key", "duplicate key 'a' (also jobs[0].key)"),
-        FieldViolation("jobs[3].key", "duplicate key 'a' (also jobs[0].key)"),
+        FieldViolation("jobs[2].key", "duplicate key 'a' (also jobs[0].key)", Why.DUPLICATE),
+        FieldViolation("jobs[3].key", "duplicate key 'a' (also jobs[0].key)", Why.DUPLICATE),
     ]
 
 
@@ -35,7 +35,7 @@ def test_duplicate_key_edges_resolve_to_first_occurrence() -> None:
     v = Violations()
     edges = resolve_key_edges(v, ["a", "b", "a"], [("a", "b")])
     assert edges == [(0, 1)]
-    assert v.items == [FieldViolation("jobs[2].key", "duplicate key 'a' (also jobs[0].key)")]
+    assert v.items == [FieldViolation("jobs[2].key", "duplicate key 'a' (also jobs[0].key)", Why.DUPLICATE)]
 
 
 def test_unknown_parent_and_child_keys() -> None:
@@ -47,10 +47,10 @@ def test_unknown_parent_and_child_keys() -> None:
     )
     assert edges == [(0, 1)]
     assert v.items == [
-        FieldViolation("dependencies[1].parent", "no job with key 'x' in this request"),
-        FieldViolation("dependencies[2].child", "no job with key 'y' in this request"),
-        FieldViolation("dependencies[3].parent", "no job with key 'p' in this request"),
-        FieldViolation("dependencies[3].child", "no job with key 'q' in this request"),
+        FieldViolation("dependencies[1].parent", "no job with key 'x' in this request", Why.NOT_FOUND),
+        FieldViolation("dependencies[2].child", "no job with key 'y' in this request", Why.NOT_FOUND),
+        FieldViolation("dependencies[3].parent", "no job with key 'p' in this request", Why.NOT_FOUND),
+        FieldViolation("dependencies[3].child", "no job with key 'q' in this request", Why.NOT_FOUND),
     ]
 
 
@@ -59,7 +59,7 @@ def test_self_edge() -> None:
     edges = resolve_key_edges(v, ["a", "b"], [("a", "b"), ("b", "b")])
     assert edges == [(0, 1)]
     assert v.items == [
-        FieldViolation("dependencies[1]", "self-edge on 'b': a job cannot depend on itself"),
+        FieldViolation("dependencies[1]", "self-edge on 'b': a job cannot depend on itself", Why.SELF_EDGE),
     ]
 
 
@@ -72,8 +72,8 @@ def test_duplicate_edges_name_the_first() -> None:
     )
     assert edges == [(0, 1), (1, 2), (0, 2)]
     assert v.items == [
-        FieldViolation("dependencies[3]", "duplicate of dependencies[0]"),
-        FieldViolation("dependencies[4]", "duplicate of dependencies[0]"),
+        FieldViolation("dependencies[3]", "duplicate of dependencies[0]", Why.DUPLICATE),
+        FieldViolation("dependencies[4]", "duplicate of dependencies[0]", Why.DUPLICATE),
     ]
 
 
@@ -88,9 +88,9 @@ def test_custom_field_name_is_used_in_paths() -> None:
     v = Violations()
     resolve_key_edges(v, ["a", "b"], [("a", "b"), ("a", "b"), ("a", "zz"), ("a", "a")], field="edges")
     assert v.items == [
-        FieldViolation("edges[1]", "duplicate of edges[0]"),
-        FieldViolation("edges[2].child", "no job with key 'zz' in this request"),
-        FieldViolation("edges[3]", "self-edge on 'a': a job cannot depend on itself"),
+        FieldViolation("edges[1]", "duplicate of edges[0]", Why.DUPLICATE),
+        FieldViolation("edges[2].child", "no job with key 'zz' in this request", Why.NOT_FOUND),
+        FieldViolation("edges[3]", "self-edge on 'a': a job cannot depend on itself", Why.SELF_EDGE),
     ]
 
 

@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import duration_pb2, struct_pb2
 
 from chronosched_server import ids, validation
-from chronosched_server.errors import FieldViolation, InvalidArgument
+from chronosched_server.errors import FieldViolation, InvalidArgument, Why
 from chronosched_server.validation import (
     DEFAULT_PAGE_SIZE,
     KEY_RE,
@@ -48,10 +48,10 @@ def violations_of(check: Any, *args: Any, **kwargs: Any) -> list[FieldViolation]
 def test_violations_raise_only_when_collected() -> None:
     v = Violations()
     v.raise_if_any()
-    v.add("a", "bad")
+    v.add("a", "bad", Why.INVALID_FORMAT)
     with pytest.raises(InvalidArgument) as caught:
         v.raise_if_any()
-    assert caught.value.violations == [FieldViolation("a", "bad")]
+    assert caught.value.violations == [FieldViolation("a", "bad", Why.INVALID_FORMAT)]
     assert caught.value.message == "invalid request: a: bad"
     assert caught.value.reason == "INVALID_ARGUMENT"
 
@@ -59,7 +59,7 @@ def test_violations_raise_only_when_collected() -> None:
 def test_invalid_argument_message_shows_five_violations() -> None:
     v = Violations()
     for i in range(7):
-        v.add(f"f{i}", "bad")
+        v.add(f"f{i}", "bad", Why.INVALID_FORMAT)
     with pytest.raises(InvalidArgument) as caught:
         v.raise_if_any()
     assert len(caught.value.violations) == 7
@@ -77,7 +77,9 @@ def test_valid_slugs(value: str) -> None:
 
 
 def test_empty_slug_is_required() -> None:
-    assert violations_of(check_slug, "namespace_id", "") == [FieldViolation("namespace_id", "required")]
+    assert violations_of(check_slug, "namespace_id", "") == [
+        FieldViolation("namespace_id", "required", Why.REQUIRED)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -86,14 +88,16 @@ def test_empty_slug_is_required() -> None:
 )
 def test_invalid_slugs(value: str) -> None:
     assert violations_of(check_slug, "namespace_id", value) == [
-        FieldViolation("namespace_id", f"{value!r} {SLUG_RULE}")
+        FieldViolation("namespace_id", f"{value!r} {SLUG_RULE}", Why.INVALID_FORMAT)
     ]
 
 
 def test_long_invalid_values_are_shown_truncated() -> None:
     value = "A" * 100
     shown = repr("A" * 61 + "...")
-    assert violations_of(check_slug, "ns", value) == [FieldViolation("ns", f"{shown} {SLUG_RULE}")]
+    assert violations_of(check_slug, "ns", value) == [
+        FieldViolation("ns", f"{shown} {SLUG_RULE}", Why.INVALID_FORMAT)
+    ]
 
 
 # --- patterns -----------------------------------------------------------------
@@ -146,13 +150,13 @@ def test_pattern_accepts(pattern: re.Pattern[str], value: str) -> None:
 def test_pattern_rejects(pattern: re.Pattern[str], value: str) -> None:
     shown = repr(value if len(value) <= 64 else value[:61] + "...")
     assert violations_of(check_pattern, "f", value, pattern, required=False) == [
-        FieldViolation("f", f"{shown} must match {pattern.pattern}")
+        FieldViolation("f", f"{shown} must match {pattern.pattern}", Why.INVALID_FORMAT)
     ]
 
 
 def test_pattern_empty_value_required_or_optional() -> None:
     assert violations_of(check_pattern, "kind", "", KIND_RE, required=True) == [
-        FieldViolation("kind", "required")
+        FieldViolation("kind", "required", Why.REQUIRED)
     ]
     assert violations_of(check_pattern, "kind", "", KIND_RE, required=False) == []
 
@@ -167,20 +171,20 @@ def test_text_at_limit_is_accepted() -> None:
 
 def test_text_too_long() -> None:
     assert violations_of(check_text, "description", "x" * 6, 5) == [
-        FieldViolation("description", "at most 5 characters, got 6")
+        FieldViolation("description", "at most 5 characters, got 6", Why.TOO_LONG)
     ]
 
 
 def test_text_with_nul() -> None:
     assert violations_of(check_text, "description", "a\x00b", 5) == [
-        FieldViolation("description", "must not contain NUL characters")
+        FieldViolation("description", "must not contain NUL characters", Why.INVALID_FORMAT)
     ]
 
 
 def test_text_too_long_and_with_nul_reports_both() -> None:
     assert violations_of(check_text, "error", "\x00" * 3, 2) == [
-        FieldViolation("error", "at most 2 characters, got 3"),
-        FieldViolation("error", "must not contain NUL characters"),
+        FieldViolation("error", "at most 2 characters, got 3", Why.TOO_LONG),
+        FieldViolation("error", "must not contain NUL characters", Why.INVALID_FORMAT),
     ]
 
 
@@ -214,7 +218,7 @@ def test_json_object_clean() -> None:
 )
 def test_json_object_nul_path(value: dict[str, Any], path: str) -> None:
     assert violations_of(check_json_object, "payload", struct(value)) == [
-        FieldViolation(path, "must not contain NUL characters")
+        FieldViolation(path, "must not contain NUL characters", Why.INVALID_FORMAT)
     ]
 
 
@@ -222,8 +226,8 @@ def test_json_object_reports_only_the_first_nul() -> None:
     found = violations_of(check_json_object, "payload", struct({"a": "\x00", "b": ["\x00"]}))
     assert len(found) == 1
     assert found[0] in (
-        FieldViolation("payload.a", "must not contain NUL characters"),
-        FieldViolation("payload.b[0]", "must not contain NUL characters"),
+        FieldViolation("payload.a", "must not contain NUL characters", Why.INVALID_FORMAT),
+        FieldViolation("payload.b[0]", "must not contain NUL characters", Why.INVALID_FORMAT),
     )
 
 
@@ -236,14 +240,14 @@ def test_json_object_size_cap() -> None:
 
     over = struct({"k": "x" * MAX_JSON_BYTES})
     assert violations_of(check_json_object, "payload_template", over) == [
-        FieldViolation("payload_template", "at most 1048576 bytes, got 1048591")
+        FieldViolation("payload_template", "at most 1048576 bytes, got 1048591", Why.TOO_LONG)
     ]
 
 
 def test_json_object_over_cap_skips_the_nul_scan() -> None:
     over = struct({"k": "\x00" * MAX_JSON_BYTES})
     assert violations_of(check_json_object, "payload", over) == [
-        FieldViolation("payload", "at most 1048576 bytes, got 1048591")
+        FieldViolation("payload", "at most 1048576 bytes, got 1048591", Why.TOO_LONG)
     ]
 
 
@@ -254,10 +258,10 @@ def test_range() -> None:
     assert violations_of(check_range, "priority", 1000, -1000, 1000) == []
     assert violations_of(check_range, "priority", -1000, -1000, 1000) == []
     assert violations_of(check_range, "priority", 1001, -1000, 1000) == [
-        FieldViolation("priority", "must be between -1000 and 1000, got 1001")
+        FieldViolation("priority", "must be between -1000 and 1000, got 1001", Why.OUT_OF_RANGE)
     ]
     assert violations_of(check_range, "backoff_multiplier", 0.5, 1.0, 10.0) == [
-        FieldViolation("backoff_multiplier", "must be between 1 and 10, got 0.5")
+        FieldViolation("backoff_multiplier", "must be between 1 and 10, got 0.5", Why.OUT_OF_RANGE)
     ]
 
 
@@ -277,7 +281,9 @@ def test_page_size_default_and_max() -> None:
 def test_page_size_out_of_bounds(value: int) -> None:
     v = Violations()
     page_size(v, value)
-    assert v.items == [FieldViolation("page_size", f"must be between 0 and 1000, got {value}")]
+    assert v.items == [
+        FieldViolation("page_size", f"must be between 0 and 1000, got {value}", Why.OUT_OF_RANGE)
+    ]
 
 
 LO, HI = timedelta(seconds=1), timedelta(days=1)
@@ -312,13 +318,17 @@ def test_duration_in_bounds(seconds: int, nanos: int, expected: timedelta) -> No
 def test_duration_out_of_bounds(seconds: int, nanos: int, shown: str) -> None:
     v = Violations()
     check_duration(v, "timeout", duration_pb2.Duration(seconds=seconds, nanos=nanos), LO, HI)
-    assert v.items == [FieldViolation("timeout", f"must be between 1s and 86400s, got {shown}")]
+    assert v.items == [
+        FieldViolation("timeout", f"must be between 1s and 86400s, got {shown}", Why.OUT_OF_RANGE)
+    ]
 
 
 def test_duration_sub_microsecond_precision() -> None:
     v = Violations()
     check_duration(v, "timeout", duration_pb2.Duration(seconds=2, nanos=1500), LO, HI)
-    assert v.items == [FieldViolation("timeout", "sub-microsecond precision is not supported")]
+    assert v.items == [
+        FieldViolation("timeout", "sub-microsecond precision is not supported", Why.INVALID_FORMAT)
+    ]
 
 
 def test_duration_sub_microsecond_and_out_of_bounds_reports_both() -> None:
@@ -380,10 +390,12 @@ def test_parse_uuid() -> None:
     assert ids.parse_uuid(str(u), "dag_id") == u
     with pytest.raises(InvalidArgument) as empty:
         ids.parse_uuid("", "dag_id")
-    assert empty.value.violations == [FieldViolation("dag_id", "required")]
+    assert empty.value.violations == [FieldViolation("dag_id", "required", Why.REQUIRED)]
     with pytest.raises(InvalidArgument) as bad:
         ids.parse_uuid("not-a-uuid", "jobs[2].def_id")
-    assert bad.value.violations == [FieldViolation("jobs[2].def_id", "'not-a-uuid' is not a UUID")]
+    assert bad.value.violations == [
+        FieldViolation("jobs[2].def_id", "'not-a-uuid' is not a UUID", Why.INVALID_FORMAT)
+    ]
 
 
 # --- ids: page tokens ---------------------------------------------------------
@@ -422,14 +434,18 @@ def test_page_token_is_opaque_base64url() -> None:
 def test_malformed_page_token_raises(token: str) -> None:
     with pytest.raises(InvalidArgument) as caught:
         ids.decode_page_token(token)
-    assert caught.value.violations == [FieldViolation("page_token", "malformed page token")]
+    assert caught.value.violations == [
+        FieldViolation("page_token", "malformed page token", Why.INVALID_FORMAT)
+    ]
     assert caught.value.message == "invalid request: page_token: malformed page token"
 
 
 def test_malformed_page_token_names_the_given_field() -> None:
     with pytest.raises(InvalidArgument) as caught:
         ids.decode_page_token("_w", field="jobs_page_token")
-    assert caught.value.violations == [FieldViolation("jobs_page_token", "malformed page token")]
+    assert caught.value.violations == [
+        FieldViolation("jobs_page_token", "malformed page token", Why.INVALID_FORMAT)
+    ]
 
 
 @pytest.mark.parametrize("token", ["@@@@", "!", "===="])
