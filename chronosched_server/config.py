@@ -24,8 +24,6 @@ class Config:
     pool_min_size: int = 2
     pool_max_size: int = 10
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    # How often the health checker pings the database.
-    health_interval_s: float = 2.0
     # The health checker holds a database session of its own and hears at
     # once when PostgreSQL ends it (shutdown, crash); it also pings that
     # session this often, for a database that stops answering without
