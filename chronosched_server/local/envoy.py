@@ -175,9 +175,15 @@ def lint_config(cfg: Config) -> list[str]:
             if printing.get(key) is not True:
                 problems.append(f"transcoder: print_options.{key} must be true")
         validation = tc.get("request_validation_options", {})
-        for key in ("reject_unknown_method", "reject_unknown_query_parameters"):
-            if validation.get(key) is not True:
-                problems.append(f"transcoder: request_validation_options.{key} must be true")
+        if validation.get("reject_unknown_query_parameters") is not True:
+            problems.append(
+                "transcoder: request_validation_options.reject_unknown_query_parameters must be true"
+            )
+        # Requests that map to no method must reach the routes, which tell a
+        # wrong method (405 + Allow) from an unknown path (404); the
+        # transcoder would answer both with the same 404.
+        if validation.get("reject_unknown_method", False) is not False:
+            problems.append("transcoder: request_validation_options.reject_unknown_method must be false")
     except (EnvoyError, KeyError, TypeError, AttributeError) as exc:
         problems.append(f"unexpected config shape: {exc!r}")
     return problems

@@ -61,13 +61,14 @@ def test_grpc_passes_through_envoy(up: UpProcess) -> None:
 def test_unknown_query_parameter_is_rejected(api: httpx.Client) -> None:
     resp = api.get("/api/v1/namespaces", params={"bogus": "1"})
     assert resp.status_code == 400
-    # Rejected by the transcoder itself (text/plain), naming the parameter.
+    # Rejected by the transcoder itself (as a JSON error), naming the parameter.
     assert "bogus" in resp.text
 
 
-def test_unknown_path_is_404(api: httpx.Client) -> None:
+def test_unknown_path_is_404_and_a_wrong_method_405(api: httpx.Client) -> None:
     assert api.get("/api/v1/nothing-here").status_code == 404
-    assert api.put("/api/v1/namespaces").status_code == 404
+    # A known path with a method it does not take (details in test_rest_errors.py).
+    assert api.put("/api/v1/namespaces").status_code == 405
 
 
 # --- namespaces --------------------------------------------------------------
@@ -472,7 +473,7 @@ def test_path_namespace_cannot_be_overridden(api: httpx.Client, ns: str) -> None
     dag = create_dag(api, ns, d["def_id"], ["a"], [], start=False)
     job_id = dag_jobs(api, ns, dag["dag_id"])["a"]["job_id"]
 
-    # A body field that contradicts the path is refused by Envoy (text/plain)...
+    # A body field that contradicts the path is refused by Envoy (a JSON error)...
     clash = api.post(f"/api/v1/dags/{other}", json={"namespace_id": ns, "name": "sneaky"})
     assert clash.status_code == 400
     assert ok(api.get(f"/api/v1/dags/{ns}"))["dags"] == [get_dag(api, ns, dag["dag_id"])]

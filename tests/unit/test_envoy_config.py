@@ -3,15 +3,20 @@ by the real Envoy binary in validate mode.
 
 Validate mode does not notice a missing HTTP/2 upstream (every call then
 fails with a 502 at run time), so the options that matter are also asserted
-on the rendered structure.
+on the rendered structure. The 405 routes are a hand-kept copy of the
+google.api.http bindings; they are checked against the descriptor set here.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
 
 from chronosched_server.local.envoy import (
     CONFIG_TEMPLATE,
@@ -41,10 +46,15 @@ def _hcm(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _transcoder(cfg: dict[str, Any]) -> dict[str, Any]:
-    first = _hcm(cfg)["http_filters"][0]
-    assert first["name"] == "envoy.filters.http.grpc_json_transcoder"
-    typed: dict[str, Any] = first["typed_config"]
+    (flt,) = [f for f in _hcm(cfg)["http_filters"] if f["name"] == "envoy.filters.http.grpc_json_transcoder"]
+    typed: dict[str, Any] = flt["typed_config"]
     return typed
+
+
+def _routes(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    (vhost,) = _hcm(cfg)["route_config"]["virtual_hosts"]
+    routes: list[dict[str, Any]] = vhost["routes"]
+    return routes
 
 
 def _cluster(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +94,8 @@ def test_transcoder_options() -> None:
     assert tc["convert_grpc_status"] is True
     assert tc["print_options"] == {"preserve_proto_field_names": True, "always_print_primitive_fields": True}
     validation = tc["request_validation_options"]
-    assert validation["reject_unknown_method"] is True
+    # Unmapped requests go on to the 405/404 routes.
+    assert validation["reject_unknown_method"] is False
     assert validation["reject_unknown_query_parameters"] is True
     assert validation["reject_binding_body_field_collisions"] is True
     assert tc["ignored_query_parameters"] == ["namespace_id"]
@@ -93,10 +104,176 @@ def test_transcoder_options() -> None:
     assert tc["max_response_body_size"] >= 16 * 1024 * 1024
 
     filters = [f["name"] for f in _hcm(cfg)["http_filters"]]
-    assert filters == ["envoy.filters.http.grpc_json_transcoder", "envoy.filters.http.router"]
-    (route,) = _hcm(cfg)["route_config"]["virtual_hosts"][0]["routes"]
-    assert route["match"] == {"prefix": "/"}
-    assert route["route"] == {"cluster": "chronosched_grpc", "timeout": "0s"}
+    # Lua first: it maps /api/v1/healthz to /healthz before the transcoder looks.
+    assert filters == [
+        "envoy.filters.http.lua",
+        "envoy.filters.http.grpc_json_transcoder",
+        "envoy.filters.http.router",
+    ]
+
+
+def test_routes_grpc_first_then_405s_then_404() -> None:
+    routes = _routes(render_config(SETTINGS))
+    grpc_route, *method_routes, unknown = routes
+    # Only gRPC requests (gRPC clients and transcoded calls) reach the server;
+    # without `grpc`, unmapped REST requests would go there too and the
+    # routes below would never match.
+    assert grpc_route["match"] == {"prefix": "/", "grpc": {}}
+    assert grpc_route["route"] == {"cluster": "chronosched_grpc", "timeout": "0s"}
+    for route in method_routes:
+        assert route["direct_response"] == {"status": 405}, route
+        assert set(route["match"]) == {"safe_regex"}, route
+    assert unknown["match"] == {"prefix": "/"}
+    assert unknown["direct_response"] == {"status": 404}
+
+
+# --- 405 routes against the google.api.http bindings ---------------------------
+
+HTTP_VERBS = ("get", "put", "post", "delete", "patch")
+
+
+def _http_bindings() -> dict[str, set[str]]:
+    """Path template -> HTTP methods, for every google.api.http rule of the
+    transcoded services in the generated descriptor set."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_SET.read_bytes())
+    bindings: dict[str, set[str]] = {}
+    for file in files.file:
+        for service in file.service:
+            if f"{file.package}.{service.name}" not in TRANSCODED_SERVICES:
+                continue
+            for method in service.method:
+                rule = method.options.Extensions[annotations_pb2.http]
+                for binding in (rule, *rule.additional_bindings):
+                    verb = binding.WhichOneof("pattern")
+                    assert verb in HTTP_VERBS, (method.name, verb)
+                    bindings.setdefault(getattr(binding, verb), set()).add(verb.upper())
+    return bindings
+
+
+def _template_regex(template: str) -> str:
+    """The path regex the transcoder's matching amounts to (measured on 1.40):
+    trailing slashes are ignored, a {variable} is one segment, which may be
+    empty unless it is the last one."""
+    segments = template.strip("/").split("/")
+    parts: list[str] = []
+    for i, segment in enumerate(segments):
+        if segment.startswith("{"):
+            # Only plain single-segment variables are handled here; a
+            # {name=**} or a custom verb needs this function extended.
+            assert re.fullmatch(r"\{[a-z_]+\}", segment), template
+            parts.append("[^/]+" if i == len(segments) - 1 else "[^/]*")
+        else:
+            assert re.fullmatch(r"[a-z0-9_-]+", segment), template
+            parts.append(segment)
+    return "/" + "/".join(parts) + "/*"
+
+
+def _method_routes() -> list[tuple[str, str, set[str]]]:
+    """(name, regex, Allow methods) of each 405 route, in order."""
+    out: list[tuple[str, str, set[str]]] = []
+    for route in _routes(render_config(SETTINGS))[1:-1]:
+        (header,) = route["response_headers_to_add"]
+        assert header["header"]["key"] == "allow"
+        allow = set(header["header"]["value"].split(", "))
+        out.append((route["name"], route["match"]["safe_regex"]["regex"], allow))
+    return out
+
+
+def _sample_paths(templates: list[str]) -> list[str]:
+    """Concrete paths for each template, with every variable set to "x" or to
+    any literal segment of any template (so overlaps such as
+    jobs/{namespace_id}/{job_id} versus jobs/{job_id}/complete show up),
+    with and without a trailing slash."""
+    literals = {seg for t in templates for seg in t.strip("/").split("/") if not seg.startswith("{")}
+    values = sorted(literals | {"x"})
+    paths: list[str] = []
+    for template in templates:
+        segments = template.strip("/").split("/")
+        choices = [values if seg.startswith("{") else [seg] for seg in segments]
+        for combo in itertools.product(*choices):
+            path = "/" + "/".join(combo)
+            paths += [path, path + "/"]
+    return paths
+
+
+def test_method_routes_are_the_http_bindings() -> None:
+    bindings = _http_bindings()
+    # Sanity: the descriptor has the bindings this checks.
+    assert bindings["/api/v1/namespaces"] == {"GET", "POST"}
+    assert bindings["/healthz"] == {"GET"}
+    routes = _method_routes()
+    names = [name for name, _, _ in routes]
+    assert len(names) == len(set(names)), "one route per path template"
+    assert set(names) == set(bindings), "one 405 route for each google.api.http path template"
+    for name, regex, _ in routes:
+        assert regex == _template_regex(name), name
+
+
+def test_method_routes_allow_what_the_transcoder_maps() -> None:
+    # For every concrete path of a known template, the first 405 route that
+    # matches must list exactly the methods the transcoder maps there, taken
+    # over all templates matching it.
+    bindings = _http_bindings()
+    routes = _method_routes()
+    for path in _sample_paths(list(bindings)):
+        mapped = set().union(
+            *(
+                methods
+                for template, methods in bindings.items()
+                if re.fullmatch(_template_regex(template), path)
+            )
+        )
+        first = next(((name, allow) for name, regex, allow in routes if re.fullmatch(regex, path)), None)
+        assert first is not None, path
+        assert first[1] == mapped, (path, first, mapped)
+
+
+# --- local replies -------------------------------------------------------------
+
+
+def _filter_matches(flt: dict[str, Any], status: int) -> bool | None:
+    """Evaluate a mapper's access-log filter on a response status; None if it
+    depends on anything else."""
+    if "status_code_filter" in flt:
+        comparison = flt["status_code_filter"]["comparison"]
+        value: int = comparison["value"]["default_value"]
+        ops = {"EQ": status == value, "GE": status >= value, "LE": status <= value}
+        return ops[comparison["op"]]
+    if "or_filter" in flt:
+        return any(_filter_matches(f, status) for f in flt["or_filter"]["filters"])
+    return None
+
+
+def test_local_replies_are_json_errors() -> None:
+    grpc_clients, *mappers = _hcm(render_config(SETTINGS))["local_reply_config"]["mappers"]
+    # First: gRPC clients (application/grpc, not transcoded) keep Envoy's
+    # reply as it is.
+    assert set(grpc_clients) == {"filter"}
+    (is_grpc, not_transcoded) = grpc_clients["filter"]["and_filter"]["filters"]
+    assert is_grpc["header_filter"]["header"] == {
+        "name": "content-type",
+        "string_match": {"prefix": "application/grpc"},
+    }
+    assert not_transcoded["header_filter"]["header"] == {
+        "name": "x-envoy-original-path",
+        "present_match": True,
+        "invert_match": True,
+    }
+    for mapper in mappers:
+        # The HTTP status Envoy chose stays; only the body changes.
+        assert set(mapper) == {"filter", "body_format_override"}, mapper
+        body = mapper["body_format_override"]["json_format"]
+        assert set(body) == {"code", "message", "details"}, body
+        assert isinstance(body["code"], int) and body["details"] == []
+
+    def code_for(status: int) -> int:
+        mapper = next(m for m in mappers if _filter_matches(m["filter"], status))
+        code: int = mapper["body_format_override"]["json_format"]["code"]
+        return code
+
+    expected = {400: 3, 404: 5, 405: 12, 413: 8, 500: 13, 502: 14, 503: 14, 504: 4, 408: 2, 431: 2}
+    assert {status: code_for(status) for status in expected} == expected
+    assert not any(_filter_matches(m["filter"], 200) for m in mappers)
 
 
 def test_template_passes_lint() -> None:
@@ -129,10 +306,12 @@ def test_lint_flags_weakened_transcoder() -> None:
     tc = _transcoder(cfg)
     tc["convert_grpc_status"] = False
     tc["request_validation_options"]["reject_unknown_query_parameters"] = False
+    tc["request_validation_options"]["reject_unknown_method"] = True
     tc["services"] = tc["services"][:-1]
     problems = lint_config(cfg)
     assert any("convert_grpc_status" in p for p in problems)
     assert any("reject_unknown_query_parameters" in p for p in problems)
+    assert any("reject_unknown_method" in p for p in problems)
     assert any("services" in p for p in problems)
 
 
