@@ -16,6 +16,7 @@ from typing import Any
 from google.protobuf import duration_pb2, struct_pb2
 
 from chronosched_server.errors import FieldViolation, InvalidArgument, Why
+from chronosched_worker.kinds import payload_problem
 
 NAMESPACE_ID_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -119,6 +120,17 @@ def check_json_object(v: Violations, path: str, value: struct_pb2.Struct) -> Non
     for where in _nul_paths(value, path):
         v.add(where, "must not contain NUL characters", Why.INVALID_FORMAT)
         return
+
+
+def check_kind_payload(
+    v: Violations, path: str, kind: str, payload: dict[str, Any], *, template: bool = False
+) -> None:
+    """A built-in kind's payload, checked when the work is created by the same
+    rule its handler applies at run time (chronosched_worker.kinds); `path`
+    names the payload in the request (e.g. `jobs[3].payload`)."""
+    problem = payload_problem(kind, payload, template=template)
+    if problem is not None:
+        v.add(f"{path}.{problem.field}", problem.problem, Why.INVALID_FORMAT)
 
 
 def page_size(v: Violations, value: int) -> int:

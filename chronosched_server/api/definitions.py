@@ -48,6 +48,9 @@ def read_new_definition(request: definition_pb2.CreateDefinitionRequest) -> NewD
     validation.check_pattern(v, "name", request.name, validation.NAME_RE, required=True)
     validation.check_pattern(v, "kind", request.kind, validation.KIND_RE, required=True)
     validation.check_json_object(v, "payload_template", request.payload_template)
+    validation.check_kind_payload(
+        v, "payload_template", request.kind, to_dict(request.payload_template), template=True
+    )
     validation.check_pattern(v, "request_id", request.request_id, validation.REQUEST_ID_RE, required=False)
     time_zone = request.time_zone or "UTC"
     try:

@@ -29,7 +29,8 @@ from chronosched_server.storage.db import (
     with_retries,
 )
 from chronosched_server.storage.records import Dag, Dependency, Job
-from chronosched_server.validation import MAX_JOBS_PER_DAG
+from chronosched_server.validation import MAX_JOBS_PER_DAG, Violations, check_kind_payload
+from chronosched_worker.kinds import payload_problem
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,18 @@ async def _insert_jobs(
     due = ready_at.isoformat() if ready_at else r"\N"
     # Per definition, the constant parts of a row; the loop only glues.
     middle = {def_id: f"\t{namespace_id}\t{dag_text}\t{def_text[def_id]}\t" for def_id in defs}
+    # Built-in kinds' payloads are checked before anything is written; a
+    # template once per definition, a merged payload per job that has one.
+    v = Violations()
+    kinds = {def_id: row["kind"] for def_id, row in defs.items()}
+    bad_template = {d: payload_problem(kinds[d], t) is not None for d, t in templates.items()}
+    for i, job in enumerate(jobs):
+        if job.payload:
+            merged = {**templates[job.def_id], **job.payload}
+            check_kind_payload(v, f"jobs[{i}].payload", kinds[job.def_id], merged)
+        elif bad_template[job.def_id]:
+            check_kind_payload(v, f"jobs[{i}].payload", kinds[job.def_id], templates[job.def_id])
+    v.raise_if_any()
     for job_id, job, parents in zip(ids, jobs, pending, strict=True):
         d = defs[job.def_id]
         if job.payload:

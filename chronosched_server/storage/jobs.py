@@ -14,6 +14,7 @@ from chronosched_server.storage import dags, definitions, namespaces
 from chronosched_server.storage.db import Conn, Database, execute, fetch_record, fetch_records
 from chronosched_server.storage.records import ActiveSchedule, Definition, Job
 from chronosched_server.storage.results import ResultIn, apply_results
+from chronosched_server.validation import Violations, check_kind_payload
 
 
 async def get(db: Database, namespace_id: str, job_id: uuid.UUID) -> Job:
@@ -155,6 +156,10 @@ async def tick(
         if earlier is not None:
             return await _reload(conn, earlier[0])
         job_id = uuid7()
-        await insert_standalone(conn, [StandaloneJob.of(definition, job_id, payload=payload)])
+        run = StandaloneJob.of(definition, job_id, payload=payload)
+        v = Violations()
+        check_kind_payload(v, "payload", definition.kind, run.payload)
+        v.raise_if_any()
+        await insert_standalone(conn, [run])
         await idem.record([job_id])
         return await _reload(conn, job_id)

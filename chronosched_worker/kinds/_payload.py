@@ -15,8 +15,17 @@ from chronosched_worker.context import NonRetryable
 _MISSING = object()
 
 
-def invalid(field: str, problem: str) -> NonRetryable:
-    return NonRetryable(f"invalid payload: payload.{field} {problem}")
+class InvalidPayload(NonRetryable):
+    """A malformed payload; `field` is its path inside the payload."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"invalid payload: payload.{field} {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def invalid(field: str, problem: str) -> InvalidPayload:
+    return InvalidPayload(field, problem)
 
 
 def required_str(payload: Mapping[str, Any], field: str) -> str:
