@@ -24,18 +24,12 @@ from grpc_health.v1 import health_pb2
 
 from chronosched_server.app import SERVICE_NAMES
 from chronosched_server.local.embedded import EmbeddedPostgres
-from chronosched_server.storage.migrate import migrate
 from tests.faults.test_infra_faults import (
     NOT_SERVING,
-    RESTART_LEASE_S,
-    SERVER_READY_S,
     SERVING,
     Harness,
     Proc,
-    free_port,
-    harness,
-    temp_root,
-    wait_health,
+    server_on_own_postgres,
 )
 
 pytestmark = pytest.mark.slow
@@ -98,22 +92,10 @@ def name(status: int) -> str:
 
 @contextlib.asynccontextmanager
 async def serving_on_own_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, Harness, Proc, Health]]:
-    with temp_root() as pg_root:
-        pg = EmbeddedPostgres(pg_root / "data")
-        url = await asyncio.to_thread(pg.start)
-        try:
-            await migrate(url)
-            async with harness(url) as h:
-                port = free_port()
-                target = f"127.0.0.1:{port}"
-                server = h.start_server(port, lease_s=RESTART_LEASE_S)
-                await wait_health(target, SERVING, SERVER_READY_S, h, server)
-                async with grpc.aio.insecure_channel(target) as channel:
-                    health = Health(channel)
-                    assert await health.statuses() == dict.fromkeys(NAMES, SERVING)
-                    yield pg, h, server, health
-        finally:
-            await asyncio.to_thread(pg.stop)
+    async with server_on_own_postgres() as own, grpc.aio.insecure_channel(own.target) as channel:
+        health = Health(channel)
+        assert await health.statuses() == dict.fromkeys(NAMES, SERVING)
+        yield own.pg, own.h, own.server, health
 
 
 @pytest.mark.timeout(90)

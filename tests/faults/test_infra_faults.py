@@ -490,8 +490,20 @@ async def dispatcher_listening(url: str) -> bool:
     return int(rows[0][0]) > 0
 
 
-@pytest.mark.timeout(150)
-async def test_postgres_restart_under_load() -> None:
+@dataclass
+class OwnPostgres:
+    """A server process on a PostgreSQL of its own (which a test may stop)."""
+
+    pg: EmbeddedPostgres
+    url: str
+    h: Harness
+    server: Proc
+    target: str
+
+
+@contextlib.asynccontextmanager
+async def server_on_own_postgres() -> AsyncIterator[OwnPostgres]:
+    """A fresh embedded PostgreSQL, migrated, and a serving server on it."""
     with temp_root() as pg_root:
         pg = EmbeddedPostgres(pg_root / "data")
         url = await asyncio.to_thread(pg.start)
@@ -502,43 +514,50 @@ async def test_postgres_restart_under_load() -> None:
                 target = f"127.0.0.1:{port}"
                 server = h.start_server(port, lease_s=RESTART_LEASE_S)
                 await wait_health(target, SERVING, SERVER_READY_S, h, server)
-                await eventually(lambda: dispatcher_listening(url), 10, "the server's LISTEN connection", h)
-                def_id = await define(target, h.namespace)
-                workers = [h.start_worker(w, target) for w in ("w1", "w2")]
-                rng = random.Random(3)
-                specs = [layered_dag(rng, layers=4, width=10) for _ in range(8)]
-                jobs_total = sum(len(s.jobs) for s in specs)
-                await create_dags(target, h.namespace, def_id, specs)
-
-                at_fault = await wait_progress(h, url, jobs_total // 4)
-                down_at = time.monotonic()
-                await asyncio.to_thread(pg.stop)
-                await wait_health(target, NOT_SERVING, 15, h, server)
-                detected_s = time.monotonic() - down_at
-                assert server.popen.poll() is None and all(w.popen.poll() is None for w in workers)
-
-                again = await asyncio.to_thread(pg.start)
-                # pgserver keeps the socket in the data directory (or a
-                # directory named after it), so the URL survives the restart;
-                # were it to change, no server could find the database again.
-                assert again == url
-                up_at = time.monotonic()
-                await wait_health(target, SERVING, 20, h, server)
-                recovered_s = time.monotonic() - up_at
-                # The LISTEN connection is back, not just the pool (the slow
-                # poll alone would also finish the jobs, only later).
-                await eventually(lambda: dispatcher_listening(url), 20, "LISTEN to reconnect", h)
-                await wait_all_finished(h, url)
-                await stop_workers(h, workers)
-                figures = await final_checks(h, url, jobs_total=jobs_total)
-                print(
-                    f"\npostgres restart: {jobs_total} jobs, at the fault {at_fault}; NOT_SERVING after"
-                    f" {detected_s:.1f}s, SERVING {recovered_s:.1f}s after the restart; {figures}"
-                )
-                server.popen.send_signal(signal.SIGTERM)
-                assert await wait_exit(server) == 0, server.tail()
+                yield OwnPostgres(pg, url, h, server, target)
         finally:
             await asyncio.to_thread(pg.stop)
+
+
+@pytest.mark.timeout(150)
+async def test_postgres_restart_under_load() -> None:
+    async with server_on_own_postgres() as own:
+        pg, url, h, server, target = own.pg, own.url, own.h, own.server, own.target
+        await eventually(lambda: dispatcher_listening(url), 10, "the server's LISTEN connection", h)
+        def_id = await define(target, h.namespace)
+        workers = [h.start_worker(w, target) for w in ("w1", "w2")]
+        rng = random.Random(3)
+        specs = [layered_dag(rng, layers=4, width=10) for _ in range(8)]
+        jobs_total = sum(len(s.jobs) for s in specs)
+        await create_dags(target, h.namespace, def_id, specs)
+
+        at_fault = await wait_progress(h, url, jobs_total // 4)
+        down_at = time.monotonic()
+        await asyncio.to_thread(pg.stop)
+        await wait_health(target, NOT_SERVING, 15, h, server)
+        detected_s = time.monotonic() - down_at
+        assert server.popen.poll() is None and all(w.popen.poll() is None for w in workers)
+
+        again = await asyncio.to_thread(pg.start)
+        # pgserver keeps the socket in the data directory (or a
+        # directory named after it), so the URL survives the restart;
+        # were it to change, no server could find the database again.
+        assert again == url
+        up_at = time.monotonic()
+        await wait_health(target, SERVING, 20, h, server)
+        recovered_s = time.monotonic() - up_at
+        # The LISTEN connection is back, not just the pool (the slow
+        # poll alone would also finish the jobs, only later).
+        await eventually(lambda: dispatcher_listening(url), 20, "LISTEN to reconnect", h)
+        await wait_all_finished(h, url)
+        await stop_workers(h, workers)
+        figures = await final_checks(h, url, jobs_total=jobs_total)
+        print(
+            f"\npostgres restart: {jobs_total} jobs, at the fault {at_fault}; NOT_SERVING after"
+            f" {detected_s:.1f}s, SERVING {recovered_s:.1f}s after the restart; {figures}"
+        )
+        server.popen.send_signal(signal.SIGTERM)
+        assert await wait_exit(server) == 0, server.tail()
 
 
 # --- 4: a stream silently dropped --------------------------------------------
