@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import functools
@@ -226,9 +227,8 @@ def _reap_worker_leftovers(pid: int) -> None:
 
 
 @dataclass
-class _Up:
-    """`chronosched up`: start the pieces in order, supervise them, stop them
-    in reverse order."""
+class UpOptions:
+    """What `chronosched up` was asked for (its flags, already validated)."""
 
     data_dir: Path
     grpc_port: int
@@ -237,6 +237,13 @@ class _Up:
     database_url: str | None
     workers: int
     log_level: str
+
+
+@dataclass
+class _Up(UpOptions):
+    """`chronosched up`: start the pieces in order, supervise them, stop them
+    in reverse order."""
+
     signals: _SignalWaker = field(default_factory=_SignalWaker)
     run_dir: Path = field(init=False)
     pg: EmbeddedPostgres | None = None
@@ -638,28 +645,7 @@ class _Up:
                     os.kill(pid, signal.SIGKILL)
 
 
-@dataclass(frozen=True)
-class UpOptions:
-    """What `chronosched up` was asked for (its flags, already validated)."""
-
-    data_dir: Path
-    grpc_port: int
-    http_port: int
-    admin_port: int
-    database_url: str | None
-    workers: int
-    log_level: str
-
-
 def run(options: UpOptions) -> int:
     """Run `chronosched up` until SIGINT/SIGTERM; returns the exit status."""
-    up = _Up(
-        data_dir=options.data_dir.expanduser().resolve(),
-        grpc_port=options.grpc_port,
-        http_port=options.http_port,
-        admin_port=options.admin_port,
-        database_url=options.database_url,
-        workers=options.workers,
-        log_level=options.log_level,
-    )
+    up = _Up(**{**dataclasses.asdict(options), "data_dir": options.data_dir.expanduser().resolve()})
     return up.run()
