@@ -7,6 +7,7 @@ is logged with its traceback and returned as INTERNAL with nothing leaked.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -139,7 +140,13 @@ def _wrap_unary(fn: Callable[..., Any], method: str) -> Callable[..., Awaitable[
     return wrapper
 
 
-def _wrap_stream(fn: Callable[..., Any], method: str) -> Callable[..., AsyncIterator[Any]]:
+def _wrap_stream(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
+    if not inspect.isasyncgenfunction(fn):
+        # A streaming handler that writes with context.write() and returns
+        # nothing (grpc_health's Watch) is awaited; iterating it failed
+        # every health Watch with INTERNAL.
+        return _wrap_unary(fn, method)
+
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         try:
             async for item in fn(request, context):
