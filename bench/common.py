@@ -41,8 +41,9 @@ async def database() -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def server_process(url: str) -> AsyncIterator[tuple[int, grpc.aio.Channel]]:
-    """`chronosched server` as its own process (as in production), and a channel to it."""
+async def server_process(url: str, *extra_args: str) -> AsyncIterator[tuple[int, grpc.aio.Channel]]:
+    """`chronosched server` as its own process (as in production), with more
+    flags if given, and a channel to it."""
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -55,6 +56,7 @@ async def server_process(url: str) -> AsyncIterator[tuple[int, grpc.aio.Channel]
         str(port),
         "--log-level",
         "WARNING",
+        *extra_args,
     )
     opts = [("grpc.max_send_message_length", 512 << 20), ("grpc.max_receive_message_length", 512 << 20)]
     try:

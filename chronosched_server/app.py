@@ -11,7 +11,6 @@ from datetime import timedelta
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from chronosched.v1 import (
     admin_pb2,
@@ -35,11 +34,13 @@ from chronosched_server.api.definitions import DefinitionServicer
 from chronosched_server.api.interceptor import ErrorInterceptor
 from chronosched_server.api.jobs import JobServicer
 from chronosched_server.api.namespaces import NamespaceServicer
+from chronosched_server.api.reflection import enable_reflection
 from chronosched_server.api.schedules import ScheduleServicer
 from chronosched_server.api.worker import WorkerServicer
 from chronosched_server.config import Config
 from chronosched_server.dispatch.dispatcher import DispatchConfig, Dispatcher
 from chronosched_server.scheduler import Scheduler
+from chronosched_server.scheduler.retention import Retention, RetentionConfig
 from chronosched_server.storage.db import Database
 from chronosched_server.storage.health import watch_database
 
@@ -98,14 +99,19 @@ class Server:
         )
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self.dispatcher), self.grpc)
         self.scheduler = Scheduler(self.db, config.database_url) if config.scheduler_enabled else None
+        # Started only with a retention (0 means never prune).
+        self.retention = Retention(
+            self.db,
+            config.database_url,
+            RetentionConfig(
+                retention=config.retention,
+                interval_s=config.retention_interval_s,
+                batch=config.retention_batch,
+            ),
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        reflection.enable_server_reflection(
-            [
-                *SERVICE_NAMES,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            self.grpc,
+        enable_reflection(
+            self.grpc, [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
         )
         self.port = 0
         self._health_task: asyncio.Task[None] | None = None
@@ -119,6 +125,7 @@ class Server:
         await self.dispatcher.start()
         if self.scheduler is not None:
             await self.scheduler.start()
+        await self.retention.start()
         self._serving = await self.db.ping()
         await self._set_serving(self._serving)
         self._health_task = asyncio.create_task(
@@ -139,6 +146,7 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
         await self._set_serving(False)
+        await self.retention.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
         await self.dispatcher.stop()

@@ -21,9 +21,10 @@ import importlib.metadata
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 
-from chronosched_server.config import Config, env_default
+from chronosched_server.config import Config, env_default, format_duration, parse_duration
 from chronosched_server.local import up as local_up
 from chronosched_server.local.up import (
     DEFAULT_ADMIN_PORT,
@@ -74,6 +75,32 @@ def _positive_seconds(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text}")
     return value
+
+
+def _duration(text: str) -> timedelta:
+    # argparse puts the flag's name in front: "argument --retention: ...".
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_duration(text: str) -> timedelta:
+    value = _duration(text)
+    if value <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"must be longer than 0: {text!r}")
+    return value
+
+
+def _add_retention(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--retention",
+        type=_duration,
+        default=env_default("RETENTION", format_duration(Config.retention)),
+        help="move finished DAGs and standalone jobs that ended longer ago than this to the "
+        "history tables, in the background on one replica; e.g. 7d, 12h, 30m, 3600s; 0 = never "
+        f"(env CHRONOSCHED_RETENTION; default {format_duration(Config.retention)})",
+    )
 
 
 def _add_database_url(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -149,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="local worker processes serving every namespace with the built-in kinds; "
         f"one that dies is restarted (env CHRONOSCHED_WORKERS; default {DEFAULT_WORKERS})",
     )
+    _add_retention(up)
     _add_log_level(up)
     up.set_defaults(handler=_cmd_up)
 
@@ -201,6 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=(env_default("NO_SCHEDULER") or "").lower() in ("1", "true", "yes"),
         help="do not fire cron schedules in this process; replicas that run the "
         "scheduler fire every tick once between them (env CHRONOSCHED_NO_SCHEDULER=1)",
+    )
+    _add_retention(server)
+    server.add_argument(
+        "--retention-interval",
+        type=_positive_duration,
+        default=env_default(
+            "RETENTION_INTERVAL", format_duration(timedelta(seconds=Config.retention_interval_s))
+        ),
+        help="how long the retention loop rests once it has caught up "
+        "(env CHRONOSCHED_RETENTION_INTERVAL; default "
+        f"{format_duration(timedelta(seconds=Config.retention_interval_s))})",
     )
     _add_log_level(server)
     server.set_defaults(handler=_cmd_server)
@@ -288,6 +327,8 @@ def server_config(args: argparse.Namespace) -> Config:
         lease_s=args.lease_seconds,
         reap_interval_s=args.reap_interval_seconds,
         scheduler_enabled=not args.no_scheduler,
+        retention=args.retention,
+        retention_interval_s=args.retention_interval.total_seconds(),
     )
 
 
@@ -328,5 +369,6 @@ def _cmd_up(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         database_url=args.database_url or None,
         workers=args.workers,
         log_level=args.log_level,
+        retention=args.retention,
     )
     return local_up.run(options)

@@ -4,14 +4,19 @@ variables, then passed down. Modules never read os.environ themselves."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 ENV_PREFIX = "CHRONOSCHED_"
 
 # Large enough for a 1,000,000-job DAG in one CreateDag call (about 60 bytes a
 # job and 40 an edge on the wire), with headroom.
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+# Finished work older than this moves to the history tables on its own.
+DEFAULT_RETENTION = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,15 @@ class Config:
     # Run the cron scheduler in this process. Every replica may run it: the
     # fire ledger's key lets exactly one of them record each tick.
     scheduler_enabled: bool = True
+    # Finished DAGs and standalone jobs that ended longer ago than this are
+    # moved to the history tables by the retention loop; 0 turns it off.
+    retention: timedelta = DEFAULT_RETENTION
+    # How long the retention loop rests once it has caught up (a batch that
+    # was not full); tests set it low.
+    retention_interval_s: float = 300.0
+    # Jobs per retention transaction: up to this many standalone jobs, and
+    # DAGs until their jobs add up to this many (always at least one DAG).
+    retention_batch: int = 1000
 
     @property
     def grpc_address(self) -> str:
@@ -54,3 +68,37 @@ def env_default(
     """Read CHRONOSCHED_<name> as a flag's default; only cli.py calls this."""
     env = os.environ if environ is None else environ
     return env.get(ENV_PREFIX + name, default)
+
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# The same bound as Prune's older_than: beyond it, `now() - interval` leaves
+# PostgreSQL's range of timestamps.
+MAX_DURATION = timedelta(days=36500)
+
+
+def parse_duration(text: str) -> timedelta:
+    """`7d`, `12h`, `30m`, `3600s` or `0`: a whole number and one unit, at
+    most 36500 days. Raises ValueError saying what is accepted."""
+    text = text.strip()
+    if text == "0":
+        return timedelta(0)
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"not a duration: {text!r} (use a whole number with s, m, h or d, e.g. 7d, 12h, or 0)"
+        )
+    seconds = int(match[1]) * _UNIT_SECONDS[match[2]]
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"at most 36500d: {text!r}")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The form parse_duration reads back, in the largest unit that divides
+    the (whole-second) value: `7d`, `90m`, `0`."""
+    seconds = int(value.total_seconds())
+    if seconds == 0:
+        return "0"
+    unit = next(u for u in ("d", "h", "m", "s") if seconds % _UNIT_SECONDS[u] == 0)
+    return f"{seconds // _UNIT_SECONDS[unit]}{unit}"

@@ -27,6 +27,11 @@ class Why:
     SELF_EDGE = "SELF_EDGE"
     CONFLICT = "CONFLICT"
     UNEXPECTED = "UNEXPECTED"
+    # Given only by Envoy's REST check (envoy/lua/rest_check.lua), which sees
+    # the JSON before it becomes protobuf: a gRPC request cannot carry these.
+    INVALID_JSON = "INVALID_JSON"
+    WRONG_TYPE = "WRONG_TYPE"
+    UNKNOWN_FIELD = "UNKNOWN_FIELD"
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,55 @@ class FailedPrecondition(DomainError):
     """The request is well-formed but breaks a rule of the current state."""
 
     reason = "FAILED_PRECONDITION"
+
+
+class DefinitionRetired(FailedPrecondition):
+    """New work named a retired definition version: nothing makes jobs of it
+    any more (Tick, CreateDag, CreateJobs, cron fires, pause/resume of its
+    schedule). `where` is the request field that named it, if one did."""
+
+    reason = "DEFINITION_RETIRED"
+
+    def __init__(
+        self, namespace_id: str, name: str, def_id: str, version: int, retire_time: str, *, where: str = ""
+    ):
+        prefix = f"{where}: " if where else ""
+        super().__init__(
+            f"{prefix}definition {name!r} version {version} ({def_id}) in namespace {namespace_id!r}"
+            f" is retired (since {retire_time}); create the name again for a new live version",
+            metadata={
+                "namespace_id": namespace_id,
+                "name": name,
+                "def_id": def_id,
+                "version": str(version),
+                "retire_time": retire_time,
+                **({"field": where} if where else {}),
+            },
+        )
+
+
+class NamespaceNotEmpty(FailedPrecondition):
+    """DeleteNamespace found work or live definitions left; the counts say what."""
+
+    reason = "NAMESPACE_NOT_EMPTY"
+
+    def __init__(self, namespace_id: str, live_dags: int, unfinished_jobs: int, unretired_definitions: int):
+        def count(n: int, what: str) -> str:
+            return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+        super().__init__(
+            f"namespace {namespace_id!r} is not empty: {count(live_dags, 'live DAG')},"
+            f" {count(unfinished_jobs, 'unfinished job')},"
+            f" {count(unretired_definitions, 'unretired definition')};"
+            " cancel or delete the DAGs, let the jobs finish (or fail them)"
+            " and retire the definitions first",
+            metadata={
+                "namespace_id": namespace_id,
+                "live_dags": str(live_dags),
+                "unfinished_jobs": str(unfinished_jobs),
+                "unretired_definitions": str(unretired_definitions),
+            },
+        )
 
 
 class Aborted(DomainError):

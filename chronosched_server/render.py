@@ -62,7 +62,7 @@ def namespace(row: records.Namespace) -> namespace_pb2.Namespace:
 
 def definition(row: records.Definition) -> definition_pb2.JobDefinition:
     fires: list[timestamp_pb2.Timestamp] = []
-    if row.cron_spec:
+    if row.cron_spec and row.retire_time is None:
         schedule = cron.parse_schedule(row.cron_spec, row.time_zone)
         fires = [ts_ for t in schedule.next_times(row.as_of, NEXT_FIRE_COUNT) if (ts_ := ts(t))]
     return definition_pb2.JobDefinition(
@@ -86,6 +86,7 @@ def definition(row: records.Definition) -> definition_pb2.JobDefinition:
         delay_after_parents=dur(row.delay_after_parents),
         create_time=ts(row.create_time),
         next_fire_times=fires,
+        retire_time=ts(row.retire_time),
     )
 
 
@@ -150,7 +151,7 @@ def fire(row: records.Fire) -> schedule_pb2.Fire:
 
 def schedule(row: records.Schedule) -> schedule_pb2.Schedule:
     fires: list[timestamp_pb2.Timestamp] = []
-    if row.cron_spec and not row.paused:
+    if row.cron_spec and not row.paused and row.retire_time is None:
         parsed = cron.parse_schedule(row.cron_spec, row.time_zone)
         fires = [ts_ for t in parsed.next_times(row.as_of, NEXT_FIRE_COUNT) if (ts_ := ts(t))]
     return schedule_pb2.Schedule(
@@ -164,4 +165,5 @@ def schedule(row: records.Schedule) -> schedule_pb2.Schedule:
         next_fire_times=fires,
         pause_time=ts(row.paused_at),
         resume_time=ts(row.resumed_at),
+        retire_time=ts(row.retire_time),
     )

@@ -35,40 +35,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 BUF_CONFIG = ROOT / "buf.yaml"
-ENVOY_CONFIG = ROOT / "envoy" / "envoy.yaml"
 DESCRIPTOR = ROOT / "envoy" / "chronosched.pb"
-# Where envoy/envoy.yaml expects the descriptor set (the path used in containers).
-DESCRIPTOR_PLACEHOLDER = "/etc/chronosched/chronosched.pb"
 # Not sys.executable.resolve(): a venv's python is a symlink, and its bin/ is what we want.
 BIN_DIR = Path(sys.executable).parent
 
 # pytest's "no tests were collected". Named here because it must fail the run:
 # a suite that silently collects nothing is a broken suite.
 PYTEST_NO_TESTS = 5
-
-# Runs in a subprocess so that the checker never imports project code itself.
-# Exit 0: valid; 1: invalid (or the module is broken); 3: no usable validate().
-_ENVOY_PROBE = """\
-import importlib.util, inspect, sys
-if importlib.util.find_spec("chronosched_server") is None or \\
-        importlib.util.find_spec("chronosched_server.local.envoy") is None:
-    sys.exit(3)
-import chronosched_server.local.envoy as envoy
-validate = getattr(envoy, "validate", None)
-if not callable(validate):
-    sys.exit(3)
-required = [
-    p for p in inspect.signature(validate).parameters.values()
-    if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-]
-if required:
-    print("chronosched_server.local.envoy.validate needs arguments "
-          f"({', '.join(p.name for p in required)}); using the envoy binary instead")
-    sys.exit(3)
-result = validate()
-sys.exit(1 if result is False or (type(result) is int and result != 0) else 0)
-"""
-_ENVOY_PROBE_UNAVAILABLE = 3
 
 
 class StepError(Exception):
@@ -150,23 +123,12 @@ def gen_fresh() -> int:
 
 
 def envoy_validate() -> int:
-    probe = _python("-c", _ENVOY_PROBE)
-    rc = _run(probe, display=f"{sys.executable} -c <chronosched_server.local.envoy.validate() if it exists>")
-    if rc != _ENVOY_PROBE_UNAVAILABLE:
-        return rc
-    print("no chronosched_server.local.envoy.validate(); validating envoy/envoy.yaml with the envoy binary")
-    if not ENVOY_CONFIG.exists():
-        raise StepError("envoy/envoy.yaml does not exist")
+    # In a subprocess so the checker never imports project code itself. The
+    # module renders envoy/envoy.yaml as every launcher does (descriptor set
+    # and REST check in place), lints it and runs `envoy --mode validate`.
     if not DESCRIPTOR.exists():
         raise StepError("envoy/chronosched.pb does not exist (run python scripts/gen.py)")
-    text = ENVOY_CONFIG.read_text()
-    if DESCRIPTOR_PLACEHOLDER not in text:
-        print(f"note: {DESCRIPTOR_PLACEHOLDER} not found in envoy.yaml; validating it unchanged")
-    rendered = text.replace(DESCRIPTOR_PLACEHOLDER, str(DESCRIPTOR))
-    with tempfile.TemporaryDirectory(prefix="chronosched-envoy-") as tmp:
-        config = Path(tmp) / "envoy.yaml"
-        config.write_text(rendered)
-        return _run([_tool("envoy"), "--mode", "validate", "--log-level", "warn", "-c", str(config)])
+    return _run(_python("-m", "chronosched_server.local.envoy", "validate"))
 
 
 def make_pytest(extra: Sequence[str]) -> Callable[[], int]:

@@ -137,6 +137,16 @@ class DefinitionServicer(definition_pb2_grpc.DefinitionServiceServicer):
         assert def_id is not None
         return render.definition(await definitions.get(self.db, request.namespace_id, def_id))
 
+    async def RetireDefinition(
+        self, request: definition_pb2.RetireDefinitionRequest, context: Ctx
+    ) -> definition_pb2.JobDefinition:
+        v = Violations()
+        validation.check_slug(v, "namespace_id", request.namespace_id)
+        def_id = uuid_field(v, "def_id", request.def_id)
+        v.raise_if_any()
+        assert def_id is not None
+        return render.definition(await definitions.retire(self.db, request.namespace_id, def_id))
+
     async def Tick(self, request: definition_pb2.TickRequest, context: Ctx) -> job_pb2.Job:
         v = Violations()
         validation.check_slug(v, "namespace_id", request.namespace_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from google.protobuf import empty_pb2
 
 from chronosched.v1 import namespace_pb2, namespace_pb2_grpc
 from chronosched_server import ids, render, validation
@@ -49,3 +50,12 @@ class NamespaceServicer(namespace_pb2_grpc.NamespaceServiceServicer):
         validation.check_slug(v, "namespace_id", request.namespace_id)
         v.raise_if_any()
         return render.namespace(await namespaces.get(self.db, request.namespace_id))
+
+    async def DeleteNamespace(
+        self, request: namespace_pb2.DeleteNamespaceRequest, context: Ctx
+    ) -> empty_pb2.Empty:
+        v = Violations()
+        validation.check_slug(v, "namespace_id", request.namespace_id)
+        v.raise_if_any()
+        await namespaces.delete(self.db, request.namespace_id)
+        return empty_pb2.Empty()

@@ -27,10 +27,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from chronosched_server.config import DEFAULT_RETENTION, format_duration
 from chronosched_server.local.embedded import EmbeddedPostgres, EmbeddedPostgresError, pid_alive
 from chronosched_server.local.envoy import EnvoyError, EnvoyProcess, EnvoySettings, start_envoy
 
@@ -237,6 +239,8 @@ class UpOptions:
     database_url: str | None
     workers: int
     log_level: str
+    # Handed to the server (`chronosched server --retention`).
+    retention: timedelta = DEFAULT_RETENTION
 
 
 @dataclass
@@ -425,6 +429,8 @@ class _Up(UpOptions):
             str(self.grpc_port),
             "--log-level",
             self.log_level,
+            "--retention",
+            format_duration(self.retention),
         ]
         # Own process group: a terminal's Ctrl-C reaches only us, and we stop
         # the children in order (Envoy first, so no request hits a stopped

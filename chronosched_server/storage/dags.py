@@ -17,7 +17,7 @@ from psycopg.rows import DictRow
 from chronosched_server import topology
 from chronosched_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Why
 from chronosched_server.ids import uuid7, uuid7_strs
-from chronosched_server.storage import leases, namespaces
+from chronosched_server.storage import definitions, leases, namespaces
 from chronosched_server.storage.bulk import copy_rows, copy_text
 from chronosched_server.storage.db import (
     Conn,
@@ -83,6 +83,12 @@ async def _definitions(conn: Conn, namespace_id: str, jobs: Sequence[NewJob]) ->
                 f"no definition {str(job.def_id)!r} in namespace {namespace_id!r}",
                 Why.NOT_FOUND,
                 reason="DEFINITION_NOT_FOUND",
+            )
+        row = found[job.def_id]
+        if row["retire_time"] is not None:
+            where = f"jobs[{i}].def_id"
+            raise definitions.retired(
+                namespace_id, row["name"], job.def_id, row["version"], row["retire_time"], where
             )
     return found
 
@@ -175,7 +181,7 @@ async def create(
     """Create a DAG with its topology in one transaction; `edges` are validated and acyclic."""
     pending = topology.indegrees(len(jobs), edges)
     async with db.transaction() as conn:
-        await namespaces.require(conn, namespace_id)
+        await namespaces.hold(conn, namespace_id)
         idem = namespaces.RequestIds(conn, namespace_id, "CreateDag", request_id)
         earlier = await idem.claim()
         if earlier is not None:
@@ -280,6 +286,7 @@ async def _create_jobs(
     db: Database, namespace_id: str, dag_id: uuid.UUID, jobs: Sequence[NewJob], request_id: str
 ) -> list[Job]:
     async with db.transaction() as conn:
+        await namespaces.hold(conn, namespace_id)
         idem = namespaces.RequestIds(conn, namespace_id, "CreateJobs", request_id)
         dag = await _lock(conn, namespace_id, dag_id)
         ids = await idem.claim()

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chronosched_server.errors import DefinitionRetired
 from chronosched_server.ids import uuid7
 from chronosched_server.storage import namespaces
-from chronosched_server.storage.db import Conn, Database, execute, fetch_one, fetch_record, fetch_records
+from chronosched_server.storage.db import (
+    Conn,
+    Database,
+    execute,
+    fetch_one,
+    fetch_record,
+    fetch_records,
+    with_retries,
+)
 from chronosched_server.storage.records import Definition
 
 
@@ -42,9 +51,43 @@ async def find(conn: Conn, namespace_id: str, def_id: uuid.UUID) -> Definition:
     return await namespaces.found_or_404(conn, found, namespace_id, "definition", str(def_id))
 
 
+def retired(
+    namespace_id: str,
+    name: str,
+    def_id: uuid.UUID,
+    version: int,
+    retire_time: datetime,
+    where: str = "",
+) -> DefinitionRetired:
+    """The error for new work that names a retired version."""
+    when = retire_time.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return DefinitionRetired(namespace_id, name, str(def_id), version, when, where=where)
+
+
+def raise_if_retired(definition: Definition) -> Definition:
+    if definition.retire_time is not None:
+        raise retired(
+            definition.namespace_id,
+            definition.name,
+            definition.def_id,
+            definition.version,
+            definition.retire_time,
+        )
+    return definition
+
+
+async def find_live(conn: Conn, namespace_id: str, def_id: uuid.UUID) -> Definition:
+    """The definition for new jobs: held (FOR SHARE) until the caller's
+    transaction ends, NOT_FOUND as `find`, DEFINITION_RETIRED if retired."""
+    key = {"namespace_id": namespace_id, "def_id": def_id}
+    found = await fetch_record(conn, Definition, "hold_definition", key)
+    found = await namespaces.found_or_404(conn, found, namespace_id, "definition", str(def_id))
+    return raise_if_retired(found)
+
+
 async def create(db: Database, new: NewDefinition, request_id: str) -> Definition:
     async with db.transaction() as conn:
-        await namespaces.require(conn, new.namespace_id)
+        await namespaces.hold(conn, new.namespace_id)
         idem = namespaces.RequestIds(conn, new.namespace_id, "CreateDefinition", request_id)
         earlier = await idem.claim()
         if earlier is not None:
@@ -76,3 +119,35 @@ async def list_page(
             "list_definitions",
             {"namespace_id": namespace_id, "name": name, "after": after, "limit": limit},
         )
+
+
+async def retire(db: Database, namespace_id: str, def_id: uuid.UUID) -> Definition:
+    """Retire the line of versions `def_id` belongs to; returns `def_id`'s version.
+
+    A live `def_id` retires every live version of its name (they are one
+    line: each retire ends a line, and the next CreateDefinition of the name
+    starts a new one) and forgets the name's pause state. A retired `def_id`
+    changes nothing, whatever happened to the name since: a repeated retire
+    returns the same result and never ends a newer line."""
+    return await with_retries(lambda: _retire(db, namespace_id, def_id))
+
+
+async def _retire(db: Database, namespace_id: str, def_id: uuid.UUID) -> Definition:
+    async with db.transaction() as conn:
+        await namespaces.hold(conn, namespace_id)
+        found = await find(conn, namespace_id, def_id)
+        if found.retire_time is not None:
+            return found
+        key = {"namespace_id": namespace_id, "name": found.name}
+        # The name's lock, as CreateDefinition's: no version is added to the
+        # line while it is retired, and concurrent retires go one at a time.
+        await execute(conn, "lock_definition_name", key)
+        # Read again under the lock: a retire that committed meanwhile ended
+        # this version's line, and any live version now is of a newer line.
+        again = await find(conn, namespace_id, def_id)
+        if again.retire_time is not None:
+            return again
+        await execute(conn, "lock_live_versions", key)
+        await execute(conn, "retire_live_versions", key)
+        await execute(conn, "clear_pause_state", key)
+        return await find(conn, namespace_id, def_id)

@@ -150,11 +150,13 @@ async def tick(
 ) -> Job:
     """Enqueue one standalone run of a definition version now (READY, in the frontier)."""
     async with db.transaction() as conn:
+        await namespaces.hold(conn, namespace_id)
         definition = await definitions.find(conn, namespace_id, def_id)
         idem = namespaces.RequestIds(conn, namespace_id, "Tick", request_id)
         earlier = await idem.claim()
         if earlier is not None:
             return await _reload(conn, earlier[0])
+        definition = await definitions.find_live(conn, namespace_id, def_id)
         job_id = uuid7()
         run = StandaloneJob.of(definition, job_id, payload=payload)
         v = Violations()

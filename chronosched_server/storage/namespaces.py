@@ -5,8 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import TypeVar
 
-from chronosched_server.errors import AlreadyExists, NotFound
-from chronosched_server.storage.db import Conn, Database, execute, fetch_one, fetch_record, fetch_records
+from chronosched_server.errors import AlreadyExists, NamespaceNotEmpty, NotFound
+from chronosched_server.storage.db import (
+    Conn,
+    Database,
+    execute,
+    fetch_one,
+    fetch_record,
+    fetch_records,
+    with_retries,
+)
 from chronosched_server.storage.records import Namespace
 
 R = TypeVar("R")
@@ -50,6 +58,41 @@ async def require(conn: Conn, namespace_id: str) -> None:
     """NOT_FOUND unless the namespace exists (checked inside the caller's transaction)."""
     if await fetch_one(conn, "get_namespace", {"namespace_id": namespace_id}) is None:
         raise NotFound("namespace", namespace_id)
+
+
+async def hold(conn: Conn, namespace_id: str) -> None:
+    """`require` for writes: NOT_FOUND unless the namespace exists, and its row
+    held until the caller's transaction ends, so a concurrent `delete` either
+    waits for this write (and then counts what it made) or went first (and
+    this is NOT_FOUND, never a half-written row in a deleted namespace)."""
+    if await fetch_one(conn, "hold_namespace", {"namespace_id": namespace_id}) is None:
+        raise NotFound("namespace", namespace_id)
+
+
+async def delete(db: Database, namespace_id: str) -> None:
+    """Delete an empty namespace with everything that is only its history.
+
+    Empty means nothing could still run or fire: no live DAG, no unfinished
+    job, no unretired definition (FAILED_PRECONDITION with the counts
+    otherwise). Finished DAGs and jobs (live and history), the fire ledger,
+    retired definitions, pause state and idempotency keys go with it, in one
+    transaction."""
+    await with_retries(lambda: _delete(db, namespace_id))
+
+
+async def _delete(db: Database, namespace_id: str) -> None:
+    key = {"namespace_id": namespace_id}
+    async with db.transaction() as conn:
+        if await fetch_one(conn, "lock_namespace", key) is None:
+            raise NotFound("namespace", namespace_id)
+        left = await fetch_one(conn, "namespace_leftovers", key)
+        assert left is not None
+        counts = (left["live_dags"], left["unfinished_jobs"], left["unretired_definitions"])
+        if any(counts):
+            raise NamespaceNotEmpty(namespace_id, *counts)
+        await execute(conn, "delete_namespace_work", key)
+        await execute(conn, "delete_namespace_history", key)
+        await execute(conn, "delete_namespace", key)
 
 
 class RequestIds:

@@ -71,6 +71,8 @@ class Definition:
     default_priority: int
     delay_after_parents: timedelta
     create_time: datetime
+    # When the version (with its whole line) was retired; None while live.
+    retire_time: datetime | None
     # The database's clock when it was read: next fire times count from it.
     as_of: datetime
 
@@ -150,6 +152,9 @@ class Schedule:
     time_zone: str
     paused_at: datetime | None
     resumed_at: datetime | None
+    # Set when the owning (latest) version is retired: the name has no
+    # schedule until it is created again.
+    retire_time: datetime | None
     as_of: datetime
 
 

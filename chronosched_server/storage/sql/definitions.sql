@@ -37,6 +37,42 @@ order by def_id
 limit %(limit)s::int;
 
 -- name: definitions_by_ids
-select def_id, version, kind, payload_template, max_attempts, default_priority
+-- The versions new DAG jobs will reference, held (FOR SHARE, in id order)
+-- until the jobs are in: a concurrent retire waits for them, or goes first
+-- and this read sees its retire_time (never jobs of a retired version made
+-- after its retire). Shares do not block each other, nor FK checks.
+select def_id, namespace_id, name, version, kind, payload_template, max_attempts, default_priority,
+       retire_time
 from job_definitions
-where namespace_id = %(namespace_id)s::text and def_id = any(%(def_ids)s::uuid[]);
+where namespace_id = %(namespace_id)s::text and def_id = any(%(def_ids)s::uuid[])
+order by def_id
+for share;
+
+-- name: hold_definition
+-- One version a Tick will enqueue a job of, held like definitions_by_ids.
+select *, now() as as_of
+from job_definitions
+where namespace_id = %(namespace_id)s::text and def_id = %(def_id)s::uuid
+for share;
+
+-- name: lock_live_versions
+-- Retire, step 1: the name's live versions, locked in id order (the order
+-- definitions_by_ids holds them in, so the two cannot deadlock). Waits for
+-- every transaction still making jobs of them.
+select def_id
+from job_definitions
+where namespace_id = %(namespace_id)s::text and name = %(name)s::text and retire_time is null
+order by def_id
+for no key update;
+
+-- name: retire_live_versions
+-- Retire, step 2: one retire time for the whole line, read after the locks
+-- were granted, so every job and cron fire made of these versions was
+-- created (and committed) before it.
+with t as materialized (
+    select clock_timestamp() as retire_time
+)
+update job_definitions d
+set retire_time = t.retire_time
+from t
+where d.namespace_id = %(namespace_id)s::text and d.name = %(name)s::text and d.retire_time is null;

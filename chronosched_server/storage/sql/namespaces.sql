@@ -36,3 +36,71 @@ set resource_ids = %(resource_ids)s::uuid[]
 where namespace_id = %(namespace_id)s::text
   and method = %(method)s::text
   and request_id = %(request_id)s::text;
+
+-- name: hold_namespace
+-- Every write that adds to a namespace holds its row until it commits. KEY
+-- SHARE: writers do not block each other (nor FK checks), only
+-- DeleteNamespace's FOR UPDATE, which then either waits for the write and
+-- sees what it wrote, or goes first, and the write finds no namespace.
+select namespace_id
+from namespaces
+where namespace_id = %(namespace_id)s::text
+for key share;
+
+-- name: lock_namespace
+-- DeleteNamespace, step 1: waits for the writes in flight, keeps new ones out.
+select namespace_id
+from namespaces
+where namespace_id = %(namespace_id)s::text
+for update;
+
+-- name: namespace_leftovers
+-- DeleteNamespace, step 2: what keeps a namespace from being deleted. A DAG
+-- is live while it may still run a job (PENDING or RUNNING, or FAILED with
+-- branches still running); a job is unfinished until it is terminal.
+select
+    (select count(*) from dags
+     where namespace_id = %(namespace_id)s::text
+       and (state in ('PENDING', 'RUNNING') or unfinished_job_count > 0)) as live_dags,
+    (select count(*) from jobs
+     where namespace_id = %(namespace_id)s::text
+       and state in ('PENDING', 'READY', 'RUNNING')) as unfinished_jobs,
+    (select count(*) from job_definitions
+     where namespace_id = %(namespace_id)s::text and retire_time is null) as unretired_definitions;
+
+-- name: delete_namespace_work
+-- DeleteNamespace, step 3: the fire ledger, then the live tables (a DAG's
+-- jobs go with it by cascade, frontier rows with their jobs; standalone jobs
+-- by namespace). Before the history tables, in a later statement: a prune
+-- batch that held some of these rows has committed by then, and what it
+-- moved is in history for the next statement to see.
+with fires as (
+    delete from cron_fires where namespace_id = %(namespace_id)s::text
+), gone_dags as (
+    delete from dags where namespace_id = %(namespace_id)s::text returning dag_id
+), edges as (
+    delete from dependencies e using gone_dags g where e.dag_id = g.dag_id
+)
+delete from jobs where namespace_id = %(namespace_id)s::text and dag_id is null;
+
+-- name: delete_namespace_history
+-- DeleteNamespace, step 4. The history tables have no namespace index: this
+-- scans dags_history and jobs_history.
+with gone_dags as (
+    delete from dags_history where namespace_id = %(namespace_id)s::text returning dag_id
+), edges as (
+    delete from dependencies_history e using gone_dags g where e.dag_id = g.dag_id
+)
+delete from jobs_history where namespace_id = %(namespace_id)s::text;
+
+-- name: delete_namespace
+-- DeleteNamespace, step 5: what only referenced the namespace, the
+-- definitions (no job or fire references them any more) and the row itself.
+with schedules_gone as (
+    delete from schedules where namespace_id = %(namespace_id)s::text
+), request_ids_gone as (
+    delete from request_ids where namespace_id = %(namespace_id)s::text
+), definitions_gone as (
+    delete from job_definitions where namespace_id = %(namespace_id)s::text
+)
+delete from namespaces where namespace_id = %(namespace_id)s::text;

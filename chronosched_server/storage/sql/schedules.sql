@@ -1,8 +1,8 @@
 -- name: load_schedules
 -- The active schedule set: the latest version of every definition name, if
--- it carries a cron spec and its schedule is not paused, with the parts of
--- its anchor (its create time, the last tick decided for the name, the last
--- resume). Read by every scheduler at least once a second.
+-- it carries a cron spec, is not retired and its schedule is not paused,
+-- with the parts of its anchor (its create time, the last tick decided for
+-- the name, the last resume). Read by every scheduler at least once a second.
 with latest as (
     select distinct on (namespace_id, name) *
     from job_definitions
@@ -20,7 +20,7 @@ left join lateral (
     order by c.scheduled_time desc
     limit 1
 ) f on true
-where l.cron_spec <> '' and not coalesce(s.paused, false);
+where l.cron_spec <> '' and l.retire_time is null and not coalesce(s.paused, false);
 
 -- name: database_clock
 select clock_timestamp() as db_time;
@@ -48,8 +48,12 @@ left join jobs_history h on h.job_id = f.job_id;
 -- in come back, so only their jobs are enqueued. Rows go in key order so two
 -- replicas inserting the same ticks wait on each other instead of
 -- deadlocking. Checked at fire time, whatever the scheduler loaded: a tick
--- never fires while its name is paused, at or before its last resume, or
--- for a version that a newer one (created before the tick) replaced.
+-- never fires while its name is paused, at or before its last resume, for
+-- a version that a newer one (created before the tick) replaced, or for a
+-- retired version. The owning version is held FOR SHARE until the fire
+-- commits, so a retire either waits for the fire (which was then made
+-- before the retire) or goes first, and this statement, having waited for
+-- it, sees the version retired and records nothing.
 insert into cron_fires (
     namespace_id, name, scheduled_time, def_id, def_version, status, reason, job_id, fire_time
 )
@@ -60,7 +64,9 @@ from unnest(
     %(def_ids)s::uuid[], %(def_versions)s::int[], %(statuses)s::text[], %(reasons)s::text[],
     %(job_ids)s::uuid[]
 ) as x (namespace_id, name, scheduled_time, def_id, def_version, status, reason, job_id)
-where not exists (
+join job_definitions owner on owner.def_id = x.def_id
+where owner.retire_time is null
+  and not exists (
         select 1 from schedules s
         where s.namespace_id = x.namespace_id and s.name = x.name
           and (s.paused or s.resumed_at >= x.scheduled_time)
@@ -71,6 +77,7 @@ where not exists (
           and d.version > x.def_version and d.create_time < x.scheduled_time
     )
 order by x.namespace_id, x.name, x.scheduled_time
+for share of owner
 on conflict (namespace_id, name, scheduled_time) do nothing
 returning namespace_id, name, scheduled_time, status, job_id;
 
@@ -84,9 +91,9 @@ order by scheduled_time desc
 limit %(limit)s::int;
 
 -- name: get_schedule
--- The schedule of a name: its latest version and its pause state.
+-- The schedule of a name: its latest version (retired or not) and its pause state.
 select d.def_id, d.namespace_id, d.name, d.version, d.cron_spec, d.time_zone,
-       coalesce(s.paused, false) as paused, s.paused_at, s.resumed_at, now() as as_of
+       coalesce(s.paused, false) as paused, s.paused_at, s.resumed_at, d.retire_time, now() as as_of
 from job_definitions d
 left join schedules s on s.namespace_id = d.namespace_id and s.name = d.name
 where d.namespace_id = %(namespace_id)s::text and d.name = %(name)s::text
@@ -109,3 +116,9 @@ update schedules
 set paused = false, resumed_at = coalesce(%(now)s::timestamptz, now()),
     update_time = coalesce(%(now)s::timestamptz, now())
 where namespace_id = %(namespace_id)s::text and name = %(name)s::text and paused;
+
+-- name: clear_pause_state
+-- Retiring a name forgets its pause state: a name created again starts with
+-- an active schedule, as a brand-new name does.
+delete from schedules
+where namespace_id = %(namespace_id)s::text and name = %(name)s::text;

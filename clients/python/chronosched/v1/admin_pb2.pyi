@@ -29,7 +29,10 @@ class PruneRequest(_message.Message):
     """Only this namespace; empty means all namespaces."""
     @_builtins.property
     def older_than(self) -> _duration_pb2.Duration:
-        """Only what finished longer ago than this moves; at least 0s."""
+        """Only what finished longer ago than this moves; 0s up to 36500 days.
+        Unset means 7 days (604800s), the default retention, so that an empty
+        body never prunes work that has just finished.
+        """
 
     def __init__(
         self,
@@ -47,7 +50,10 @@ Global___PruneRequest: _TypeAlias = PruneRequest  # noqa: Y015
 
 @_typing.final
 class PruneResponse(_message.Message):
-    """PruneResponse counts what moved to history."""
+    """PruneResponse counts what moved to history. The counts stay int64: a
+    prune has no upper bound, so over REST they are JSON strings ("1200"),
+    as proto3 JSON prints every 64-bit integer.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

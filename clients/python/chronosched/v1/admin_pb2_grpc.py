@@ -53,8 +53,14 @@ class AdminServiceServicer:
 
     def Prune(self, request, context):
         """Prune moves terminal standalone jobs and finished DAGs (with their jobs
-        and edges) older than the cutoff into the history tables, in one
-        transaction.
+        and edges) that ended before the cutoff into the history tables, where
+        GetJob and GetDag still find them. It works in batches of about 1000
+        jobs, each its own transaction, until none is left, so it is not one
+        snapshot: rows another transaction holds at that moment are skipped
+        (the next prune, or the server's retention loop, moves them), and a
+        prune that fails midway keeps what it moved before. The counts are the
+        totals of all batches. The server also prunes by itself (its
+        --retention flag, 7 days by default).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

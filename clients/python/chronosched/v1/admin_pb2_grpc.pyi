@@ -35,8 +35,14 @@ class AdminServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AdminServiceAsyncStub: ...
     Prune: _grpc.UnaryUnaryMultiCallable[_admin_pb2.PruneRequest, _admin_pb2.PruneResponse]
     """Prune moves terminal standalone jobs and finished DAGs (with their jobs
-    and edges) older than the cutoff into the history tables, in one
-    transaction.
+    and edges) that ended before the cutoff into the history tables, where
+    GetJob and GetDag still find them. It works in batches of about 1000
+    jobs, each its own transaction, until none is left, so it is not one
+    snapshot: rows another transaction holds at that moment are skipped
+    (the next prune, or the server's retention loop, moves them), and a
+    prune that fails midway keeps what it moved before. The counts are the
+    totals of all batches. The server also prunes by itself (its
+    --retention flag, 7 days by default).
     """
     Healthz: _grpc.UnaryUnaryMultiCallable[_admin_pb2.HealthzRequest, _admin_pb2.HealthzResponse]
     """Healthz answers when the server can reach its database, and fails with
@@ -50,8 +56,14 @@ class AdminServiceAsyncStub(AdminServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Prune: _aio.UnaryUnaryMultiCallable[_admin_pb2.PruneRequest, _admin_pb2.PruneResponse]  # type: ignore[assignment]
     """Prune moves terminal standalone jobs and finished DAGs (with their jobs
-    and edges) older than the cutoff into the history tables, in one
-    transaction.
+    and edges) that ended before the cutoff into the history tables, where
+    GetJob and GetDag still find them. It works in batches of about 1000
+    jobs, each its own transaction, until none is left, so it is not one
+    snapshot: rows another transaction holds at that moment are skipped
+    (the next prune, or the server's retention loop, moves them), and a
+    prune that fails midway keeps what it moved before. The counts are the
+    totals of all batches. The server also prunes by itself (its
+    --retention flag, 7 days by default).
     """
     Healthz: _aio.UnaryUnaryMultiCallable[_admin_pb2.HealthzRequest, _admin_pb2.HealthzResponse]  # type: ignore[assignment]
     """Healthz answers when the server can reach its database, and fails with
@@ -68,8 +80,14 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.PruneResponse, _abc.Awaitable[_admin_pb2.PruneResponse]]:
         """Prune moves terminal standalone jobs and finished DAGs (with their jobs
-        and edges) older than the cutoff into the history tables, in one
-        transaction.
+        and edges) that ended before the cutoff into the history tables, where
+        GetJob and GetDag still find them. It works in batches of about 1000
+        jobs, each its own transaction, until none is left, so it is not one
+        snapshot: rows another transaction holds at that moment are skipped
+        (the next prune, or the server's retention loop, moves them), and a
+        prune that fails midway keeps what it moved before. The counts are the
+        totals of all batches. The server also prunes by itself (its
+        --retention flag, 7 days by default).
         """
 
     @_abc_1.abstractmethod

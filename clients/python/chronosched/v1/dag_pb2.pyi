@@ -82,7 +82,9 @@ class Dag(_message.Message):
     state: Global___Dag.State.ValueType
     """The current state."""
     job_count: _builtins.int
-    """How many jobs the DAG has."""
+    """How many jobs the DAG has. int32 (a JSON number over REST): a DAG holds
+    at most 250,000 jobs. Same wire encoding as the int64 it once was.
+    """
     unfinished_job_count: _builtins.int
     """How many of them have not reached a terminal state."""
     @_builtins.property
@@ -539,7 +541,7 @@ class ListDagJobsResponse(_message.Message):
     """Token for the next page; empty on the last page."""
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[_job_pb2.Job]:
-        """The jobs on this page, in creation order."""
+        """The jobs on this page, ordered by key."""
 
     def __init__(
         self,

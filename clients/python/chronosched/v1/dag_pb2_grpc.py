@@ -152,7 +152,10 @@ class DagServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListDagJobs(self, request, context):
-        """ListDagJobs lists the jobs of one DAG in creation order.
+        """ListDagJobs lists the jobs of one DAG ordered by key (keys are unique in
+        a DAG, so the order is total and pages never overlap), not in creation
+        order. Keys compare as text in the database's default collation (byte
+        order under C or C.UTF-8, where "B" sorts before "a").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

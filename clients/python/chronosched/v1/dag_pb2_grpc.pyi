@@ -58,7 +58,11 @@ class DagServiceStub:
     CreateJobs: _grpc.UnaryUnaryMultiCallable[_dag_pb2.CreateJobsRequest, _dag_pb2.CreateJobsResponse]
     """CreateJobs adds jobs to a PENDING DAG, all or nothing."""
     ListDagJobs: _grpc.UnaryUnaryMultiCallable[_dag_pb2.ListDagJobsRequest, _dag_pb2.ListDagJobsResponse]
-    """ListDagJobs lists the jobs of one DAG in creation order."""
+    """ListDagJobs lists the jobs of one DAG ordered by key (keys are unique in
+    a DAG, so the order is total and pages never overlap), not in creation
+    order. Keys compare as text in the database's default collation (byte
+    order under C or C.UTF-8, where "B" sorts before "a").
+    """
     AddDependency: _grpc.UnaryUnaryMultiCallable[_dag_pb2.AddDependencyRequest, _dag_pb2.Dependency]
     """AddDependency adds one parent->child edge to a PENDING DAG. Self-edges,
     edges across DAGs and edges that close a cycle are rejected.
@@ -97,7 +101,11 @@ class DagServiceAsyncStub(DagServiceStub):
     CreateJobs: _aio.UnaryUnaryMultiCallable[_dag_pb2.CreateJobsRequest, _dag_pb2.CreateJobsResponse]  # type: ignore[assignment]
     """CreateJobs adds jobs to a PENDING DAG, all or nothing."""
     ListDagJobs: _aio.UnaryUnaryMultiCallable[_dag_pb2.ListDagJobsRequest, _dag_pb2.ListDagJobsResponse]  # type: ignore[assignment]
-    """ListDagJobs lists the jobs of one DAG in creation order."""
+    """ListDagJobs lists the jobs of one DAG ordered by key (keys are unique in
+    a DAG, so the order is total and pages never overlap), not in creation
+    order. Keys compare as text in the database's default collation (byte
+    order under C or C.UTF-8, where "B" sorts before "a").
+    """
     AddDependency: _aio.UnaryUnaryMultiCallable[_dag_pb2.AddDependencyRequest, _dag_pb2.Dependency]  # type: ignore[assignment]
     """AddDependency adds one parent->child edge to a PENDING DAG. Self-edges,
     edges across DAGs and edges that close a cycle are rejected.
@@ -181,7 +189,11 @@ class DagServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _dag_pb2.ListDagJobsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_dag_pb2.ListDagJobsResponse, _abc.Awaitable[_dag_pb2.ListDagJobsResponse]]:
-        """ListDagJobs lists the jobs of one DAG in creation order."""
+        """ListDagJobs lists the jobs of one DAG ordered by key (keys are unique in
+        a DAG, so the order is total and pages never overlap), not in creation
+        order. Keys compare as text in the database's default collation (byte
+        order under C or C.UTF-8, where "B" sorts before "a").
+        """
 
     @_abc_1.abstractmethod
     def AddDependency(

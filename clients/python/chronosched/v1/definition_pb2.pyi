@@ -96,6 +96,7 @@ class JobDefinition(_message.Message):
     DELAY_AFTER_PARENTS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     NEXT_FIRE_TIMES_FIELD_NUMBER: _builtins.int
+    RETIRE_TIME_FIELD_NUMBER: _builtins.int
     def_id: _builtins.str
     """Server-assigned UUID of this version."""
     namespace_id: _builtins.str
@@ -155,8 +156,12 @@ class JobDefinition(_message.Message):
     @_builtins.property
     def next_fire_times(self) -> _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]:
         """The next cron fire times (up to 5) as of the response; empty without a
-        cron spec.
+        cron spec, and once retired.
         """
+
+    @_builtins.property
+    def retire_time(self) -> _timestamp_pb2.Timestamp:
+        """When this version was retired (database time); unset while it is live."""
 
     def __init__(
         self,
@@ -181,10 +186,11 @@ class JobDefinition(_message.Message):
         delay_after_parents: _duration_pb2.Duration | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         next_fire_times: _abc.Iterable[_timestamp_pb2.Timestamp] | None = ...,
+        retire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["backoff_initial", b"backoff_initial", "backoff_max", b"backoff_max", "create_time", b"create_time", "delay_after_parents", b"delay_after_parents", "execution_timeout", b"execution_timeout", "payload_template", b"payload_template", "starting_deadline", b"starting_deadline"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backoff_initial", b"backoff_initial", "backoff_max", b"backoff_max", "create_time", b"create_time", "delay_after_parents", b"delay_after_parents", "execution_timeout", b"execution_timeout", "payload_template", b"payload_template", "retire_time", b"retire_time", "starting_deadline", b"starting_deadline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff_initial", b"backoff_initial", "backoff_max", b"backoff_max", "backoff_multiplier", b"backoff_multiplier", "create_time", b"create_time", "cron_spec", b"cron_spec", "def_id", b"def_id", "default_priority", b"default_priority", "delay_after_parents", b"delay_after_parents", "execution_timeout", b"execution_timeout", "kind", b"kind", "max_attempts", b"max_attempts", "misfire_policy", b"misfire_policy", "name", b"name", "namespace_id", b"namespace_id", "next_fire_times", b"next_fire_times", "overlap_policy", b"overlap_policy", "payload_template", b"payload_template", "starting_deadline", b"starting_deadline", "time_zone", b"time_zone", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff_initial", b"backoff_initial", "backoff_max", b"backoff_max", "backoff_multiplier", b"backoff_multiplier", "create_time", b"create_time", "cron_spec", b"cron_spec", "def_id", b"def_id", "default_priority", b"default_priority", "delay_after_parents", b"delay_after_parents", "execution_timeout", b"execution_timeout", "kind", b"kind", "max_attempts", b"max_attempts", "misfire_policy", b"misfire_policy", "name", b"name", "namespace_id", b"namespace_id", "next_fire_times", b"next_fire_times", "overlap_policy", b"overlap_policy", "payload_template", b"payload_template", "retire_time", b"retire_time", "starting_deadline", b"starting_deadline", "time_zone", b"time_zone", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -428,3 +434,29 @@ class TickRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TickRequest: _TypeAlias = TickRequest  # noqa: Y015
+
+@_typing.final
+class RetireDefinitionRequest(_message.Message):
+    """RetireDefinitionRequest names a version whose line to retire."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_ID_FIELD_NUMBER: _builtins.int
+    DEF_ID_FIELD_NUMBER: _builtins.int
+    namespace_id: _builtins.str
+    """The namespace the definition must belong to."""
+    def_id: _builtins.str
+    """Any version of the line to retire."""
+    def __init__(
+        self,
+        *,
+        namespace_id: _builtins.str = ...,
+        def_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["def_id", b"def_id", "namespace_id", b"namespace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetireDefinitionRequest: _TypeAlias = RetireDefinitionRequest  # noqa: Y015

@@ -56,6 +56,11 @@ class DefinitionServiceStub:
                 request_serializer=chronosched_dot_v1_dot_definition__pb2.TickRequest.SerializeToString,
                 response_deserializer=chronosched_dot_v1_dot_job__pb2.Job.FromString,
                 _registered_method=True)
+        self.RetireDefinition = channel.unary_unary(
+                '/chronosched.v1.DefinitionService/RetireDefinition',
+                request_serializer=chronosched_dot_v1_dot_definition__pb2.RetireDefinitionRequest.SerializeToString,
+                response_deserializer=chronosched_dot_v1_dot_definition__pb2.JobDefinition.FromString,
+                _registered_method=True)
 
 
 class DefinitionServiceServicer:
@@ -65,7 +70,9 @@ class DefinitionServiceServicer:
     def CreateDefinition(self, request, context):
         """CreateDefinition stores a definition. A name that already exists in the
         namespace gets the next version (1, 2, 3, ...); definitions are never
-        updated in place.
+        updated in place. After a retire, the next version of the name starts a
+        new, live line (the retired versions stay retired) and owns the name's
+        schedule, which starts unpaused.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,6 +95,22 @@ class DefinitionServiceServicer:
 
     def Tick(self, request, context):
         """Tick enqueues one standalone run (no DAG) of a definition version now.
+        A retired version is FAILED_PRECONDITION (reason DEFINITION_RETIRED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetireDefinition(self, request, context):
+        """RetireDefinition retires the line of versions `def_id` belongs to (the
+        name's versions created since its last retire) and returns `def_id`'s
+        version with `retire_time` set. The name's cron schedule stops at once
+        on every server; its pause state is cleared. No new job of a retired
+        version is made (Tick, CreateDag, CreateJobs and cron fires are
+        FAILED_PRECONDITION / skipped), while jobs made before run to their end.
+        Retired versions stay readable (Get, List, ListFires). Retiring through
+        a version that is already retired changes nothing and returns it again,
+        even if the name was created again since.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -115,6 +138,11 @@ def add_DefinitionServiceServicer_to_server(servicer, server):
                     servicer.Tick,
                     request_deserializer=chronosched_dot_v1_dot_definition__pb2.TickRequest.FromString,
                     response_serializer=chronosched_dot_v1_dot_job__pb2.Job.SerializeToString,
+            ),
+            'RetireDefinition': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetireDefinition,
+                    request_deserializer=chronosched_dot_v1_dot_definition__pb2.RetireDefinitionRequest.FromString,
+                    response_serializer=chronosched_dot_v1_dot_definition__pb2.JobDefinition.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -226,6 +254,33 @@ class DefinitionService:
             '/chronosched.v1.DefinitionService/Tick',
             chronosched_dot_v1_dot_definition__pb2.TickRequest.SerializeToString,
             chronosched_dot_v1_dot_job__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetireDefinition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chronosched.v1.DefinitionService/RetireDefinition',
+            chronosched_dot_v1_dot_definition__pb2.RetireDefinitionRequest.SerializeToString,
+            chronosched_dot_v1_dot_definition__pb2.JobDefinition.FromString,
             options,
             channel_credentials,
             insecure,

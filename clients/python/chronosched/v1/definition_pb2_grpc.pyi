@@ -37,7 +37,9 @@ class DefinitionServiceStub:
     CreateDefinition: _grpc.UnaryUnaryMultiCallable[_definition_pb2.CreateDefinitionRequest, _definition_pb2.JobDefinition]
     """CreateDefinition stores a definition. A name that already exists in the
     namespace gets the next version (1, 2, 3, ...); definitions are never
-    updated in place.
+    updated in place. After a retire, the next version of the name starts a
+    new, live line (the retired versions stay retired) and owns the name's
+    schedule, which starts unpaused.
     """
     ListDefinitions: _grpc.UnaryUnaryMultiCallable[_definition_pb2.ListDefinitionsRequest, _definition_pb2.ListDefinitionsResponse]
     """ListDefinitions lists definition versions in creation order, optionally
@@ -46,7 +48,20 @@ class DefinitionServiceStub:
     GetDefinition: _grpc.UnaryUnaryMultiCallable[_definition_pb2.GetDefinitionRequest, _definition_pb2.JobDefinition]
     """GetDefinition returns one definition version."""
     Tick: _grpc.UnaryUnaryMultiCallable[_definition_pb2.TickRequest, _job_pb2.Job]
-    """Tick enqueues one standalone run (no DAG) of a definition version now."""
+    """Tick enqueues one standalone run (no DAG) of a definition version now.
+    A retired version is FAILED_PRECONDITION (reason DEFINITION_RETIRED).
+    """
+    RetireDefinition: _grpc.UnaryUnaryMultiCallable[_definition_pb2.RetireDefinitionRequest, _definition_pb2.JobDefinition]
+    """RetireDefinition retires the line of versions `def_id` belongs to (the
+    name's versions created since its last retire) and returns `def_id`'s
+    version with `retire_time` set. The name's cron schedule stops at once
+    on every server; its pause state is cleared. No new job of a retired
+    version is made (Tick, CreateDag, CreateJobs and cron fires are
+    FAILED_PRECONDITION / skipped), while jobs made before run to their end.
+    Retired versions stay readable (Get, List, ListFires). Retiring through
+    a version that is already retired changes nothing and returns it again,
+    even if the name was created again since.
+    """
 
 @_typing.type_check_only
 class DefinitionServiceAsyncStub(DefinitionServiceStub):
@@ -56,7 +71,9 @@ class DefinitionServiceAsyncStub(DefinitionServiceStub):
     CreateDefinition: _aio.UnaryUnaryMultiCallable[_definition_pb2.CreateDefinitionRequest, _definition_pb2.JobDefinition]  # type: ignore[assignment]
     """CreateDefinition stores a definition. A name that already exists in the
     namespace gets the next version (1, 2, 3, ...); definitions are never
-    updated in place.
+    updated in place. After a retire, the next version of the name starts a
+    new, live line (the retired versions stay retired) and owns the name's
+    schedule, which starts unpaused.
     """
     ListDefinitions: _aio.UnaryUnaryMultiCallable[_definition_pb2.ListDefinitionsRequest, _definition_pb2.ListDefinitionsResponse]  # type: ignore[assignment]
     """ListDefinitions lists definition versions in creation order, optionally
@@ -65,7 +82,20 @@ class DefinitionServiceAsyncStub(DefinitionServiceStub):
     GetDefinition: _aio.UnaryUnaryMultiCallable[_definition_pb2.GetDefinitionRequest, _definition_pb2.JobDefinition]  # type: ignore[assignment]
     """GetDefinition returns one definition version."""
     Tick: _aio.UnaryUnaryMultiCallable[_definition_pb2.TickRequest, _job_pb2.Job]  # type: ignore[assignment]
-    """Tick enqueues one standalone run (no DAG) of a definition version now."""
+    """Tick enqueues one standalone run (no DAG) of a definition version now.
+    A retired version is FAILED_PRECONDITION (reason DEFINITION_RETIRED).
+    """
+    RetireDefinition: _aio.UnaryUnaryMultiCallable[_definition_pb2.RetireDefinitionRequest, _definition_pb2.JobDefinition]  # type: ignore[assignment]
+    """RetireDefinition retires the line of versions `def_id` belongs to (the
+    name's versions created since its last retire) and returns `def_id`'s
+    version with `retire_time` set. The name's cron schedule stops at once
+    on every server; its pause state is cleared. No new job of a retired
+    version is made (Tick, CreateDag, CreateJobs and cron fires are
+    FAILED_PRECONDITION / skipped), while jobs made before run to their end.
+    Retired versions stay readable (Get, List, ListFires). Retiring through
+    a version that is already retired changes nothing and returns it again,
+    even if the name was created again since.
+    """
 
 class DefinitionServiceServicer(metaclass=_abc_1.ABCMeta):
     """DefinitionService manages immutable, versioned job definitions."""
@@ -78,7 +108,9 @@ class DefinitionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_definition_pb2.JobDefinition, _abc.Awaitable[_definition_pb2.JobDefinition]]:
         """CreateDefinition stores a definition. A name that already exists in the
         namespace gets the next version (1, 2, 3, ...); definitions are never
-        updated in place.
+        updated in place. After a retire, the next version of the name starts a
+        new, live line (the retired versions stay retired) and owns the name's
+        schedule, which starts unpaused.
         """
 
     @_abc_1.abstractmethod
@@ -105,6 +137,25 @@ class DefinitionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _definition_pb2.TickRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_job_pb2.Job, _abc.Awaitable[_job_pb2.Job]]:
-        """Tick enqueues one standalone run (no DAG) of a definition version now."""
+        """Tick enqueues one standalone run (no DAG) of a definition version now.
+        A retired version is FAILED_PRECONDITION (reason DEFINITION_RETIRED).
+        """
+
+    @_abc_1.abstractmethod
+    def RetireDefinition(
+        self,
+        request: _definition_pb2.RetireDefinitionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_definition_pb2.JobDefinition, _abc.Awaitable[_definition_pb2.JobDefinition]]:
+        """RetireDefinition retires the line of versions `def_id` belongs to (the
+        name's versions created since its last retire) and returns `def_id`'s
+        version with `retire_time` set. The name's cron schedule stops at once
+        on every server; its pause state is cleared. No new job of a retired
+        version is made (Tick, CreateDag, CreateJobs and cron fires are
+        FAILED_PRECONDITION / skipped), while jobs made before run to their end.
+        Retired versions stay readable (Get, List, ListFires). Retiring through
+        a version that is already retired changes nothing and returns it again,
+        even if the name was created again since.
+        """
 
 def add_DefinitionServiceServicer_to_server(servicer: DefinitionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

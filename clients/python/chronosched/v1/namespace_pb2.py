@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63hronosched/v1/namespace.proto\x12\x0e\x63hronosched.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"g\n\tNamespace\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x16\x43reateNamespaceRequest\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\">\n\x15ListNamespacesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x16ListNamespacesResponse\x12-\n\nnamespaces\x18\x01 \x03(\x0b\x32\x19.chronosched.v1.Namespace\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x13GetNamespaceRequest\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t2\xff\x02\n\x10NamespaceService\x12s\n\x0f\x43reateNamespace\x12&.chronosched.v1.CreateNamespaceRequest\x1a\x19.chronosched.v1.Namespace\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/api/v1/namespaces:\x01*\x12{\n\x0eListNamespaces\x12%.chronosched.v1.ListNamespacesRequest\x1a&.chronosched.v1.ListNamespacesResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/namespaces\x12y\n\x0cGetNamespace\x12#.chronosched.v1.GetNamespaceRequest\x1a\x19.chronosched.v1.Namespace\")\x82\xd3\xe4\x93\x02#\x12!/api/v1/namespaces/{namespace_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63hronosched/v1/namespace.proto\x12\x0e\x63hronosched.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"g\n\tNamespace\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x16\x43reateNamespaceRequest\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\">\n\x15ListNamespacesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x16ListNamespacesResponse\x12-\n\nnamespaces\x18\x01 \x03(\x0b\x32\x19.chronosched.v1.Namespace\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x13GetNamespaceRequest\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\".\n\x16\x44\x65leteNamespaceRequest\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t2\xfd\x03\n\x10NamespaceService\x12s\n\x0f\x43reateNamespace\x12&.chronosched.v1.CreateNamespaceRequest\x1a\x19.chronosched.v1.Namespace\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/api/v1/namespaces:\x01*\x12{\n\x0eListNamespaces\x12%.chronosched.v1.ListNamespacesRequest\x1a&.chronosched.v1.ListNamespacesResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/namespaces\x12y\n\x0cGetNamespace\x12#.chronosched.v1.GetNamespaceRequest\x1a\x19.chronosched.v1.Namespace\")\x82\xd3\xe4\x93\x02#\x12!/api/v1/namespaces/{namespace_id}\x12|\n\x0f\x44\x65leteNamespace\x12&.chronosched.v1.DeleteNamespaceRequest\x1a\x16.google.protobuf.Empty\")\x82\xd3\xe4\x93\x02#*!/api/v1/namespaces/{namespace_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,16 +40,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NAMESPACESERVICE'].methods_by_name['ListNamespaces']._serialized_options = b'\202\323\344\223\002\024\022\022/api/v1/namespaces'
   _globals['_NAMESPACESERVICE'].methods_by_name['GetNamespace']._loaded_options = None
   _globals['_NAMESPACESERVICE'].methods_by_name['GetNamespace']._serialized_options = b'\202\323\344\223\002#\022!/api/v1/namespaces/{namespace_id}'
-  _globals['_NAMESPACE']._serialized_start=113
-  _globals['_NAMESPACE']._serialized_end=216
-  _globals['_CREATENAMESPACEREQUEST']._serialized_start=218
-  _globals['_CREATENAMESPACEREQUEST']._serialized_end=285
-  _globals['_LISTNAMESPACESREQUEST']._serialized_start=287
-  _globals['_LISTNAMESPACESREQUEST']._serialized_end=349
-  _globals['_LISTNAMESPACESRESPONSE']._serialized_start=351
-  _globals['_LISTNAMESPACESRESPONSE']._serialized_end=447
-  _globals['_GETNAMESPACEREQUEST']._serialized_start=449
-  _globals['_GETNAMESPACEREQUEST']._serialized_end=492
-  _globals['_NAMESPACESERVICE']._serialized_start=495
-  _globals['_NAMESPACESERVICE']._serialized_end=878
+  _globals['_NAMESPACESERVICE'].methods_by_name['DeleteNamespace']._loaded_options = None
+  _globals['_NAMESPACESERVICE'].methods_by_name['DeleteNamespace']._serialized_options = b'\202\323\344\223\002#*!/api/v1/namespaces/{namespace_id}'
+  _globals['_NAMESPACE']._serialized_start=142
+  _globals['_NAMESPACE']._serialized_end=245
+  _globals['_CREATENAMESPACEREQUEST']._serialized_start=247
+  _globals['_CREATENAMESPACEREQUEST']._serialized_end=314
+  _globals['_LISTNAMESPACESREQUEST']._serialized_start=316
+  _globals['_LISTNAMESPACESREQUEST']._serialized_end=378
+  _globals['_LISTNAMESPACESRESPONSE']._serialized_start=380
+  _globals['_LISTNAMESPACESRESPONSE']._serialized_end=476
+  _globals['_GETNAMESPACEREQUEST']._serialized_start=478
+  _globals['_GETNAMESPACEREQUEST']._serialized_end=521
+  _globals['_DELETENAMESPACEREQUEST']._serialized_start=523
+  _globals['_DELETENAMESPACEREQUEST']._serialized_end=569
+  _globals['_NAMESPACESERVICE']._serialized_start=572
+  _globals['_NAMESPACESERVICE']._serialized_end=1081
 # @@protoc_insertion_point(module_scope)

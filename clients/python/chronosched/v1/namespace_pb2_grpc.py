@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from chronosched.v1 import namespace_pb2 as chronosched_dot_v1_dot_namespace__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -51,6 +52,11 @@ class NamespaceServiceStub:
                 request_serializer=chronosched_dot_v1_dot_namespace__pb2.GetNamespaceRequest.SerializeToString,
                 response_deserializer=chronosched_dot_v1_dot_namespace__pb2.Namespace.FromString,
                 _registered_method=True)
+        self.DeleteNamespace = channel.unary_unary(
+                '/chronosched.v1.NamespaceService/DeleteNamespace',
+                request_serializer=chronosched_dot_v1_dot_namespace__pb2.DeleteNamespaceRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class NamespaceServiceServicer:
@@ -80,6 +86,20 @@ class NamespaceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteNamespace(self, request, context):
+        """DeleteNamespace deletes a namespace in which nothing can still run or
+        fire: no live DAG (PENDING or RUNNING, or FAILED with jobs still
+        running), no unfinished job and no unretired definition. Otherwise it is
+        FAILED_PRECONDITION (reason NAMESPACE_NOT_EMPTY) with the three counts.
+        Everything else in it goes in the same transaction: finished DAGs and
+        jobs (live and pruned into history), retired definitions, the fire
+        ledger, schedule state and idempotency keys. Its id may then be used
+        again. A deleted (or unknown) namespace is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NamespaceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +117,11 @@ def add_NamespaceServiceServicer_to_server(servicer, server):
                     servicer.GetNamespace,
                     request_deserializer=chronosched_dot_v1_dot_namespace__pb2.GetNamespaceRequest.FromString,
                     response_serializer=chronosched_dot_v1_dot_namespace__pb2.Namespace.SerializeToString,
+            ),
+            'DeleteNamespace': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteNamespace,
+                    request_deserializer=chronosched_dot_v1_dot_namespace__pb2.DeleteNamespaceRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +207,33 @@ class NamespaceService:
             '/chronosched.v1.NamespaceService/GetNamespace',
             chronosched_dot_v1_dot_namespace__pb2.GetNamespaceRequest.SerializeToString,
             chronosched_dot_v1_dot_namespace__pb2.Namespace.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteNamespace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chronosched.v1.NamespaceService/DeleteNamespace',
+            chronosched_dot_v1_dot_namespace__pb2.DeleteNamespaceRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ isort:skip_file
 
 from chronosched.v1 import namespace_pb2 as _namespace_pb2
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -43,6 +44,16 @@ class NamespaceServiceStub:
     """ListNamespaces lists namespaces in id order, one page at a time."""
     GetNamespace: _grpc.UnaryUnaryMultiCallable[_namespace_pb2.GetNamespaceRequest, _namespace_pb2.Namespace]
     """GetNamespace returns one namespace, or NOT_FOUND."""
+    DeleteNamespace: _grpc.UnaryUnaryMultiCallable[_namespace_pb2.DeleteNamespaceRequest, _empty_pb2.Empty]
+    """DeleteNamespace deletes a namespace in which nothing can still run or
+    fire: no live DAG (PENDING or RUNNING, or FAILED with jobs still
+    running), no unfinished job and no unretired definition. Otherwise it is
+    FAILED_PRECONDITION (reason NAMESPACE_NOT_EMPTY) with the three counts.
+    Everything else in it goes in the same transaction: finished DAGs and
+    jobs (live and pruned into history), retired definitions, the fire
+    ledger, schedule state and idempotency keys. Its id may then be used
+    again. A deleted (or unknown) namespace is NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class NamespaceServiceAsyncStub(NamespaceServiceStub):
@@ -59,6 +70,16 @@ class NamespaceServiceAsyncStub(NamespaceServiceStub):
     """ListNamespaces lists namespaces in id order, one page at a time."""
     GetNamespace: _aio.UnaryUnaryMultiCallable[_namespace_pb2.GetNamespaceRequest, _namespace_pb2.Namespace]  # type: ignore[assignment]
     """GetNamespace returns one namespace, or NOT_FOUND."""
+    DeleteNamespace: _aio.UnaryUnaryMultiCallable[_namespace_pb2.DeleteNamespaceRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """DeleteNamespace deletes a namespace in which nothing can still run or
+    fire: no live DAG (PENDING or RUNNING, or FAILED with jobs still
+    running), no unfinished job and no unretired definition. Otherwise it is
+    FAILED_PRECONDITION (reason NAMESPACE_NOT_EMPTY) with the three counts.
+    Everything else in it goes in the same transaction: finished DAGs and
+    jobs (live and pruned into history), retired definitions, the fire
+    ledger, schedule state and idempotency keys. Its id may then be used
+    again. A deleted (or unknown) namespace is NOT_FOUND.
+    """
 
 class NamespaceServiceServicer(metaclass=_abc_1.ABCMeta):
     """NamespaceService manages namespaces, the isolation boundary every other
@@ -90,5 +111,21 @@ class NamespaceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_namespace_pb2.Namespace, _abc.Awaitable[_namespace_pb2.Namespace]]:
         """GetNamespace returns one namespace, or NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def DeleteNamespace(
+        self,
+        request: _namespace_pb2.DeleteNamespaceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """DeleteNamespace deletes a namespace in which nothing can still run or
+        fire: no live DAG (PENDING or RUNNING, or FAILED with jobs still
+        running), no unfinished job and no unretired definition. Otherwise it is
+        FAILED_PRECONDITION (reason NAMESPACE_NOT_EMPTY) with the three counts.
+        Everything else in it goes in the same transaction: finished DAGs and
+        jobs (live and pruned into history), retired definitions, the fire
+        ledger, schedule state and idempotency keys. Its id may then be used
+        again. A deleted (or unknown) namespace is NOT_FOUND.
+        """
 
 def add_NamespaceServiceServicer_to_server(servicer: NamespaceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

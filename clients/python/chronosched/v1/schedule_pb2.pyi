@@ -194,6 +194,7 @@ class Schedule(_message.Message):
     NEXT_FIRE_TIMES_FIELD_NUMBER: _builtins.int
     PAUSE_TIME_FIELD_NUMBER: _builtins.int
     RESUME_TIME_FIELD_NUMBER: _builtins.int
+    RETIRE_TIME_FIELD_NUMBER: _builtins.int
     namespace_id: _builtins.str
     """The namespace of the definition."""
     name: _builtins.str
@@ -222,6 +223,13 @@ class Schedule(_message.Message):
     def resume_time(self) -> _timestamp_pb2.Timestamp:
         """When the schedule was last resumed; unset if it never was."""
 
+    @_builtins.property
+    def retire_time(self) -> _timestamp_pb2.Timestamp:
+        """Set when the owning version is retired: the name has no schedule (no
+        next fire times) until the name is created again, and cannot be paused
+        or resumed (DEFINITION_RETIRED). The retire cleared the pause state.
+        """
+
     def __init__(
         self,
         *,
@@ -235,10 +243,11 @@ class Schedule(_message.Message):
         next_fire_times: _abc.Iterable[_timestamp_pb2.Timestamp] | None = ...,
         pause_time: _timestamp_pb2.Timestamp | None = ...,
         resume_time: _timestamp_pb2.Timestamp | None = ...,
+        retire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["pause_time", b"pause_time", "resume_time", b"resume_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pause_time", b"pause_time", "resume_time", b"resume_time", "retire_time", b"retire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cron_spec", b"cron_spec", "def_id", b"def_id", "def_version", b"def_version", "name", b"name", "namespace_id", b"namespace_id", "next_fire_times", b"next_fire_times", "pause_time", b"pause_time", "paused", b"paused", "resume_time", b"resume_time", "time_zone", b"time_zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cron_spec", b"cron_spec", "def_id", b"def_id", "def_version", b"def_version", "name", b"name", "namespace_id", b"namespace_id", "next_fire_times", b"next_fire_times", "pause_time", b"pause_time", "paused", b"paused", "resume_time", b"resume_time", "retire_time", b"retire_time", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
