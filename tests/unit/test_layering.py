@@ -170,6 +170,7 @@ def test_the_project_has_no_forbidden_import() -> None:
             "the worker never imports the server",
         ),
         ("chronosched.client", "import chronosched_worker", "the client package imports neither"),
+        ("chronosched.dag", "from chronosched_server import ids", "the client package imports neither"),
     ],
 )
 def test_a_forbidden_arrow_is_caught(module: str, source: str, complaint: str) -> None:

@@ -1,0 +1,518 @@
+"""The asyncio client: `AsyncClient`, the same methods as `Client`, awaited (on grpc.aio)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+
+from chronosched import _calls as calls
+from chronosched._calls import CA, Call, DefinitionRef, RetryPolicy
+from chronosched._convert import Seconds
+from chronosched.dag import AsyncDagBuilder, AsyncDagRun
+from chronosched.errors import from_rpc_error
+from chronosched.types import (
+    Dag,
+    DagState,
+    Definition,
+    Dependency,
+    Fire,
+    Health,
+    Job,
+    JobSpec,
+    JobState,
+    MisfirePolicy,
+    Namespace,
+    OverlapPolicy,
+    Page,
+    PruneResult,
+    Schedule,
+)
+
+T = TypeVar("T")
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+class _Keep:
+    """The default of `with_options` arguments: keep the current value."""
+
+
+_KEEP = _Keep()
+
+
+class _LazyChannel:
+    """The channel, made on first use; shared by the copies `with_options` makes."""
+
+    def __init__(self, target: str, options: list[tuple[str, Any]], ca: CA | None) -> None:
+        self._target, self._options = target, options
+        self._pem = None if ca is None else calls.read_ca(ca)
+        self._channel: grpc.aio.Channel | None = None
+        self._methods: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
+
+    def method(self, rpc: calls.Rpc) -> grpc.aio.UnaryUnaryMultiCallable[Any, Any]:
+        found = self._methods.get(rpc.path)
+        if found is None:
+            if self._channel is None:
+                if self._pem is None:
+                    self._channel = grpc.aio.insecure_channel(self._target, self._options)
+                else:
+                    credentials = grpc.ssl_channel_credentials(root_certificates=self._pem)
+                    self._channel = grpc.aio.secure_channel(self._target, credentials, self._options)
+            found = self._channel.unary_unary(
+                rpc.path,
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=rpc.response.FromString,
+            )
+            self._methods[rpc.path] = found
+        return found
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+            self._methods.clear()
+
+
+class AsyncClient:
+    """An asyncio client of a chronosched server (grpc.aio).
+
+    `target` is `host:port` of the gRPC server. `token`, if given, is sent as
+    `authorization: Bearer <token>` on every call. `ca` (PEM bytes, PEM text
+    or a file path) switches to TLS, trusting that CA. Every call has a
+    deadline of `timeout` seconds (None: no deadline), retries included;
+    `retry` says how calls that are safe to repeat are retried after
+    UNAVAILABLE (see `RetryPolicy`). `options` are extra gRPC channel
+    options.
+
+    Use it as an async context manager, or await `close()`:
+
+        async with AsyncClient("127.0.0.1:50051") as client:
+            await client.create_namespace("team-a")
+
+    Failed calls raise `chronosched.errors.ChronoschedError` subclasses.
+    Lists come back as async iterators (`async for`) that fetch the next
+    page as you go; the `*_page` methods return one `Page`. An iterator asks
+    for the next page only when the previous one is used up, so an error can
+    surface in the middle of the loop.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        token: str | None = None,
+        ca: CA | None = None,
+        timeout: float | None = 30.0,
+        *,
+        retry: RetryPolicy | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        # grpc.aio binds a channel to the event loop it is made in, so it is
+        # made on first use, inside the loop that uses it: a client may be
+        # built before the loop runs (at import, in a constructor).
+        self._lazy = _LazyChannel(target, calls.channel_options(options), ca)
+        self._owns_channel = True
+        self._metadata = calls.call_metadata(token)
+        self._timeout = timeout
+        self._retry = retry if retry is not None else RetryPolicy()
+        #: The server this client talks to.
+        self.target = target
+
+    # --- life cycle -------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the channel (a copy made by `with_options` leaves it open)."""
+        if self._owns_channel:
+            await self._lazy.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def with_options(
+        self, *, timeout: float | _Keep | None = _KEEP, retry: RetryPolicy | _Keep = _KEEP
+    ) -> AsyncClient:
+        """A client on the same channel with another deadline or retry policy
+        (e.g. `await client.with_options(timeout=2).get_dag(...)`). The copy does
+        not own the channel: closing it does nothing."""
+        clone = copy.copy(self)
+        clone._owns_channel = False
+        if not isinstance(timeout, _Keep):
+            clone._timeout = timeout
+        if not isinstance(retry, _Keep):
+            clone._retry = retry
+        return clone
+
+    # --- running calls ------------------------------------------------------------
+
+    async def _run(self, call: Call[T]) -> T:
+        deadline = math.inf if self._timeout is None else time.monotonic() + self._timeout
+        method = self._lazy.method(call.rpc)
+        attempt = 0
+        while True:
+            attempt += 1
+            left = deadline - time.monotonic()
+            try:
+                response = await method(
+                    call.request,
+                    timeout=None if left == math.inf else max(left, 0.0),
+                    metadata=self._metadata,
+                )
+            except grpc.RpcError as exc:
+                error = from_rpc_error(exc)
+                wait = self._retry.delay(call, error.code, attempt, deadline - time.monotonic())
+                if wait is None:
+                    raise error from exc
+                await asyncio.sleep(wait)
+                continue
+            return call.convert(response)
+
+    async def _pages(self, make: Callable[[str], Call[Page[T]]]) -> AsyncIterator[T]:
+        token = ""
+        while True:
+            page = await self._run(make(token))
+            for item in page.items:
+                yield item
+            if page.next_page_token is None:
+                return
+            token = page.next_page_token
+
+    # --- admin --------------------------------------------------------------------
+
+    async def healthz(self) -> Health:
+        """The server's health; raises Unavailable when it cannot reach its
+        database. Never retried: the answer is about now."""
+        return await self._run(calls.healthz())
+
+    async def prune(self, older_than: Seconds | None = None, namespace_id: str | None = None) -> PruneResult:
+        """Move finished DAGs and standalone jobs that ended more than
+        `older_than` ago (default 7 days) into history; `namespace_id`
+        narrows it to one namespace."""
+        return await self._run(calls.prune(older_than, namespace_id))
+
+    # --- namespaces -------------------------------------------------------------
+
+    async def create_namespace(self, namespace_id: str, description: str = "") -> Namespace:
+        """Create a namespace; AlreadyExists if the id is taken."""
+        return await self._run(calls.create_namespace(namespace_id, description))
+
+    def list_namespaces(self, *, page_size: int = calls.ITERATOR_PAGE_SIZE) -> AsyncIterator[Namespace]:
+        """Every namespace, in id order."""
+        return self._pages(lambda token: calls.list_namespaces(page_size, token))
+
+    async def list_namespaces_page(
+        self, *, page_size: int = 0, page_token: str | None = None
+    ) -> Page[Namespace]:
+        """One page of namespaces (`page_size` 0: the server's default of 50)."""
+        return await self._run(calls.list_namespaces(page_size, page_token or ""))
+
+    async def get_namespace(self, namespace_id: str) -> Namespace:
+        """One namespace; NotFound if there is none."""
+        return await self._run(calls.get_namespace(namespace_id))
+
+    async def delete_namespace(self, namespace_id: str) -> None:
+        """Delete a namespace and everything finished in it. FailedPrecondition
+        (reason NAMESPACE_NOT_EMPTY, counts in `metadata`) while anything in it
+        could still run or fire."""
+        await self._run(calls.delete_namespace(namespace_id))
+
+    # --- definitions ------------------------------------------------------------
+
+    async def create_definition(
+        self,
+        namespace_id: str,
+        name: str,
+        kind: str,
+        payload_template: Mapping[str, Any] | None = None,
+        *,
+        cron_spec: str | None = None,
+        time_zone: str | None = None,
+        misfire_policy: MisfirePolicy | None = None,
+        overlap_policy: OverlapPolicy | None = None,
+        starting_deadline: Seconds | None = None,
+        max_attempts: int | None = None,
+        backoff_initial: Seconds | None = None,
+        backoff_max: Seconds | None = None,
+        backoff_multiplier: float | None = None,
+        execution_timeout: Seconds | None = None,
+        default_priority: int | None = None,
+        delay_after_parents: Seconds | None = None,
+        request_id: str | None = None,
+    ) -> Definition:
+        """Create the next version of definition `name` (version 1 if the name
+        is new). Unset arguments take the server's defaults; durations are
+        timedeltas or seconds. `request_id` (default: a fresh uuid4) makes
+        the call safe to retry: the same id returns the first result."""
+        return await self._run(
+            calls.create_definition(
+                namespace_id,
+                name,
+                kind,
+                payload_template=payload_template,
+                cron_spec=cron_spec,
+                time_zone=time_zone,
+                misfire_policy=misfire_policy,
+                overlap_policy=overlap_policy,
+                starting_deadline=starting_deadline,
+                max_attempts=max_attempts,
+                backoff_initial=backoff_initial,
+                backoff_max=backoff_max,
+                backoff_multiplier=backoff_multiplier,
+                execution_timeout=execution_timeout,
+                default_priority=default_priority,
+                delay_after_parents=delay_after_parents,
+                request_id=request_id,
+            )
+        )
+
+    def list_definitions(
+        self, namespace_id: str, name: str | None = None, *, page_size: int = calls.ITERATOR_PAGE_SIZE
+    ) -> AsyncIterator[Definition]:
+        """Every definition version of a namespace (only those of `name` if
+        given), in creation order."""
+        return self._pages(lambda token: calls.list_definitions(namespace_id, name, page_size, token))
+
+    async def list_definitions_page(
+        self, namespace_id: str, name: str | None = None, *, page_size: int = 0, page_token: str | None = None
+    ) -> Page[Definition]:
+        """One page of definition versions."""
+        return await self._run(calls.list_definitions(namespace_id, name, page_size, page_token or ""))
+
+    async def get_definition(self, namespace_id: str, def_id: str) -> Definition:
+        """One definition version by its def_id."""
+        return await self._run(calls.get_definition(namespace_id, def_id))
+
+    async def definition_versions(self, namespace_id: str, name: str) -> list[Definition]:
+        """Every version of definition `name`, oldest first (empty if none)."""
+        return [d async for d in self.list_definitions(namespace_id, name)]
+
+    async def resolve_definition(self, namespace_id: str, ref: DefinitionRef) -> Definition:
+        """The definition version `ref` names: a Definition or def_id (UUID)
+        as is, `name@N` that version, a bare name its latest version.
+        NotFound (reason DEFINITION_NOT_FOUND) if there is none."""
+        if isinstance(ref, Definition):
+            return ref
+        parsed = calls.parse_ref(ref)
+        if parsed.def_id is not None:
+            return await self.get_definition(namespace_id, parsed.def_id)
+        assert parsed.name is not None
+        return calls.pick_version(
+            namespace_id, parsed, await self.definition_versions(namespace_id, parsed.name)
+        )
+
+    async def tick(
+        self,
+        namespace_id: str,
+        def_id: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+    ) -> Job:
+        """Enqueue one standalone run of a definition version now, with
+        `payload` merged over its template. Safe to retry (request_id)."""
+        return await self._run(calls.tick(namespace_id, def_id, payload, request_id))
+
+    async def retire_definition(self, namespace_id: str, def_id: str) -> Definition:
+        """Retire the line of versions `def_id` belongs to (no new jobs of it,
+        its schedule stops); returns `def_id`'s version with `retire_time`."""
+        return await self._run(calls.retire_definition(namespace_id, def_id))
+
+    def list_fires(
+        self, namespace_id: str, def_id: str, *, page_size: int = calls.ITERATOR_PAGE_SIZE
+    ) -> AsyncIterator[Fire]:
+        """The fire ledger of the definition's name (any version's def_id),
+        newest scheduled time first."""
+        return self._pages(lambda token: calls.list_fires(namespace_id, def_id, page_size, token))
+
+    async def list_fires_page(
+        self, namespace_id: str, def_id: str, *, page_size: int = 0, page_token: str | None = None
+    ) -> Page[Fire]:
+        """One page of the fire ledger."""
+        return await self._run(calls.list_fires(namespace_id, def_id, page_size, page_token or ""))
+
+    # --- schedules --------------------------------------------------------------
+
+    async def get_schedule(self, namespace_id: str, name: str) -> Schedule:
+        """The cron schedule of definition name `name`."""
+        return await self._run(calls.get_schedule(namespace_id, name))
+
+    async def pause_schedule(self, namespace_id: str, name: str) -> Schedule:
+        """Stop `name`'s schedule from firing until resumed (idempotent)."""
+        return await self._run(calls.pause_schedule(namespace_id, name))
+
+    async def resume_schedule(self, namespace_id: str, name: str) -> Schedule:
+        """Let a paused schedule fire again from its next tick (idempotent)."""
+        return await self._run(calls.resume_schedule(namespace_id, name))
+
+    # --- DAGs -------------------------------------------------------------------
+
+    def dag(self, namespace_id: str, name: str = "") -> AsyncDagBuilder:
+        """A builder for a new DAG: add jobs with `.job()`, wire them with
+        `>>`, then `await .submit()` creates it in one call."""
+        return AsyncDagBuilder(self, namespace_id, name)
+
+    async def dag_run(self, namespace_id: str, dag_id: str) -> AsyncDagRun:
+        """A handle (wait, watch, cancel, ...) on an existing DAG."""
+        return AsyncDagRun(self, await self.get_dag(namespace_id, dag_id))
+
+    async def create_dag(
+        self,
+        namespace_id: str,
+        name: str = "",
+        jobs: Iterable[JobSpec] = (),
+        dependencies: Iterable[tuple[str, str]] = (),
+        *,
+        start: bool = False,
+        request_id: str | None = None,
+    ) -> Dag:
+        """Create a DAG with its jobs and (parent key, child key) edges in one
+        call, started at once if `start`. Safe to retry (request_id)."""
+        return await self._run(calls.create_dag(namespace_id, name, jobs, dependencies, start, request_id))
+
+    def list_dags(
+        self, namespace_id: str, *, state: DagState | None = None, page_size: int = calls.ITERATOR_PAGE_SIZE
+    ) -> AsyncIterator[Dag]:
+        """The live DAGs of a namespace (only those in `state`), in creation order."""
+        return self._pages(lambda token: calls.list_dags(namespace_id, state, page_size, token))
+
+    async def list_dags_page(
+        self,
+        namespace_id: str,
+        *,
+        state: DagState | None = None,
+        page_size: int = 0,
+        page_token: str | None = None,
+    ) -> Page[Dag]:
+        """One page of DAGs."""
+        return await self._run(calls.list_dags(namespace_id, state, page_size, page_token or ""))
+
+    async def get_dag(self, namespace_id: str, dag_id: str) -> Dag:
+        """One DAG (also after it was pruned into history)."""
+        return await self._run(calls.get_dag(namespace_id, dag_id))
+
+    async def start_dag(self, namespace_id: str, dag_id: str) -> Dag:
+        """Seal a PENDING DAG and run its roots."""
+        return await self._run(calls.start_dag(namespace_id, dag_id))
+
+    async def cancel_dag(self, namespace_id: str, dag_id: str) -> Dag:
+        """Cancel every unfinished job of the DAG."""
+        return await self._run(calls.cancel_dag(namespace_id, dag_id))
+
+    async def delete_dag(self, namespace_id: str, dag_id: str) -> None:
+        """Cancel the DAG and remove it and its jobs from the live tables."""
+        await self._run(calls.delete_dag(namespace_id, dag_id))
+
+    async def add_jobs(
+        self, namespace_id: str, dag_id: str, jobs: Iterable[JobSpec], *, request_id: str | None = None
+    ) -> list[Job]:
+        """Add jobs to a PENDING DAG, all or nothing. Safe to retry (request_id)."""
+        return await self._run(calls.create_jobs(namespace_id, dag_id, jobs, request_id))
+
+    async def add_dependency(
+        self, namespace_id: str, dag_id: str, parent_job_id: str, child_job_id: str
+    ) -> Dependency:
+        """Add one parent->child edge (by job id) to a PENDING DAG."""
+        return await self._run(calls.add_dependency(namespace_id, dag_id, parent_job_id, child_job_id))
+
+    async def add_dependencies(
+        self, namespace_id: str, dag_id: str, pairs: Iterable[tuple[str, str]]
+    ) -> list[Dependency]:
+        """Add (parent job id, child job id) edges to a PENDING DAG, all or nothing."""
+        return await self._run(calls.add_dependencies(namespace_id, dag_id, pairs))
+
+    def list_dag_jobs(
+        self,
+        namespace_id: str,
+        dag_id: str,
+        *,
+        state: JobState | None = None,
+        page_size: int = calls.ITERATOR_PAGE_SIZE,
+    ) -> AsyncIterator[Job]:
+        """The jobs of one DAG (only those in `state`), ordered by key."""
+        return self._pages(lambda token: calls.list_dag_jobs(namespace_id, dag_id, state, page_size, token))
+
+    async def list_dag_jobs_page(
+        self,
+        namespace_id: str,
+        dag_id: str,
+        *,
+        state: JobState | None = None,
+        page_size: int = 0,
+        page_token: str | None = None,
+    ) -> Page[Job]:
+        """One page of a DAG's jobs."""
+        return await self._run(calls.list_dag_jobs(namespace_id, dag_id, state, page_size, page_token or ""))
+
+    def list_dependencies(
+        self, namespace_id: str, dag_id: str, *, page_size: int = calls.ITERATOR_PAGE_SIZE
+    ) -> AsyncIterator[Dependency]:
+        """The edges of one DAG, by job id."""
+        return self._pages(lambda token: calls.list_dependencies(namespace_id, dag_id, page_size, token))
+
+    async def list_dependencies_page(
+        self, namespace_id: str, dag_id: str, *, page_size: int = 0, page_token: str | None = None
+    ) -> Page[Dependency]:
+        """One page of a DAG's edges."""
+        return await self._run(calls.list_dependencies(namespace_id, dag_id, page_size, page_token or ""))
+
+    # --- jobs -------------------------------------------------------------------
+
+    async def get_job(self, namespace_id: str, job_id: str) -> Job:
+        """One job (also after it was pruned into history)."""
+        return await self._run(calls.get_job(namespace_id, job_id))
+
+    def list_jobs(
+        self,
+        namespace_id: str,
+        *,
+        state: JobState | None = None,
+        dag_id: str | None = None,
+        def_id: str | None = None,
+        page_size: int = calls.ITERATOR_PAGE_SIZE,
+    ) -> AsyncIterator[Job]:
+        """The live jobs of a namespace, filtered by state, DAG and definition
+        version, in creation order."""
+        return self._pages(
+            lambda token: calls.list_jobs(namespace_id, state, dag_id, def_id, page_size, token)
+        )
+
+    async def list_jobs_page(
+        self,
+        namespace_id: str,
+        *,
+        state: JobState | None = None,
+        dag_id: str | None = None,
+        def_id: str | None = None,
+        page_size: int = 0,
+        page_token: str | None = None,
+    ) -> Page[Job]:
+        """One page of a namespace's jobs."""
+        return await self._run(
+            calls.list_jobs(namespace_id, state, dag_id, def_id, page_size, page_token or "")
+        )
+
+    async def complete_job(
+        self, job_id: str, result: Mapping[str, Any] | None = None, *, attempt: int | None = None
+    ) -> Job:
+        """Record the success of a READY or RUNNING job. With `attempt` the
+        call is fenced (a stale attempt is FailedPrecondition STALE_ATTEMPT)
+        and safe to retry; without it, it acts on the current attempt and is
+        sent once."""
+        return await self._run(calls.complete_job(job_id, result, attempt))
+
+    async def fail_job(
+        self, job_id: str, error: str, *, attempt: int | None = None, non_retryable: bool = False
+    ) -> Job:
+        """Record a failure: the job is retried while it has attempts left
+        (unless `non_retryable`), else it ends FAILED. Sent once."""
+        return await self._run(calls.fail_job(job_id, error, attempt, non_retryable))
