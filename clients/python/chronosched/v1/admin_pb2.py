@@ -23,28 +23,43 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63hronosched/v1/admin.proto\x12\x0e\x63hronosched.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\"S\n\x0cPruneRequest\x12-\n\nolder_than\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cnamespace_id\x18\x02 \x01(\t\"V\n\rPruneResponse\x12\x13\n\x0b\x64\x61gs_pruned\x18\x01 \x01(\x03\x12\x13\n\x0bjobs_pruned\x18\x02 \x01(\x03\x12\x1b\n\x13\x64\x65pendencies_pruned\x18\x03 \x01(\x03\"\x10\n\x0eHealthzRequest\"2\n\x0fHealthzResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t2\xd2\x01\n\x0c\x41\x64minService\x12\x64\n\x05Prune\x12\x1c.chronosched.v1.PruneRequest\x1a\x1d.chronosched.v1.PruneResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/admin/prune:\x01*\x12\\\n\x07Healthz\x12\x1e.chronosched.v1.HealthzRequest\x1a\x1f.chronosched.v1.HealthzResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/healthzb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63hronosched/v1/admin.proto\x12\x0e\x63hronosched.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\"_\n\x0cPruneRequest\x12\x33\n\nolder_than\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01\x12\x1a\n\x0cnamespace_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"h\n\rPruneResponse\x12\x19\n\x0b\x64\x61gs_pruned\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0bjobs_pruned\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12!\n\x13\x64\x65pendencies_pruned\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\"\x10\n\x0eHealthzRequest\">\n\x0fHealthzResponse\x12\x14\n\x06status\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07version\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x32\xd2\x01\n\x0c\x41\x64minService\x12\x64\n\x05Prune\x12\x1c.chronosched.v1.PruneRequest\x1a\x1d.chronosched.v1.PruneResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/admin/prune:\x01*\x12\\\n\x07Healthz\x12\x1e.chronosched.v1.HealthzRequest\x1a\x1f.chronosched.v1.HealthzResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/healthzb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chronosched.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['older_than']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['older_than']._serialized_options = b'\342A\001\001'
+  _globals['_PRUNEREQUEST'].fields_by_name['namespace_id']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['namespace_id']._serialized_options = b'\342A\001\001'
+  _globals['_PRUNERESPONSE'].fields_by_name['dags_pruned']._loaded_options = None
+  _globals['_PRUNERESPONSE'].fields_by_name['dags_pruned']._serialized_options = b'\342A\001\003'
+  _globals['_PRUNERESPONSE'].fields_by_name['jobs_pruned']._loaded_options = None
+  _globals['_PRUNERESPONSE'].fields_by_name['jobs_pruned']._serialized_options = b'\342A\001\003'
+  _globals['_PRUNERESPONSE'].fields_by_name['dependencies_pruned']._loaded_options = None
+  _globals['_PRUNERESPONSE'].fields_by_name['dependencies_pruned']._serialized_options = b'\342A\001\003'
+  _globals['_HEALTHZRESPONSE'].fields_by_name['status']._loaded_options = None
+  _globals['_HEALTHZRESPONSE'].fields_by_name['status']._serialized_options = b'\342A\001\003'
+  _globals['_HEALTHZRESPONSE'].fields_by_name['version']._loaded_options = None
+  _globals['_HEALTHZRESPONSE'].fields_by_name['version']._serialized_options = b'\342A\001\003'
   _globals['_ADMINSERVICE'].methods_by_name['Prune']._loaded_options = None
   _globals['_ADMINSERVICE'].methods_by_name['Prune']._serialized_options = b'\202\323\344\223\002\030\"\023/api/v1/admin/prune:\001*'
   _globals['_ADMINSERVICE'].methods_by_name['Healthz']._loaded_options = None
   _globals['_ADMINSERVICE'].methods_by_name['Healthz']._serialized_options = b'\202\323\344\223\002\n\022\010/healthz'
-  _globals['_PRUNEREQUEST']._serialized_start=108
-  _globals['_PRUNEREQUEST']._serialized_end=191
-  _globals['_PRUNERESPONSE']._serialized_start=193
-  _globals['_PRUNERESPONSE']._serialized_end=279
-  _globals['_HEALTHZREQUEST']._serialized_start=281
-  _globals['_HEALTHZREQUEST']._serialized_end=297
-  _globals['_HEALTHZRESPONSE']._serialized_start=299
-  _globals['_HEALTHZRESPONSE']._serialized_end=349
-  _globals['_ADMINSERVICE']._serialized_start=352
-  _globals['_ADMINSERVICE']._serialized_end=562
+  _globals['_PRUNEREQUEST']._serialized_start=141
+  _globals['_PRUNEREQUEST']._serialized_end=236
+  _globals['_PRUNERESPONSE']._serialized_start=238
+  _globals['_PRUNERESPONSE']._serialized_end=342
+  _globals['_HEALTHZREQUEST']._serialized_start=344
+  _globals['_HEALTHZREQUEST']._serialized_end=360
+  _globals['_HEALTHZRESPONSE']._serialized_start=362
+  _globals['_HEALTHZRESPONSE']._serialized_end=424
+  _globals['_ADMINSERVICE']._serialized_start=427
+  _globals['_ADMINSERVICE']._serialized_end=637
 # @@protoc_insertion_point(module_scope)

@@ -23,17 +23,94 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63hronosched/v1/job.proto\x12\x0e\x63hronosched.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x06\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0cnamespace_id\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x61g_id\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65\x66_id\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65\x66_version\x18\x05 \x01(\x05\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x0b\n\x03key\x18\x07 \x01(\t\x12(\n\x05state\x18\x08 \x01(\x0e\x32\x19.chronosched.v1.Job.State\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x14\n\x0cmax_attempts\x18\n \x01(\x05\x12\x10\n\x08priority\x18\x0b \x01(\x05\x12(\n\x07payload\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06result\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x0e \x01(\t\x12,\n\x08\x64ue_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11lease_expire_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworker_id\x18\x15 \x01(\t\"\xa4\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x0f\n\x0bSTATE_READY\x10\x02\x12\x11\n\rSTATE_RUNNING\x10\x03\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\x12\x13\n\x0fSTATE_CANCELLED\x10\x06\x12\x11\n\rSTATE_SKIPPED\x10\x07\"5\n\rGetJobRequest\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\"\x98\x01\n\x0fListJobsRequest\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.chronosched.v1.Job.State\x12\x0e\n\x06\x64\x61g_id\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65\x66_id\x18\x06 \x01(\t\"N\n\x10ListJobsResponse\x12!\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.chronosched.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"o\n\x12\x43ompleteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\'\n\x06result\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x07\x61ttempt\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\n\n\x08_attempt\"h\n\x0e\x46\x61ilJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x14\n\x07\x61ttempt\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x15\n\rnon_retryable\x18\x04 \x01(\x08\x42\n\n\x08_attempt2\xc6\x03\n\nJobService\x12j\n\x06GetJob\x12\x1d.chronosched.v1.GetJobRequest\x1a\x13.chronosched.v1.Job\",\x82\xd3\xe4\x93\x02&\x12$/api/v1/jobs/{namespace_id}/{job_id}\x12r\n\x08ListJobs\x12\x1f.chronosched.v1.ListJobsRequest\x1a .chronosched.v1.ListJobsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/v1/jobs/{namespace_id}\x12q\n\x0b\x43ompleteJob\x12\".chronosched.v1.CompleteJobRequest\x1a\x13.chronosched.v1.Job\")\x82\xd3\xe4\x93\x02#\"\x1e/api/v1/jobs/{job_id}/complete:\x01*\x12\x65\n\x07\x46\x61ilJob\x12\x1e.chronosched.v1.FailJobRequest\x1a\x13.chronosched.v1.Job\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/jobs/{job_id}/fail:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63hronosched/v1/job.proto\x12\x0e\x63hronosched.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x07\n\x03Job\x12\x15\n\x06job_id\x18\x01 \x01(\tB\x05\xe2\x41\x02\x03\x05\x12\x1a\n\x0cnamespace_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x05\x12\x14\n\x06\x64\x61g_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x05\x12\x14\n\x06\x64\x65\x66_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x05\x12\x1a\n\x0b\x64\x65\x66_version\x18\x05 \x01(\x05\x42\x05\xe2\x41\x02\x03\x05\x12\x13\n\x04kind\x18\x06 \x01(\tB\x05\xe2\x41\x02\x03\x05\x12\x11\n\x03key\x18\x07 \x01(\tB\x04\xe2\x41\x01\x05\x12.\n\x05state\x18\x08 \x01(\x0e\x32\x19.chronosched.v1.Job.StateB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x61ttempt\x18\t \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x1b\n\x0cmax_attempts\x18\n \x01(\x05\x42\x05\xe2\x41\x02\x03\x05\x12\x16\n\x08priority\x18\x0b \x01(\x05\x42\x04\xe2\x41\x01\x05\x12.\n\x07payload\x18\x0c \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x05\x12-\n\x06result\x18\r \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x03\x12\x13\n\x05\x65rror\x18\x0e \x01(\tB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x64ue_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x36\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x05\xe2\x41\x02\x03\x05\x12\x34\n\nstart_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12;\n\x11lease_expire_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x17\n\tworker_id\x18\x15 \x01(\tB\x04\xe2\x41\x01\x03\"\xa4\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x0f\n\x0bSTATE_READY\x10\x02\x12\x11\n\rSTATE_RUNNING\x10\x03\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\x12\x13\n\x0fSTATE_CANCELLED\x10\x06\x12\x11\n\rSTATE_SKIPPED\x10\x07\"A\n\rGetJobRequest\x12\x1a\n\x0cnamespace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06job_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\xbc\x01\n\x0fListJobsRequest\x12\x1a\n\x0cnamespace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x19.chronosched.v1.Job.StateB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x64\x61g_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x64\x65\x66_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\"Z\n\x10ListJobsResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.chronosched.v1.JobB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"\x81\x01\n\x12\x43ompleteJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x1a\n\x07\x61ttempt\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x42\n\n\x08_attempt\"\x80\x01\n\x0e\x46\x61ilJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05\x65rror\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x07\x61ttempt\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x1b\n\rnon_retryable\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\x42\n\n\x08_attempt2\xc6\x03\n\nJobService\x12j\n\x06GetJob\x12\x1d.chronosched.v1.GetJobRequest\x1a\x13.chronosched.v1.Job\",\x82\xd3\xe4\x93\x02&\x12$/api/v1/jobs/{namespace_id}/{job_id}\x12r\n\x08ListJobs\x12\x1f.chronosched.v1.ListJobsRequest\x1a .chronosched.v1.ListJobsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/v1/jobs/{namespace_id}\x12q\n\x0b\x43ompleteJob\x12\".chronosched.v1.CompleteJobRequest\x1a\x13.chronosched.v1.Job\")\x82\xd3\xe4\x93\x02#\"\x1e/api/v1/jobs/{job_id}/complete:\x01*\x12\x65\n\x07\x46\x61ilJob\x12\x1e.chronosched.v1.FailJobRequest\x1a\x13.chronosched.v1.Job\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/jobs/{job_id}/fail:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chronosched.v1.job_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_JOB'].fields_by_name['job_id']._loaded_options = None
+  _globals['_JOB'].fields_by_name['job_id']._serialized_options = b'\342A\002\003\005'
+  _globals['_JOB'].fields_by_name['namespace_id']._loaded_options = None
+  _globals['_JOB'].fields_by_name['namespace_id']._serialized_options = b'\342A\001\005'
+  _globals['_JOB'].fields_by_name['dag_id']._loaded_options = None
+  _globals['_JOB'].fields_by_name['dag_id']._serialized_options = b'\342A\001\005'
+  _globals['_JOB'].fields_by_name['def_id']._loaded_options = None
+  _globals['_JOB'].fields_by_name['def_id']._serialized_options = b'\342A\001\005'
+  _globals['_JOB'].fields_by_name['def_version']._loaded_options = None
+  _globals['_JOB'].fields_by_name['def_version']._serialized_options = b'\342A\002\003\005'
+  _globals['_JOB'].fields_by_name['kind']._loaded_options = None
+  _globals['_JOB'].fields_by_name['kind']._serialized_options = b'\342A\002\003\005'
+  _globals['_JOB'].fields_by_name['key']._loaded_options = None
+  _globals['_JOB'].fields_by_name['key']._serialized_options = b'\342A\001\005'
+  _globals['_JOB'].fields_by_name['state']._loaded_options = None
+  _globals['_JOB'].fields_by_name['state']._serialized_options = b'\342A\001\003'
+  _globals['_JOB'].fields_by_name['attempt']._loaded_options = None
+  _globals['_JOB'].fields_by_name['attempt']._serialized_options = b'\342A\001\003'
+  _globals['_JOB'].fields_by_name['max_attempts']._loaded_options = None
+  _globals['_JOB'].fields_by_name['max_attempts']._serialized_options = b'\342A\002\003\005'
+  _globals['_JOB'].fields_by_name['priority']._loaded_options = None
+  _globals['_JOB'].fields_by_name['priority']._serialized_options = b'\342A\001\005'
+  _globals['_JOB'].fields_by_name['payload']._loaded_options = None
+  _globals['_JOB'].fields_by_name['payload']._serialized_options = b'\342A\001\005'
+  _globals['_JOB'].fields_by_name['result']._loaded_options = None
+  _globals['_JOB'].fields_by_name['result']._serialized_options = b'\342A\001\003'
+  _globals['_JOB'].fields_by_name['error']._loaded_options = None
+  _globals['_JOB'].fields_by_name['error']._serialized_options = b'\342A\001\003'
+  _globals['_JOB'].fields_by_name['due_time']._loaded_options = None
+  _globals['_JOB'].fields_by_name['due_time']._serialized_options = b'\342A\001\003'
+  _globals['_JOB'].fields_by_name['create_time']._loaded_options = None
+  _globals['_JOB'].fields_by_name['create_time']._serialized_options = b'\342A\002\003\005'
+  _globals['_JOB'].fields_by_name['start_time']._loaded_options = None
+  _globals['_JOB'].fields_by_name['start_time']._serialized_options = b'\342A\001\003'
+  _globals['_JOB'].fields_by_name['end_time']._loaded_options = None
+  _globals['_JOB'].fields_by_name['end_time']._serialized_options = b'\342A\001\003'
+  _globals['_JOB'].fields_by_name['update_time']._loaded_options = None
+  _globals['_JOB'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_JOB'].fields_by_name['lease_expire_time']._loaded_options = None
+  _globals['_JOB'].fields_by_name['lease_expire_time']._serialized_options = b'\342A\001\003'
+  _globals['_JOB'].fields_by_name['worker_id']._loaded_options = None
+  _globals['_JOB'].fields_by_name['worker_id']._serialized_options = b'\342A\001\003'
+  _globals['_GETJOBREQUEST'].fields_by_name['namespace_id']._loaded_options = None
+  _globals['_GETJOBREQUEST'].fields_by_name['namespace_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETJOBREQUEST'].fields_by_name['job_id']._loaded_options = None
+  _globals['_GETJOBREQUEST'].fields_by_name['job_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTJOBSREQUEST'].fields_by_name['namespace_id']._loaded_options = None
+  _globals['_LISTJOBSREQUEST'].fields_by_name['namespace_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTJOBSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTJOBSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTJOBSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTJOBSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTJOBSREQUEST'].fields_by_name['state']._loaded_options = None
+  _globals['_LISTJOBSREQUEST'].fields_by_name['state']._serialized_options = b'\342A\001\001'
+  _globals['_LISTJOBSREQUEST'].fields_by_name['dag_id']._loaded_options = None
+  _globals['_LISTJOBSREQUEST'].fields_by_name['dag_id']._serialized_options = b'\342A\001\001'
+  _globals['_LISTJOBSREQUEST'].fields_by_name['def_id']._loaded_options = None
+  _globals['_LISTJOBSREQUEST'].fields_by_name['def_id']._serialized_options = b'\342A\001\001'
+  _globals['_LISTJOBSRESPONSE'].fields_by_name['jobs']._loaded_options = None
+  _globals['_LISTJOBSRESPONSE'].fields_by_name['jobs']._serialized_options = b'\342A\001\003'
+  _globals['_LISTJOBSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTJOBSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\342A\001\003'
+  _globals['_COMPLETEJOBREQUEST'].fields_by_name['job_id']._loaded_options = None
+  _globals['_COMPLETEJOBREQUEST'].fields_by_name['job_id']._serialized_options = b'\342A\001\002'
+  _globals['_COMPLETEJOBREQUEST'].fields_by_name['result']._loaded_options = None
+  _globals['_COMPLETEJOBREQUEST'].fields_by_name['result']._serialized_options = b'\342A\001\001'
+  _globals['_COMPLETEJOBREQUEST'].fields_by_name['attempt']._loaded_options = None
+  _globals['_COMPLETEJOBREQUEST'].fields_by_name['attempt']._serialized_options = b'\342A\001\001'
+  _globals['_FAILJOBREQUEST'].fields_by_name['job_id']._loaded_options = None
+  _globals['_FAILJOBREQUEST'].fields_by_name['job_id']._serialized_options = b'\342A\001\002'
+  _globals['_FAILJOBREQUEST'].fields_by_name['error']._loaded_options = None
+  _globals['_FAILJOBREQUEST'].fields_by_name['error']._serialized_options = b'\342A\001\001'
+  _globals['_FAILJOBREQUEST'].fields_by_name['attempt']._loaded_options = None
+  _globals['_FAILJOBREQUEST'].fields_by_name['attempt']._serialized_options = b'\342A\001\001'
+  _globals['_FAILJOBREQUEST'].fields_by_name['non_retryable']._loaded_options = None
+  _globals['_FAILJOBREQUEST'].fields_by_name['non_retryable']._serialized_options = b'\342A\001\001'
   _globals['_JOBSERVICE'].methods_by_name['GetJob']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['GetJob']._serialized_options = b'\202\323\344\223\002&\022$/api/v1/jobs/{namespace_id}/{job_id}'
   _globals['_JOBSERVICE'].methods_by_name['ListJobs']._loaded_options = None
@@ -42,20 +119,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSERVICE'].methods_by_name['CompleteJob']._serialized_options = b'\202\323\344\223\002#\"\036/api/v1/jobs/{job_id}/complete:\001*'
   _globals['_JOBSERVICE'].methods_by_name['FailJob']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['FailJob']._serialized_options = b'\202\323\344\223\002\037\"\032/api/v1/jobs/{job_id}/fail:\001*'
-  _globals['_JOB']._serialized_start=138
-  _globals['_JOB']._serialized_end=937
-  _globals['_JOB_STATE']._serialized_start=773
-  _globals['_JOB_STATE']._serialized_end=937
-  _globals['_GETJOBREQUEST']._serialized_start=939
-  _globals['_GETJOBREQUEST']._serialized_end=992
-  _globals['_LISTJOBSREQUEST']._serialized_start=995
-  _globals['_LISTJOBSREQUEST']._serialized_end=1147
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1149
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1227
-  _globals['_COMPLETEJOBREQUEST']._serialized_start=1229
-  _globals['_COMPLETEJOBREQUEST']._serialized_end=1340
-  _globals['_FAILJOBREQUEST']._serialized_start=1342
-  _globals['_FAILJOBREQUEST']._serialized_end=1446
-  _globals['_JOBSERVICE']._serialized_start=1449
-  _globals['_JOBSERVICE']._serialized_end=1903
+  _globals['_JOB']._serialized_start=171
+  _globals['_JOB']._serialized_end=1101
+  _globals['_JOB_STATE']._serialized_start=937
+  _globals['_JOB_STATE']._serialized_end=1101
+  _globals['_GETJOBREQUEST']._serialized_start=1103
+  _globals['_GETJOBREQUEST']._serialized_end=1168
+  _globals['_LISTJOBSREQUEST']._serialized_start=1171
+  _globals['_LISTJOBSREQUEST']._serialized_end=1359
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1361
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1451
+  _globals['_COMPLETEJOBREQUEST']._serialized_start=1454
+  _globals['_COMPLETEJOBREQUEST']._serialized_end=1583
+  _globals['_FAILJOBREQUEST']._serialized_start=1586
+  _globals['_FAILJOBREQUEST']._serialized_end=1714
+  _globals['_JOBSERVICE']._serialized_start=1717
+  _globals['_JOBSERVICE']._serialized_end=2171
 # @@protoc_insertion_point(module_scope)

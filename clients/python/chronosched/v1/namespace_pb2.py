@@ -23,17 +23,40 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63hronosched/v1/namespace.proto\x12\x0e\x63hronosched.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"g\n\tNamespace\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x16\x43reateNamespaceRequest\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\">\n\x15ListNamespacesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x16ListNamespacesResponse\x12-\n\nnamespaces\x18\x01 \x03(\x0b\x32\x19.chronosched.v1.Namespace\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x13GetNamespaceRequest\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\".\n\x16\x44\x65leteNamespaceRequest\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t2\xfd\x03\n\x10NamespaceService\x12s\n\x0f\x43reateNamespace\x12&.chronosched.v1.CreateNamespaceRequest\x1a\x19.chronosched.v1.Namespace\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/api/v1/namespaces:\x01*\x12{\n\x0eListNamespaces\x12%.chronosched.v1.ListNamespacesRequest\x1a&.chronosched.v1.ListNamespacesResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/namespaces\x12y\n\x0cGetNamespace\x12#.chronosched.v1.GetNamespaceRequest\x1a\x19.chronosched.v1.Namespace\")\x82\xd3\xe4\x93\x02#\x12!/api/v1/namespaces/{namespace_id}\x12|\n\x0f\x44\x65leteNamespace\x12&.chronosched.v1.DeleteNamespaceRequest\x1a\x16.google.protobuf.Empty\")\x82\xd3\xe4\x93\x02#*!/api/v1/namespaces/{namespace_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63hronosched/v1/namespace.proto\x12\x0e\x63hronosched.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"z\n\tNamespace\x12\x1a\n\x0cnamespace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x05\x12\x19\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x04\xe2\x41\x01\x05\x12\x36\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x05\xe2\x41\x02\x03\x05\"O\n\x16\x43reateNamespaceRequest\x12\x1a\n\x0cnamespace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"J\n\x15ListNamespacesRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"l\n\x16ListNamespacesResponse\x12\x33\n\nnamespaces\x18\x01 \x03(\x0b\x32\x19.chronosched.v1.NamespaceB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"1\n\x13GetNamespaceRequest\x12\x1a\n\x0cnamespace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"4\n\x16\x44\x65leteNamespaceRequest\x12\x1a\n\x0cnamespace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\xfd\x03\n\x10NamespaceService\x12s\n\x0f\x43reateNamespace\x12&.chronosched.v1.CreateNamespaceRequest\x1a\x19.chronosched.v1.Namespace\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/api/v1/namespaces:\x01*\x12{\n\x0eListNamespaces\x12%.chronosched.v1.ListNamespacesRequest\x1a&.chronosched.v1.ListNamespacesResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/namespaces\x12y\n\x0cGetNamespace\x12#.chronosched.v1.GetNamespaceRequest\x1a\x19.chronosched.v1.Namespace\")\x82\xd3\xe4\x93\x02#\x12!/api/v1/namespaces/{namespace_id}\x12|\n\x0f\x44\x65leteNamespace\x12&.chronosched.v1.DeleteNamespaceRequest\x1a\x16.google.protobuf.Empty\")\x82\xd3\xe4\x93\x02#*!/api/v1/namespaces/{namespace_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chronosched.v1.namespace_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_NAMESPACE'].fields_by_name['namespace_id']._loaded_options = None
+  _globals['_NAMESPACE'].fields_by_name['namespace_id']._serialized_options = b'\342A\001\005'
+  _globals['_NAMESPACE'].fields_by_name['description']._loaded_options = None
+  _globals['_NAMESPACE'].fields_by_name['description']._serialized_options = b'\342A\001\005'
+  _globals['_NAMESPACE'].fields_by_name['create_time']._loaded_options = None
+  _globals['_NAMESPACE'].fields_by_name['create_time']._serialized_options = b'\342A\002\003\005'
+  _globals['_CREATENAMESPACEREQUEST'].fields_by_name['namespace_id']._loaded_options = None
+  _globals['_CREATENAMESPACEREQUEST'].fields_by_name['namespace_id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATENAMESPACEREQUEST'].fields_by_name['description']._loaded_options = None
+  _globals['_CREATENAMESPACEREQUEST'].fields_by_name['description']._serialized_options = b'\342A\001\001'
+  _globals['_LISTNAMESPACESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTNAMESPACESREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTNAMESPACESREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTNAMESPACESREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTNAMESPACESRESPONSE'].fields_by_name['namespaces']._loaded_options = None
+  _globals['_LISTNAMESPACESRESPONSE'].fields_by_name['namespaces']._serialized_options = b'\342A\001\003'
+  _globals['_LISTNAMESPACESRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTNAMESPACESRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\342A\001\003'
+  _globals['_GETNAMESPACEREQUEST'].fields_by_name['namespace_id']._loaded_options = None
+  _globals['_GETNAMESPACEREQUEST'].fields_by_name['namespace_id']._serialized_options = b'\342A\001\002'
+  _globals['_DELETENAMESPACEREQUEST'].fields_by_name['namespace_id']._loaded_options = None
+  _globals['_DELETENAMESPACEREQUEST'].fields_by_name['namespace_id']._serialized_options = b'\342A\001\002'
   _globals['_NAMESPACESERVICE'].methods_by_name['CreateNamespace']._loaded_options = None
   _globals['_NAMESPACESERVICE'].methods_by_name['CreateNamespace']._serialized_options = b'\202\323\344\223\002\027\"\022/api/v1/namespaces:\001*'
   _globals['_NAMESPACESERVICE'].methods_by_name['ListNamespaces']._loaded_options = None
@@ -42,18 +65,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NAMESPACESERVICE'].methods_by_name['GetNamespace']._serialized_options = b'\202\323\344\223\002#\022!/api/v1/namespaces/{namespace_id}'
   _globals['_NAMESPACESERVICE'].methods_by_name['DeleteNamespace']._loaded_options = None
   _globals['_NAMESPACESERVICE'].methods_by_name['DeleteNamespace']._serialized_options = b'\202\323\344\223\002#*!/api/v1/namespaces/{namespace_id}'
-  _globals['_NAMESPACE']._serialized_start=142
-  _globals['_NAMESPACE']._serialized_end=245
-  _globals['_CREATENAMESPACEREQUEST']._serialized_start=247
-  _globals['_CREATENAMESPACEREQUEST']._serialized_end=314
-  _globals['_LISTNAMESPACESREQUEST']._serialized_start=316
-  _globals['_LISTNAMESPACESREQUEST']._serialized_end=378
-  _globals['_LISTNAMESPACESRESPONSE']._serialized_start=380
-  _globals['_LISTNAMESPACESRESPONSE']._serialized_end=476
-  _globals['_GETNAMESPACEREQUEST']._serialized_start=478
-  _globals['_GETNAMESPACEREQUEST']._serialized_end=521
-  _globals['_DELETENAMESPACEREQUEST']._serialized_start=523
-  _globals['_DELETENAMESPACEREQUEST']._serialized_end=569
-  _globals['_NAMESPACESERVICE']._serialized_start=572
-  _globals['_NAMESPACESERVICE']._serialized_end=1081
+  _globals['_NAMESPACE']._serialized_start=175
+  _globals['_NAMESPACE']._serialized_end=297
+  _globals['_CREATENAMESPACEREQUEST']._serialized_start=299
+  _globals['_CREATENAMESPACEREQUEST']._serialized_end=378
+  _globals['_LISTNAMESPACESREQUEST']._serialized_start=380
+  _globals['_LISTNAMESPACESREQUEST']._serialized_end=454
+  _globals['_LISTNAMESPACESRESPONSE']._serialized_start=456
+  _globals['_LISTNAMESPACESRESPONSE']._serialized_end=564
+  _globals['_GETNAMESPACEREQUEST']._serialized_start=566
+  _globals['_GETNAMESPACEREQUEST']._serialized_end=615
+  _globals['_DELETENAMESPACEREQUEST']._serialized_start=617
+  _globals['_DELETENAMESPACEREQUEST']._serialized_end=669
+  _globals['_NAMESPACESERVICE']._serialized_start=672
+  _globals['_NAMESPACESERVICE']._serialized_end=1181
 # @@protoc_insertion_point(module_scope)

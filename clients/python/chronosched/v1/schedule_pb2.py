@@ -23,16 +23,81 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63hronosched/v1/schedule.proto\x12\x0e\x63hronosched.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x02\n\x04\x46ire\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65\x66_id\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65\x66_version\x18\x04 \x01(\x05\x12\x32\n\x0escheduled_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tfire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x06status\x18\x07 \x01(\x0e\x32\x1b.chronosched.v1.Fire.Status\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x0e\n\x06job_id\x18\t \x01(\t\"F\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATUS_FIRED\x10\x01\x12\x12\n\x0eSTATUS_SKIPPED\x10\x02\"_\n\x10ListFiresRequest\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65\x66_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Q\n\x11ListFiresResponse\x12#\n\x05\x66ires\x18\x01 \x03(\x0b\x32\x14.chronosched.v1.Fire\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd0\x02\n\x08Schedule\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06paused\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65\x66_id\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65\x66_version\x18\x05 \x01(\x05\x12\x11\n\tcron_spec\x18\x06 \x01(\t\x12\x11\n\ttime_zone\x18\x07 \x01(\t\x12\x33\n\x0fnext_fire_times\x18\x08 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\npause_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bresume_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bretire_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x12GetScheduleRequest\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\":\n\x14PauseScheduleRequest\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\";\n\x15ResumeScheduleRequest\x12\x14\n\x0cnamespace_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t2\xb8\x04\n\x0fScheduleService\x12\x8b\x01\n\tListFires\x12 .chronosched.v1.ListFiresRequest\x1a!.chronosched.v1.ListFiresResponse\"9\x82\xd3\xe4\x93\x02\x33\x12\x31/api/v1/definitions/{namespace_id}/{def_id}/fires\x12|\n\x0bGetSchedule\x12\".chronosched.v1.GetScheduleRequest\x1a\x18.chronosched.v1.Schedule\"/\x82\xd3\xe4\x93\x02)\x12\'/api/v1/schedules/{namespace_id}/{name}\x12\x89\x01\n\rPauseSchedule\x12$.chronosched.v1.PauseScheduleRequest\x1a\x18.chronosched.v1.Schedule\"8\x82\xd3\xe4\x93\x02\x32\"-/api/v1/schedules/{namespace_id}/{name}/pause:\x01*\x12\x8c\x01\n\x0eResumeSchedule\x12%.chronosched.v1.ResumeScheduleRequest\x1a\x18.chronosched.v1.Schedule\"9\x82\xd3\xe4\x93\x02\x33\"./api/v1/schedules/{namespace_id}/{name}/resume:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63hronosched/v1/schedule.proto\x12\x0e\x63hronosched.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x03\n\x04\x46ire\x12\x1b\n\x0cnamespace_id\x18\x01 \x01(\tB\x05\xe2\x41\x02\x03\x05\x12\x13\n\x04name\x18\x02 \x01(\tB\x05\xe2\x41\x02\x03\x05\x12\x15\n\x06\x64\x65\x66_id\x18\x03 \x01(\tB\x05\xe2\x41\x02\x03\x05\x12\x1a\n\x0b\x64\x65\x66_version\x18\x04 \x01(\x05\x42\x05\xe2\x41\x02\x03\x05\x12\x39\n\x0escheduled_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x05\xe2\x41\x02\x03\x05\x12\x34\n\tfire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x05\xe2\x41\x02\x03\x05\x12\x32\n\x06status\x18\x07 \x01(\x0e\x32\x1b.chronosched.v1.Fire.StatusB\x05\xe2\x41\x02\x03\x05\x12\x15\n\x06reason\x18\x08 \x01(\tB\x05\xe2\x41\x02\x03\x05\x12\x15\n\x06job_id\x18\t \x01(\tB\x05\xe2\x41\x02\x03\x05\"F\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATUS_FIRED\x10\x01\x12\x12\n\x0eSTATUS_SKIPPED\x10\x02\"w\n\x10ListFiresRequest\x12\x1a\n\x0cnamespace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06\x64\x65\x66_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"]\n\x11ListFiresResponse\x12)\n\x05\x66ires\x18\x01 \x03(\x0b\x32\x14.chronosched.v1.FireB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"\x94\x03\n\x08Schedule\x12\x1b\n\x0cnamespace_id\x18\x01 \x01(\tB\x05\xe2\x41\x02\x03\x05\x12\x13\n\x04name\x18\x02 \x01(\tB\x05\xe2\x41\x02\x03\x05\x12\x14\n\x06paused\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06\x64\x65\x66_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x64\x65\x66_version\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x17\n\tcron_spec\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\ttime_zone\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x39\n\x0fnext_fire_times\x18\x08 \x03(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\npause_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bresume_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bretire_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"D\n\x12GetScheduleRequest\x12\x1a\n\x0cnamespace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"F\n\x14PauseScheduleRequest\x12\x1a\n\x0cnamespace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"G\n\x15ResumeScheduleRequest\x12\x1a\n\x0cnamespace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x32\xb8\x04\n\x0fScheduleService\x12\x8b\x01\n\tListFires\x12 .chronosched.v1.ListFiresRequest\x1a!.chronosched.v1.ListFiresResponse\"9\x82\xd3\xe4\x93\x02\x33\x12\x31/api/v1/definitions/{namespace_id}/{def_id}/fires\x12|\n\x0bGetSchedule\x12\".chronosched.v1.GetScheduleRequest\x1a\x18.chronosched.v1.Schedule\"/\x82\xd3\xe4\x93\x02)\x12\'/api/v1/schedules/{namespace_id}/{name}\x12\x89\x01\n\rPauseSchedule\x12$.chronosched.v1.PauseScheduleRequest\x1a\x18.chronosched.v1.Schedule\"8\x82\xd3\xe4\x93\x02\x32\"-/api/v1/schedules/{namespace_id}/{name}/pause:\x01*\x12\x8c\x01\n\x0eResumeSchedule\x12%.chronosched.v1.ResumeScheduleRequest\x1a\x18.chronosched.v1.Schedule\"9\x82\xd3\xe4\x93\x02\x33\"./api/v1/schedules/{namespace_id}/{name}/resume:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chronosched.v1.schedule_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_FIRE'].fields_by_name['namespace_id']._loaded_options = None
+  _globals['_FIRE'].fields_by_name['namespace_id']._serialized_options = b'\342A\002\003\005'
+  _globals['_FIRE'].fields_by_name['name']._loaded_options = None
+  _globals['_FIRE'].fields_by_name['name']._serialized_options = b'\342A\002\003\005'
+  _globals['_FIRE'].fields_by_name['def_id']._loaded_options = None
+  _globals['_FIRE'].fields_by_name['def_id']._serialized_options = b'\342A\002\003\005'
+  _globals['_FIRE'].fields_by_name['def_version']._loaded_options = None
+  _globals['_FIRE'].fields_by_name['def_version']._serialized_options = b'\342A\002\003\005'
+  _globals['_FIRE'].fields_by_name['scheduled_time']._loaded_options = None
+  _globals['_FIRE'].fields_by_name['scheduled_time']._serialized_options = b'\342A\002\003\005'
+  _globals['_FIRE'].fields_by_name['fire_time']._loaded_options = None
+  _globals['_FIRE'].fields_by_name['fire_time']._serialized_options = b'\342A\002\003\005'
+  _globals['_FIRE'].fields_by_name['status']._loaded_options = None
+  _globals['_FIRE'].fields_by_name['status']._serialized_options = b'\342A\002\003\005'
+  _globals['_FIRE'].fields_by_name['reason']._loaded_options = None
+  _globals['_FIRE'].fields_by_name['reason']._serialized_options = b'\342A\002\003\005'
+  _globals['_FIRE'].fields_by_name['job_id']._loaded_options = None
+  _globals['_FIRE'].fields_by_name['job_id']._serialized_options = b'\342A\002\003\005'
+  _globals['_LISTFIRESREQUEST'].fields_by_name['namespace_id']._loaded_options = None
+  _globals['_LISTFIRESREQUEST'].fields_by_name['namespace_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTFIRESREQUEST'].fields_by_name['def_id']._loaded_options = None
+  _globals['_LISTFIRESREQUEST'].fields_by_name['def_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTFIRESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTFIRESREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTFIRESREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTFIRESREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTFIRESRESPONSE'].fields_by_name['fires']._loaded_options = None
+  _globals['_LISTFIRESRESPONSE'].fields_by_name['fires']._serialized_options = b'\342A\001\003'
+  _globals['_LISTFIRESRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTFIRESRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\342A\001\003'
+  _globals['_SCHEDULE'].fields_by_name['namespace_id']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['namespace_id']._serialized_options = b'\342A\002\003\005'
+  _globals['_SCHEDULE'].fields_by_name['name']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['name']._serialized_options = b'\342A\002\003\005'
+  _globals['_SCHEDULE'].fields_by_name['paused']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['paused']._serialized_options = b'\342A\001\003'
+  _globals['_SCHEDULE'].fields_by_name['def_id']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['def_id']._serialized_options = b'\342A\001\003'
+  _globals['_SCHEDULE'].fields_by_name['def_version']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['def_version']._serialized_options = b'\342A\001\003'
+  _globals['_SCHEDULE'].fields_by_name['cron_spec']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['cron_spec']._serialized_options = b'\342A\001\003'
+  _globals['_SCHEDULE'].fields_by_name['time_zone']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['time_zone']._serialized_options = b'\342A\001\003'
+  _globals['_SCHEDULE'].fields_by_name['next_fire_times']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['next_fire_times']._serialized_options = b'\342A\001\003'
+  _globals['_SCHEDULE'].fields_by_name['pause_time']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['pause_time']._serialized_options = b'\342A\001\003'
+  _globals['_SCHEDULE'].fields_by_name['resume_time']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['resume_time']._serialized_options = b'\342A\001\003'
+  _globals['_SCHEDULE'].fields_by_name['retire_time']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['retire_time']._serialized_options = b'\342A\001\003'
+  _globals['_GETSCHEDULEREQUEST'].fields_by_name['namespace_id']._loaded_options = None
+  _globals['_GETSCHEDULEREQUEST'].fields_by_name['namespace_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETSCHEDULEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETSCHEDULEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_PAUSESCHEDULEREQUEST'].fields_by_name['namespace_id']._loaded_options = None
+  _globals['_PAUSESCHEDULEREQUEST'].fields_by_name['namespace_id']._serialized_options = b'\342A\001\002'
+  _globals['_PAUSESCHEDULEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_PAUSESCHEDULEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_RESUMESCHEDULEREQUEST'].fields_by_name['namespace_id']._loaded_options = None
+  _globals['_RESUMESCHEDULEREQUEST'].fields_by_name['namespace_id']._serialized_options = b'\342A\001\002'
+  _globals['_RESUMESCHEDULEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_RESUMESCHEDULEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_SCHEDULESERVICE'].methods_by_name['ListFires']._loaded_options = None
   _globals['_SCHEDULESERVICE'].methods_by_name['ListFires']._serialized_options = b'\202\323\344\223\0023\0221/api/v1/definitions/{namespace_id}/{def_id}/fires'
   _globals['_SCHEDULESERVICE'].methods_by_name['GetSchedule']._loaded_options = None
@@ -41,22 +106,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCHEDULESERVICE'].methods_by_name['PauseSchedule']._serialized_options = b'\202\323\344\223\0022\"-/api/v1/schedules/{namespace_id}/{name}/pause:\001*'
   _globals['_SCHEDULESERVICE'].methods_by_name['ResumeSchedule']._loaded_options = None
   _globals['_SCHEDULESERVICE'].methods_by_name['ResumeSchedule']._serialized_options = b'\202\323\344\223\0023\"./api/v1/schedules/{namespace_id}/{name}/resume:\001*'
-  _globals['_FIRE']._serialized_start=113
-  _globals['_FIRE']._serialized_end=440
-  _globals['_FIRE_STATUS']._serialized_start=370
-  _globals['_FIRE_STATUS']._serialized_end=440
-  _globals['_LISTFIRESREQUEST']._serialized_start=442
-  _globals['_LISTFIRESREQUEST']._serialized_end=537
-  _globals['_LISTFIRESRESPONSE']._serialized_start=539
-  _globals['_LISTFIRESRESPONSE']._serialized_end=620
-  _globals['_SCHEDULE']._serialized_start=623
-  _globals['_SCHEDULE']._serialized_end=959
-  _globals['_GETSCHEDULEREQUEST']._serialized_start=961
-  _globals['_GETSCHEDULEREQUEST']._serialized_end=1017
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=1019
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=1077
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=1079
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=1138
-  _globals['_SCHEDULESERVICE']._serialized_start=1141
-  _globals['_SCHEDULESERVICE']._serialized_end=1709
+  _globals['_FIRE']._serialized_start=146
+  _globals['_FIRE']._serialized_end=536
+  _globals['_FIRE_STATUS']._serialized_start=466
+  _globals['_FIRE_STATUS']._serialized_end=536
+  _globals['_LISTFIRESREQUEST']._serialized_start=538
+  _globals['_LISTFIRESREQUEST']._serialized_end=657
+  _globals['_LISTFIRESRESPONSE']._serialized_start=659
+  _globals['_LISTFIRESRESPONSE']._serialized_end=752
+  _globals['_SCHEDULE']._serialized_start=755
+  _globals['_SCHEDULE']._serialized_end=1159
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=1161
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=1229
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=1231
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=1301
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=1303
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=1374
+  _globals['_SCHEDULESERVICE']._serialized_start=1377
+  _globals['_SCHEDULESERVICE']._serialized_end=1945
 # @@protoc_insertion_point(module_scope)
