@@ -1,6 +1,8 @@
 """Regenerate everything derived from proto/: Python messages, gRPC stubs,
 .pyi stubs, Envoy's descriptor set and Envoy's REST check (the request
-schema as Lua tables followed by envoy/lua/rest_check.lua).
+schema as Lua tables followed by envoy/lua/rest_check.lua), and the REST
+API's OpenAPI document and Markdown reference (docs/openapi.yaml,
+docs/rest-reference.md).
 
 Usage: python scripts/gen.py          # write into the repo
        python scripts/gen.py --check  # regenerate into a temp dir, fail if stale
@@ -29,6 +31,8 @@ PY_PKG = Path("chronosched") / "v1"
 DESCRIPTOR = ROOT / "envoy" / "chronosched.pb"
 REST_FILTER = ROOT / "envoy" / "rest_filter.lua"
 REST_CHECK = ROOT / "envoy" / "lua" / "rest_check.lua"
+OPENAPI = ROOT / "docs" / "openapi.yaml"
+REST_REFERENCE = ROOT / "docs" / "rest-reference.md"
 
 
 def _include_dirs() -> list[Path]:
@@ -95,7 +99,16 @@ def generate_rest_filter(descriptor: Path, dest: Path) -> None:
     )
 
 
-def _stale(fresh_py: Path, fresh_desc: Path, fresh_filter: Path) -> list[str]:
+def generate_rest_docs(descriptor: Path, openapi: Path, reference: Path) -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from openapi import render_markdown, render_yaml
+
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor.read_bytes())
+    openapi.write_text(render_yaml(files), encoding="utf-8")
+    reference.write_text(render_markdown(files), encoding="utf-8")
+
+
+def _stale(fresh_py: Path, fresh_desc: Path, fresh_filter: Path, fresh_docs: tuple[Path, Path]) -> list[str]:
     stale: list[str] = []
     cmp = filecmp.dircmp(fresh_py / PY_PKG, PY_OUT / PY_PKG, ignore=["__pycache__"])
     stale += [f"missing {n}" for n in cmp.left_only]
@@ -108,6 +121,9 @@ def _stale(fresh_py: Path, fresh_desc: Path, fresh_filter: Path) -> list[str]:
         stale.append(f"differs {DESCRIPTOR.relative_to(ROOT)}")
     if not REST_FILTER.exists() or fresh_filter.read_bytes() != REST_FILTER.read_bytes():
         stale.append(f"differs {REST_FILTER.relative_to(ROOT)}")
+    for fresh, kept in zip(fresh_docs, (OPENAPI, REST_REFERENCE), strict=True):
+        if not kept.exists() or fresh.read_bytes() != kept.read_bytes():
+            stale.append(f"differs {kept.relative_to(ROOT)}")
     return stale
 
 
@@ -118,13 +134,16 @@ def main() -> int:
     if not args.check:
         generate(PY_OUT, DESCRIPTOR)
         generate_rest_filter(DESCRIPTOR, REST_FILTER)
+        generate_rest_docs(DESCRIPTOR, OPENAPI, REST_REFERENCE)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         fresh_py, fresh_desc = Path(tmp) / "py", Path(tmp) / "chronosched.pb"
         fresh_filter = Path(tmp) / "rest_filter.lua"
         generate(fresh_py, fresh_desc)
         generate_rest_filter(fresh_desc, fresh_filter)
-        stale = _stale(fresh_py, fresh_desc, fresh_filter)
+        fresh_docs = (Path(tmp) / "openapi.yaml", Path(tmp) / "rest-reference.md")
+        generate_rest_docs(fresh_desc, *fresh_docs)
+        stale = _stale(fresh_py, fresh_desc, fresh_filter, fresh_docs)
     for line in stale:
         print(f"generated code is stale: {line} (run python scripts/gen.py)", file=sys.stderr)
     return 1 if stale else 0

@@ -79,6 +79,10 @@ class Route:
     template: str
     body: str
     input_type: str  # fully qualified, without the leading dot
+    output_type: str = ""
+    service: str = ""
+    rpc: str = ""
+    comment: str = ""
 
 
 class Schema:
@@ -88,28 +92,62 @@ class Schema:
     def __init__(self, files: descriptor_pb2.FileDescriptorSet) -> None:
         self.messages: dict[str, descriptor_pb2.DescriptorProto] = {}
         self.enums: dict[str, descriptor_pb2.EnumDescriptorProto] = {}
+        # Leading comments by element: a message or enum by its full name, a
+        # field as "<message>.<field>", an enum value as "<enum>.<value>".
+        self.comments: dict[str, str] = {}
         self.files = files
         for file in files.file:
+            docs = {
+                tuple(loc.path): loc.leading_comments.strip()
+                for loc in file.source_code_info.location
+                if loc.leading_comments
+            }
             prefix = f".{file.package}" if file.package else ""
-            for enum in file.enum_type:
-                self.enums[f"{prefix}.{enum.name}"] = enum
-            for message in file.message_type:
-                self._add(prefix, message)
+            for i, enum in enumerate(file.enum_type):
+                self._add_enum(f"{prefix}.{enum.name}", enum, (5, i), docs)
+            for i, message in enumerate(file.message_type):
+                self._add(prefix, message, (4, i), docs)
 
-    def _add(self, prefix: str, message: descriptor_pb2.DescriptorProto) -> None:
+    def _add_enum(
+        self,
+        name: str,
+        enum: descriptor_pb2.EnumDescriptorProto,
+        path: tuple[int, ...],
+        docs: dict[tuple[int, ...], str],
+    ) -> None:
+        self.enums[name] = enum
+        self.comments[name] = docs.get(path, "")
+        for j, value in enumerate(enum.value):
+            self.comments[f"{name}.{value.name}"] = docs.get((*path, 2, j), "")
+
+    def _add(
+        self,
+        prefix: str,
+        message: descriptor_pb2.DescriptorProto,
+        path: tuple[int, ...],
+        docs: dict[tuple[int, ...], str],
+    ) -> None:
         name = f"{prefix}.{message.name}"
         self.messages[name] = message
-        for enum in message.enum_type:
-            self.enums[f"{name}.{enum.name}"] = enum
-        for nested in message.nested_type:
-            self._add(name, nested)
+        self.comments[name] = docs.get(path, "")
+        for j, field in enumerate(message.field):
+            self.comments[f"{name}.{field.name}"] = docs.get((*path, 2, j), "")
+        for j, enum in enumerate(message.enum_type):
+            self._add_enum(f"{name}.{enum.name}", enum, (*path, 4, j), docs)
+        for j, nested in enumerate(message.nested_type):
+            self._add(name, nested, (*path, 3, j), docs)
 
     def routes(self) -> Iterator[Route]:
         for file in self.files.file:
-            for service in file.service:
+            docs = {
+                tuple(loc.path): loc.leading_comments.strip()
+                for loc in file.source_code_info.location
+                if loc.leading_comments
+            }
+            for i, service in enumerate(file.service):
                 if f"{file.package}.{service.name}" not in SERVICES:
                     continue
-                for method in service.method:
+                for j, method in enumerate(service.method):
                     rule = method.options.Extensions[annotations_pb2.http]
                     for binding in [rule, *rule.additional_bindings]:
                         verb = binding.WhichOneof("pattern")
@@ -120,10 +158,14 @@ class Schema:
                             template=getattr(binding, verb),
                             body=binding.body,
                             input_type=method.input_type.lstrip("."),
+                            output_type=method.output_type.lstrip("."),
+                            service=service.name,
+                            rpc=method.name,
+                            comment=docs.get((6, i, 2, j), ""),
                         )
 
 
-def _kind(schema: Schema, field: descriptor_pb2.FieldDescriptorProto) -> tuple[str, str | None]:
+def field_kind(schema: Schema, field: descriptor_pb2.FieldDescriptorProto) -> tuple[str, str | None]:
     """The field's JSON kind and, for enums and messages, its type name."""
     if field.type == F.TYPE_ENUM:
         return "enum", field.type_name
@@ -141,7 +183,7 @@ def _lua_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _path_pattern(template: str) -> tuple[str, int, list[str]]:
+def path_pattern(template: str) -> tuple[str, int, list[str]]:
     """A Lua pattern matching what the transcoder matches for `template` (a
     {variable} is one segment, empty unless it is the last; trailing slashes
     are ignored), the number of literal segments, and the bound fields."""
@@ -162,7 +204,7 @@ def _path_pattern(template: str) -> tuple[str, int, list[str]]:
     return "^/" + "/".join(parts) + "/*$", literals, bound
 
 
-def _query_leaves(
+def query_leaves(
     schema: Schema, message: str, prefix: tuple[str, str], skip: set[str], depth: int = 0
 ) -> Iterator[tuple[str, str, descriptor_pb2.FieldDescriptorProto]]:
     """(proto path, json path, field) of every field a query string may set:
@@ -172,10 +214,10 @@ def _query_leaves(
         json = f"{prefix[1]}{field.json_name or field.name}"
         if proto in skip:
             continue
-        kind, type_name = _kind(schema, field)
+        kind, type_name = field_kind(schema, field)
         if kind == "message" and field.label != F.LABEL_REPEATED and depth < 4:
             assert type_name is not None
-            yield from _query_leaves(schema, type_name, (f"{proto}.", f"{json}."), skip, depth + 1)
+            yield from query_leaves(schema, type_name, (f"{proto}.", f"{json}."), skip, depth + 1)
         elif kind not in ("message", "map", "struct", "value", "list"):
             yield proto, json, field
 
@@ -183,11 +225,11 @@ def _query_leaves(
 def render_lua(files: descriptor_pb2.FileDescriptorSet) -> str:
     """The generated tables: ROUTES, MESSAGES and ENUMS."""
     schema = Schema(files)
-    routes = sorted(schema.routes(), key=lambda r: (-_path_pattern(r.template)[1], r.template, r.method))
+    routes = sorted(schema.routes(), key=lambda r: (-path_pattern(r.template)[1], r.template, r.method))
     out: list[str] = ["ROUTES = {"]
     wanted: list[str] = []
     for route in routes:
-        pattern, _, bound = _path_pattern(route.template)
+        pattern, _, bound = path_pattern(route.template)
         request = f".{route.input_type}"
         if route.body not in ("", "*"):
             raise ValueError(f"{route.template}: body {route.body!r} is not supported by the REST check")
@@ -198,8 +240,8 @@ def render_lua(files: descriptor_pb2.FileDescriptorSet) -> str:
             wanted.append(request)
         out.append("   query = {")
         if route.body != "*":
-            for proto, json, field in _query_leaves(schema, request, ("", ""), set(bound)):
-                kind, type_name = _kind(schema, field)
+            for proto, json, field in query_leaves(schema, request, ("", ""), set(bound)):
+                kind, type_name = field_kind(schema, field)
                 spec = _field_spec(proto, kind, type_name, field.label == F.LABEL_REPEATED)
                 out.append(f"    [{_lua_string(proto)}] = {spec},")
                 if json != proto:
@@ -224,12 +266,12 @@ def render_lua(files: descriptor_pb2.FileDescriptorSet) -> str:
         message = schema.messages[name]
         lines: list[str] = []
         for field in message.field:
-            kind, type_name = _kind(schema, field)
+            kind, type_name = field_kind(schema, field)
             repeated = field.label == F.LABEL_REPEATED and kind != "map"
             if kind == "map":
                 assert type_name is not None
                 _key, value = schema.messages[type_name].field
-                value_kind, value_type = _kind(schema, value)
+                value_kind, value_type = field_kind(schema, value)
                 spec = _field_spec(field.name, "map", value_type, False, value_kind=value_kind)
                 if value_type:
                     wanted.append(value_type)
