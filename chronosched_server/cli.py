@@ -5,6 +5,9 @@
     chronosched server    the gRPC server alone (production; no migrations)
     chronosched migrate   apply pending database migrations
     chronosched worker    a worker process (chronosched_worker.cli)
+    chronosched ns|def|dag|jobs|tick|schedules|prune
+                          operator commands over the Python client
+                          (chronosched.cli; docs/cli.md)
 
 `chronosched --version` prints the installed version; plain `chronosched`
 prints the help. Flags default from CHRONOSCHED_* environment variables;
@@ -24,6 +27,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
+from chronosched import cli as operator_cli
 from chronosched_server.config import Config, env_default, format_duration, parse_duration
 from chronosched_server.local import up as local_up
 from chronosched_server.local.up import (
@@ -133,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chronosched",
         description="chronosched: a namespaced, DAG-driven job scheduler on PostgreSQL.",
+        formatter_class=operator_cli.HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"chronosched {version()}")
     # Not required: plain `chronosched` prints the help (see main()).
@@ -265,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_database_url(migrate, "PostgreSQL URL (required)")
     _add_log_level(migrate)
     migrate.set_defaults(handler=_cmd_migrate)
+
+    # ns, def, dag, jobs, tick, schedules, prune: parsed and run by the
+    # client package's CLI (it never imports this package).
+    operator_cli.add_commands(sub)
     return parser
 
 
@@ -286,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Plain `chronosched`: asking what there is, not a usage error.
         parser.print_help()
         return 0
+    if operator_cli.handles(args):
+        return operator_cli.run(args)
     logging.basicConfig(
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -50,8 +50,13 @@ ALLOWED = {
     "entry": {"pure", "storage", "render", "dispatch", "scheduler", "api", "config", "local", "app"},
 }
 
+# Layers of the client package (chronosched, beside the generated chronosched.v1):
+# the operator CLI (chronosched.cli) sits on the client; nothing else of the
+# client imports it. Every other module of the package is "client".
+CLIENT_LAYER_OF = {"cli": "operator"}
+
 # Third-party packages only some layers may use.
-RESTRICTED_LIBRARIES = {"psycopg": {"storage"}, "psycopg_pool": {"storage"}}
+RESTRICTED_LIBRARIES = {"psycopg": {"storage"}, "psycopg_pool": {"storage"}, "rich": {"operator"}}
 
 
 @dataclass(frozen=True)
@@ -87,12 +92,20 @@ def layer(module: str) -> str | None:
     return LAYER_OF.get(parts[1])
 
 
+def client_layer(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "chronosched":
+        return None
+    return CLIENT_LAYER_OF.get(parts[1], "client") if len(parts) > 1 else "client"
+
+
 def violations(modules: dict[str, str]) -> list[str]:
     """Every forbidden arrow among `modules` (dotted name -> source)."""
     found: list[str] = []
     for module, source in sorted(modules.items()):
         top = module.split(".")[0]
         own = layer(module)
+        side = client_layer(module)
         for imp in imports_of(module, source):
             target_top = imp.target.split(".")[0]
             where = f"{module}:{imp.line} imports {imp.target}"
@@ -101,8 +114,19 @@ def violations(modules: dict[str, str]) -> list[str]:
             if top == "chronosched" and target_top in ("chronosched_server", "chronosched_worker"):
                 found.append(f"{where}: the client package imports neither server nor worker")
             allowed_in = RESTRICTED_LIBRARIES.get(target_top)
-            if allowed_in is not None and own not in allowed_in:
+            if allowed_in is not None and (own or side) not in allowed_in:
                 found.append(f"{where}: only {', '.join(sorted(allowed_in))} may use {target_top}")
+            if side == "client" and client_layer(imp.target) == "operator":
+                found.append(f"{where}: the client never imports its CLI (chronosched.cli)")
+            if (
+                top == "chronosched_server"
+                and target_top == "chronosched"
+                and not imp.target.startswith("chronosched.v1")
+                and not (own == "entry" and client_layer(imp.target) == "operator")
+            ):
+                found.append(
+                    f"{where}: the server uses only chronosched.v1 (and, in cli.py, chronosched.cli)"
+                )
             if own is None or target_top != "chronosched_server":
                 continue
             theirs = layer(imp.target)
@@ -171,6 +195,20 @@ def test_the_project_has_no_forbidden_import() -> None:
         ),
         ("chronosched.client", "import chronosched_worker", "the client package imports neither"),
         ("chronosched.dag", "from chronosched_server import ids", "the client package imports neither"),
+        (
+            "chronosched.cli._commands",
+            "from chronosched_server import cli",
+            "the client package imports neither",
+        ),
+        ("chronosched.client", "from chronosched.cli import main", "the client never imports its CLI"),
+        ("chronosched", "from chronosched import cli", "the client never imports its CLI"),
+        ("chronosched.types", "import rich.console", "only operator may use rich"),
+        ("chronosched_server.api.jobs", "from chronosched import cli", "the server uses only chronosched.v1"),
+        (
+            "chronosched_server.render",
+            "from chronosched.client import Client",
+            "the server uses only chronosched.v1",
+        ),
     ],
 )
 def test_a_forbidden_arrow_is_caught(module: str, source: str, complaint: str) -> None:
@@ -183,5 +221,9 @@ def test_allowed_arrows_pass() -> None:
         "chronosched_server.api.jobs": "from chronosched_server import render\nfrom ..storage import jobs",
         "chronosched_server.dispatch.dispatcher": "from chronosched_server.storage.records import Job",
         "chronosched_server.storage.db": "import psycopg",
+        "chronosched_server.cli": "from chronosched import cli as operator_cli",
+        "chronosched_server.api.dags": "from chronosched.v1 import dag_pb2",
+        "chronosched.cli._commands": "from chronosched.client import Client\nfrom rich.table import Table",
+        "chronosched.cli._parser": "from chronosched.cli import _values\nfrom chronosched import types",
     }
     assert violations(allowed) == []

@@ -108,7 +108,8 @@ def test_plain_chronosched_exits_0_as_a_process() -> None:
     assert result.stderr == ""
 
 
-SUBCOMMANDS = ["up", "server", "worker", "migrate"]
+# The operator commands (ns ... prune) come from chronosched.cli (tests/cli/).
+SUBCOMMANDS = ["up", "server", "worker", "migrate", "ns", "def", "dag", "jobs", "tick", "schedules", "prune"]
 
 
 def test_every_subcommand_is_tested_for_a_description() -> None:
