@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from datetime import timedelta
 
 import grpc
@@ -25,10 +26,13 @@ from chronosched.v1 import (
     namespace_pb2_grpc,
     schedule_pb2,
     schedule_pb2_grpc,
+    token_pb2,
+    token_pb2_grpc,
     worker_pb2,
     worker_pb2_grpc,
 )
 from chronosched_server.api.admin import AdminServicer
+from chronosched_server.api.auth import AuthInterceptor, Verifier
 from chronosched_server.api.dags import DagServicer
 from chronosched_server.api.definitions import DefinitionServicer
 from chronosched_server.api.interceptor import ErrorInterceptor
@@ -36,9 +40,11 @@ from chronosched_server.api.jobs import JobServicer
 from chronosched_server.api.namespaces import NamespaceServicer
 from chronosched_server.api.reflection import enable_reflection
 from chronosched_server.api.schedules import ScheduleServicer
+from chronosched_server.api.tokens import TokenServicer
 from chronosched_server.api.worker import WorkerServicer
-from chronosched_server.config import Config
+from chronosched_server.config import Config, host_port
 from chronosched_server.dispatch.dispatcher import DispatchConfig, Dispatcher
+from chronosched_server.quotas import QuotaConfig, Quotas
 from chronosched_server.scheduler import Scheduler
 from chronosched_server.scheduler.retention import Retention, RetentionConfig
 from chronosched_server.storage.db import Database
@@ -54,6 +60,7 @@ SERVICE_NAMES = [
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     schedule_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
     worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+    token_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
 ]
 
 # Long-lived worker streams (WorkerService.Dequeue) cross NATs and proxies: keepalive
@@ -67,15 +74,71 @@ _KEEPALIVE = [
 ]
 
 
+class TlsError(ValueError):
+    """The TLS files cannot be used: the message names the file and why."""
+
+
+def server_credentials(config: Config) -> grpc.ServerCredentials | None:
+    """The listener's TLS credentials from `config`, or None for plaintext.
+
+    The files are checked here with Python's ssl module (readable PEM, the key
+    matching the certificate), so a mistake stops the start with a message
+    instead of surfacing as handshake failures at every client.
+    """
+    if config.tls_cert is None and config.tls_key is None:
+        if config.tls_client_ca is not None:
+            raise TlsError("a client CA needs the server's own certificate and key too")
+        return None
+    if config.tls_cert is None or config.tls_key is None:
+        raise TlsError("TLS needs both a certificate and its key")
+    check = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        check.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsError(f"cannot use certificate {config.tls_cert} with key {config.tls_key}: {exc}") from exc
+    client_ca: bytes | None = None
+    if config.tls_client_ca is not None:
+        try:
+            check.load_verify_locations(cafile=config.tls_client_ca)
+            client_ca = config.tls_client_ca.read_bytes()
+        except (OSError, ssl.SSLError) as exc:
+            raise TlsError(f"cannot use client CA {config.tls_client_ca}: {exc}") from exc
+    return grpc.ssl_server_credentials(
+        [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+        root_certificates=client_ca,
+        # With a client CA, a client without a certificate it issued fails
+        # the handshake: nothing unauthenticated reaches a servicer.
+        require_client_auth=client_ca is not None,
+    )
+
+
 class Server:
     """One server instance: its database pool, gRPC server and health checker."""
 
     def __init__(self, config: Config):
         self.config = config
+        # Checked before anything opens, so bad TLS files fail the start.
+        self._credentials = server_credentials(config)
         self.db = Database(config.database_url, min_size=config.pool_min_size, max_size=config.pool_max_size)
         self.health = HealthServicer()
+        # Errors outermost: the auth interceptor's refusals become statuses
+        # like any other domain error.
+        verifier = Verifier(self.db, config.admin_token) if config.require_tokens else None
         self.grpc = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
+            interceptors=[
+                ErrorInterceptor(),
+                AuthInterceptor(
+                    verifier,
+                    config.token_recheck_s,
+                    Quotas(
+                        QuotaConfig(
+                            rate=config.rate_limit,
+                            burst=config.rate_burst,
+                            max_streams=config.max_streams_per_caller,
+                        )
+                    ),
+                ),
+            ],
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
@@ -88,6 +151,7 @@ class Server:
         job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.db), self.grpc)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.db), self.grpc)
         schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleServicer(self.db), self.grpc)
+        token_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(self.db), self.grpc)
         self.dispatcher = Dispatcher(
             self.db,
             config.database_url,
@@ -120,7 +184,10 @@ class Server:
     async def start(self) -> int:
         """Open the pool and listen; returns the bound port (useful with port 0)."""
         await self.db.open()
-        self.port = self.grpc.add_insecure_port(f"{self.config.grpc_host}:{self.config.grpc_port}")
+        if self._credentials is None:
+            self.port = self.grpc.add_insecure_port(self.config.grpc_address)
+        else:
+            self.port = self.grpc.add_secure_port(self.config.grpc_address, self._credentials)
         await self.grpc.start()
         await self.dispatcher.start()
         if self.scheduler is not None:
@@ -137,8 +204,33 @@ class Server:
                 retry_interval_s=self.config.health_retry_interval_s,
             )
         )
-        log.info("chronosched gRPC server listening on %s:%d", self.config.grpc_host, self.port)
+        log.info(
+            "chronosched gRPC server listening on %s (%s)",
+            host_port(self.config.grpc_host, self.port),
+            "plaintext"
+            if self._credentials is None
+            else "TLS, client certificates required"
+            if self.config.tls_client_ca is not None
+            else "TLS",
+            extra={"event": "server_started", "address": host_port(self.config.grpc_host, self.port)},
+        )
+        self.announce_auth()
         return self.port
+
+    def announce_auth(self) -> None:
+        """Say at start whether calls need tokens: loudly when they do not."""
+        if not self.config.require_tokens:
+            log.warning(
+                "tokens are NOT required (--insecure-no-auth): every caller that reaches %s may do "
+                "everything, in every namespace (docs/security.md)",
+                host_port(self.config.grpc_host, self.port),
+            )
+        elif self.config.admin_token is None:
+            log.info(
+                "tokens required; no CHRONOSCHED_ADMIN_TOKEN, so only tokens stored in the database work"
+            )
+        else:
+            log.info("tokens required; CHRONOSCHED_ADMIN_TOKEN is accepted as an admin token")
 
     async def stop(self, grace: float = 5.0) -> None:
         if self._health_task:
@@ -162,9 +254,11 @@ class Server:
         """NOT_SERVING while the database is unreachable, so balancers look elsewhere."""
         if up != self._serving:
             if up:
-                log.info("database reachable; health is SERVING")
+                log.info("database reachable; health is SERVING", extra={"event": "health_serving"})
             else:
-                log.warning("database unreachable; health is NOT_SERVING")
+                log.warning(
+                    "database unreachable; health is NOT_SERVING", extra={"event": "health_not_serving"}
+                )
         self._serving = up
         await self._set_serving(up)
 
@@ -178,5 +272,5 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     await server.start()
     await stop.wait()
-    log.info("stopping chronosched gRPC server")
+    log.info("stopping chronosched gRPC server", extra={"event": "server_stopping"})
     await server.stop()

@@ -21,13 +21,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.metadata
+import ipaddress
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 from chronosched import cli as operator_cli
+from chronosched import logs
 from chronosched_server.config import Config, env_default, format_duration, parse_duration
 from chronosched_server.local import up as local_up
 from chronosched_server.local.up import (
@@ -35,10 +38,22 @@ from chronosched_server.local.up import (
     DEFAULT_DATA_DIR,
     DEFAULT_GRPC_PORT,
     DEFAULT_HTTP_PORT,
+    DEFAULT_LISTEN,
     DEFAULT_WORKERS,
 )
+from chronosched_server.tokens import MIN_BOOTSTRAP_CHARS as MIN_ADMIN_TOKEN_CHARS
 
 # --- argument parsing --------------------------------------------------------
+
+
+def _ip_address(text: str) -> str:
+    # Envoy's listener takes an IP address, not a host name.
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an IP address: {text!r} (e.g. 127.0.0.1, 0.0.0.0, ::)"
+        ) from None
 
 
 def _port(text: str) -> int:
@@ -68,6 +83,16 @@ def _non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of at least 0: {text}")
     return value
 
 
@@ -125,6 +150,55 @@ def _add_log_level(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_log_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        default=env_default("LOG_FORMAT", logs.DEFAULT_FORMAT),
+        choices=logs.FORMATS,
+        type=str.lower,
+        help="text lines for people, or one JSON object per line for log collectors "
+        f"(docs/operations.md; env CHRONOSCHED_LOG_FORMAT; default {logs.DEFAULT_FORMAT})",
+    )
+
+
+def _add_tls_server(parser: argparse.ArgumentParser, what: str) -> argparse._ArgumentGroup:
+    group = parser.add_argument_group("TLS", f"TLS on {what}; all PEM files (docs/security.md)")
+    group.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=env_default("TLS_CERT"),
+        metavar="FILE",
+        help="serve TLS with this certificate (chain); needs --tls-key (env CHRONOSCHED_TLS_CERT)",
+    )
+    group.add_argument(
+        "--tls-key",
+        type=Path,
+        default=env_default("TLS_KEY"),
+        metavar="FILE",
+        help="the private key of --tls-cert (env CHRONOSCHED_TLS_KEY)",
+    )
+    group.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        default=env_default("TLS_CLIENT_CA"),
+        metavar="FILE",
+        help="mutual TLS: refuse clients without a certificate this CA issued "
+        "(env CHRONOSCHED_TLS_CLIENT_CA)",
+    )
+    return group
+
+
+def _tls_usage(args: argparse.Namespace) -> str | None:
+    """What is wrong with the TLS flags given together, or None."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        return "--tls-cert and --tls-key go together"
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        return "--tls-client-ca needs --tls-cert and --tls-key (the server's own certificate)"
+    if getattr(args, "tls_ca", None) is not None and args.tls_cert is None:
+        return "--tls-ca is what up's own clients trust for --tls-cert: give --tls-cert and --tls-key too"
+    return None
+
+
 def version() -> str:
     """The installed distribution's version (pyproject.toml's [project] version)."""
     try:
@@ -159,19 +233,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--grpc-port",
         type=_port,
         default=env_default("GRPC_PORT", str(DEFAULT_GRPC_PORT)),
-        help=f"gRPC port on 127.0.0.1 (env CHRONOSCHED_GRPC_PORT; default {DEFAULT_GRPC_PORT})",
+        help=f"the gRPC server's port on --listen (env CHRONOSCHED_GRPC_PORT; default {DEFAULT_GRPC_PORT})",
     )
     up.add_argument(
         "--http-port",
         type=_port,
         default=env_default("HTTP_PORT", str(DEFAULT_HTTP_PORT)),
-        help=f"Envoy's REST/gRPC port (env CHRONOSCHED_HTTP_PORT; default {DEFAULT_HTTP_PORT})",
+        help=f"Envoy's REST/gRPC port on --listen (env CHRONOSCHED_HTTP_PORT; default {DEFAULT_HTTP_PORT})",
     )
     up.add_argument(
         "--admin-port",
         type=_port,
         default=env_default("ADMIN_PORT", str(DEFAULT_ADMIN_PORT)),
         help=f"Envoy's admin port on 127.0.0.1 (env CHRONOSCHED_ADMIN_PORT; default {DEFAULT_ADMIN_PORT})",
+    )
+    up.add_argument(
+        "--listen",
+        type=_ip_address,
+        default=env_default("LISTEN", DEFAULT_LISTEN),
+        metavar="ADDRESS",
+        help="address the gRPC server and Envoy's REST listener bind, e.g. 0.0.0.0 for every "
+        "interface; Envoy's admin API stays on 127.0.0.1 "
+        f"(env CHRONOSCHED_LISTEN; default {DEFAULT_LISTEN}: this machine only)",
     )
     _add_database_url(up, "use this PostgreSQL instead of the embedded one")
     up.add_argument(
@@ -183,7 +266,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_retention(up)
     _add_log_level(up)
-    up.set_defaults(handler=_cmd_up)
+    _add_log_format(up)
+    tls = _add_tls_server(up, "the gRPC server and on Envoy's REST listener")
+    tls.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=env_default("TLS_CA"),
+        metavar="FILE",
+        help="the CA that issued --tls-cert, trusted by up's own clients (its readiness check, "
+        "local workers, Envoy's upstream); with --tls-client-ca they present --tls-cert as their "
+        "client certificate (env CHRONOSCHED_TLS_CA; default --tls-cert itself, for a "
+        "self-signed certificate)",
+    )
+    up.add_argument(
+        "--auth",
+        action="store_true",
+        default=_env_flag("AUTH"),
+        help="require bearer tokens (docs/security.md): the admin token is CHRONOSCHED_ADMIN_TOKEN, "
+        "or one up makes and prints; the local workers get a worker token of their own "
+        "(env CHRONOSCHED_AUTH=1; default off: every caller may do everything)",
+    )
+    up.set_defaults(handler=_cmd_up, admin_token=env_default("ADMIN_TOKEN") or None)
 
     server = sub.add_parser(
         "server",
@@ -192,9 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_database_url(server, "PostgreSQL URL (required)")
     server.add_argument(
+        "--listen",
         "--grpc-host",
+        dest="grpc_host",
+        metavar="ADDRESS",
         default=env_default("GRPC_HOST", Config.grpc_host),
-        help=f"address to listen on (env CHRONOSCHED_GRPC_HOST; default {Config.grpc_host})",
+        help="address to listen on; 0.0.0.0 (or ::) for every interface, as a server that other "
+        "machines reach needs (env CHRONOSCHED_GRPC_HOST; default "
+        f"{Config.grpc_host}: this machine only)",
     )
     server.add_argument(
         "--grpc-port",
@@ -247,7 +355,44 @@ def build_parser() -> argparse.ArgumentParser:
         f"{format_duration(timedelta(seconds=Config.retention_interval_s))})",
     )
     _add_log_level(server)
-    server.set_defaults(handler=_cmd_server)
+    _add_log_format(server)
+    _add_tls_server(server, "the gRPC listener")
+    auth = server.add_argument_group(
+        "auth",
+        "Every call needs a bearer token (docs/security.md). CHRONOSCHED_ADMIN_TOKEN (an environment "
+        f"variable only, never a flag: command lines are public), at least {MIN_ADMIN_TOKEN_CHARS} "
+        "characters, is accepted as an admin token without a database row; create the others with "
+        "`chronosched token create`.",
+    )
+    auth.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=_env_flag("INSECURE_NO_AUTH"),
+        help="accept every call without a token, from anyone who reaches the port: only for a "
+        "server that nothing untrusted can reach (env CHRONOSCHED_INSECURE_NO_AUTH=1)",
+    )
+    quota = server.add_argument_group("per-caller quotas (a token, or a peer address without auth)")
+    quota.add_argument(
+        "--rate-limit",
+        type=_non_negative_float,
+        default=env_default("RATE_LIMIT", "0"),
+        help="requests a second per caller, on average; more is RESOURCE_EXHAUSTED (429 through "
+        "Envoy); 0 = no limit (env CHRONOSCHED_RATE_LIMIT; default 0)",
+    )
+    quota.add_argument(
+        "--rate-burst",
+        type=_non_negative_int,
+        default=env_default("RATE_BURST", "0"),
+        help="requests a caller may make at once above the rate; 0 = one second's worth "
+        "(env CHRONOSCHED_RATE_BURST)",
+    )
+    quota.add_argument(
+        "--max-streams-per-caller",
+        type=_non_negative_int,
+        default=env_default("MAX_STREAMS_PER_CALLER", "0"),
+        help="open Dequeue streams per caller; 0 = no limit (env CHRONOSCHED_MAX_STREAMS_PER_CALLER)",
+    )
+    server.set_defaults(handler=_cmd_server, admin_token=env_default("ADMIN_TOKEN") or None)
 
     # Parsed by chronosched_worker.cli (main() hands the arguments over, so
     # `chronosched worker --help` shows that parser's description); listed
@@ -297,11 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if operator_cli.handles(args):
         return operator_cli.run(args)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # `migrate` has no --log-format: its output is a listing for people.
+    logs.configure(getattr(logging, args.log_level), getattr(args, "log_format", logs.DEFAULT_FORMAT))
     handler: Callable[[argparse.Namespace, argparse.ArgumentParser], int] = args.handler
     return handler(args, parser)
 
@@ -320,11 +462,21 @@ def _cmd_server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         return _usage_error(parser, "server", "--database-url is required (or set CHRONOSCHED_DATABASE_URL)")
     if args.pool_min_size > args.pool_max_size:
         return _usage_error(parser, "server", "--pool-min-size must not exceed --pool-max-size")
+    tls_problem = _tls_usage(args)
+    if tls_problem is not None:
+        return _usage_error(parser, "server", tls_problem)
+    auth_problem = _auth_usage(args)
+    if auth_problem is not None:
+        return _usage_error(parser, "server", auth_problem)
     from chronosched_server import app
 
     # serve() installs its own SIGINT/SIGTERM handlers and returns after a
     # graceful stop.
-    asyncio.run(app.serve(server_config(args)))
+    try:
+        asyncio.run(app.serve(server_config(args)))
+    except app.TlsError as exc:
+        print(f"chronosched server: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -340,7 +492,30 @@ def server_config(args: argparse.Namespace) -> Config:
         scheduler_enabled=not args.no_scheduler,
         retention=args.retention,
         retention_interval_s=args.retention_interval.total_seconds(),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        require_tokens=not args.insecure_no_auth,
+        admin_token=None if args.insecure_no_auth else args.admin_token,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst or max(1, math.ceil(args.rate_limit)),
+        max_streams_per_caller=args.max_streams_per_caller,
     )
+
+
+def _env_flag(name: str) -> bool:
+    return (env_default(name) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _auth_usage(args: argparse.Namespace) -> str | None:
+    """What is wrong with the auth settings given together, or None."""
+    if args.admin_token is None:
+        return None
+    if args.insecure_no_auth:
+        return "CHRONOSCHED_ADMIN_TOKEN is set, but --insecure-no-auth turns tokens off: choose one"
+    if len(args.admin_token) < MIN_ADMIN_TOKEN_CHARS:
+        return f"CHRONOSCHED_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters"
+    return None
 
 
 def _cmd_migrate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -372,6 +547,13 @@ def _cmd_up(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     ports = {"--grpc-port": args.grpc_port, "--http-port": args.http_port, "--admin-port": args.admin_port}
     if len(set(ports.values())) != len(ports):
         return _usage_error(parser, "up", f"ports must differ: {ports}")
+    tls_problem = _tls_usage(args)
+    if tls_problem is not None:
+        return _usage_error(parser, "up", tls_problem)
+    if args.auth and args.admin_token is not None and len(args.admin_token) < MIN_ADMIN_TOKEN_CHARS:
+        return _usage_error(
+            parser, "up", f"CHRONOSCHED_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters"
+        )
     options = local_up.UpOptions(
         data_dir=args.data_dir,
         grpc_port=args.grpc_port,
@@ -380,6 +562,14 @@ def _cmd_up(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         database_url=args.database_url or None,
         workers=args.workers,
         log_level=args.log_level,
+        log_format=args.log_format,
         retention=args.retention,
+        listen=args.listen,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        tls_ca=args.tls_ca,
+        auth=args.auth,
+        admin_token=args.admin_token if args.auth else None,
     )
     return local_up.run(options)

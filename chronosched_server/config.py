@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 ENV_PREFIX = "CHRONOSCHED_"
 
@@ -56,10 +57,48 @@ class Config:
     # Jobs per retention transaction: up to this many standalone jobs, and
     # DAGs until their jobs add up to this many (always at least one DAG).
     retention_batch: int = 1000
+    # TLS on the gRPC listener: PEM files of the server's certificate (chain)
+    # and key. With a client CA as well, every client must present a
+    # certificate that CA issued (mutual TLS). All None: plaintext.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    # Bearer tokens (docs/security.md). `chronosched server` requires them
+    # unless --insecure-no-auth; servers built in-process (tests, benches)
+    # run without unless they say so. The admin token (CHRONOSCHED_ADMIN_TOKEN)
+    # is accepted as an admin token without a database row; kept out of repr
+    # so that logging the config never prints it.
+    require_tokens: bool = False
+    admin_token: str | None = field(default=None, repr=False)
+    # How often an open stream's token is checked again, so that a revoked
+    # or expired token's worker stream ends.
+    token_recheck_s: float = 30.0
+    # Per-caller quotas (a token, or the peer's address without auth):
+    # requests a second with bursts up to rate_burst, and open Dequeue
+    # streams. 0 turns one off; off by default and in `chronosched up`.
+    rate_limit: float = 0.0
+    rate_burst: int = 0
+    max_streams_per_caller: int = 0
 
     @property
     def grpc_address(self) -> str:
-        return f"{self.grpc_host}:{self.grpc_port}"
+        return host_port(self.grpc_host, self.grpc_port)
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 address in brackets (`[::1]:50051`), as
+    gRPC targets, URLs and bind addresses spell it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# The addresses that mean "every interface" to bind(); a client on this
+# machine reaches such a listener on loopback.
+WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def connect_host(listen: str) -> str:
+    """Where a client on this machine reaches a listener bound to `listen`."""
+    return WILDCARD_HOSTS.get(listen, listen)
 
 
 def env_default(

@@ -148,6 +148,31 @@ class NamespaceNotEmpty(FailedPrecondition):
         )
 
 
+class Unauthenticated(DomainError):
+    """No token, or one that is malformed, unknown, expired or revoked."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(DomainError):
+    """A valid token whose scope or namespace does not allow the call."""
+
+    reason = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(DomainError):
+    """A caller went over a quota (requests a second, open streams); nothing
+    was done. ErrorInfo names the limit; retrying later works."""
+
+    reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, *, limit: str, retry_after_s: float | None = None) -> None:
+        metadata = {"limit": limit}
+        if retry_after_s is not None:
+            metadata["retry_after_s"] = f"{retry_after_s:.3f}"
+        super().__init__(message, metadata=metadata)
+
+
 class Aborted(DomainError):
     """A transaction lost a conflict (deadlock, serialization); retrying may work."""
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
-from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2
+from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2, token_pb2
 from chronosched_server import cron
 from chronosched_server.storage import records
 
@@ -166,4 +166,26 @@ def schedule(row: records.Schedule) -> schedule_pb2.Schedule:
         pause_time=ts(row.paused_at),
         resume_time=ts(row.resumed_at),
         retire_time=ts(row.retire_time),
+    )
+
+
+TOKEN_SCOPE = {
+    "read": token_pb2.Token.SCOPE_READ,
+    "write": token_pb2.Token.SCOPE_WRITE,
+    "worker": token_pb2.Token.SCOPE_WORKER,
+    "admin": token_pb2.Token.SCOPE_ADMIN,
+}
+
+
+def token(row: records.Token) -> token_pb2.Token:
+    return token_pb2.Token(
+        token_id=row.token_id,
+        scope=TOKEN_SCOPE[row.scope],
+        # Every namespace is `*` on the wire (a null namespace in the table).
+        namespace_id="*" if row.namespace_id is None else row.namespace_id,
+        description=row.description,
+        create_time=ts(row.create_time),
+        expire_time=ts(row.expire_time),
+        revoke_time=ts(row.revoke_time),
+        last_used_time=ts(row.last_used_time),
     )

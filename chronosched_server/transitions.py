@@ -31,14 +31,27 @@ class JobFacts:
     state: str
     attempt: int
     max_attempts: int
+    # The worker the current attempt was leased to ("" if none ever was).
+    worker_id: str = ""
 
 
-def _check_fence(job: JobFacts, attempt: int | None) -> None:
+def _check_fence(job: JobFacts, attempt: int | None, by: str | None) -> None:
+    """`attempt` fences a result to one attempt; `by` (a worker stream's
+    results) also to the worker that attempt was leased to, so a stream
+    cannot settle an attempt another worker holds. A worker's resent result
+    of an attempt it held still passes: the lease's worker_id stays on the
+    job until the attempt ends."""
     if attempt is not None and attempt != job.attempt:
         raise FailedPrecondition(
             f"stale attempt {attempt}: the job is at attempt {job.attempt}",
             reason="STALE_ATTEMPT",
             metadata={"attempt": str(attempt), "current_attempt": str(job.attempt)},
+        )
+    if by is not None and by != job.worker_id:
+        raise FailedPrecondition(
+            f"attempt {job.attempt} of the job is not leased to worker {by}",
+            reason="JOB_NOT_HELD",
+            metadata={"attempt": str(job.attempt)},
         )
 
 
@@ -50,8 +63,8 @@ def _reject_state(job: JobFacts, verb: str) -> FailedPrecondition:
     return FailedPrecondition(f"cannot {verb} the job: {why}", reason=f"JOB_{job.state}")
 
 
-def decide_complete(job: JobFacts, attempt: int | None) -> Outcome:
-    _check_fence(job, attempt)
+def decide_complete(job: JobFacts, attempt: int | None, *, by: str | None = None) -> Outcome:
+    _check_fence(job, attempt, by)
     if job.state in ACTIVE:
         return Outcome.SUCCEED
     if job.state == "SUCCEEDED":
@@ -59,8 +72,8 @@ def decide_complete(job: JobFacts, attempt: int | None) -> Outcome:
     raise _reject_state(job, "complete")
 
 
-def decide_fail(job: JobFacts, attempt: int | None, *, non_retryable: bool) -> Outcome:
-    _check_fence(job, attempt)
+def decide_fail(job: JobFacts, attempt: int | None, *, non_retryable: bool, by: str | None = None) -> Outcome:
+    _check_fence(job, attempt, by)
     if job.state in ACTIVE:
         if non_retryable or job.attempt >= job.max_attempts:
             return Outcome.FAIL

@@ -3,6 +3,7 @@ process serving the built-in kinds.
 
     chronosched worker --server HOST:PORT (--namespace NS ... | --all-namespaces)
                        [--kinds a,b] [--concurrency N] [--grace SECONDS] [--worker-id ID]
+                       [--tls-ca FILE [--tls-cert FILE --tls-key FILE]] [--token TOKEN]
 
 Flags default from CHRONOSCHED_* variables (named in each flag's help); this
 module is the only one in the package that reads the environment.
@@ -11,11 +12,14 @@ module is the only one in the package that reads the environment.
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+import grpc
+
+from chronosched_worker import logs
 from chronosched_worker.kinds import BUILTIN_KINDS, register_builtin_kinds
 from chronosched_worker.sdk import Worker
 
@@ -111,11 +115,46 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "(env CHRONOSCHED_WORKER_STATE_DIR; default: kept in memory only)",
     )
     parser.add_argument(
+        "--token",
+        default=env.get("CHRONOSCHED_TOKEN"),
+        help="bearer token for a server that requires one: a worker token of the namespaces "
+        "served (docs/security.md). Prefer the environment: command lines are public "
+        "(env CHRONOSCHED_TOKEN)",
+    )
+    tls = parser.add_argument_group("TLS", "talk TLS to the server (PEM files; docs/security.md)")
+    tls.add_argument(
+        "--tls-ca",
+        default=env.get("CHRONOSCHED_TLS_CA"),
+        metavar="FILE",
+        help="trust the server's certificate if this CA issued it; switches to TLS (env CHRONOSCHED_TLS_CA)",
+    )
+    tls.add_argument(
+        "--tls-cert",
+        default=env.get("CHRONOSCHED_TLS_CLIENT_CERT"),
+        metavar="FILE",
+        help="present this client certificate, for a server with mutual TLS; needs --tls-key "
+        "(env CHRONOSCHED_TLS_CLIENT_CERT)",
+    )
+    tls.add_argument(
+        "--tls-key",
+        default=env.get("CHRONOSCHED_TLS_CLIENT_KEY"),
+        metavar="FILE",
+        help="the private key of --tls-cert (env CHRONOSCHED_TLS_CLIENT_KEY)",
+    )
+    parser.add_argument(
         "--log-level",
         default=env.get("CHRONOSCHED_LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         type=str.upper,
         help="log level (env CHRONOSCHED_LOG_LEVEL; default INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=env.get("CHRONOSCHED_LOG_FORMAT", logs.DEFAULT_FORMAT),
+        choices=logs.FORMATS,
+        type=str.lower,
+        help="text lines for people, or one JSON object per line for log collectors "
+        f"(env CHRONOSCHED_LOG_FORMAT; default {logs.DEFAULT_FORMAT})",
     )
     return parser
 
@@ -152,15 +191,40 @@ def build_worker(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
             concurrency=args.concurrency,
             grace_s=args.grace,
             state_dir=args.state_dir,
+            credentials=_credentials(parser, args),
+            token=args.token or None,
         )
     except ValueError as exc:
         parser.error(str(exc))
     register_builtin_kinds(worker, args.kinds or None)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # Before the worker runs, so its own default output (for an SDK user
+    # who set up no logging) stays out of the way.
+    logs.configure(args.log_level, args.log_format)
     return worker
+
+
+def _credentials(parser: argparse.ArgumentParser, args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """TLS credentials from --tls-ca/--tls-cert/--tls-key, or None for
+    plaintext. Without --tls-ca, a client certificate alone uses gRPC's
+    default roots to check the server."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_ca is None and args.tls_cert is None:
+        return None
+
+    def read(flag: str, path: str | None) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            parser.error(f"{flag}: cannot read {path}: {exc.strerror or exc}")
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read("--tls-ca", args.tls_ca),
+        private_key=read("--tls-key", args.tls_key),
+        certificate_chain=read("--tls-cert", args.tls_cert),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

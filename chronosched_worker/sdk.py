@@ -33,6 +33,7 @@ import grpc
 from google.protobuf import duration_pb2
 
 from chronosched.v1 import job_pb2, worker_pb2, worker_pb2_grpc
+from chronosched_worker import logs
 from chronosched_worker.connection import (
     Backoff,
     ChannelOptions,
@@ -138,6 +139,8 @@ class _Session:
     silence_s: float = DEFAULT_SILENCE_S
     next_seq: int = 1
     heartbeat_due: float = 0.0
+    # Set by the server's first message: the stream is up.
+    heard: bool = False
 
 
 class Worker:
@@ -149,7 +152,9 @@ class Worker:
     messages, fast channel reconnects); `credentials` switches to TLS.
     With `state_dir`, results not yet acknowledged are kept there too, so a
     worker restarted under the same `worker_id` reports them instead of
-    losing the runs (see chronosched_worker.spool).
+    losing the runs (see chronosched_worker.spool). `token` is sent as
+    `authorization: Bearer <token>` on the stream: a worker token of the
+    namespaces it serves (for all_namespaces, one for every namespace).
 
     `connected` is set while a Dequeue stream is up, for health checks.
     """
@@ -166,6 +171,7 @@ class Worker:
         channel_options: ChannelOptions = (),
         credentials: grpc.ChannelCredentials | None = None,
         state_dir: str | os.PathLike[str] | None = None,
+        token: str | None = None,
     ) -> None:
         if isinstance(namespaces, str):
             raise TypeError("namespaces must be a sequence of namespace ids, not one string")
@@ -194,6 +200,7 @@ class Worker:
         self.grace_s = grace_s
         self._channel_options = channel_options
         self._credentials = credentials
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._handlers: dict[str, Handler] = {}
         self._spool = Spool(state_dir, worker_id) if state_dir is not None else None
 
@@ -213,6 +220,10 @@ class Worker:
         self._lease_wake = asyncio.Event()
         self._force = asyncio.Event()
         self.connected = asyncio.Event()
+        # For the connect/reconnect lines: whether a stream was ever up, and
+        # since when none is.
+        self._ever_connected = False
+        self._down_since: float | None = None
 
     # --- registration -------------------------------------------------------
 
@@ -240,6 +251,20 @@ class Worker:
     def kinds(self) -> tuple[str, ...]:
         return tuple(self._handlers)
 
+    def _fields(self, event: str, rj: _Running | None = None, **more: object) -> dict[str, object]:
+        """`extra=` of a log line: its event, this worker, the attempt's job
+        (namespace, DAG, job, attempt, kind) and `more` (chronosched_worker.logs)."""
+        fields: dict[str, object] = {"event": event}
+        if rj is not None:
+            ctx = rj.ctx
+            fields["namespace"] = ctx.namespace_id
+            if ctx.dag_id:
+                fields["dag_id"] = ctx.dag_id
+            fields.update(job_id=ctx.job_id, attempt=ctx.attempt, kind=ctx.kind)
+        fields["worker_id"] = self.worker_id
+        fields.update(more)
+        return fields
+
     # --- running ------------------------------------------------------------
 
     def run_forever(self) -> None:
@@ -252,10 +277,16 @@ class Worker:
 
         def on_signal(signum: signal.Signals) -> None:
             if stop.is_set():
-                log.warning("%s again: abandoning running jobs now", signum.name)
+                log.warning(
+                    "%s again: abandoning running jobs now",
+                    signum.name,
+                    extra=self._fields("shutdown_forced", signal=signum.name),
+                )
                 self._force.set()
             else:
-                log.info("%s: draining", signum.name)
+                log.info(
+                    "%s: draining", signum.name, extra=self._fields("shutdown_requested", signal=signum.name)
+                )
                 stop.set()
 
         signals = (signal.SIGTERM, signal.SIGINT)
@@ -278,6 +309,8 @@ class Worker:
         if not self._handlers:
             raise ValueError("register at least one handler before running the worker")
         self._started = True
+        # The application's logging decides, if it set any up.
+        logs.default_output(log)
         stop = stop if stop is not None else asyncio.Event()
         if self._spool is not None:
             self._unacked.update(self._spool.load())
@@ -287,6 +320,7 @@ class Worker:
                     "resending %d result(s) an earlier run of worker %s could not report",
                     len(self._unacked),
                     self.worker_id,
+                    extra=self._fields("results_resent", results=len(self._unacked)),
                 )
 
         options = channel_options(self._channel_options)
@@ -301,6 +335,7 @@ class Worker:
             "all namespaces" if self.all_namespaces else ",".join(self.namespaces),
             self.concurrency,
             self.server,
+            extra=self._fields("worker_started", server=self.server, slots=self.concurrency),
         )
         connector = asyncio.create_task(self._connect_forever(channel), name="chronosched-connector")
         keeper = asyncio.create_task(self._keep_leases(), name="chronosched-leases")
@@ -317,11 +352,16 @@ class Worker:
             stopped.cancel()
             await self._abandon_all(connector, keeper)
             await channel.close()
-        log.info("worker %s stopped", self.worker_id)
+        log.info("worker %s stopped", self.worker_id, extra=self._fields("worker_stopped"))
 
     async def _drain(self, connector: asyncio.Task[None]) -> None:
         self._draining = True
-        log.info("shutting down: %d job(s) running, grace %gs", len(self._running), self.grace_s)
+        log.info(
+            "shutting down: %d job(s) running, grace %gs",
+            len(self._running),
+            self.grace_s,
+            extra=self._fields("worker_draining", running=len(self._running), grace_s=self.grace_s),
+        )
         if self._stream is not None:
             self._send(worker_pb2.DequeueRequest(slots=worker_pb2.SlotUpdate(slots=0)))
 
@@ -338,6 +378,7 @@ class Worker:
                 self.grace_s,
                 len(self._running),
                 ", ".join(f"{job_id}#{attempt}" for job_id, attempt in self._running),
+                extra=self._fields("jobs_abandoned", running=len(self._running)),
             )
             await self._cancel_jobs()
 
@@ -345,6 +386,7 @@ class Worker:
             log.warning(
                 "%d result(s) not acknowledged at exit; their leases will bring the jobs back",
                 len(self._unacked),
+                extra=self._fields("results_unacknowledged", results=len(self._unacked)),
             )
 
         self._closing = True
@@ -378,7 +420,12 @@ class Worker:
         await asyncio.wait(background)
         for task in background:
             if not task.cancelled() and task.exception() is not None:
-                log.error("%s failed", task.get_name(), exc_info=task.exception())
+                log.error(
+                    "%s failed",
+                    task.get_name(),
+                    exc_info=task.exception(),
+                    extra=self._fields("worker_task_failed", task=task.get_name()),
+                )
 
     # --- the stream ---------------------------------------------------------
 
@@ -401,10 +448,12 @@ class Worker:
             except Exception as exc:
                 # A bug on our side must not end a worker that has jobs in
                 # flight; log it loudly and start a fresh stream.
-                log.exception("Dequeue stream failed unexpectedly")
+                log.exception("Dequeue stream failed unexpectedly", extra=self._fields("stream_failed"))
                 why = describe(exc)
             if self._closing:
                 return
+            if self._down_since is None:
+                self._down_since = time.monotonic()
             if time.monotonic() - began >= HEALTHY_STREAM_S:
                 backoff.reset()
             delay = backoff.next_delay()
@@ -420,11 +469,19 @@ class Worker:
                 delay,
                 failures,
                 len(self._running),
+                extra=self._fields(
+                    "worker_disconnected",
+                    server=self.server,
+                    reason=why,
+                    reconnect_in_s=round(delay, 3),
+                    failures=failures,
+                    running=len(self._running),
+                ),
             )
             await asyncio.sleep(delay)
 
     async def _session(self, stub: worker_pb2_grpc.WorkerServiceAsyncStub) -> None:
-        stream = DequeueStream(stub.Dequeue())
+        stream = DequeueStream(stub.Dequeue(metadata=self._metadata))
         session = _Session(stream, marks={0: time.monotonic()})
         # Attempts still running and those whose results are resent below:
         # the server takes back any other lease it has for this worker id.
@@ -475,6 +532,9 @@ class Worker:
         # Settings first, then acks, then assignments, then cancels: a cancel
         # may name an attempt assigned in the same frame. A keepalive only
         # proves the stream is alive; reading it was the point.
+        if not session.heard:
+            session.heard = True
+            self._on_connected()
         if message.HasField("settings"):
             self._on_settings(session, message.settings)
         for beat_ack in message.heartbeat_acks:
@@ -485,6 +545,30 @@ class Worker:
             self._on_assignment(session, assignment)
         for cancel in message.cancels:
             self._on_cancel(cancel)
+
+    def _on_connected(self) -> None:
+        if not self._ever_connected:
+            self._ever_connected = True
+            self._down_since = None
+            log.info(
+                "worker %s connected to %s",
+                self.worker_id,
+                self.server,
+                extra=self._fields("worker_connected", server=self.server),
+            )
+            return
+        down_s = time.monotonic() - self._down_since if self._down_since is not None else 0.0
+        self._down_since = None
+        log.info(
+            "worker %s reconnected to %s after %.1fs without a stream; %d job(s) still running",
+            self.worker_id,
+            self.server,
+            down_s,
+            len(self._running),
+            extra=self._fields(
+                "worker_reconnected", server=self.server, down_s=round(down_s, 3), running=len(self._running)
+            ),
+        )
 
     def _on_settings(self, session: _Session, settings: worker_pb2.StreamSettings) -> None:
         if settings.HasField("heartbeat_interval"):
@@ -515,7 +599,12 @@ class Worker:
         job = assignment.job
         key = (job.job_id, job.attempt)
         if key in self._running or key in self._unacked:
-            log.warning("job %s attempt %d assigned again; already have it", job.job_id, job.attempt)
+            log.warning(
+                "job %s attempt %d assigned again; already have it",
+                job.job_id,
+                job.attempt,
+                extra=self._fields("job_assigned_again", job_id=job.job_id, attempt=job.attempt),
+            )
             return
         ctx = _context_of(job)
         handler = self._handlers.get(job.kind)
@@ -539,7 +628,13 @@ class Worker:
             # A lease shorter than the stream's interval needs heartbeats sooner.
             session.heartbeat_due = min(session.heartbeat_due, time.monotonic() + self._heartbeat_s(session))
         self._idle.clear()
-        log.info("job %s attempt %d started (kind %s)", job.job_id, job.attempt, job.kind)
+        log.info(
+            "job %s attempt %d started (kind %s)",
+            job.job_id,
+            job.attempt,
+            job.kind,
+            extra=self._fields("job_started", rj),
+        )
         rj.task = asyncio.create_task(
             self._run_job(rj, handler, timeout_s if timeout_s > 0 else None),
             name=f"chronosched-job-{job.job_id}-{job.attempt}",
@@ -551,7 +646,11 @@ class Worker:
         if rj is None:
             return  # finished already; its result will be rejected or was
         log.info(
-            "job %s attempt %d cancelled by the server: %s", rj.ref.job_id, rj.ref.attempt, cancel.reason
+            "job %s attempt %d cancelled by the server: %s",
+            rj.ref.job_id,
+            rj.ref.attempt,
+            cancel.reason,
+            extra=self._fields("job_cancel_requested", rj, reason=cancel.reason),
         )
         rj.ctx.cancelled.set(cancel.reason or "cancelled by the server")
 
@@ -567,6 +666,9 @@ class Worker:
                 ack.job.job_id,
                 ack.job.attempt,
                 ack.reason or "no reason given",
+                extra=self._fields(
+                    "result_rejected", job_id=ack.job.job_id, attempt=ack.job.attempt, reason=ack.reason
+                ),
             )
         if not self._unacked:
             self._all_acked.set()
@@ -583,10 +685,16 @@ class Worker:
                 rj.ref.job_id,
                 rj.ref.attempt,
                 time.monotonic() - rj.started,
+                extra=self._fields("job_abandoned", rj),
             )
             raise
         except Exception as exc:  # a bug in the runner must not take the worker down
-            log.exception("job %s attempt %d: runner failed", rj.ref.job_id, rj.ref.attempt)
+            log.exception(
+                "job %s attempt %d: runner failed",
+                rj.ref.job_id,
+                rj.ref.attempt,
+                extra=self._fields("job_runner_failed", rj),
+            )
             outcome = Outcome.failed(describe(exc))
         finally:
             del self._running[key]
@@ -609,13 +717,24 @@ class Worker:
             try:
                 self._spool.save(result)
             except (OSError, ValueError) as exc:
-                log.warning("could not spool the result of job %s: %s", rj.ref.job_id, exc)
+                log.warning(
+                    "could not spool the result of job %s: %s",
+                    rj.ref.job_id,
+                    exc,
+                    extra=self._fields("result_spool_failed", rj),
+                )
         # If no stream is up, the next one resends everything unacknowledged.
         if self._stream is not None:
             self._stream.send_results([result])
         elapsed = time.monotonic() - rj.started
         if outcome.success:
-            log.info("job %s attempt %d succeeded in %.3fs", rj.ref.job_id, rj.ref.attempt, elapsed)
+            log.info(
+                "job %s attempt %d succeeded in %.3fs",
+                rj.ref.job_id,
+                rj.ref.attempt,
+                elapsed,
+                extra=self._fields("job_succeeded", rj, duration_s=round(elapsed, 3)),
+            )
         else:
             log.info(
                 "job %s attempt %d failed in %.3fs%s: %s",
@@ -624,6 +743,13 @@ class Worker:
                 elapsed,
                 " (non-retryable)" if outcome.non_retryable else "",
                 outcome.error[:500],
+                extra=self._fields(
+                    "job_failed",
+                    rj,
+                    duration_s=round(elapsed, 3),
+                    error=outcome.error[:2000],
+                    non_retryable=outcome.non_retryable,
+                ),
             )
 
     # --- leases -------------------------------------------------------------
@@ -653,7 +779,13 @@ class Worker:
         rj.stopping = True
         rj.stop_requested = time.monotonic()
         _, grace = stop_timing(rj.lease_s)
-        log.warning("job %s attempt %d: %s; stopping it", rj.ref.job_id, rj.ref.attempt, reason)
+        log.warning(
+            "job %s attempt %d: %s; stopping it",
+            rj.ref.job_id,
+            rj.ref.attempt,
+            reason,
+            extra=self._fields("job_lease_stopping", rj, reason=reason),
+        )
         rj.ctx.cancelled.set(reason, grace_s=grace)
 
     async def _keep_leases(self) -> None:
@@ -708,6 +840,7 @@ class Worker:
                             "cancellation, so another worker may run the job at the same time",
                             rj.ref.job_id,
                             rj.ref.attempt,
+                            extra=self._fields("job_ignores_cancel", rj),
                         )
                     else:
                         wake_at = min(wake_at, overdue)

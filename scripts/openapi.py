@@ -159,7 +159,8 @@ def _operation(builder: _Builder, route: Route) -> Json:
     # The first sentence; the whole comment is the description.
     summary = re.split(r"(?<=[.:])\s", text, maxsplit=1)[0]
     op: Json = {
-        "operationId": f"{route.service}_{route.rpc}",
+        # Unique per path and method: an additional binding gets its number.
+        "operationId": f"{route.service}_{route.rpc}" + (f"_{route.binding + 1}" if route.binding else ""),
         "tags": [route.service],
         "summary": summary,
     }
@@ -194,7 +195,11 @@ def _operation(builder: _Builder, route: Route) -> Json:
         body_name = builder.message(
             request,
             skip=frozenset(bound),
-            as_name=f"{_schema_name(request)}Body" if bound else None,
+            # Per binding: another binding of the same request may bind
+            # other fields in its path (which its body then leaves out).
+            as_name=f"{_schema_name(request)}Body{route.binding + 1 if route.binding else ''}"
+            if bound
+            else None,
         )
         op["requestBody"] = {
             "required": False,

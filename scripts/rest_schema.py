@@ -28,6 +28,7 @@ SERVICES = (
     "chronosched.v1.JobService",
     "chronosched.v1.AdminService",
     "chronosched.v1.ScheduleService",
+    "chronosched.v1.TokenService",
 )
 
 _SCALARS = {
@@ -83,6 +84,8 @@ class Route:
     service: str = ""
     rpc: str = ""
     comment: str = ""
+    # 0 for the rule itself, 1, 2, ... for its additional_bindings.
+    binding: int = 0
 
 
 class Schema:
@@ -149,7 +152,7 @@ class Schema:
                     continue
                 for j, method in enumerate(service.method):
                     rule = method.options.Extensions[annotations_pb2.http]
-                    for binding in [rule, *rule.additional_bindings]:
+                    for n, binding in enumerate([rule, *rule.additional_bindings]):
                         verb = binding.WhichOneof("pattern")
                         if verb is None or verb == "custom":
                             continue
@@ -162,6 +165,7 @@ class Schema:
                             service=service.name,
                             rpc=method.name,
                             comment=docs.get((6, i, 2, j), ""),
+                            binding=n,
                         )
 
 

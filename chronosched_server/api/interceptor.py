@@ -25,6 +25,9 @@ from chronosched_server.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -42,6 +45,9 @@ _CODES: list[tuple[type[DomainError], grpc.StatusCode]] = [
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (Aborted, grpc.StatusCode.ABORTED),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
 ]
 
 
@@ -76,13 +82,18 @@ def _internal() -> tuple[grpc.StatusCode, status_pb2.Status]:
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException, method: str) -> None:
     if isinstance(exc, DatabaseError):
-        log.error("database error in %s", method, exc_info=exc.__cause__ or exc)
+        log.error(
+            "database error in %s",
+            method,
+            exc_info=exc.__cause__ or exc,
+            extra={"event": "rpc_database_error"},
+        )
         code, status = _internal()
     elif isinstance(exc, DomainError):
         code, status = status_for(exc)
-        log.debug("%s -> %s: %s", method, code.name, exc.message)
+        log.debug("%s -> %s: %s", method, code.name, exc.message, extra={"event": "rpc_refused"})
     else:
-        log.exception("unhandled error in %s", method, exc_info=exc)
+        log.exception("unhandled error in %s", method, exc_info=exc, extra={"event": "rpc_internal_error"})
         code, status = _internal()
     await context.abort(
         code, status.message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)

@@ -8,6 +8,7 @@ import grpc
 
 from chronosched.v1 import job_pb2, job_pb2_grpc
 from chronosched_server import render, validation
+from chronosched_server.api.auth import caller
 from chronosched_server.api.common import paginate, state_filter, to_dict, uuid_field, uuid_token
 from chronosched_server.errors import Why
 from chronosched_server.storage import jobs
@@ -23,6 +24,16 @@ def _attempt(v: Violations, request: job_pb2.CompleteJobRequest | job_pb2.FailJo
     if request.attempt < 1:
         v.add("attempt", f"attempt numbers start at 1, got {request.attempt}", Why.OUT_OF_RANGE)
     return request.attempt
+
+
+def _namespace(v: Violations, request: job_pb2.CompleteJobRequest | job_pb2.FailJobRequest) -> str | None:
+    """The namespace the job must be in: the request's, else the caller's
+    token's (None: any). The auth interceptor has checked that the token
+    covers a namespace the request names."""
+    if request.namespace_id:
+        validation.check_slug(v, "namespace_id", request.namespace_id)
+        return request.namespace_id
+    return caller().namespace
 
 
 class JobServicer(job_pb2_grpc.JobServiceServicer):
@@ -63,16 +74,28 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         job_id = uuid_field(v, "job_id", request.job_id)
         attempt = _attempt(v, request)
         validation.check_json_object(v, "result", request.result)
+        namespace_id = _namespace(v, request)
         v.raise_if_any()
         assert job_id is not None
-        return render.job(await jobs.complete(self.db, job_id, attempt, to_dict(request.result)))
+        row = await jobs.complete(
+            self.db, job_id, attempt, to_dict(request.result), namespace_id=namespace_id
+        )
+        return render.job(row)
 
     async def FailJob(self, request: job_pb2.FailJobRequest, context: Ctx) -> job_pb2.Job:
         v = Violations()
         job_id = uuid_field(v, "job_id", request.job_id)
         attempt = _attempt(v, request)
         validation.check_text(v, "error", request.error, validation.MAX_ERROR_CHARS)
+        namespace_id = _namespace(v, request)
         v.raise_if_any()
         assert job_id is not None
-        row = await jobs.fail(self.db, job_id, attempt, request.error, non_retryable=request.non_retryable)
+        row = await jobs.fail(
+            self.db,
+            job_id,
+            attempt,
+            request.error,
+            non_retryable=request.non_retryable,
+            namespace_id=namespace_id,
+        )
         return render.job(row)

@@ -9,6 +9,7 @@ from google.protobuf import empty_pb2
 
 from chronosched.v1 import namespace_pb2, namespace_pb2_grpc
 from chronosched_server import ids, render, validation
+from chronosched_server.api.auth import caller
 from chronosched_server.api.common import paginate
 from chronosched_server.storage import namespaces
 from chronosched_server.storage.db import Database
@@ -37,7 +38,8 @@ class NamespaceServicer(namespace_pb2_grpc.NamespaceServiceServicer):
         limit = validation.page_size(v, request.page_size)
         after = ids.decode_page_token(request.page_token)
         v.raise_if_any()
-        rows = await namespaces.list_page(self.db, after, limit + 1)
+        # A token for one namespace lists only that one.
+        rows = await namespaces.list_page(self.db, after, limit + 1, only=caller().namespace)
         page, token = paginate(rows, limit, lambda r: r.namespace_id)
         return namespace_pb2.ListNamespacesResponse(
             namespaces=[render.namespace(r) for r in page], next_page_token=token

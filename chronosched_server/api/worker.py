@@ -15,6 +15,7 @@ import grpc
 
 from chronosched.v1 import worker_pb2, worker_pb2_grpc
 from chronosched_server import validation
+from chronosched_server.api.auth import caller
 from chronosched_server.api.common import to_dict
 from chronosched_server.dispatch.dispatcher import Dispatcher
 from chronosched_server.dispatch.streams import WorkerStream
@@ -29,7 +30,10 @@ MAX_SLOTS = 1000
 WORKER_ID_RE = validation.KEY_RE
 
 
-def read_subscribe(message: worker_pb2.DequeueRequest) -> WorkerStream:
+def read_subscribe(message: worker_pb2.DequeueRequest, namespace_limit: str | None = None) -> WorkerStream:
+    """The stream a Subscribe asks for; `namespace_limit` is the namespace
+    the caller's token is limited to (None: every namespace), which the auth
+    interceptor has already held the Subscribe's namespaces to."""
     if message.WhichOneof("message") != "subscribe":
         raise InvalidArgument.one(
             "subscribe", "the first message of a Dequeue stream must be a subscribe", Why.UNEXPECTED
@@ -59,10 +63,12 @@ def read_subscribe(message: worker_pb2.DequeueRequest) -> WorkerStream:
         kinds=list(sub.kinds),
         slots=sub.slots,
         in_flight=running,
+        namespace_limit=namespace_limit,
     )
 
 
-def read_result(result: worker_pb2.JobResult) -> ResultIn:
+def read_result(result: worker_pb2.JobResult, stream: WorkerStream) -> ResultIn:
+    """One result of `stream`: fenced to its worker's leases and its token's namespace."""
     v = Violations()
     parsed = _ref(v, "result.job", result.job)
     if result.success:
@@ -78,6 +84,8 @@ def read_result(result: worker_pb2.JobResult) -> ResultIn:
         result=to_dict(result.result) if result.success else {},
         error=result.error,
         non_retryable=result.non_retryable,
+        namespace_id=stream.namespace_limit,
+        worker_id=stream.worker_id,
     )
 
 
@@ -103,12 +111,23 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         first = await anext(aiter(request_iterator), None)
         if first is None:
             return
-        stream = read_subscribe(first)
-        log.info("worker %s connected (%d slots, kinds %s)", stream.worker_id, stream.slots, stream.kinds)
+        stream = read_subscribe(first, caller().namespace)
+        log.info(
+            "worker %s connected (%d slots, kinds %s)",
+            stream.worker_id,
+            stream.slots,
+            stream.kinds,
+            extra={
+                "event": "worker_connected",
+                "worker_id": stream.worker_id,
+                "slots": stream.slots,
+                "kinds": sorted(stream.kinds),
+            },
+        )
         # Before registering, so no claim for this stream can be mistaken for
         # a lease the worker lost; after ending its old stream here, so no
         # claim for that one can slip past.
-        self.dispatcher.supersede(stream.worker_id)
+        self.dispatcher.supersede(stream)
         await self.dispatcher.reclaim_unheld(stream)
         self.dispatcher.register(stream)
         reader = asyncio.create_task(self._read(request_iterator, stream))
@@ -140,7 +159,11 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
-            log.info("worker %s disconnected", stream.worker_id)
+            log.info(
+                "worker %s disconnected",
+                stream.worker_id,
+                extra={"event": "worker_disconnected", "worker_id": stream.worker_id},
+            )
 
     async def _read(self, requests: AsyncIterator[worker_pb2.DequeueRequest], stream: WorkerStream) -> None:
         async for message in requests:
@@ -160,14 +183,19 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 stream.slots = max(0, min(MAX_SLOTS, message.slots.slots))
                 self.dispatcher.capacity_changed()
             else:
-                log.warning("worker %s sent an unexpected %s message; ignored", stream.worker_id, kind)
+                log.warning(
+                    "worker %s sent an unexpected %s message; ignored",
+                    stream.worker_id,
+                    kind,
+                    extra={"event": "worker_message_ignored", "worker_id": stream.worker_id},
+                )
 
     def _submit(self, stream: WorkerStream, results: worker_pb2.JobResults) -> None:
         refused = worker_pb2.DequeueResponse()
         items = []
         for result in results.results:
             try:
-                items.append((result.job, read_result(result)))
+                items.append((result.job, read_result(result, stream)))
             except InvalidArgument as exc:
                 refused.acks.add(job=result.job, accepted=False, reason=exc.reason)
         self.dispatcher.submit_results(stream, items)

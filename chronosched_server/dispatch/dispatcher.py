@@ -29,6 +29,7 @@ from chronosched_server.storage import leases, notifications
 from chronosched_server.storage.db import Database, execute, isolating
 from chronosched_server.storage.records import Job
 from chronosched_server.storage.results import (
+    Plain,
     ResultIn,
     ResultOut,
     apply_results,
@@ -87,7 +88,8 @@ class Dispatcher:
         # job_id -> stream running it on this server, for pushing cancels.
         self.owner: dict[uuid.UUID, WorkerStream] = {}
         self._results: list[_Pending] = []
-        self._heartbeats: dict[uuid.UUID, int] = {}
+        # job_id -> (attempt, the stream asking) for the next cycle's extension.
+        self._heartbeats: dict[uuid.UUID, tuple[int, leases.Holder]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._cycle_slots = asyncio.Semaphore(self.config.concurrent_cycles)
@@ -126,12 +128,25 @@ class Dispatcher:
 
     # -- called by the Dequeue servicer ----------------------------------
 
-    def supersede(self, worker_id: str) -> None:
-        """End this server's earlier streams of `worker_id`: a worker holds one
-        stream, so a new one means the old is dead (its end just has not
-        shown yet). Jobs it would still be assigned go straight back."""
-        for old in [s for s in self.streams if s.worker_id == worker_id]:
-            log.warning("worker %s opened a new stream; ending its previous one", worker_id)
+    def supersede(self, stream: WorkerStream) -> None:
+        """End this server's earlier streams of the new stream's worker id: a
+        worker holds one stream, so a new one means the old is dead (its end
+        just has not shown yet). Jobs it would still be assigned go straight
+        back. Only streams within the namespaces the new stream's token
+        covers: a token for one namespace cannot end another's workers by
+        reusing their id."""
+        worker_id, limit = stream.worker_id, stream.namespace_limit
+        replaced = [
+            s
+            for s in self.streams
+            if s.worker_id == worker_id and (limit is None or s.namespace_limit == limit)
+        ]
+        for old in replaced:
+            log.warning(
+                "worker %s opened a new stream; ending its previous one",
+                worker_id,
+                extra={"event": "worker_stream_replaced", "worker_id": worker_id},
+            )
             old.end()
             self.unregister(old)
 
@@ -141,9 +156,18 @@ class Dispatcher:
         Best effort: if the database is away, those leases expire instead."""
         try:
             async with self.db.transaction() as conn:
-                requeued, failed = await leases.reclaim(conn, stream.worker_id, stream.in_flight)
+                requeued, failed = await leases.reclaim(conn, stream.holder, stream.in_flight)
+                # Adopt only what the database leases to this worker: a
+                # Subscribe cannot claim another worker's attempts (their
+                # cancels, their slots) by naming them.
+                stream.in_flight = await leases.held(conn, stream.holder, stream.in_flight)
         except DomainError as exc:
-            log.warning("could not check worker %s's leases (%s); they will expire", stream.worker_id, exc)
+            log.warning(
+                "could not check worker %s's leases (%s); they will expire",
+                stream.worker_id,
+                exc,
+                extra={"event": "leases_unchecked", "worker_id": stream.worker_id},
+            )
             return
         if requeued or failed:
             log.info(
@@ -152,6 +176,12 @@ class Dispatcher:
                 requeued + failed,
                 requeued,
                 failed,
+                extra={
+                    "event": "leases_reclaimed",
+                    "worker_id": stream.worker_id,
+                    "requeued": requeued,
+                    "failed": failed,
+                },
             )
 
     def register(self, stream: WorkerStream) -> None:
@@ -188,7 +218,7 @@ class Dispatcher:
             return
         stream.heartbeat_seq = max(stream.heartbeat_seq, sequence)
         stream.unanswered.append((sequence, refs))
-        self._heartbeats.update(refs)
+        self._heartbeats.update((job_id, (attempt, stream.holder)) for job_id, attempt in refs)
         self._wake.set()
 
     def _settings(self) -> worker_pb2.StreamSettings:
@@ -246,7 +276,7 @@ class Dispatcher:
     async def _transact(
         self,
         batch: list[_Pending],
-        beats: dict[uuid.UUID, int],
+        beats: dict[uuid.UUID, tuple[int, leases.Holder]],
         wants: list[tuple[WorkerStream, int, int]],
         answers: list[_Answers],
     ) -> None:
@@ -389,7 +419,12 @@ class Dispatcher:
         except Unavailable:
             return
         if requeued or failed:
-            log.info("lease expiry: %d jobs back to READY, %d failed", requeued, failed)
+            log.info(
+                "lease expiry: %d jobs back to READY, %d failed",
+                requeued,
+                failed,
+                extra={"event": "lease_expired", "requeued": requeued, "failed": failed},
+            )
             self._wake.set()
 
     async def _timer(self) -> None:
@@ -416,7 +451,10 @@ class Dispatcher:
         now = time.monotonic()
         for stream in [s for s in self.streams if now - s.last_heard > self.config.silence_timeout_s]:
             log.warning(
-                "worker %s silent for %.1fs; ending its stream", stream.worker_id, now - stream.last_heard
+                "worker %s silent for %.1fs; ending its stream",
+                stream.worker_id,
+                now - stream.last_heard,
+                extra={"event": "worker_silent", "worker_id": stream.worker_id},
             )
             stream.end()
             self.unregister(stream)
@@ -448,8 +486,8 @@ class Dispatcher:
             stream.send(frame)
 
 
-def _plain(item: ResultIn) -> tuple[uuid.UUID, int | None, str]:
-    return item.job_id, item.attempt, json.dumps(item.result)
+def _plain(item: ResultIn) -> Plain:
+    return item.job_id, item.attempt, json.dumps(item.result), item.namespace_id, item.worker_id
 
 
 def _add_assignment(frame: worker_pb2.DequeueResponse, claimed: Job, lease: timedelta, seq: int) -> None:

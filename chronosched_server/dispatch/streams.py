@@ -9,7 +9,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from chronosched.v1 import worker_pb2
-from chronosched_server.storage.leases import ClaimSpec
+from chronosched_server.storage.leases import ClaimSpec, Holder
 
 # Frames queued for a worker are merged while they stay under this size: one
 # gRPC message costs about as much CPU as a job's database work, so a worker
@@ -31,6 +31,9 @@ class WorkerStream:
     # and not yet reported back; this is what occupies the worker's slots.
     in_flight: dict[uuid.UUID, int] = field(default_factory=dict)
     closed: bool = False
+    # The one namespace the stream's token is limited to (None: every
+    # namespace). Its results, heartbeats and take-backs are held to it.
+    namespace_limit: str | None = None
     # Slots promised to a claim that is still in its transaction; counting
     # them keeps concurrent cycles from leasing beyond the worker's capacity.
     reserved: int = 0
@@ -46,6 +49,11 @@ class WorkerStream:
     _last_bytes: int = 0
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _ending: bool = False
+
+    @property
+    def holder(self) -> Holder:
+        """Whose leases this stream may renew, settle and give back."""
+        return Holder(self.worker_id, self.namespace_limit)
 
     @property
     def claim_spec(self) -> ClaimSpec:

@@ -1,10 +1,12 @@
 """Render the repo's one Envoy config for a deployment and run the real Envoy.
 
 `envoy/envoy.yaml` is the single config used by tests, `chronosched up` and
-docker-compose. A deployment differs only in ports, the upstream address and
-where the descriptor set lives, so those are changed in the *parsed* YAML
-(never by text substitution, which would silently miss a reformatted line)
-and everything else is taken as written.
+docker-compose. A deployment differs only in the listener's address, ports,
+the upstream address, where the descriptor set lives and TLS (off unless
+asked for: a DownstreamTlsContext on the listener, an UpstreamTlsContext on
+the cluster), so those are changed in the *parsed* YAML (never by text
+substitution, which would silently miss a reformatted line) and everything
+else is taken as written.
 
 `python -m chronosched_server.local.envoy validate` renders the config against the
 generated descriptor set, runs the project lint and `envoy --mode validate`;
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ipaddress
 import shutil
 import signal
 import subprocess
@@ -42,8 +45,19 @@ TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
 BUFFER_FILTER = "envoy.filters.http.buffer"
 LUA_FILTER = "envoy.filters.http.lua"
 ROUTER_FILTER = "envoy.filters.http.router"
+ACCESS_LOGGER = "envoy.access_loggers.stdout"
+# The access log's text line: Envoy's default, but with the method the client
+# sent (a transcoded REST call goes on as a POST, so the default says POST).
+TEXT_ACCESS_LOG = (
+    '[%START_TIME%] "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% '
+    '%PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% '
+    '%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" '
+    '"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%"\n'
+)
 UPSTREAM_CLUSTER = "chronosched_grpc"
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+TLS_SOCKET = "envoy.transport_sockets.tls"
+_TLS_TYPES = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
 
 # The services the REST surface must expose; the lint checks the config
 # lists exactly these.
@@ -54,6 +68,7 @@ TRANSCODED_SERVICES = (
     "chronosched.v1.JobService",
     "chronosched.v1.AdminService",
     "chronosched.v1.ScheduleService",
+    "chronosched.v1.TokenService",
 )
 
 Config = dict[str, Any]
@@ -73,6 +88,25 @@ class EnvoySettings:
     upstream_port: int = 50051
     descriptor_path: Path = DESCRIPTOR_SET
     rest_filter_path: Path = REST_FILTER
+    # The REST/gRPC listener's address: this machine only unless a
+    # deployment says otherwise (docker-compose: 0.0.0.0, inside its
+    # container). The admin API stays on loopback whatever this is.
+    listen_address: str = "127.0.0.1"
+    # TLS on the listener (PEM files): the certificate (chain) and key, and,
+    # for mutual TLS, the CA whose certificates clients must present.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    # TLS to the server: the CA that issued its certificate (checked against
+    # `upstream_tls_name`, by default `upstream_host`), and the certificate
+    # Envoy presents when the server requires one (mutual TLS).
+    upstream_tls_ca: Path | None = None
+    upstream_tls_cert: Path | None = None
+    upstream_tls_key: Path | None = None
+    upstream_tls_name: str | None = None
+    # The access log's lines: `json` (envoy.yaml's json_format, the shape of
+    # the server's --log-format json) or `text` (Envoy's default line).
+    log_format: str = "text"
 
 
 # --- rendering ---------------------------------------------------------------
@@ -122,6 +156,12 @@ def _lua(cfg: Config) -> dict[str, Any]:
     return typed
 
 
+def _access_log(cfg: Config) -> dict[str, Any]:
+    logger = _named(_connection_manager(cfg).get("access_log"), ACCESS_LOGGER, "access logger")
+    typed: dict[str, Any] = logger["typed_config"]
+    return typed
+
+
 def _upstream(cfg: Config) -> dict[str, Any]:
     return _named(cfg["static_resources"]["clusters"], UPSTREAM_CLUSTER, "cluster")
 
@@ -137,13 +177,98 @@ def render_config(settings: EnvoySettings, template: Config | None = None) -> Co
     # which is not necessarily ours.
     _transcoder(cfg)["proto_descriptor"] = str(settings.descriptor_path.resolve())
     _lua(cfg)["default_source_code"] = {"filename": str(settings.rest_filter_path.resolve())}
+    if settings.log_format not in ("json", "text"):
+        raise EnvoyError(f"log format must be json or text, not {settings.log_format!r}")
+    if settings.log_format == "text":
+        _access_log(cfg)["log_format"] = {"text_format_source": {"inline_string": TEXT_ACCESS_LOG}}
     cluster = _upstream(cfg)
     endpoints = _single(cluster["load_assignment"]["endpoints"], "endpoint group")
     endpoint = _single(endpoints["lb_endpoints"], "upstream endpoint")
     address = endpoint["endpoint"]["address"]["socket_address"]
     address["address"] = settings.upstream_host
     address["port_value"] = settings.upstream_port
+    listener["address"]["socket_address"]["address"] = settings.listen_address
+    downstream = _downstream_tls(settings)
+    if downstream is not None:
+        _single(listener["filter_chains"], "filter chain")["transport_socket"] = downstream
+    upstream = _upstream_tls(settings)
+    if upstream is not None:
+        cluster["transport_socket"] = upstream
     return cfg
+
+
+def _pem(path: Path) -> dict[str, str]:
+    # Absolute, like the descriptor: Envoy resolves a relative path against
+    # its own working directory.
+    return {"filename": str(path.resolve())}
+
+
+def _check_pair(cert: Path | None, key: Path | None, what: str) -> None:
+    if (cert is None) != (key is None):
+        raise EnvoyError(f"{what}: a certificate and its key go together")
+
+
+def _downstream_tls(settings: EnvoySettings) -> dict[str, Any] | None:
+    """The listener's TLS (a DownstreamTlsContext), or None for plaintext."""
+    _check_pair(settings.tls_cert, settings.tls_key, "listener TLS")
+    if settings.tls_cert is None or settings.tls_key is None:
+        if settings.tls_client_ca is not None:
+            raise EnvoyError("listener TLS: a client CA needs the listener's certificate and key")
+        return None
+    common: dict[str, Any] = {
+        "tls_certificates": [
+            {"certificate_chain": _pem(settings.tls_cert), "private_key": _pem(settings.tls_key)}
+        ],
+        # gRPC clients need HTTP/2, which TLS negotiates by ALPN; REST
+        # clients may speak either.
+        "alpn_protocols": ["h2", "http/1.1"],
+    }
+    context: dict[str, Any] = {"@type": _TLS_TYPES + "DownstreamTlsContext", "common_tls_context": common}
+    if settings.tls_client_ca is not None:
+        common["validation_context"] = {"trusted_ca": _pem(settings.tls_client_ca)}
+        context["require_client_certificate"] = True
+    return {"name": TLS_SOCKET, "typed_config": context}
+
+
+def _upstream_tls(settings: EnvoySettings) -> dict[str, Any] | None:
+    """TLS to the server (an UpstreamTlsContext), or None for plaintext."""
+    _check_pair(settings.upstream_tls_cert, settings.upstream_tls_key, "upstream TLS")
+    if settings.upstream_tls_ca is None:
+        if settings.upstream_tls_cert is not None or settings.upstream_tls_name is not None:
+            raise EnvoyError("upstream TLS: needs the CA that issued the server's certificate")
+        return None
+    name = settings.upstream_tls_name or settings.upstream_host
+    # A trusted CA alone only proves some certificate of that CA: the name
+    # must match too, as a gRPC client checks its target's.
+    san_type = "IP_ADDRESS" if _is_ip(name) else "DNS"
+    common: dict[str, Any] = {
+        "alpn_protocols": ["h2"],
+        # Envoy's clients stop at TLS 1.2 unless told; the server speaks 1.3.
+        "tls_params": {"tls_maximum_protocol_version": "TLSv1_3"},
+        "validation_context": {
+            "trusted_ca": _pem(settings.upstream_tls_ca),
+            "match_typed_subject_alt_names": [{"san_type": san_type, "matcher": {"exact": name}}],
+        },
+    }
+    if settings.upstream_tls_cert is not None and settings.upstream_tls_key is not None:
+        common["tls_certificates"] = [
+            {
+                "certificate_chain": _pem(settings.upstream_tls_cert),
+                "private_key": _pem(settings.upstream_tls_key),
+            }
+        ]
+    context: dict[str, Any] = {"@type": _TLS_TYPES + "UpstreamTlsContext", "common_tls_context": common}
+    if san_type == "DNS":
+        context["sni"] = name
+    return {"name": TLS_SOCKET, "typed_config": context}
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def write_config(cfg: Config, dest: Path) -> Path:
@@ -408,6 +533,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     render.add_argument("--upstream-port", type=int, default=EnvoySettings.upstream_port)
     render.add_argument("--descriptor", type=Path, default=DESCRIPTOR_SET)
     render.add_argument("--rest-filter", type=Path, default=REST_FILTER)
+    render.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=EnvoySettings.log_format,
+        help=f"the access log's lines (default {EnvoySettings.log_format})",
+    )
+    render.add_argument(
+        "--listen-address",
+        default=EnvoySettings.listen_address,
+        help=f"the REST/gRPC listener's address (default {EnvoySettings.listen_address}; "
+        "0.0.0.0 for every interface, as in a container)",
+    )
+    tls = render.add_argument_group("TLS (PEM files, paths as Envoy sees them; all off by default)")
+    tls.add_argument("--tls-cert", type=Path, help="serve TLS on the listener with this certificate")
+    tls.add_argument("--tls-key", type=Path, help="the key of --tls-cert")
+    tls.add_argument("--tls-client-ca", type=Path, help="require client certificates this CA issued")
+    tls.add_argument("--upstream-tls-ca", type=Path, help="talk TLS to the server, trusting this CA")
+    tls.add_argument("--upstream-tls-cert", type=Path, help="client certificate for a server with mutual TLS")
+    tls.add_argument("--upstream-tls-key", type=Path, help="the key of --upstream-tls-cert")
+    tls.add_argument(
+        "--upstream-tls-name", help="the name the server's certificate must carry (default --upstream-host)"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "render":
@@ -418,8 +565,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             upstream_port=args.upstream_port,
             descriptor_path=args.descriptor,
             rest_filter_path=args.rest_filter,
+            listen_address=args.listen_address,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
+            upstream_tls_ca=args.upstream_tls_ca,
+            upstream_tls_cert=args.upstream_tls_cert,
+            upstream_tls_key=args.upstream_tls_key,
+            upstream_tls_name=args.upstream_tls_name,
+            log_format=args.log_format,
         )
-        write_config(render_config(settings), args.output)
+        try:
+            write_config(render_config(settings), args.output)
+        except EnvoyError as exc:
+            parser.error(str(exc))
         return 0
 
     if args.work_dir is not None:

@@ -15,6 +15,7 @@ import dataclasses
 import errno
 import fcntl
 import functools
+import ipaddress
 import json
 import logging
 import os
@@ -30,15 +31,30 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
-from chronosched_server.config import DEFAULT_RETENTION, format_duration
+from chronosched_server.config import (
+    DEFAULT_RETENTION,
+    WILDCARD_HOSTS,
+    connect_host,
+    format_duration,
+    host_port,
+)
 from chronosched_server.local.embedded import EmbeddedPostgres, EmbeddedPostgresError, pid_alive
 from chronosched_server.local.envoy import EnvoyError, EnvoyProcess, EnvoySettings, start_envoy
+from chronosched_server.tokens import NewToken
+
+if TYPE_CHECKING:
+    import grpc
 
 log = logging.getLogger("chronosched")
 
 DEFAULT_DATA_DIR = "./.chronosched"
+# Where the gRPC server and Envoy's REST listener bind unless --listen says
+# otherwise: this machine only. Envoy passes gRPC through to anyone who
+# reaches its listener, so a wider address is a decision, never a default.
+DEFAULT_LISTEN = "127.0.0.1"
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_ADMIN_PORT = 9901
@@ -59,13 +75,20 @@ ENVOY_STOP_GRACE_S = 10.0
 LOCK_FILE = "up.lock"
 STATE_FILE = "up.json"
 
-# Where the pieces listen, for the port check before start-up: the gRPC
-# server on the --grpc-host `_start_server` passes it, Envoy where
-# envoy/envoy.yaml says (its REST listener on every interface, its admin API
-# on loopback only).
-GRPC_HOST = "127.0.0.1"
-HTTP_HOST = "0.0.0.0"
+# Envoy's admin API (it can stop Envoy and dump its config) listens on
+# loopback whatever --listen says; the gRPC server and Envoy's REST listener
+# bind the --listen address.
 ADMIN_HOST = "127.0.0.1"
+# Settings of ours the children must not pick up from up's environment: up
+# hands each child its TLS files as flags, or none.
+_TLS_ENV = (
+    "CHRONOSCHED_TLS_CERT",
+    "CHRONOSCHED_TLS_KEY",
+    "CHRONOSCHED_TLS_CLIENT_CA",
+    "CHRONOSCHED_TLS_CA",
+    "CHRONOSCHED_TLS_CLIENT_CERT",
+    "CHRONOSCHED_TLS_CLIENT_KEY",
+)
 
 
 class StartupError(RuntimeError):
@@ -130,6 +153,24 @@ class _SignalWaker:
             raise _Interrupted
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _scope(listen: str) -> str:
+    """Who can reach a listener bound to `listen`, in words."""
+    if _is_loopback(listen):
+        return "on this machine only"
+    if listen in WILDCARD_HOSTS:
+        return f"on every interface ({listen or '0.0.0.0'}), other machines included"
+    return f"on {listen}, for whoever can reach that address"
+
+
 def _pidfd(pid: int) -> int | None:
     # A pidfd becomes readable when the process exits, for children and
     # non-children (the daemonized postmaster) alike; Linux 5.3+ only.
@@ -144,7 +185,8 @@ def _pidfd(pid: int) -> int | None:
 
 def _bind_error(host: str, port: int) -> OSError | None:
     """Bind host:port and close at once: None if that worked, else why not."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         # Like the servers themselves: connections of an earlier listener
         # lingering in TIME_WAIT do not make a port busy, a listener does.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -186,9 +228,29 @@ def _stop_child(proc: subprocess.Popen[bytes], grace_s: float) -> int:
     return proc.returncode
 
 
-def _start_worker(index: int, grpc_target: str, log_level: str, state_dir: Path) -> subprocess.Popen[bytes]:
+# Nor the tokens of up's environment: the server gets the admin token only
+# with --auth, each worker the token up made for it.
+_AUTH_ENV = ("CHRONOSCHED_ADMIN_TOKEN", "CHRONOSCHED_TOKEN", "CHRONOSCHED_INSECURE_NO_AUTH")
+
+
+def _child_env(**extra: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name not in _TLS_ENV + _AUTH_ENV}
+    env.update(extra)
+    return env
+
+
+def _start_worker(
+    index: int,
+    grpc_target: str,
+    log_level: str,
+    state_dir: Path,
+    tls_args: list[str],
+    log_format: str = "text",
+    token: str | None = None,
+) -> subprocess.Popen[bytes]:
     """One local worker: every namespace, the built-in kinds; results not yet
-    acknowledged survive its restart in `state_dir`."""
+    acknowledged survive its restart in `state_dir`. `token` (up --auth) is
+    handed over in its environment, never on its command line."""
     args = [
         sys.executable,
         "-m",
@@ -202,13 +264,17 @@ def _start_worker(index: int, grpc_target: str, log_level: str, state_dir: Path)
         str(WORKER_GRACE_S),
         "--log-level",
         log_level,
+        "--log-format",
+        log_format,
         "--state-dir",
         str(state_dir),
+        *tls_args,
     ]
     # A session of its own (which also keeps a terminal's Ctrl-C away from
     # it, as for the other children): what its jobs leave behind when it dies
     # is then findable by session id, see _reap_worker_leftovers.
-    return subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+    env = _child_env(CHRONOSCHED_TOKEN=token) if token else _child_env()
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
 
 
 def _reap_worker_leftovers(pid: int) -> None:
@@ -239,8 +305,24 @@ class UpOptions:
     database_url: str | None
     workers: int
     log_level: str
+    # `text` or `json`: up's own lines, and handed to the server and workers.
+    log_format: str = "text"
     # Handed to the server (`chronosched server --retention`).
     retention: timedelta = DEFAULT_RETENTION
+    # What the gRPC server and Envoy's REST listener bind.
+    listen: str = DEFAULT_LISTEN
+    # TLS on both (PEM files); with a client CA both require client
+    # certificates. `tls_ca` is what up's own clients trust (default: the
+    # certificate itself); with a client CA they present tls_cert/tls_key.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    tls_ca: Path | None = None
+    # Bearer tokens (--auth): the server requires them; its admin token is
+    # `admin_token` (CHRONOSCHED_ADMIN_TOKEN) or one up makes and prints.
+    # Without --auth the server runs with --insecure-no-auth.
+    auth: bool = False
+    admin_token: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -255,20 +337,65 @@ class _Up(UpOptions):
     envoy: EnvoyProcess | None = None
     worker_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
+    # With --auth: whether up made the admin token (then the banner shows
+    # it), and the worker token up made for its local workers.
+    admin_token_made: bool = False
+    worker_token: NewToken | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.run_dir = self.data_dir / "run"
 
     @property
+    def local_host(self) -> str:
+        """Where up's own clients reach the --listen address (loopback for
+        a wildcard); a TLS certificate must name it."""
+        return connect_host(self.listen)
+
+    @property
     def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return host_port(self.local_host, self.grpc_port)
+
+    @property
+    def rest_url(self) -> str:
+        scheme = "https" if self.tls_cert is not None else "http"
+        return f"{scheme}://{host_port(self.local_host, self.http_port)}"
+
+    @property
+    def trusted_ca(self) -> Path | None:
+        """The CA up's own clients verify the server with, under TLS."""
+        return self.tls_ca or self.tls_cert
+
+    @property
+    def client_identity(self) -> tuple[Path, Path] | None:
+        """The certificate and key up's own clients present: with mutual
+        TLS, the server's own (it must be one the client CA issued)."""
+        if self.tls_client_ca is None or self.tls_cert is None or self.tls_key is None:
+            return None
+        return self.tls_cert, self.tls_key
 
     @property
     def worker_state_dir(self) -> Path:
         return self.run_dir / "workers"
 
+    def _worker_tls_args(self) -> list[str]:
+        if self.trusted_ca is None:
+            return []
+        args = ["--tls-ca", str(self.trusted_ca)]
+        if self.client_identity is not None:
+            cert, key = self.client_identity
+            args += ["--tls-cert", str(cert), "--tls-key", str(key)]
+        return args
+
     def _spawn_worker(self, index: int) -> subprocess.Popen[bytes]:
-        return _start_worker(index, self.grpc_target, self.log_level, self.worker_state_dir)
+        return _start_worker(
+            index,
+            self.grpc_target,
+            self.log_level,
+            self.worker_state_dir,
+            self._worker_tls_args(),
+            log_format=self.log_format,
+            token=self.worker_token.text if self.worker_token is not None else None,
+        )
 
     # -- the whole life cycle --
 
@@ -276,7 +403,7 @@ class _Up(UpOptions):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         lock = self._lock()
         if lock is None:
-            print(f"chronosched up: error: {self._already_running()}", file=sys.stderr)
+            self._error(self._already_running())
             return 1
         self.signals.install()
         started = time.monotonic()
@@ -289,7 +416,7 @@ class _Up(UpOptions):
                 log.info("interrupted during start-up; stopping")
                 return 0
             except StartupError as exc:
-                print(f"chronosched up: error: {exc}", file=sys.stderr)
+                self._error(str(exc))
                 return 1
             self._announce(time.monotonic() - started)
             return self._supervise()
@@ -351,15 +478,17 @@ class _Up(UpOptions):
         the message only asks."""
         busy: list[str] = []
         for flag, host, port in (
-            ("--grpc-port", GRPC_HOST, self.grpc_port),
-            ("--http-port", HTTP_HOST, self.http_port),
+            ("--grpc-port", self.listen, self.grpc_port),
+            ("--http-port", self.listen, self.http_port),
             ("--admin-port", ADMIN_HOST, self.admin_port),
         ):
             error = _bind_error(host, port)
             if error is None:
                 continue
             if error.errno != errno.EADDRINUSE:
-                raise StartupError(f"cannot listen on {host}:{port} ({flag}): {error.strerror or error}")
+                raise StartupError(
+                    f"cannot listen on {host_port(host, port)} ({flag}): {error.strerror or error}"
+                )
             busy.append(f"{port} ({flag})")
         if len(busy) == 1:
             raise StartupError(f"port {busy[0]} is already in use (is chronosched already running?)")
@@ -376,7 +505,12 @@ class _Up(UpOptions):
                 url = self.pg.start()
             except EmbeddedPostgresError as exc:
                 raise StartupError(str(exc)) from exc
-            log.info("embedded PostgreSQL ready (pid %s, data in %s)", self.pg.pid, self.pg.pgdata)
+            log.info(
+                "embedded PostgreSQL ready (pid %s, data in %s)",
+                self.pg.pid,
+                self.pg.pgdata,
+                extra={"event": "postgres_ready"},
+            )
         else:
             url = self.database_url
         self._save_state(database_url=url, postgres_pid=self.pg.pid if self.pg is not None else None)
@@ -385,6 +519,8 @@ class _Up(UpOptions):
         self._migrate(url)
         self.signals.check()
 
+        if self.auth:
+            self._make_tokens(url)
         self._start_server(url)
         self._wait_serving()
         self.signals.check()
@@ -398,11 +534,83 @@ class _Up(UpOptions):
         self.worker_procs = [self._spawn_worker(i) for i in range(self.workers)]
         self._save_state(
             ready=True,
-            rest_url=f"http://127.0.0.1:{self.http_port}/api/v1",
-            health_url=f"http://127.0.0.1:{self.http_port}/healthz",
+            rest_url=f"{self.rest_url}/api/v1",
+            health_url=f"{self.rest_url}/healthz",
             grpc_target=self.grpc_target,
             worker_pids=[p.pid for p in self.worker_procs],
         )
+
+    @property
+    def _worker_token_description(self) -> str:
+        return f"chronosched up: its local workers (data dir {self.data_dir})"
+
+    def _make_tokens(self, url: str) -> None:
+        """--auth: the admin token (made here unless CHRONOSCHED_ADMIN_TOKEN
+        gave one), and a worker token for every namespace for the local
+        workers, stored like any token. A worker token an earlier run left
+        (killed before it revoked it) is revoked first."""
+        # Imported here, as in _migrate: the CLI imports this module for its
+        # defaults, and psycopg is heavy.
+        from chronosched_server import tokens
+        from chronosched_server.errors import DomainError
+        from chronosched_server.storage import tokens as stored_tokens
+        from chronosched_server.storage.db import Database
+
+        if not self.admin_token:
+            self.admin_token = tokens.new_admin_token()
+            self.admin_token_made = True
+        if not self.workers:
+            return
+        made = tokens.new_token()
+        description = self._worker_token_description
+
+        async def store() -> None:
+            db = Database(url, min_size=1, max_size=1)
+            await db.open()
+            try:
+                await stored_tokens.revoke_described(db, description)
+                await stored_tokens.create(
+                    db,
+                    token_id=made.token_id,
+                    digest=made.digest,
+                    scope=tokens.Scope.WORKER.value,
+                    namespace_id=None,
+                    description=description,
+                    ttl=None,
+                )
+            finally:
+                await db.close()
+
+        try:
+            asyncio.run(store())
+        except DomainError as exc:
+            raise StartupError(f"could not make the local workers' token: {exc}") from exc
+        self.worker_token = made
+
+    def _revoke_worker_token(self) -> None:
+        """Revoke the local workers' token once they are gone (best effort:
+        the next `up --auth` on this data directory revokes a leftover)."""
+        url = self.state.get("database_url")
+        if self.worker_token is None or not isinstance(url, str):
+            return
+        from chronosched_server.errors import DomainError
+        from chronosched_server.storage import tokens as stored_tokens
+        from chronosched_server.storage.db import Database
+
+        token_id = self.worker_token.token_id
+
+        async def revoke() -> None:
+            db = Database(url, min_size=1, max_size=1)
+            await db.open()
+            try:
+                await stored_tokens.revoke(db, token_id)
+            finally:
+                await db.close()
+
+        try:
+            asyncio.run(revoke())
+        except DomainError as exc:
+            log.warning("could not revoke the local workers' token %s: %s", token_id, exc)
 
     def _migrate(self, url: str) -> None:
         from chronosched_server.errors import DomainError
@@ -413,7 +621,11 @@ class _Up(UpOptions):
         except DomainError as exc:
             raise StartupError(f"migrations failed: {exc.__cause__ or exc}") from exc
         if applied:
-            log.info("applied migrations: %s", ", ".join(applied))
+            log.info(
+                "applied migrations: %s",
+                ", ".join(applied),
+                extra={"event": "migrations_applied", "migrations": applied},
+            )
 
     def _start_server(self, url: str) -> None:
         args = [
@@ -424,18 +636,31 @@ class _Up(UpOptions):
             "--database-url",
             url,
             "--grpc-host",
-            "127.0.0.1",
+            self.listen,
             "--grpc-port",
             str(self.grpc_port),
             "--log-level",
             self.log_level,
+            "--log-format",
+            self.log_format,
             "--retention",
             format_duration(self.retention),
         ]
+        if self.tls_cert is not None and self.tls_key is not None:
+            args += ["--tls-cert", str(self.tls_cert), "--tls-key", str(self.tls_key)]
+        if self.tls_client_ca is not None:
+            args += ["--tls-client-ca", str(self.tls_client_ca)]
+        # The admin token travels in the environment (command lines are
+        # public); without --auth the server takes calls without tokens.
+        if self.auth and self.admin_token:
+            env = _child_env(CHRONOSCHED_ADMIN_TOKEN=self.admin_token)
+        else:
+            args.append("--insecure-no-auth")
+            env = _child_env()
         # Own process group: a terminal's Ctrl-C reaches only us, and we stop
         # the children in order (Envoy first, so no request hits a stopped
         # server). Its output goes to ours.
-        self.server = subprocess.Popen(args, stdin=subprocess.DEVNULL, process_group=0)
+        self.server = subprocess.Popen(args, stdin=subprocess.DEVNULL, process_group=0, env=env)
         self._save_state(server={"pid": self.server.pid, "args": args})
 
     def _wait_serving(self) -> None:
@@ -452,7 +677,12 @@ class _Up(UpOptions):
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 250),
         ]
-        with grpc.insecure_channel(self.grpc_target, options=options) as channel:
+        credentials = self._channel_credentials()
+        with (
+            grpc.insecure_channel(self.grpc_target, options=options)
+            if credentials is None
+            else grpc.secure_channel(self.grpc_target, credentials, options=options)
+        ) as channel:
             # The method itself rather than HealthStub, whose typeshed stub
             # declares no methods.
             check = channel.unary_unary(
@@ -471,18 +701,83 @@ class _Up(UpOptions):
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
                         return
                 except grpc.RpcError:
-                    pass
+                    # A certificate up's own clients cannot verify would
+                    # only show as a time-out: say why at once.
+                    self._check_tls_handshake()
                 if time.monotonic() >= deadline:
                     raise StartupError(f"the gRPC server was not serving after {SERVER_READY_TIMEOUT_S:.0f}s")
                 if self.signals.wait(0.1):
                     raise _Interrupted
 
+    def _channel_credentials(self) -> grpc.ChannelCredentials | None:
+        """grpc.ChannelCredentials for up's own clients under TLS, else None."""
+        if self.trusted_ca is None:
+            return None
+        import grpc
+
+        identity = self.client_identity
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.trusted_ca.read_bytes(),
+            private_key=identity[1].read_bytes() if identity else None,
+            certificate_chain=identity[0].read_bytes() if identity else None,
+        )
+
+    def _check_tls_handshake(self) -> None:
+        """Under TLS, raise StartupError if the server's port answers with
+        a certificate (or a demand for one) that up's own clients cannot
+        satisfy; nothing listening yet is not an error."""
+        import ssl
+
+        if self.trusted_ca is None:
+            return
+        context = ssl.create_default_context(cafile=str(self.trusted_ca))
+        context.set_alpn_protocols(["h2"])
+        if self.client_identity is not None:
+            context.load_cert_chain(*self.client_identity)
+        try:
+            with (
+                socket.create_connection((self.local_host, self.grpc_port), timeout=2.0) as raw,
+                context.wrap_socket(raw, server_hostname=self.local_host) as tls,
+            ):
+                # TLS 1.3 reports a refused client certificate only on the
+                # first read after the handshake.
+                tls.settimeout(0.2)
+                with contextlib.suppress(TimeoutError, ssl.SSLWantReadError):
+                    tls.recv(1)
+        except ssl.SSLError as exc:
+            # A failed verification says what did not match (the name, the
+            # issuer); other failures only have their reason.
+            why = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+            raise StartupError(
+                f"up's own clients cannot talk TLS to the gRPC server at {self.grpc_target} "
+                f"(trusting {self.trusted_ca}"
+                + (f", presenting {self.client_identity[0]}" if self.client_identity else "")
+                + f"): {why}. The certificate must be issued by --tls-ca and name "
+                f"{self.local_host}"
+                + (
+                    "; with --tls-client-ca it must also be a client certificate that CA issued"
+                    if self.client_identity
+                    else ""
+                )
+            ) from exc
+        except OSError:
+            return
+
     def _start_envoy(self) -> None:
+        identity = self.client_identity
         settings = EnvoySettings(
             http_port=self.http_port,
             admin_port=self.admin_port,
-            upstream_host="127.0.0.1",
+            upstream_host=self.local_host,
             upstream_port=self.grpc_port,
+            listen_address=self.listen,
+            tls_cert=self.tls_cert,
+            tls_key=self.tls_key,
+            tls_client_ca=self.tls_client_ca,
+            upstream_tls_ca=self.trusted_ca,
+            upstream_tls_cert=identity[0] if identity else None,
+            upstream_tls_key=identity[1] if identity else None,
+            log_format=self.log_format,
         )
         try:
             self.envoy = start_envoy(settings, self.run_dir / "envoy", ready_timeout_s=ENVOY_READY_TIMEOUT_S)
@@ -491,14 +786,88 @@ class _Up(UpOptions):
         self._save_state(envoy={"pid": self.envoy.pid, "args": self.envoy.proc.args})
 
     def _announce(self, elapsed_s: float) -> None:
+        lines = self.banner(elapsed_s)
+        if self.log_format == "json":
+            # Every line of up's output is then JSON: the banner as one event.
+            extra = {
+                "event": "up_ready",
+                "rest_url": f"{self.rest_url}/api/v1",
+                "grpc_target": self.grpc_target,
+                "data_dir": str(self.data_dir),
+                "banner": lines[1:],
+            }
+            log.info("%s", lines[0], extra=extra)
+            return
+        print("\n".join(lines), flush=True)
+
+    def _error(self, message: str, **fields: str) -> None:
+        """`chronosched up: error: ...` on stderr, or in JSON an `up_error` line."""
+        if self.log_format == "json":
+            log.error("%s", message, extra={"event": "up_error", **fields})
+            return
+        print(f"chronosched up: error: {message}", file=sys.stderr)
+        for text in fields.values():
+            print(text, file=sys.stderr)
+
+    def banner(self, elapsed_s: float) -> list[str]:
+        """What `up` prints once ready: where to go, then everything that
+        listens (address:port and what it serves), TLS and auth."""
+        http = host_port(self.listen, self.http_port)
+        grpc = host_port(self.listen, self.grpc_port)
+        admin = host_port(ADMIN_HOST, self.admin_port)
+        width = max(len(http), len(grpc), len(admin), len("PostgreSQL")) + 2
+        scope = _scope(self.listen)
         lines = [
             f"chronosched is up (started in {elapsed_s:.1f}s)",
-            f"  REST    http://127.0.0.1:{self.http_port}/api/v1   (health: /healthz)",
+            f"  REST    {self.rest_url}/api/v1   (health: /healthz)",
             f"  gRPC    {self.grpc_target}   (also through Envoy on :{self.http_port})",
             f"  data    {self.data_dir}",
-            "Press Ctrl-C to stop.",
+            f"Listening {scope}:",
+            f"  {http:<{width}}Envoy: REST under /api/v1 and /healthz, gRPC passed through to the server",
+            f"  {grpc:<{width}}gRPC server: the API and the workers' job streams",
+            f"  {admin:<{width}}Envoy's admin API (always 127.0.0.1: it can stop Envoy)",
+            f"  {'PostgreSQL':<{width}}{self._database_line()}",
+            f"TLS:  {self._tls_line()}",
+            f"auth: {self._auth_line()}",
         ]
-        print("\n".join(lines), flush=True)
+        if not _is_loopback(self.listen) and self.tls_client_ca is None and not self._auth_on():
+            lines.append(
+                f"WARNING: anyone who can reach {self.listen} can use the whole API: "
+                "nothing authenticates callers"
+            )
+        lines.append("Press Ctrl-C to stop.")
+        return lines
+
+    def _database_line(self) -> str:
+        if self.pg is None:
+            return "yours (--database-url); up starts none"
+        url = urlsplit(str(self.state.get("database_url", "")))
+        socket_dir = parse_qs(url.query).get("host", ["?"])[0]
+        # pgserver starts it with `-h ""`: no TCP listener at all.
+        return f"unix socket in {socket_dir} only, no TCP port"
+
+    def _tls_line(self) -> str:
+        if self.tls_cert is None:
+            return "off (plaintext gRPC and HTTP)"
+        line = f"on for gRPC and REST, certificate {self.tls_cert}"
+        if self.tls_client_ca is not None:
+            line += f"; client certificates required (issued by {self.tls_client_ca})"
+        return line
+
+    def _auth_on(self) -> bool:
+        return self.auth
+
+    def _auth_line(self) -> str:
+        if self._auth_on():
+            if self.admin_token_made and self.admin_token:
+                # Made for this run: shown once, here (CHRONOSCHED_ADMIN_TOKEN keeps one).
+                return f"on (bearer tokens); admin token for this run: {self.admin_token}"
+            return "on (bearer tokens); admin token: CHRONOSCHED_ADMIN_TOKEN"
+        if self.tls_client_ca is not None:
+            return "client certificates only (mutual TLS); no tokens"
+        if _is_loopback(self.listen):
+            return "off (loopback only)"
+        return "off"
 
     # -- running --
 
@@ -543,7 +912,8 @@ class _Up(UpOptions):
                     sel.select(timeout)
                     self.signals.drain()
                     if self.signals.received is not None:
-                        log.info("received %s; stopping", signal.Signals(self.signals.received).name)
+                        received = signal.Signals(self.signals.received).name
+                        log.info("received %s; stopping", received, extra={"event": "up_stopping"})
                         return 0
                     for name, pid, probe in watched:
                         ended = probe()
@@ -551,13 +921,8 @@ class _Up(UpOptions):
                             continue
                         if self._restart_worker(pid, ended):
                             return None
-                        print(
-                            f"chronosched up: error: {name} (pid {pid}) {ended} unexpectedly;"
-                            " stopping everything",
-                            file=sys.stderr,
-                        )
-                        if name == "Envoy" and self.envoy is not None:
-                            print(self.envoy.log_tail(), file=sys.stderr)
+                        tail = {"envoy_log": self.envoy.log_tail()} if name == "Envoy" and self.envoy else {}
+                        self._error(f"{name} (pid {pid}) {ended} unexpectedly; stopping everything", **tail)
                         return 1
             finally:
                 for fd in pidfds:
@@ -566,7 +931,12 @@ class _Up(UpOptions):
     def _restart_worker(self, pid: int, ended: str) -> bool:
         for index, proc in enumerate(self.worker_procs):
             if proc.pid == pid:
-                log.warning("local worker (pid %d) %s; restarting it", pid, ended)
+                log.warning(
+                    "local worker (pid %d) %s; restarting it",
+                    pid,
+                    ended,
+                    extra={"event": "local_worker_restarted", "pid": pid},
+                )
                 # At once, not after the delay: its jobs' processes must not
                 # run beside the copies the server hands out again once the
                 # new worker connects under the same id, and the sooner it
@@ -594,6 +964,7 @@ class _Up(UpOptions):
             _stop_child(proc, SERVER_STOP_GRACE_S)
             if not seen_dead:
                 _reap_worker_leftovers(proc.pid)
+        self._revoke_worker_token()
         if self.envoy is not None:
             self.envoy.stop(ENVOY_STOP_GRACE_S)
         if self.server is not None:

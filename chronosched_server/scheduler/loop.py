@@ -255,6 +255,7 @@ class Scheduler:
                     result.fired += 1
                 else:
                     result.skipped += 1
+                _log_fire(row)
 
     def _retry_later(self, batch: Sequence[tuple[Key, _Entry, plan.Plan]], now: datetime) -> None:
         # Nothing was recorded: the cursor stays, and the ticks are tried
@@ -376,3 +377,26 @@ class Scheduler:
     def _request_reload(self) -> None:
         self._reload_requested = True
         self._wake.set()
+
+
+def _log_fire(row: schedules.Recorded) -> None:
+    """One line per tick this scheduler recorded (committed: another
+    replica never logs the same tick)."""
+    fields = {"namespace": row.namespace_id, "schedule": row.name, "scheduled_time": row.scheduled_time}
+    if row.status == plan.Status.FIRED:
+        log.info(
+            "schedule %s/%s fired for %s: job %s",
+            row.namespace_id,
+            row.name,
+            row.scheduled_time.isoformat(),
+            row.job_id,
+            extra={"event": "schedule_fired", "job_id": row.job_id, **fields},
+        )
+    else:
+        log.info(
+            "schedule %s/%s skipped its tick of %s (the fire ledger says why)",
+            row.namespace_id,
+            row.name,
+            row.scheduled_time.isoformat(),
+            extra={"event": "schedule_skipped", **fields},
+        )

@@ -117,9 +117,18 @@ class Retention:
                 self.failures += 1
                 rest = min(self.config.interval_s, self.config.retry_s * 2 ** (failed_in_a_row - 1))
                 if isinstance(exc, DomainError):
-                    log.warning("retention: pass failed (%s); trying again in %.1fs", exc, rest)
+                    log.warning(
+                        "retention: pass failed (%s); trying again in %.1fs",
+                        exc,
+                        rest,
+                        extra={"event": "retention_failed", "retry_in_s": rest},
+                    )
                 else:
-                    log.exception("retention: pass failed; trying again in %.1fs", rest)
+                    log.exception(
+                        "retention: pass failed; trying again in %.1fs",
+                        rest,
+                        extra={"event": "retention_failed", "retry_in_s": rest},
+                    )
             await asyncio.sleep(rest)
 
     # -- one pass ---------------------------------------------------------
@@ -135,7 +144,10 @@ class Retention:
             self.passes += 1
             return PassResult(leader=False)
         if not was_leader:
-            log.info("retention: this replica holds the retention lock and prunes")
+            log.info(
+                "retention: this replica holds the retention lock and prunes",
+                extra={"event": "retention_leader"},
+            )
         result = PassResult(leader=True)
         started = last_report = time.monotonic()
         cutoff = None
@@ -159,6 +171,7 @@ class Retention:
                         _says(result.pruned),
                         len(result.batches),
                         now - started,
+                        extra={"event": "retention_progress", **_fields(result.pruned)},
                     )
                 # Dispatch comes first: leave the database (and the event
                 # loop) to it between batches.
@@ -173,8 +186,19 @@ class Retention:
                     cutoff.isoformat() if cutoff is not None else "?",
                     len(result.batches),
                     time.monotonic() - started,
+                    extra={
+                        "event": "retention_pass",
+                        **_fields(moved),
+                        "cutoff": cutoff,
+                        "batches": len(result.batches),
+                        "seconds": round(time.monotonic() - started, 3),
+                    },
                 )
         return result
+
+
+def _fields(p: Pruned) -> dict[str, int]:
+    return {"dags": p.dags, "jobs": p.jobs, "dependencies": p.dependencies}
 
 
 def _says(p: Pruned) -> str:

@@ -320,7 +320,7 @@ async def _add_dependencies(
         key_rows = await fetch_all(conn, "dag_job_keys", {"dag_id": dag_id})
         index = {row["job_id"]: i for i, row in enumerate(key_rows)}
         names = [row["key"] for row in key_rows]
-        await _check_members(conn, dag_id, index, edges, field)
+        await _check_members(conn, namespace_id, index, edges, field)
         existing = {
             (r["parent_job_id"], r["child_job_id"])
             for r in await fetch_all(conn, "dag_edges", {"dag_id": dag_id})
@@ -352,15 +352,19 @@ async def _add_dependencies(
 
 async def _check_members(
     conn: Conn,
-    dag_id: uuid.UUID,
+    namespace_id: str,
     index: dict[uuid.UUID, int],
     edges: Sequence[tuple[uuid.UUID, uuid.UUID]],
     field: str,
 ) -> None:
+    """Every edge joins jobs of the DAG (`index`). A job of another DAG of
+    the namespace is CROSS_DAG_EDGE; one of another namespace is looked for
+    only in this one, so it is NOT_FOUND exactly like a missing job."""
     outside = sorted({j for edge in edges for j in edge if j not in index})
     if not outside:
         return
-    homes = {r["job_id"]: r["dag_id"] for r in await fetch_all(conn, "jobs_dag_of", {"job_ids": outside})}
+    rows = await fetch_all(conn, "jobs_dag_of", {"job_ids": outside, "namespace_id": namespace_id})
+    homes = {r["job_id"]: r["dag_id"] for r in rows}
     for n, (parent, child) in enumerate(edges):
         for side, job_id in (("parent_job_id", parent), ("child_job_id", child)):
             if job_id in index:

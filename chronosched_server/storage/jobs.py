@@ -73,16 +73,32 @@ async def _apply_one(db: Database, item: ResultIn) -> Job:
         return await _reload(conn, item.job_id)
 
 
-async def complete(db: Database, job_id: uuid.UUID, attempt: int | None, result: dict[str, Any]) -> Job:
-    """Record a success (a batch of one through the shared transition path)."""
-    return await _apply_one(db, ResultIn(job_id, attempt, True, result))
+async def complete(
+    db: Database,
+    job_id: uuid.UUID,
+    attempt: int | None,
+    result: dict[str, Any],
+    *,
+    namespace_id: str | None = None,
+) -> Job:
+    """Record a success (a batch of one through the shared transition path);
+    with `namespace_id`, a job of another namespace is NOT_FOUND."""
+    return await _apply_one(db, ResultIn(job_id, attempt, True, result, namespace_id=namespace_id))
 
 
 async def fail(
-    db: Database, job_id: uuid.UUID, attempt: int | None, error: str, *, non_retryable: bool
+    db: Database,
+    job_id: uuid.UUID,
+    attempt: int | None,
+    error: str,
+    *,
+    non_retryable: bool,
+    namespace_id: str | None = None,
 ) -> Job:
-    """Record a failure: retry after backoff, or fail for good and skip descendants."""
-    return await _apply_one(db, ResultIn(job_id, attempt, False, {}, error, non_retryable))
+    """Record a failure: retry after backoff, or fail for good and skip
+    descendants; `namespace_id` as in `complete`."""
+    item = ResultIn(job_id, attempt, False, {}, error, non_retryable, namespace_id=namespace_id)
+    return await _apply_one(db, item)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,15 @@ _REFS_PER_NOTIFY = 150
 
 
 @dataclass(frozen=True)
+class Holder:
+    """A worker stream as the database's leases know it: its worker id, and
+    the one namespace its token is limited to (None: every namespace)."""
+
+    worker_id: str
+    namespace_id: str | None = None
+
+
+@dataclass(frozen=True)
 class ClaimSpec:
     """Whom a claim is for: a worker, what it serves."""
 
@@ -46,14 +55,24 @@ async def claim(conn: Conn, spec: ClaimSpec, n: int, lease: timedelta) -> Pendin
     )
 
 
-async def extend(conn: Conn, refs: dict[uuid.UUID, int], lease: timedelta) -> Pending[LeaseExtension]:
-    """Send the extension of running attempts' leases; stale attempts are
-    left alone. The caller fetches those extended once it no longer pipelines."""
+async def extend(
+    conn: Conn, refs: dict[uuid.UUID, tuple[int, Holder]], lease: timedelta
+) -> Pending[LeaseExtension]:
+    """Send the extension of running attempts' leases, each (attempt, the
+    stream that asked); stale attempts and attempts leased to another
+    worker or outside the stream's namespace are left alone. The caller
+    fetches those extended once it no longer pipelines."""
     ids = sorted(refs)
     return await pending(
         conn,
         "extend_leases",
-        {"job_ids": ids, "attempts": [refs[i] for i in ids], "lease": lease},
+        {
+            "job_ids": ids,
+            "attempts": [refs[i][0] for i in ids],
+            "worker_ids": [refs[i][1].worker_id for i in ids],
+            "namespace_ids": [refs[i][1].namespace_id for i in ids],
+            "lease": lease,
+        },
         functools.partial(from_row, LeaseExtension),
     )
 
@@ -70,19 +89,43 @@ async def reap(conn: Conn) -> tuple[int, int]:
     return await _take_back(conn, rows, "lease expired")
 
 
-async def reclaim(conn: Conn, worker_id: str, holding: dict[uuid.UUID, int]) -> tuple[int, int]:
-    """Leases the database gives `worker_id` beyond the attempts it says it
-    holds (`holding`, from its Subscribe): assignments it never received, lost
-    with a dropped stream or a killed server, or attempts of an earlier process
-    with the same id. Taken back as if their leases had expired, at once
-    instead of a lease period later. Returns (requeued, failed)."""
+async def reclaim(conn: Conn, holder: Holder, holding: dict[uuid.UUID, int]) -> tuple[int, int]:
+    """Leases the database gives `holder`'s worker id (in its namespace)
+    beyond the attempts it says it holds (`holding`, from its Subscribe):
+    assignments it never received, lost with a dropped stream or a killed
+    server, or attempts of an earlier process with the same id. Taken back
+    as if their leases had expired, at once instead of a lease period later.
+    Returns (requeued, failed)."""
     ids = sorted(holding)
     rows = await fetch_all(
         conn,
         "lock_unheld_leases",
-        {"worker_id": worker_id, "job_ids": ids, "attempts": [holding[i] for i in ids]},
+        {
+            "worker_id": holder.worker_id,
+            "namespace_id": holder.namespace_id,
+            "job_ids": ids,
+            "attempts": [holding[i] for i in ids],
+        },
     )
     return await _take_back(conn, rows, "worker reconnected without it")
+
+
+async def held(conn: Conn, holder: Holder, holding: dict[uuid.UUID, int]) -> dict[uuid.UUID, int]:
+    """Of the attempts a Subscribe says it holds, those the database leases
+    to `holder` (RUNNING at that attempt, its worker id, its namespace): the
+    ones its stream adopts. The rest are not the worker's to hold."""
+    ids = sorted(holding)
+    rows = await fetch_all(
+        conn,
+        "leased_to",
+        {
+            "worker_id": holder.worker_id,
+            "namespace_id": holder.namespace_id,
+            "job_ids": ids,
+            "attempts": [holding[i] for i in ids],
+        },
+    )
+    return {row["job_id"]: row["attempt"] for row in rows}
 
 
 async def _take_back(conn: Conn, rows: list[DictRow], why: str) -> tuple[int, int]:

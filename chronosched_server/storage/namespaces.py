@@ -40,9 +40,14 @@ async def get(db: Database, namespace_id: str) -> Namespace:
     return row
 
 
-async def list_page(db: Database, after: str | None, limit: int) -> list[Namespace]:
+async def list_page(
+    db: Database, after: str | None, limit: int, *, only: str | None = None
+) -> list[Namespace]:
+    """A page of namespaces in id order; `only` lists that one alone (if it exists)."""
     async with db.transaction() as conn:
-        return await fetch_records(conn, Namespace, "list_namespaces", {"after": after, "limit": limit})
+        return await fetch_records(
+            conn, Namespace, "list_namespaces", {"after": after, "limit": limit, "only": only}
+        )
 
 
 async def found_or_404(conn: Conn, found: R | None, namespace_id: str, resource: str, resource_id: str) -> R:

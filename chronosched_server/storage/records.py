@@ -186,3 +186,31 @@ class LeaseExtension:
     job_id: uuid.UUID
     attempt: int
     lease_expire_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A stored bearer token without its hash; `namespace_id` None: every namespace."""
+
+    token_id: str
+    scope: str
+    namespace_id: str | None
+    description: str
+    create_time: datetime
+    expire_time: datetime | None
+    revoke_time: datetime | None
+    last_used_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCheck:
+    """What a call's token check reads, the time comparisons made in SQL."""
+
+    token_id: str
+    token_hash: bytes
+    scope: str
+    namespace_id: str | None
+    expired: bool
+    revoked: bool
+    # last_used_time is older than a minute (or unset): worth an update.
+    use_stale: bool

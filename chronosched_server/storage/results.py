@@ -29,7 +29,12 @@ from chronosched_server.transitions import JobFacts, Outcome
 
 @dataclass(frozen=True)
 class ResultIn:
-    """One reported outcome; `attempt` None is an operator action (no fence)."""
+    """One reported outcome; `attempt` None is an operator action (no fence).
+
+    `namespace_id` limits it to a job of that namespace (the caller's token,
+    or the request): a job elsewhere is NOT_FOUND, as a missing one is.
+    `worker_id` (a worker stream's results) limits it to an attempt leased
+    to that worker (transitions, JOB_NOT_HELD)."""
 
     job_id: uuid.UUID
     attempt: int | None
@@ -37,6 +42,13 @@ class ResultIn:
     result: dict[str, Any]
     error: str = ""
     non_retryable: bool = False
+    namespace_id: str | None = None
+    worker_id: str | None = None
+
+
+# One success for `succeed_jobs`: job, attempt (None: already decided),
+# result JSON, namespace limit and lease holder (None: either unchecked).
+Plain = tuple[uuid.UUID, int | None, str, str | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -71,20 +83,22 @@ async def decide(conn: Conn, items: list[ResultIn]) -> tuple[Writes, list[Result
     rows = await fetch_all(conn, "lock_jobs", {"job_ids": sorted({i.job_id for i in items})})
     jobs = {row["job_id"]: row for row in rows}
     facts = {
-        job_id: JobFacts(row["state"], row["attempt"], row["max_attempts"]) for job_id, row in jobs.items()
+        job_id: JobFacts(row["state"], row["attempt"], row["max_attempts"], row["worker_id"])
+        for job_id, row in jobs.items()
     }
     outs: list[ResultOut] = []
     for item in items:
         row = jobs.get(item.job_id)
-        if row is None:
+        if row is None or (item.namespace_id is not None and row["namespace_id"] != item.namespace_id):
+            # The same answer for a job of another namespace as for none.
             outs.append(ResultOut(False, NotFound("job", str(item.job_id))))
             continue
         try:
             if item.success:
-                outcome = transitions.decide_complete(facts[item.job_id], item.attempt)
+                outcome = transitions.decide_complete(facts[item.job_id], item.attempt, by=item.worker_id)
             else:
                 outcome = transitions.decide_fail(
-                    facts[item.job_id], item.attempt, non_retryable=item.non_retryable
+                    facts[item.job_id], item.attempt, non_retryable=item.non_retryable, by=item.worker_id
                 )
         except DomainError as exc:
             outs.append(ResultOut(False, exc))
@@ -96,7 +110,7 @@ async def decide(conn: Conn, items: list[ResultIn]) -> tuple[Writes, list[Result
             facts[item.job_id] = replace(current, state="SUCCEEDED")
             writes.succeeded.append((item.job_id, json.dumps(item.result)))
         elif outcome is Outcome.RETRY:
-            facts[item.job_id] = replace(current, state="READY", attempt=current.attempt + 1)
+            facts[item.job_id] = replace(current, state="READY", attempt=current.attempt + 1, worker_id="")
             delay = transitions.backoff(
                 current.attempt, row["backoff_initial"], row["backoff_max"], row["backoff_multiplier"]
             )
@@ -124,7 +138,7 @@ async def write(conn: Conn, w: Writes) -> DagTally:
     wait for an answer (their skip count)."""
     finished: Counter[uuid.UUID] = Counter()
     if w.succeeded:
-        await succeed(conn, [(job, None, result) for job, result in w.succeeded])
+        await succeed(conn, [(job, None, result, None, None) for job, result in w.succeeded])
     if w.retried:
         await requeue(conn, w.retried)
     failed_dags: set[uuid.UUID] = set()
@@ -136,10 +150,10 @@ async def write(conn: Conn, w: Writes) -> DagTally:
     return DagTally(finished, failed_dags)
 
 
-async def succeed(conn: Conn, items: list[tuple[uuid.UUID, int | None, str]]) -> Pending[uuid.UUID]:
-    """Send `succeed_jobs` for (job, attempt or None, result JSON): the ids of
-    the jobs it completed, fetched whenever the caller can wait (so a
-    pipeline keeps going)."""
+async def succeed(conn: Conn, items: list[Plain]) -> Pending[uuid.UUID]:
+    """Send `succeed_jobs` for each `Plain` success: the ids of the jobs it
+    completed, fetched whenever the caller can wait (so a pipeline keeps
+    going)."""
     return await pending(
         conn,
         "succeed_jobs",
@@ -147,6 +161,8 @@ async def succeed(conn: Conn, items: list[tuple[uuid.UUID, int | None, str]]) ->
             "job_ids": [i[0] for i in items],
             "attempts": [i[1] for i in items],
             "results": [i[2] for i in items],
+            "namespace_ids": [i[3] for i in items],
+            "worker_ids": [i[4] for i in items],
         },
         _job_id,
     )

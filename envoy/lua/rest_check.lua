@@ -12,15 +12,17 @@
 -- What it checks, for a request whose method and path match a
 -- google.api.http binding (anything else is left to the transcoder and the
 -- 404/405 routes):
---   * the body is strict JSON (RFC 8259): one value, no trailing commas,
---     double-quoted strings and keys, no comments, no NaN, no leading zeros,
---     no control characters inside strings, nesting at most MAX_DEPTH deep;
+--   * the body is strict JSON (RFC 8259): UTF-8, one value, no trailing
+--     commas, double-quoted strings and keys, no comments, no NaN, no
+--     leading zeros, no control characters inside strings, nesting at most
+--     MAX_DEPTH deep;
 --   * every key is a field of the message (proto or JSON name), given once;
 --   * every value has the JSON type the proto3 JSON mapping gives its field,
 --     enums by one of their names (or number), durations as "1.5s",
 --     timestamps in RFC 3339;
 --   * every query parameter is a field the binding reads from the query,
---     given once, with a value of its type.
+--     given once, with a value of its type;
+--   * path variables and query values are UTF-8 once percent-decoded.
 -- It does not repeat the server's checks of values (lengths, ranges,
 -- formats of ids): those stay in the server, where gRPC clients meet them
 -- too.
@@ -114,6 +116,78 @@ local function describe_at()
     return "a single quote (strings take double quotes)"
   end
   return format("%q", sub(S, P, P + 9):match("^[^\n]*"))
+end
+
+-- UTF-8: JSON text is UTF-8 (RFC 8259, 8.1).
+
+-- For each lead byte of a well-formed UTF-8 sequence (RFC 3629): the range
+-- of the byte after it, and how many bytes follow the lead.
+local UTF8_LEADS = {}
+for c = 0xC2, 0xDF do
+  UTF8_LEADS[c] = {0x80, 0xBF, 1}
+end
+for c = 0xE1, 0xEF do
+  UTF8_LEADS[c] = {0x80, 0xBF, 2}
+end
+for c = 0xF1, 0xF3 do
+  UTF8_LEADS[c] = {0x80, 0xBF, 3}
+end
+-- Overlong forms, surrogates and anything above U+10FFFF are not UTF-8.
+UTF8_LEADS[0xE0] = {0xA0, 0xBF, 2}
+UTF8_LEADS[0xED] = {0x80, 0x9F, 2}
+UTF8_LEADS[0xF0] = {0x90, 0xBF, 3}
+UTF8_LEADS[0xF4] = {0x80, 0x8F, 3}
+
+-- The length of the well-formed sequence at byte i (not ASCII), or 0.
+local function utf8_length(text, i)
+  local lead = UTF8_LEADS[byte(text, i)]
+  if lead == nil or i + lead[3] > #text then
+    return 0
+  end
+  local second = byte(text, i + 1)
+  if second < lead[1] or second > lead[2] then
+    return 0
+  end
+  for k = i + 2, i + lead[3] do
+    local b = byte(text, k)
+    if b < 0x80 or b > 0xBF then
+      return 0
+    end
+  end
+  return lead[3] + 1
+end
+
+-- The first byte at or after `init` that is not part of a well-formed
+-- sequence, or nil. ASCII text costs one find.
+local function utf8_break(text, init)
+  local i = find(text, "[\128-\255]", init)
+  while i do
+    local length = utf8_length(text, i)
+    if length == 0 then
+      return i
+    end
+    i = find(text, "[\128-\255]", i + length)
+  end
+  return nil
+end
+
+-- A reply echoes text from the request (an unknown key or query parameter,
+-- the bytes where a body broke), which need not be UTF-8 and may be cut
+-- inside a sequence; each byte outside a well-formed sequence becomes U+FFFD.
+local function utf8_text(text)
+  local out, start = {}, 1
+  local i = utf8_break(text, 1)
+  if i == nil then
+    return text
+  end
+  while i do
+    out[#out + 1] = sub(text, start, i - 1)
+    out[#out + 1] = "\239\191\189"
+    start = i + 1
+    i = utf8_break(text, start)
+  end
+  out[#out + 1] = sub(text, start)
+  return concat(out)
 end
 
 local ESCAPES = {[34] = '"', [92] = "\\", [47] = "/", [98] = "\b", [102] = "\f", [110] = "\n", [114] = "\r", [116] = "\t"}
@@ -572,6 +646,12 @@ end
 local function check_body(text, type_name)
   S, P, PATH, DEPTH, FOUND = text, 1, {}, 0, {}
   local ok, err = pcall(function()
+    -- The transcoder refuses such text too, but in a shape of its own.
+    local broken = utf8_break(S, 1)
+    if broken then
+      P = broken
+      syntax("a byte that is not UTF-8")
+    end
     skip_ws()
     if P > #S then
       -- An empty body is an empty message, as the transcoder reads it.
@@ -619,7 +699,15 @@ local function query_names(query)
   return names
 end
 
+-- Percent-decoded path variables and query values become protobuf strings,
+-- which must be UTF-8: the server cannot even decode a request that holds
+-- other bytes (it would answer 500).
+local NOT_UTF8 = "must be UTF-8 once percent-decoded"
+
 local function check_query_value(field, value)
+  if utf8_break(value, 1) then
+    return NOT_UTF8, "INVALID_FORMAT"
+  end
   local kind = field.kind
   local bad
   if kind == "enum" then
@@ -687,13 +775,31 @@ local function check_query(route, query_string, found)
   end
 end
 
+-- Path variables --------------------------------------------------------------
+
+-- Segment by segment against the route's template; empty segments count,
+-- as the route's pattern lets them through.
+local function check_path(route, path, found)
+  local names = {}
+  for segment in route.template:gmatch("/([^/]*)") do
+    names[#names + 1] = segment:match("^{([^}=]+)") or false
+  end
+  local i = 0
+  for segment in path:gmatch("/([^/]*)") do
+    i = i + 1
+    if names[i] and utf8_break(unescape(segment), 1) and #found < MAX_VIOLATIONS then
+      found[#found + 1] = {field = names[i], description = NOT_UTF8, reason = "INVALID_FORMAT"}
+    end
+  end
+end
+
 -- The reply ----------------------------------------------------------------
 
 local JSON_ESCAPES = {['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n",
                       ["\r"] = "\\r", ["\t"] = "\\t"}
 
 local function json_string(text)
-  return '"' .. text:gsub('[%z\1-\31"\\]', function(c)
+  return '"' .. utf8_text(text):gsub('[%z\1-\31"\\]', function(c)
     return JSON_ESCAPES[c] or format("\\u%04x", byte(c))
   end) .. '"'
 end
@@ -762,6 +868,7 @@ function envoy_on_request(request)
   -- (Envoy would carry on as if the filter were not there): it is a 500.
   local ok, found = pcall(function()
     local found = {}
+    check_path(route, path, found)
     check_query(route, query, found)
     if route.body then
       local body = request:body()

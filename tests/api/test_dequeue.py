@@ -189,7 +189,12 @@ async def test_fenced_success_statement_completes_only_jobs_running_at_that_atte
     fresh, stale = running
     async with api.server.db.transaction() as conn:
         cur = await results.succeed(
-            conn, [(uuid.UUID(fresh), 1, "{}"), (uuid.UUID(stale), 2, "{}"), (uuid.UUID(ready), 1, "{}")]
+            conn,
+            [
+                (uuid.UUID(fresh), 1, "{}", None, None),
+                (uuid.UUID(stale), 2, "{}", None, None),
+                (uuid.UUID(ready), 1, "{}", None, None),
+            ],
         )
         done = {str(job_id) for job_id in await cur.fetch()}
     assert done == {fresh}
@@ -390,25 +395,32 @@ async def test_the_fenced_success_path_is_the_rule_book_in_every_state(api: Stub
     )
     states = ["PENDING", "READY", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "SKIPPED"]
     fast_cases = []
+    # The attempt is leased to worker "w"; a stream's result names its
+    # worker (the holder fence), an operator's names none.
     for state in states:
         for attempt in (1, 2):
-            try:
-                rule = decide_complete(JobFacts(state, 1, 3), attempt) is Outcome.SUCCEED
-            except DomainError:
-                rule = False
-            async with api.server.db.pool.connection() as conn, conn.transaction(force_rollback=True):
-                await conn.execute(
-                    b"update jobs set state = %s, attempt = 1 where job_id = %s", (state, job_id)
-                )
-                fast = await (await results.succeed(conn, [(job_id, attempt, "{}")])).fetch() == [job_id]
-                if not fast:
-                    await results.apply_results(conn, [results.ResultIn(job_id, attempt, True, {})])
-                cur = await conn.execute(b"select state from jobs where job_id = %s", (job_id,))
-                row = await cur.fetchone()
-            assert row is not None
-            completed = row["state"] == "SUCCEEDED" and state != "SUCCEEDED"
-            assert completed is rule, (state, attempt)
-            assert rule or not fast, (state, attempt)
-            if fast:
-                fast_cases.append((state, attempt))
-    assert fast_cases == [("RUNNING", 1)]
+            for holder in ("w", "other", None):
+                try:
+                    facts = JobFacts(state, 1, 3, "w")
+                    rule = decide_complete(facts, attempt, by=holder) is Outcome.SUCCEED
+                except DomainError:
+                    rule = False
+                async with api.server.db.pool.connection() as conn, conn.transaction(force_rollback=True):
+                    await conn.execute(
+                        b"update jobs set state = %s, attempt = 1, worker_id = 'w' where job_id = %s",
+                        (state, job_id),
+                    )
+                    sent = await results.succeed(conn, [(job_id, attempt, "{}", None, holder)])
+                    fast = await sent.fetch() == [job_id]
+                    if not fast:
+                        item = results.ResultIn(job_id, attempt, True, {}, worker_id=holder)
+                        await results.apply_results(conn, [item])
+                    cur = await conn.execute(b"select state from jobs where job_id = %s", (job_id,))
+                    row = await cur.fetchone()
+                assert row is not None
+                completed = row["state"] == "SUCCEEDED" and state != "SUCCEEDED"
+                assert completed is rule, (state, attempt, holder)
+                assert rule or not fast, (state, attempt, holder)
+                if fast:
+                    fast_cases.append((state, attempt, holder))
+    assert fast_cases == [("RUNNING", 1, "w"), ("RUNNING", 1, None)]

@@ -31,6 +31,7 @@ from chronosched.v1 import (
     job_pb2,
     namespace_pb2,
     schedule_pb2,
+    token_pb2,
     worker_pb2,
 )
 from chronosched_server import ids
@@ -41,7 +42,7 @@ from tests.support.server import Stubs
 pytestmark = pytest.mark.timeout(120)
 
 PACKAGE = "chronosched.v1"
-MODULES = (namespace_pb2, definition_pb2, job_pb2, dag_pb2, schedule_pb2, admin_pb2, worker_pb2)
+MODULES = (namespace_pb2, definition_pb2, job_pb2, dag_pb2, schedule_pb2, admin_pb2, worker_pb2, token_pb2)
 STREAMS = {"WorkerService.Dequeue"}
 STUB = {
     "NamespaceService": "namespaces",
@@ -50,9 +51,10 @@ STUB = {
     "DagService": "dags",
     "ScheduleService": "schedules",
     "AdminService": "admin",
+    "TokenService": "tokens",
 }
 Def = definition_pb2.JobDefinition
-LISTS = ("namespaces", "definitions", "jobs", "dags", "dag_jobs", "dependencies", "fires")
+LISTS = ("namespaces", "definitions", "jobs", "dags", "dag_jobs", "dependencies", "fires", "tokens")
 
 
 def unary_rpcs() -> dict[str, MethodDescriptor]:
@@ -99,6 +101,7 @@ class World:
     completable: str  # READY standalone jobs
     failable: str
     tokens: dict[str, str] = field(default_factory=dict)  # list RPC -> a valid page token
+    token_id: str = "0123456789abcdef"  # a stored bearer token: RevokeToken
 
 
 def placeholder_world() -> World:
@@ -149,6 +152,13 @@ async def build_world(api: Stubs) -> World:
             dag_pb2.ListDependenciesRequest(namespace_id=ns, dag_id=building.dag_id, page_size=1)
         ),
     }
+    stored = [
+        await api.tokens.CreateToken(
+            token_pb2.CreateTokenRequest(scope=token_pb2.Token.SCOPE_READ, namespace_id=ns)
+        )
+        for _ in range(2)
+    ]
+    pages["tokens"] = await api.tokens.ListTokens(token_pb2.ListTokensRequest(page_size=1))
     page_tokens = {name: page.next_page_token for name, page in pages.items()}
     # No cron fire happens in the test (the schedule is daily at 03:00), so
     # the fires token is made the way the server makes one: a scheduled time.
@@ -167,6 +177,7 @@ async def build_world(api: Stubs) -> World:
         completable=completable.job_id,
         failable=failable.job_id,
         tokens=page_tokens,
+        token_id=stored[0].token.token_id,
     )
 
 
@@ -242,10 +253,10 @@ BASELINES: dict[str, Callable[[World], Message]] = {
         def_id=w.def_id,
     ),
     "JobService.CompleteJob": lambda w: job_pb2.CompleteJobRequest(
-        job_id=w.completable, result=struct({"ok": True}), attempt=1
+        job_id=w.completable, result=struct({"ok": True}), attempt=1, namespace_id=w.ns
     ),
     "JobService.FailJob": lambda w: job_pb2.FailJobRequest(
-        job_id=w.failable, error="boom", attempt=1, non_retryable=True
+        job_id=w.failable, error="boom", attempt=1, non_retryable=True, namespace_id=w.ns
     ),
     "DagService.CreateDag": lambda w: dag_pb2.CreateDagRequest(
         namespace_id=w.ns,
@@ -291,6 +302,15 @@ BASELINES: dict[str, Callable[[World], Message]] = {
     "ScheduleService.ResumeSchedule": _schedule(schedule_pb2.ResumeScheduleRequest),
     "AdminService.Prune": lambda w: admin_pb2.PruneRequest(older_than=seconds(3600), namespace_id=w.ns),
     "AdminService.Healthz": lambda w: admin_pb2.HealthzRequest(),
+    # An admin token: a read, write or worker token needs its namespace_id
+    # (OPTIONAL: needed only with those scopes).
+    "TokenService.CreateToken": lambda w: token_pb2.CreateTokenRequest(
+        scope=token_pb2.Token.SCOPE_ADMIN, namespace_id="*", description="baseline", ttl=seconds(3600)
+    ),
+    "TokenService.ListTokens": lambda w: token_pb2.ListTokensRequest(
+        page_size=10, page_token=w.tokens["tokens"], namespace_id=w.ns, show_inactive=True
+    ),
+    "TokenService.RevokeToken": lambda w: token_pb2.RevokeTokenRequest(token_id=w.token_id),
 }
 
 

@@ -440,7 +440,10 @@ def test_everyone_reaches_the_servers_where_they_listen() -> None:
     render = container_argv(found["envoy-config"], image)
     assert flag_value(render, "--upstream-host") == "server"
     assert flag_value(render, "--upstream-port") == port
-    # The client's REST calls go through Envoy's published listener.
+    # The client's REST calls go through Envoy's published listener, which
+    # must take connections from outside its container (the template's
+    # default is loopback only).
+    assert flag_value(render, "--listen-address") == "0.0.0.0"
     http_port = flag_value(render, "--http-port")
     assert found["envoy"]["ports"] == [f"{http_port}:{http_port}"]
     assert flag_value(container_argv(found["client"], image), "--rest") == f"http://envoy:{http_port}"
@@ -903,6 +906,9 @@ def localize_envoy_config(
     published = envoy["ports"][0].split(":")[1]
     assert str(listener["address"]["socket_address"]["port_value"]) == published
     listener["address"]["socket_address"]["port_value"] = http_port
+    # A container's every interface is this machine's loopback here.
+    assert listener["address"]["socket_address"]["address"] == "0.0.0.0"
+    listener["address"]["socket_address"]["address"] = "127.0.0.1"
     cfg["admin"]["address"]["socket_address"]["port_value"] = admin_port
     filters = named(listener["filter_chains"][0]["filters"], HCM_FILTER)["typed_config"]["http_filters"]
     transcoder = named(filters, TRANSCODER_FILTER)["typed_config"]

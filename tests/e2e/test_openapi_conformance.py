@@ -118,6 +118,13 @@ def test_answers_match_the_document(api: httpx.Client, document: dict[str, Any])
     )
     call("POST", f"/api/v1/dags/{ns}/{built['dag_id']}/start", json={})
     call("POST", f"/api/v1/definitions/{ns}/{manual['def_id']}/tick", json={})
+    # The namespaced result paths, and tokens (this `up` runs without auth).
+    for verb, body in (("complete", {"result": {}}), ("fail", {"error": "boom", "non_retryable": True})):
+        ticked = call("POST", f"/api/v1/definitions/{ns}/{manual['def_id']}/tick", json={})
+        call("POST", f"/api/v1/jobs/{ns}/{ticked['job_id']}/{verb}", json=body)
+    made = call("POST", "/api/v1/tokens", json={"scope": "SCOPE_READ", "namespace_id": ns, "ttl": "3600s"})
+    call("GET", "/api/v1/tokens", params={"namespace_id": ns})
+    call("DELETE", f"/api/v1/tokens/{made['token']['token_id']}")
     call("DELETE", f"/api/v1/dags/{ns}/{built['dag_id']}")
     call("DELETE", f"/api/v1/definitions/{ns}/{cron['def_id']}")
     call("POST", "/api/v1/admin/prune", json={"older_than": "3600s"})

@@ -399,8 +399,12 @@ async def test_duplicate_completions_make_one_transition(short_lease: InProc, da
                 await w.call.write(done)
             return [await w.next("ack") for _ in range(5)]
 
-        acks = [ack for batch in await asyncio.gather(burst(owner), burst(other)) for ack in batch]
-        assert all(ack.accepted and ack.job.job_id == a.job_id for ack in acks), acks
+        mine, theirs = await asyncio.gather(burst(owner), burst(other))
+        # The owner's repeats are acknowledged (one transition, then acks);
+        # the other stream does not hold the attempt, so its copies are
+        # rejected without effect (docs/security.md, "Workers").
+        assert all(ack.accepted and ack.job.job_id == a.job_id for ack in mine), mine
+        assert all(not ack.accepted and ack.reason == "JOB_NOT_HELD" for ack in theirs), theirs
         rows = await fetch(
             database_url,
             "select key, state, pending_parents, end_time, update_time, result,"

@@ -12,6 +12,10 @@
 - `builders`: namespace, definition and DAG builders and `fails`, over `Stubs`.
 - `worker`: for SDK Worker tests: `Gates`, `running`, `make_ctx`, `read_pid`.
 - `rest`: the end-to-end tests' REST calls and checks (through Envoy).
+- `up`: `chronosched up` as a real process (`UpProcess`, `session_up`), for
+  the end-to-end tests and the REST fuzzer (tests/fuzz/).
+- `tls`: a throw-away PKI made at run time (`make_pki`: CAs, server and
+  client certificates as PEM files), for the TLS tests.
 
 What only one folder needs stays there: tests/faults/ keeps the fault
 harness (helpers.py: processes and database reads; invariants.py,

@@ -30,7 +30,8 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def server_argv(database_url: str, port: int, *extra: str) -> list[str]:
-    """`python -m chronosched_server server` on `port` against `database_url`."""
+    """`python -m chronosched_server server` on `port` against `database_url`,
+    without bearer tokens (the tests of tokens start servers of their own)."""
     return [
         sys.executable,
         "-m",
@@ -40,5 +41,6 @@ def server_argv(database_url: str, port: int, *extra: str) -> list[str]:
         database_url,
         "--grpc-port",
         str(port),
+        "--insecure-no-auth",
         *extra,
     ]

@@ -19,6 +19,7 @@ from chronosched.v1 import (
     job_pb2_grpc,
     namespace_pb2_grpc,
     schedule_pb2_grpc,
+    token_pb2_grpc,
 )
 from chronosched_server.app import Server
 from chronosched_server.config import Config
@@ -51,6 +52,10 @@ class Stubs:
     @property
     def schedules(self) -> schedule_pb2_grpc.ScheduleServiceAsyncStub:
         return schedule_pb2_grpc.ScheduleServiceStub(self.channel)
+
+    @property
+    def tokens(self) -> token_pb2_grpc.TokenServiceAsyncStub:
+        return token_pb2_grpc.TokenServiceStub(self.channel)
 
 
 @asynccontextmanager

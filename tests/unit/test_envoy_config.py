@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from chronosched_server.local.envoy import (
     HTTP_PROTOCOL_OPTIONS,
     REST_FILTER,
     TRANSCODED_SERVICES,
+    EnvoyError,
     EnvoySettings,
     check_repo_config,
     lint_config,
@@ -72,7 +74,8 @@ def test_render_substitutes_ports_upstream_and_descriptor() -> None:
 
     assert cfg["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 19901}
     listener = cfg["static_resources"]["listeners"][0]
-    assert listener["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 18080}
+    # Loopback unless the settings say otherwise (tests/unit/test_envoy_tls.py).
+    assert listener["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 18080}
     endpoint = _cluster(cfg)["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
     assert endpoint["address"]["socket_address"] == {"address": "10.1.2.3", "port_value": 50099}
     descriptor = Path(_transcoder(cfg)["proto_descriptor"])
@@ -304,6 +307,42 @@ def test_rest_check_is_rendered_and_grpc_is_not_buffered() -> None:
     assert lint_config(cfg) == ["routes: the gRPC route must disable the buffer filter"]
     _hcm(cfg)["http_filters"].pop(0)
     assert len(lint_config(cfg)) == 2
+
+
+def _access_log(cfg: dict[str, Any]) -> dict[str, Any]:
+    (logger,) = _hcm(cfg)["access_log"]
+    assert logger["name"] == "envoy.access_loggers.stdout"
+    typed: dict[str, Any] = logger["typed_config"]
+    return typed
+
+
+def test_access_log_is_json_lines_or_a_text_line(tmp_path: Path) -> None:
+    json_cfg = render_config(replace(SETTINGS, log_format="json"))
+    fields = _access_log(json_cfg)["log_format"]["json_format"]
+    # The shape of the --log-format json lines (chronosched/logs.py).
+    assert {"timestamp", "level", "logger", "event", "message"} <= fields.keys()
+    assert (fields["level"], fields["logger"], fields["event"]) == ("INFO", "envoy.access", "http_request")
+    assert fields["timestamp"] == "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%"
+    # What the client sent, not the transcoder's rewrite to a gRPC POST.
+    assert fields["method"] == "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)%"
+    assert fields["path"] == "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"
+    assert (fields["status"], fields["duration_ms"]) == ("%RESPONSE_CODE%", "%DURATION%")
+    assert (fields["bytes_received"], fields["bytes_sent"]) == ("%BYTES_RECEIVED%", "%BYTES_SENT%")
+    assert fields["request_id"] == "%REQ(X-REQUEST-ID)%"
+    # Text (the default): Envoy's default line, with the client's method.
+    text_cfg = render_config(SETTINGS)
+    assert SETTINGS.log_format == "text"
+    line = _access_log(text_cfg)["log_format"]["text_format_source"]["inline_string"]
+    assert line.startswith(
+        '[%START_TIME%] "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%'
+    )
+    assert line.endswith('"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%"\n')
+    assert "log_format" in _access_log(load_template()), "the template keeps the JSON shape"
+    for name, cfg in (("json", json_cfg), ("text", text_cfg)):
+        result = validate_config(write_config(cfg, tmp_path / f"{name}.yaml"))
+        assert result.ok, result.output
+    with pytest.raises(EnvoyError, match="log format"):
+        render_config(EnvoySettings(log_format="yaml"))
 
 
 def test_rendered_config_passes_envoy_validate(tmp_path: Path) -> None:

@@ -13,12 +13,12 @@ import yaml
 from google.api import annotations_pb2
 from openapi_spec_validator import validate
 
-from chronosched.v1 import admin_pb2, dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2
+from chronosched.v1 import admin_pb2, dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2, token_pb2
 
 pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = (admin_pb2, dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2)
+MODULES = (admin_pb2, dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2, token_pb2)
 
 
 def _document() -> dict[str, Any]:
@@ -33,9 +33,10 @@ def _bindings() -> set[tuple[str, str]]:
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 rule = method.GetOptions().Extensions[annotations_pb2.http]
-                verb = rule.WhichOneof("pattern")
-                if verb is not None:
-                    out.add((verb, getattr(rule, verb)))
+                for binding in (rule, *rule.additional_bindings):
+                    verb = binding.WhichOneof("pattern")
+                    if verb is not None:
+                        out.add((verb, getattr(binding, verb)))
     return out
 
 

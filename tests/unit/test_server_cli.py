@@ -109,7 +109,20 @@ def test_plain_chronosched_exits_0_as_a_process() -> None:
 
 
 # The operator commands (ns ... prune) come from chronosched.cli (tests/cli/).
-SUBCOMMANDS = ["up", "server", "worker", "migrate", "ns", "def", "dag", "jobs", "tick", "schedules", "prune"]
+SUBCOMMANDS = [
+    "up",
+    "server",
+    "worker",
+    "migrate",
+    "ns",
+    "def",
+    "dag",
+    "jobs",
+    "tick",
+    "schedules",
+    "prune",
+    "token",
+]
 
 
 def test_every_subcommand_is_tested_for_a_description() -> None:

@@ -30,7 +30,9 @@ select job_id, key from jobs where dag_id = %(dag_id)s::uuid;
 select parent_job_id, child_job_id from dependencies where dag_id = %(dag_id)s::uuid;
 
 -- name: jobs_dag_of
-select job_id, dag_id from jobs where job_id = any(%(job_ids)s::uuid[]);
+-- Only in the caller's namespace: a job elsewhere must look missing.
+select job_id, dag_id from jobs
+where job_id = any(%(job_ids)s::uuid[]) and namespace_id = %(namespace_id)s::text;
 
 -- name: add_dag_jobs
 update dags

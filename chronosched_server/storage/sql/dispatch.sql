@@ -52,12 +52,16 @@ where j.job_id = any(array(select job_id from gone)) and d.def_id = j.def_id and
 returning j.*, d.version as def_version, d.kind, d.execution_timeout;
 
 -- name: extend_leases
+-- Only attempts leased to the worker that asks, in its token's namespace
+-- (null: any): a stream cannot keep another worker's lease alive.
 with held as (
     select j.job_id
     from jobs j
-    join unnest(%(job_ids)s::uuid[], %(attempts)s::int[]) as r (job_id, attempt)
+    join unnest(%(job_ids)s::uuid[], %(attempts)s::int[], %(worker_ids)s::text[], %(namespace_ids)s::text[])
+        as r (job_id, attempt, worker_id, namespace_id)
       on r.job_id = j.job_id and r.attempt = j.attempt
-    where j.state = 'RUNNING'
+    where j.state = 'RUNNING' and j.worker_id = r.worker_id
+      and (r.namespace_id is null or j.namespace_id = r.namespace_id)
     order by j.job_id
     for update of j
 )
@@ -80,16 +84,29 @@ for update of j skip locked;
 -- RUNNING attempts leased to a worker id other than those the worker lists
 -- as held. Walks the RUNNING rows (the lease index), which number at most the
 -- slots of all connected workers. Rows another transaction holds are left to
--- it (their lease still bounds them).
+-- it (their lease still bounds them). Only in the namespace the worker's
+-- token is limited to (null: any), so a worker id reused under the token of
+-- another namespace takes nothing back there.
 select j.job_id, j.dag_id, j.attempt, j.max_attempts, j.worker_id,
        d.kind, d.backoff_initial, d.backoff_max, d.backoff_multiplier
 from jobs j join job_definitions d on d.def_id = j.def_id
 where j.state = 'RUNNING' and j.worker_id = %(worker_id)s::text
+  and (%(namespace_id)s::text is null or j.namespace_id = %(namespace_id)s::text)
   and (j.job_id, j.attempt) not in (
       select * from unnest(%(job_ids)s::uuid[], %(attempts)s::int[])
   )
 order by j.job_id
 for update of j skip locked;
+
+-- name: leased_to
+-- Of the attempts a reconnecting worker says it holds, those really leased
+-- to it: RUNNING at that attempt, under its worker id, in its namespace.
+select j.job_id, j.attempt
+from jobs j
+join unnest(%(job_ids)s::uuid[], %(attempts)s::int[]) as r (job_id, attempt)
+  on r.job_id = j.job_id and r.attempt = j.attempt
+where j.state = 'RUNNING' and j.worker_id = %(worker_id)s::text
+  and (%(namespace_id)s::text is null or j.namespace_id = %(namespace_id)s::text);
 
 -- name: notify_cancel
 select pg_notify('chronosched_cancel', %(payload)s::text);

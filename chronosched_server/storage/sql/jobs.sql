@@ -96,7 +96,7 @@ from j join x on x.job_id = j.job_id;
 
 -- name: lock_jobs
 -- Locked in job_id order so concurrent batches cannot deadlock.
-select j.job_id, j.namespace_id, j.dag_id, j.state, j.attempt, j.max_attempts, j.priority,
+select j.job_id, j.namespace_id, j.dag_id, j.state, j.attempt, j.max_attempts, j.priority, j.worker_id,
        d.kind, d.backoff_initial, d.backoff_max, d.backoff_multiplier
 from jobs j join job_definitions d on d.def_id = j.def_id
 where j.job_id = any(%(job_ids)s::uuid[])
@@ -130,15 +130,24 @@ on conflict (job_id) do update set due_time = excluded.due_time;
 -- said SUCCEED. An attempt applies the success only to a job RUNNING at exactly
 -- that attempt, the one case where decide_complete answers SUCCEED whatever
 -- else holds: a dispatcher cycle sends its results this way first and skips the
--- lock-and-decide round trip; jobs not returned take the full path.
+-- lock-and-decide round trip; jobs not returned take the full path. A
+-- worker stream's success also names its worker (worker_id: the attempt must
+-- be leased to it, decide_complete's `by`) and its token's namespace
+-- (namespace_id); null skips either check.
 -- Returns the jobs it completed.
 with r as (
-    select * from unnest(%(job_ids)s::uuid[], %(attempts)s::int[], %(results)s::jsonb[])
-        as r (job_id, attempt, result)
+    select *
+    from unnest(
+        %(job_ids)s::uuid[], %(attempts)s::int[], %(results)s::jsonb[], %(namespace_ids)s::text[],
+        %(worker_ids)s::text[]
+    ) as r (job_id, attempt, result, namespace_id, worker_id)
 ), held as (
     select j.job_id, r.result
     from jobs j join r on r.job_id = j.job_id
-    where r.attempt is null or (j.state = 'RUNNING' and j.attempt = r.attempt)
+    where (r.namespace_id is null or j.namespace_id = r.namespace_id)
+      and (r.attempt is null
+           or (j.state = 'RUNNING' and j.attempt = r.attempt
+               and (r.worker_id is null or j.worker_id = r.worker_id)))
     order by j.job_id
     for update of j
 ), done as (

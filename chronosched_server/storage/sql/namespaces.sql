@@ -9,9 +9,11 @@ from namespaces
 where namespace_id = %(namespace_id)s::text;
 
 -- name: list_namespaces
+-- `only`: the one namespace a caller's token is limited to.
 select namespace_id, description, create_time
 from namespaces
-where %(after)s::text is null or namespace_id > %(after)s::text
+where (%(after)s::text is null or namespace_id > %(after)s::text)
+  and (%(only)s::text is null or namespace_id = %(only)s::text)
 order by namespace_id
 limit %(limit)s::int;
 

@@ -29,10 +29,13 @@ from chronosched.types import (
     JobState,
     MisfirePolicy,
     Namespace,
+    NewToken,
     OverlapPolicy,
     Page,
     PruneResult,
     Schedule,
+    Token,
+    TokenScope,
 )
 
 T = TypeVar("T")
@@ -50,9 +53,11 @@ _KEEP = _Keep()
 class _LazyChannel:
     """The channel, made on first use; shared by the copies `with_options` makes."""
 
-    def __init__(self, target: str, options: list[tuple[str, Any]], ca: CA | None) -> None:
+    def __init__(
+        self, target: str, options: list[tuple[str, Any]], credentials: grpc.ChannelCredentials | None
+    ) -> None:
         self._target, self._options = target, options
-        self._pem = None if ca is None else calls.read_ca(ca)
+        self._credentials = credentials
         self._channel: grpc.aio.Channel | None = None
         self._methods: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
 
@@ -60,11 +65,10 @@ class _LazyChannel:
         found = self._methods.get(rpc.path)
         if found is None:
             if self._channel is None:
-                if self._pem is None:
+                if self._credentials is None:
                     self._channel = grpc.aio.insecure_channel(self._target, self._options)
                 else:
-                    credentials = grpc.ssl_channel_credentials(root_certificates=self._pem)
-                    self._channel = grpc.aio.secure_channel(self._target, credentials, self._options)
+                    self._channel = grpc.aio.secure_channel(self._target, self._credentials, self._options)
             found = self._channel.unary_unary(
                 rpc.path,
                 request_serializer=lambda m: m.SerializeToString(),
@@ -85,7 +89,10 @@ class AsyncClient:
 
     `target` is `host:port` of the gRPC server. `token`, if given, is sent as
     `authorization: Bearer <token>` on every call. `ca` (PEM bytes, PEM text
-    or a file path) switches to TLS, trusting that CA. Every call has a
+    or a file path) switches to TLS, trusting that CA; `cert` and `key` (the
+    same forms) are a client certificate for a server that requires one
+    (mutual TLS; with them alone, gRPC's default roots check the server).
+    Every call has a
     deadline of `timeout` seconds (None: no deadline), retries included;
     `retry` says how calls that are safe to repeat are retried after
     UNAVAILABLE (see `RetryPolicy`). `options` are extra gRPC channel
@@ -112,11 +119,15 @@ class AsyncClient:
         *,
         retry: RetryPolicy | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        cert: CA | None = None,
+        key: CA | None = None,
     ) -> None:
         # grpc.aio binds a channel to the event loop it is made in, so it is
         # made on first use, inside the loop that uses it: a client may be
-        # built before the loop runs (at import, in a constructor).
-        self._lazy = _LazyChannel(target, calls.channel_options(options), ca)
+        # built before the loop runs (at import, in a constructor). The
+        # credentials hold no loop, and read the files now.
+        credentials = calls.channel_credentials(ca, cert, key)
+        self._lazy = _LazyChannel(target, calls.channel_options(options), credentials)
         self._owns_channel = True
         self._metadata = calls.call_metadata(token)
         self._timeout = timeout
@@ -502,17 +513,73 @@ class AsyncClient:
         )
 
     async def complete_job(
-        self, job_id: str, result: Mapping[str, Any] | None = None, *, attempt: int | None = None
+        self,
+        job_id: str,
+        result: Mapping[str, Any] | None = None,
+        *,
+        attempt: int | None = None,
+        namespace_id: str | None = None,
     ) -> Job:
         """Record the success of a READY or RUNNING job. With `attempt` the
         call is fenced (a stale attempt is FailedPrecondition STALE_ATTEMPT)
         and safe to retry; without it, it acts on the current attempt and is
-        sent once."""
-        return await self._run(calls.complete_job(job_id, result, attempt))
+        sent once. With `namespace_id`, a job of another namespace is
+        NotFound (as is one outside the token's namespace either way)."""
+        return await self._run(calls.complete_job(job_id, result, attempt, namespace_id))
 
     async def fail_job(
-        self, job_id: str, error: str, *, attempt: int | None = None, non_retryable: bool = False
+        self,
+        job_id: str,
+        error: str,
+        *,
+        attempt: int | None = None,
+        non_retryable: bool = False,
+        namespace_id: str | None = None,
     ) -> Job:
         """Record a failure: the job is retried while it has attempts left
-        (unless `non_retryable`), else it ends FAILED. Sent once."""
-        return await self._run(calls.fail_job(job_id, error, attempt, non_retryable))
+        (unless `non_retryable`), else it ends FAILED. Sent once.
+        `namespace_id` as in `complete_job`."""
+        return await self._run(calls.fail_job(job_id, error, attempt, non_retryable, namespace_id))
+
+    # --- tokens (admin) -----------------------------------------------------------
+
+    async def create_token(
+        self,
+        scope: TokenScope,
+        namespace_id: str | None = None,
+        *,
+        description: str = "",
+        ttl: Seconds | None = None,
+    ) -> NewToken:
+        """Make a bearer token (admin only): `scope` in `namespace_id` ("*"
+        for every namespace; None for an admin token), working for `ttl`
+        (None: until revoked). The secret is in the answer, and only there.
+        Sent once: a retry would make a second token."""
+        return await self._run(calls.create_token(scope, namespace_id, description, ttl))
+
+    def list_tokens(
+        self,
+        namespace_id: str | None = None,
+        *,
+        show_inactive: bool = False,
+        page_size: int = calls.ITERATOR_PAGE_SIZE,
+    ) -> AsyncIterator[Token]:
+        """The tokens (admin only), in id order, never with their secrets:
+        those of `namespace_id` ("*": the every-namespace ones) if given, and
+        revoked or expired ones too with `show_inactive`."""
+        return self._pages(lambda page: calls.list_tokens(namespace_id, show_inactive, page_size, page))
+
+    async def list_tokens_page(
+        self,
+        namespace_id: str | None = None,
+        *,
+        show_inactive: bool = False,
+        page_size: int = 0,
+        page_token: str | None = None,
+    ) -> Page[Token]:
+        """One page of tokens."""
+        return await self._run(calls.list_tokens(namespace_id, show_inactive, page_size, page_token or ""))
+
+    async def revoke_token(self, token_id: str) -> Token:
+        """Revoke a token (admin only): refused from now on. Idempotent."""
+        return await self._run(calls.revoke_token(token_id))

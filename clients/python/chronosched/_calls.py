@@ -11,11 +11,11 @@ Which calls are retried after UNAVAILABLE (and only after UNAVAILABLE):
   the same one again on a retry, so a create whose answer was lost returns
   the first result instead of creating twice;
 - calls the API documents as idempotent: PauseSchedule, ResumeSchedule,
-  RetireDefinition, and CompleteJob with `attempt` set.
+  RetireDefinition, RevokeToken, and CompleteJob with `attempt` set.
 
 Everything else (CreateNamespace, DeleteNamespace, StartDag, CancelDag,
-DeleteDag, AddDependency/ies, FailJob, CompleteJob without attempt, Prune) is
-sent once: a retry after a lost answer would fail or act twice. Healthz is
+DeleteDag, AddDependency/ies, FailJob, CompleteJob without attempt, Prune,
+CreateToken) is sent once: a retry after a lost answer would fail or act twice. Healthz is
 not retried either: a health probe wants the answer of now.
 """
 
@@ -49,12 +49,15 @@ from chronosched.types import (
     JobState,
     MisfirePolicy,
     Namespace,
+    NewToken,
     OverlapPolicy,
     Page,
     PruneResult,
     Schedule,
+    Token,
+    TokenScope,
 )
-from chronosched.v1 import admin_pb2, dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2
+from chronosched.v1 import admin_pb2, dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2, token_pb2
 
 T = TypeVar("T")
 
@@ -102,6 +105,7 @@ def _rpc(
 _NS, _DEF = namespace_pb2.DESCRIPTOR, definition_pb2.DESCRIPTOR
 _DAG, _JOB = dag_pb2.DESCRIPTOR, job_pb2.DESCRIPTOR
 _SCH, _ADM = schedule_pb2.DESCRIPTOR, admin_pb2.DESCRIPTOR
+_TOK = token_pb2.DESCRIPTOR
 _Empty = empty_pb2.Empty
 
 CREATE_NAMESPACE = _rpc(_NS, "NamespaceService", "CreateNamespace", namespace_pb2.Namespace, idempotent=False)
@@ -154,6 +158,12 @@ FAIL_JOB = _rpc(_JOB, "JobService", "FailJob", job_pb2.Job, idempotent=False)
 
 PRUNE = _rpc(_ADM, "AdminService", "Prune", admin_pb2.PruneResponse, idempotent=False)
 HEALTHZ = _rpc(_ADM, "AdminService", "Healthz", admin_pb2.HealthzResponse, idempotent=False)
+
+# A retried CreateToken would make a second token (and the first's secret
+# would be lost with the answer); revoking twice changes nothing.
+CREATE_TOKEN = _rpc(_TOK, "TokenService", "CreateToken", token_pb2.CreateTokenResponse, idempotent=False)
+LIST_TOKENS = _rpc(_TOK, "TokenService", "ListTokens", token_pb2.ListTokensResponse, idempotent=True)
+REVOKE_TOKEN = _rpc(_TOK, "TokenService", "RevokeToken", token_pb2.Token, idempotent=True)
 
 
 @dataclass(frozen=True)
@@ -453,16 +463,59 @@ def list_jobs(
     return _call(LIST_JOBS, request, _page_of(convert.job, "jobs"))
 
 
-def complete_job(job_id: str, result: Mapping[str, Any] | None, attempt: int | None) -> Call[Job]:
-    request = job_pb2.CompleteJobRequest(job_id=job_id, result=convert.struct(result), attempt=attempt)
+def complete_job(
+    job_id: str, result: Mapping[str, Any] | None, attempt: int | None, namespace_id: str | None = None
+) -> Call[Job]:
+    request = job_pb2.CompleteJobRequest(
+        job_id=job_id, result=convert.struct(result), attempt=attempt, namespace_id=namespace_id or ""
+    )
     # Fenced by `attempt`, a repeat is acknowledged without a second
     # transition; unfenced, it would act on whatever attempt is current.
     return _call(COMPLETE_JOB, request, convert.job, retry=attempt is not None)
 
 
-def fail_job(job_id: str, error: str, attempt: int | None, non_retryable: bool) -> Call[Job]:
-    request = job_pb2.FailJobRequest(job_id=job_id, error=error, attempt=attempt, non_retryable=non_retryable)
+def fail_job(
+    job_id: str, error: str, attempt: int | None, non_retryable: bool, namespace_id: str | None = None
+) -> Call[Job]:
+    request = job_pb2.FailJobRequest(
+        job_id=job_id,
+        error=error,
+        attempt=attempt,
+        non_retryable=non_retryable,
+        namespace_id=namespace_id or "",
+    )
     return _call(FAIL_JOB, request, convert.job)
+
+
+# --- tokens ---------------------------------------------------------------------
+
+
+def create_token(
+    scope: TokenScope, namespace_id: str | None, description: str, ttl: convert.Seconds | None
+) -> Call[NewToken]:
+    request = token_pb2.CreateTokenRequest(
+        scope=token_pb2.Token.Scope.ValueType(scope.value),
+        namespace_id=namespace_id or "",
+        description=description,
+        ttl=convert.duration(ttl),
+    )
+    return _call(CREATE_TOKEN, request, lambda r: NewToken(token=convert.token(r.token), secret=r.secret))
+
+
+def list_tokens(
+    namespace_id: str | None, show_inactive: bool, page_size: int, page_token: str
+) -> Call[Page[Token]]:
+    request = token_pb2.ListTokensRequest(
+        namespace_id=namespace_id or "",
+        show_inactive=show_inactive,
+        page_size=page_size,
+        page_token=page_token,
+    )
+    return _call(LIST_TOKENS, request, _page_of(convert.token, "tokens"))
+
+
+def revoke_token(token_id: str) -> Call[Token]:
+    return _call(REVOKE_TOKEN, token_pb2.RevokeTokenRequest(token_id=token_id), convert.token)
 
 
 # --- admin ----------------------------------------------------------------------
@@ -518,17 +571,34 @@ class RetryPolicy:
 
 # --- channels -------------------------------------------------------------------
 
-#: A CA bundle: PEM bytes, PEM text, or the path of a PEM file.
+#: A CA bundle, certificate or key: PEM bytes, PEM text, or the path of a PEM file.
 CA = bytes | str | os.PathLike[str]
 
 
 def read_ca(ca: CA) -> bytes:
-    """The PEM bytes of a CA argument."""
+    """The PEM bytes of a CA, certificate or key argument."""
     if isinstance(ca, bytes):
         return ca
     if isinstance(ca, str) and ca.lstrip().startswith("-----BEGIN"):
         return ca.encode()
     return Path(ca).read_bytes()
+
+
+def channel_credentials(
+    ca: CA | None, cert: CA | None = None, key: CA | None = None
+) -> grpc.ChannelCredentials | None:
+    """TLS credentials trusting `ca` (gRPC's default roots without one) and
+    presenting `cert`/`key` if given (mutual TLS), or None for plaintext:
+    neither a CA nor a client certificate."""
+    if (cert is None) != (key is None):
+        raise ValueError("a client certificate (cert) and its key (key) go together")
+    if ca is None and cert is None:
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=None if ca is None else read_ca(ca),
+        private_key=None if key is None else read_ca(key),
+        certificate_chain=None if cert is None else read_ca(cert),
+    )
 
 
 def channel_options(extra: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:

@@ -22,8 +22,10 @@ from chronosched.types import (
     Namespace,
     OverlapPolicy,
     Schedule,
+    Token,
+    TokenScope,
 )
-from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2
+from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2, token_pb2
 
 # The largest magnitude at which every whole double is an exact integer.
 _EXACT = 2**53
@@ -211,4 +213,17 @@ def fire(m: schedule_pb2.Fire) -> Fire:
         status=FireStatus(m.status),
         reason=_text(m.reason),
         job_id=_text(m.job_id),
+    )
+
+
+def token(m: token_pb2.Token) -> Token:
+    return Token(
+        token_id=m.token_id,
+        scope=TokenScope(m.scope),
+        namespace_id=m.namespace_id,
+        description=m.description,
+        create_time=when(m.create_time),
+        expire_time=_optional_when(m, "expire_time"),
+        revoke_time=_optional_when(m, "revoke_time"),
+        last_used_time=_optional_when(m, "last_used_time"),
     )

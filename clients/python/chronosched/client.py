@@ -28,10 +28,13 @@ from chronosched.types import (
     JobState,
     MisfirePolicy,
     Namespace,
+    NewToken,
     OverlapPolicy,
     Page,
     PruneResult,
     Schedule,
+    Token,
+    TokenScope,
 )
 
 T = TypeVar("T")
@@ -51,7 +54,10 @@ class Client:
 
     `target` is `host:port` of the gRPC server. `token`, if given, is sent as
     `authorization: Bearer <token>` on every call. `ca` (PEM bytes, PEM text
-    or a file path) switches to TLS, trusting that CA. Every call has a
+    or a file path) switches to TLS, trusting that CA; `cert` and `key` (the
+    same forms) are a client certificate for a server that requires one
+    (mutual TLS; with them alone, gRPC's default roots check the server).
+    Every call has a
     deadline of `timeout` seconds (None: no deadline), retries included;
     `retry` says how calls that are safe to repeat are retried after
     UNAVAILABLE (see `RetryPolicy`). `options` are extra gRPC channel
@@ -78,10 +84,12 @@ class Client:
         *,
         retry: RetryPolicy | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        cert: CA | None = None,
+        key: CA | None = None,
     ) -> None:
         opts = calls.channel_options(options)
-        if ca is not None:
-            credentials = grpc.ssl_channel_credentials(root_certificates=calls.read_ca(ca))
+        credentials = calls.channel_credentials(ca, cert, key)
+        if credentials is not None:
             self._channel = grpc.secure_channel(target, credentials, opts)
         else:
             self._channel = grpc.insecure_channel(target, opts)
@@ -475,17 +483,73 @@ class Client:
         return self._run(calls.list_jobs(namespace_id, state, dag_id, def_id, page_size, page_token or ""))
 
     def complete_job(
-        self, job_id: str, result: Mapping[str, Any] | None = None, *, attempt: int | None = None
+        self,
+        job_id: str,
+        result: Mapping[str, Any] | None = None,
+        *,
+        attempt: int | None = None,
+        namespace_id: str | None = None,
     ) -> Job:
         """Record the success of a READY or RUNNING job. With `attempt` the
         call is fenced (a stale attempt is FailedPrecondition STALE_ATTEMPT)
         and safe to retry; without it, it acts on the current attempt and is
-        sent once."""
-        return self._run(calls.complete_job(job_id, result, attempt))
+        sent once. With `namespace_id`, a job of another namespace is
+        NotFound (as is one outside the token's namespace either way)."""
+        return self._run(calls.complete_job(job_id, result, attempt, namespace_id))
 
     def fail_job(
-        self, job_id: str, error: str, *, attempt: int | None = None, non_retryable: bool = False
+        self,
+        job_id: str,
+        error: str,
+        *,
+        attempt: int | None = None,
+        non_retryable: bool = False,
+        namespace_id: str | None = None,
     ) -> Job:
         """Record a failure: the job is retried while it has attempts left
-        (unless `non_retryable`), else it ends FAILED. Sent once."""
-        return self._run(calls.fail_job(job_id, error, attempt, non_retryable))
+        (unless `non_retryable`), else it ends FAILED. Sent once.
+        `namespace_id` as in `complete_job`."""
+        return self._run(calls.fail_job(job_id, error, attempt, non_retryable, namespace_id))
+
+    # --- tokens (admin) -----------------------------------------------------------
+
+    def create_token(
+        self,
+        scope: TokenScope,
+        namespace_id: str | None = None,
+        *,
+        description: str = "",
+        ttl: Seconds | None = None,
+    ) -> NewToken:
+        """Make a bearer token (admin only): `scope` in `namespace_id` ("*"
+        for every namespace; None for an admin token), working for `ttl`
+        (None: until revoked). The secret is in the answer, and only there.
+        Sent once: a retry would make a second token."""
+        return self._run(calls.create_token(scope, namespace_id, description, ttl))
+
+    def list_tokens(
+        self,
+        namespace_id: str | None = None,
+        *,
+        show_inactive: bool = False,
+        page_size: int = calls.ITERATOR_PAGE_SIZE,
+    ) -> Iterator[Token]:
+        """The tokens (admin only), in id order, never with their secrets:
+        those of `namespace_id` ("*": the every-namespace ones) if given, and
+        revoked or expired ones too with `show_inactive`."""
+        return self._pages(lambda page: calls.list_tokens(namespace_id, show_inactive, page_size, page))
+
+    def list_tokens_page(
+        self,
+        namespace_id: str | None = None,
+        *,
+        show_inactive: bool = False,
+        page_size: int = 0,
+        page_token: str | None = None,
+    ) -> Page[Token]:
+        """One page of tokens."""
+        return self._run(calls.list_tokens(namespace_id, show_inactive, page_size, page_token or ""))
+
+    def revoke_token(self, token_id: str) -> Token:
+        """Revoke a token (admin only): refused from now on. Idempotent."""
+        return self._run(calls.revoke_token(token_id))

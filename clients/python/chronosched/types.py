@@ -292,6 +292,47 @@ class Health:
     version: str
 
 
+class TokenScope(_WireEnum):
+    """What a bearer token may do (docs/security.md)."""
+
+    #: The protobuf zero value; also what a scope unknown to this client reads as.
+    UNSPECIFIED = 0
+    #: Get and List calls in its namespace.
+    READ = 1
+    #: Everything in its namespace (read, change, record job results).
+    WRITE = 2
+    #: A worker's calls in its namespace: the Dequeue stream and job results.
+    WORKER = 3
+    #: Everything in every namespace, namespaces, prune and tokens included.
+    ADMIN = 4
+
+
+@dataclass(frozen=True)
+class Token:
+    """A bearer token as the server stores it: everything but the secret."""
+
+    token_id: str
+    scope: TokenScope
+    #: The namespace it is limited to, or "*" for every namespace.
+    namespace_id: str
+    description: str
+    create_time: datetime
+    #: None: it never expires.
+    expire_time: datetime | None = None
+    revoke_time: datetime | None = None
+    #: When a call last used it, to the minute.
+    last_used_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A token just created, and its secret: shown this once, never again."""
+
+    token: Token
+    #: What to send as `authorization: Bearer <secret>` (the client's `token=`).
+    secret: str = field(repr=False)
+
+
 @dataclass(frozen=True)
 class Page(Generic[T]):
     """One page of a list: its items and the token of the next page (None on

@@ -6,7 +6,8 @@ what they parsed to `run`; `python -m chronosched.cli` runs them without the
 server package. This module and `_parser` import only argparse and pure
 code, so building the parser stays cheap; grpc, rich and PyYAML are loaded
 by `run`. This is the only module of the package that reads the environment
-(CHRONOSCHED_SERVER, CHRONOSCHED_TOKEN).
+(CHRONOSCHED_SERVER, CHRONOSCHED_TOKEN, CHRONOSCHED_TLS_CA,
+CHRONOSCHED_TLS_CLIENT_CERT, CHRONOSCHED_TLS_CLIENT_KEY).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
         args,
         server=args.server or environ.get("CHRONOSCHED_SERVER") or DEFAULT_SERVER,
         token=args.token or environ.get("CHRONOSCHED_TOKEN") or None,
+        ca=args.tls_ca or environ.get("CHRONOSCHED_TLS_CA") or None,
+        cert=args.tls_cert or environ.get("CHRONOSCHED_TLS_CLIENT_CERT") or None,
+        key=args.tls_key or environ.get("CHRONOSCHED_TLS_CLIENT_KEY") or None,
     )
 
 

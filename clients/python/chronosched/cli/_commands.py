@@ -54,12 +54,28 @@ class Context:
     out: Output
     server: str
     token: str | None
+    # TLS: the CA to trust, and a client certificate and key (PEM paths).
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
     _client: Client | None = field(default=None, init=False)
 
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(self.server, token=self.token, timeout=self.args.timeout)
+            try:
+                self._client = Client(
+                    self.server,
+                    token=self.token,
+                    ca=self.ca,
+                    timeout=self.args.timeout,
+                    cert=self.cert,
+                    key=self.key,
+                )
+            except ValueError as exc:
+                raise Usage(f"{exc} (--tls-cert, --tls-key)") from exc
+            except OSError as exc:
+                raise Usage(f"cannot read {exc.filename}: {exc.strerror or exc}") from exc
         return self._client
 
     def close(self) -> None:
@@ -67,9 +83,17 @@ class Context:
             self._client.close()
 
 
-def run(args: argparse.Namespace, *, server: str, token: str | None) -> int:
+def run(
+    args: argparse.Namespace,
+    *,
+    server: str,
+    token: str | None,
+    ca: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+) -> int:
     out = Output(args.output)
-    ctx = Context(args, out, server, token)
+    ctx = Context(args, out, server, token, ca, cert, key)
     try:
         return HANDLERS[args.operator](ctx)
     except SpecError as exc:
@@ -476,12 +500,19 @@ def jobs_get(ctx: Context) -> int:
 
 def jobs_complete(ctx: Context) -> int:
     args = ctx.args
-    return _one(ctx, ctx.client.complete_job(args.job, args.result, attempt=args.attempt))
+    job = ctx.client.complete_job(args.job, args.result, attempt=args.attempt, namespace_id=args.namespace)
+    return _one(ctx, job)
 
 
 def jobs_fail(ctx: Context) -> int:
     args = ctx.args
-    job = ctx.client.fail_job(args.job, args.error, attempt=args.attempt, non_retryable=args.non_retryable)
+    job = ctx.client.fail_job(
+        args.job,
+        args.error,
+        attempt=args.attempt,
+        non_retryable=args.non_retryable,
+        namespace_id=args.namespace,
+    )
     return _one(ctx, job)
 
 
@@ -508,6 +539,47 @@ def schedules_resume(ctx: Context) -> int:
 
 def prune(ctx: Context) -> int:
     return _one(ctx, ctx.client.prune(ctx.args.older_than, ctx.args.namespace))
+
+
+# --- tokens ----------------------------------------------------------------------
+
+
+def token_create(ctx: Context) -> int:
+    args = ctx.args
+    made = ctx.client.create_token(args.scope, args.namespace, description=args.description, ttl=args.expires)
+    if ctx.out.format != "table":
+        ctx.out.emit(made, lambda: None)
+        return 0
+    ctx.out.emit(made.token, lambda: fields_table(made.token, ()))
+    ctx.out.error("the token follows, alone on the last line; it is shown only now, so store it")
+    # Alone on the last line, so `... | tail -n 1` captures it.
+    ctx.out.line(made.secret)
+    return 0
+
+
+def token_list(ctx: Context) -> int:
+    args = ctx.args
+    found = _take(ctx.client.list_tokens(args.namespace, show_inactive=args.all), args.limit, ctx, "tokens")
+    rows = [
+        (
+            t.token_id,
+            t.scope,
+            t.namespace_id,
+            t.description or "-",
+            t.create_time,
+            t.expire_time,
+            t.revoke_time,
+            t.last_used_time,
+        )
+        for t in found
+    ]
+    columns = ("TOKEN_ID", "SCOPE", "NAMESPACE", "DESCRIPTION", "CREATED", "EXPIRES", "REVOKED", "LAST_USED")
+    ctx.out.emit(found, lambda: list_table(columns, rows))
+    return 0
+
+
+def token_revoke(ctx: Context) -> int:
+    return _one(ctx, ctx.client.revoke_token(ctx.args.token_id))
 
 
 HANDLERS: dict[str, Callable[[Context], int]] = {
@@ -538,4 +610,7 @@ HANDLERS: dict[str, Callable[[Context], int]] = {
     "schedules.pause": schedules_pause,
     "schedules.resume": schedules_resume,
     "prune": prune,
+    "token.create": token_create,
+    "token.list": token_list,
+    "token.revoke": token_revoke,
 }

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chronosched.cli import _values
-from chronosched.types import DagState, JobState
+from chronosched.types import DagState, JobState, TokenScope
 
 T = TypeVar("T")
 
@@ -19,7 +19,7 @@ DEFAULT_SERVER = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 30.0
 
 #: The top-level commands this package adds to `chronosched`.
-COMMANDS = ("ns", "def", "dag", "jobs", "tick", "schedules", "prune")
+COMMANDS = ("ns", "def", "dag", "jobs", "tick", "schedules", "prune", "token")
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -100,6 +100,20 @@ def _common() -> argparse.ArgumentParser:
     )
     group.add_argument("--token", help="bearer token sent with every call (env CHRONOSCHED_TOKEN)")
     group.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="talk TLS, trusting the server's certificate if this CA issued it (env CHRONOSCHED_TLS_CA)",
+    )
+    group.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="client certificate for a server with mutual TLS; needs --tls-key "
+        "(env CHRONOSCHED_TLS_CLIENT_CERT)",
+    )
+    group.add_argument(
+        "--tls-key", metavar="FILE", help="the key of --tls-cert (env CHRONOSCHED_TLS_CLIENT_KEY)"
+    )
+    group.add_argument(
         "-o",
         "--output",
         choices=("table", "json", "yaml"),
@@ -158,6 +172,18 @@ def _dag(parser: argparse.ArgumentParser) -> None:
 
 def _job(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job", metavar="JOB", help="the job's id")
+
+
+def _job_namespace(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="only if the job is in this namespace (a job elsewhere is not found)",
+    )
+
+
+def _token_scope(text: str) -> TokenScope:
+    return _values.parse_enum(TokenScope, text, "token scope")
 
 
 def _watch_options(parser: argparse.ArgumentParser) -> None:
@@ -361,6 +387,7 @@ def add_commands(sub: Subparsers) -> None:
     _job(p)
     p.add_argument("--result", type=_typed(_values.parse_json_object), metavar="JSON", help="a JSON object")
     p.add_argument("--attempt", type=_typed(_positive_int), metavar="N", help="fence on this attempt")
+    _job_namespace(p)
     p = b.leaf(
         jobs,
         "fail",
@@ -373,6 +400,7 @@ def add_commands(sub: Subparsers) -> None:
     p.add_argument("--error", required=True, metavar="TEXT", help="what went wrong")
     p.add_argument("--non-retryable", action="store_true", help="fail it for good, attempts left or not")
     p.add_argument("--attempt", type=_typed(_positive_int), metavar="N", help="fence on this attempt")
+    _job_namespace(p)
 
     # --- tick ---
     p = b.leaf(
@@ -419,3 +447,46 @@ def add_commands(sub: Subparsers) -> None:
         help="e.g. 7d, 12h, 30m (default 7d)",
     )
     p.add_argument("--namespace", metavar="NS", help="only this namespace")
+
+    # --- token ---
+    token = b.group(
+        sub,
+        "token",
+        "create, list and revoke bearer tokens (admin)",
+        "Create, list and revoke the bearer tokens calls present (docs/security.md). Every action "
+        "needs an admin token (--token or CHRONOSCHED_TOKEN).",
+    )
+    p = b.leaf(
+        token,
+        "create",
+        "token.create",
+        "create a token and print it once",
+        description="Create a bearer token. Its secret is printed once, alone on the last line of the "
+        "output; the server keeps only its hash.",
+    )
+    p.add_argument(
+        "--scope",
+        required=True,
+        type=_typed(_token_scope),
+        help=f"what it may do: {', '.join(_values.choices(TokenScope))}",
+    )
+    p.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="the namespace it is limited to, or '*' for every namespace (not for an admin token)",
+    )
+    p.add_argument(
+        "--expires",
+        type=_typed(_duration),
+        metavar="DURATION",
+        help="it stops working after this long, e.g. 30d, 12h (default: until revoked)",
+    )
+    p.add_argument("--description", default="", help="who or what holds it")
+    p = b.leaf(token, "list", "token.list", "list tokens (never their secrets)")
+    p.add_argument(
+        "--namespace", metavar="NS", help="only the tokens of this namespace ('*': every-namespace ones)"
+    )
+    p.add_argument("--all", action="store_true", help="also revoked and expired tokens")
+    _list_limit(p, 1000)
+    p = b.leaf(token, "revoke", "token.revoke", "revoke a token")
+    p.add_argument("token_id", metavar="ID", help="the token's id (`token list` shows it)")

@@ -9,9 +9,9 @@ import re
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from chronosched.types import DagState, FireStatus, JobState, MisfirePolicy, OverlapPolicy
+from chronosched.types import DagState, FireStatus, JobState, MisfirePolicy, OverlapPolicy, TokenScope
 
-E = TypeVar("E", JobState, DagState, MisfirePolicy, OverlapPolicy)
+E = TypeVar("E", JobState, DagState, MisfirePolicy, OverlapPolicy, TokenScope)
 
 # One or more number+unit parts: 90s, 5m, 1h30m, 1.5s, 250ms, 7d.
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
@@ -65,6 +65,7 @@ ENUM_PREFIX: dict[type, str] = {
     MisfirePolicy: "MISFIRE_POLICY_",
     OverlapPolicy: "OVERLAP_POLICY_",
     FireStatus: "STATUS_",
+    TokenScope: "SCOPE_",
 }
 
 

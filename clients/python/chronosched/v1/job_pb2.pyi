@@ -297,11 +297,16 @@ class CompleteJobRequest(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    NAMESPACE_ID_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """The job's UUID."""
     attempt: _builtins.int
     """The attempt this result belongs to; unset means the current attempt
     (an operator action).
+    """
+    namespace_id: _builtins.str
+    """The namespace the job must belong to; empty means any the caller's
+    token covers.
     """
     @_builtins.property
     def result(self) -> _struct_pb2.Struct:
@@ -313,10 +318,11 @@ class CompleteJobRequest(_message.Message):
         job_id: _builtins.str = ...,
         result: _struct_pb2.Struct | None = ...,
         attempt: _builtins.int | None = ...,
+        namespace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt", "job_id", b"job_id", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt", "job_id", b"job_id", "namespace_id", b"namespace_id", "result", b"result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
     _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
@@ -334,6 +340,7 @@ class FailJobRequest(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
     NON_RETRYABLE_FIELD_NUMBER: _builtins.int
+    NAMESPACE_ID_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """The job's UUID."""
     error: _builtins.str
@@ -344,6 +351,10 @@ class FailJobRequest(_message.Message):
     """
     non_retryable: _builtins.bool
     """Fail the job for good even if it has attempts left."""
+    namespace_id: _builtins.str
+    """The namespace the job must belong to; empty means any the caller's
+    token covers.
+    """
     def __init__(
         self,
         *,
@@ -351,10 +362,11 @@ class FailJobRequest(_message.Message):
         error: _builtins.str = ...,
         attempt: _builtins.int | None = ...,
         non_retryable: _builtins.bool = ...,
+        namespace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt", "error", b"error", "job_id", b"job_id", "non_retryable", b"non_retryable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt", "error", b"error", "job_id", b"job_id", "namespace_id", b"namespace_id", "non_retryable", b"non_retryable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
     _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015

@@ -83,7 +83,9 @@ class JobServiceServicer:
         """CompleteJob records the success of a READY or RUNNING job. With
         `attempt` set it is fenced: a stale attempt changes nothing and gets
         FAILED_PRECONDITION; repeating the call for the same attempt is
-        acknowledged without a second transition.
+        acknowledged without a second transition. A job outside `namespace_id`
+        (when given) or outside the caller's token's namespace is NOT_FOUND,
+        exactly as a missing job.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -93,7 +95,8 @@ class JobServiceServicer:
         """FailJob records the failure of a READY or RUNNING job. With attempts
         left (and `non_retryable` unset) the job returns to READY after its
         backoff; otherwise it ends FAILED, its descendants SKIPPED and its DAG
-        FAILED. `attempt` fences it as in CompleteJob.
+        FAILED. `attempt` fences it and `namespace_id` scopes it as in
+        CompleteJob.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

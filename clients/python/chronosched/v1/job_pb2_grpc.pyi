@@ -53,13 +53,16 @@ class JobServiceStub:
     """CompleteJob records the success of a READY or RUNNING job. With
     `attempt` set it is fenced: a stale attempt changes nothing and gets
     FAILED_PRECONDITION; repeating the call for the same attempt is
-    acknowledged without a second transition.
+    acknowledged without a second transition. A job outside `namespace_id`
+    (when given) or outside the caller's token's namespace is NOT_FOUND,
+    exactly as a missing job.
     """
     FailJob: _grpc.UnaryUnaryMultiCallable[_job_pb2.FailJobRequest, _job_pb2.Job]
     """FailJob records the failure of a READY or RUNNING job. With attempts
     left (and `non_retryable` unset) the job returns to READY after its
     backoff; otherwise it ends FAILED, its descendants SKIPPED and its DAG
-    FAILED. `attempt` fences it as in CompleteJob.
+    FAILED. `attempt` fences it and `namespace_id` scopes it as in
+    CompleteJob.
     """
 
 @_typing.type_check_only
@@ -81,13 +84,16 @@ class JobServiceAsyncStub(JobServiceStub):
     """CompleteJob records the success of a READY or RUNNING job. With
     `attempt` set it is fenced: a stale attempt changes nothing and gets
     FAILED_PRECONDITION; repeating the call for the same attempt is
-    acknowledged without a second transition.
+    acknowledged without a second transition. A job outside `namespace_id`
+    (when given) or outside the caller's token's namespace is NOT_FOUND,
+    exactly as a missing job.
     """
     FailJob: _aio.UnaryUnaryMultiCallable[_job_pb2.FailJobRequest, _job_pb2.Job]  # type: ignore[assignment]
     """FailJob records the failure of a READY or RUNNING job. With attempts
     left (and `non_retryable` unset) the job returns to READY after its
     backoff; otherwise it ends FAILED, its descendants SKIPPED and its DAG
-    FAILED. `attempt` fences it as in CompleteJob.
+    FAILED. `attempt` fences it and `namespace_id` scopes it as in
+    CompleteJob.
     """
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -124,7 +130,9 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         """CompleteJob records the success of a READY or RUNNING job. With
         `attempt` set it is fenced: a stale attempt changes nothing and gets
         FAILED_PRECONDITION; repeating the call for the same attempt is
-        acknowledged without a second transition.
+        acknowledged without a second transition. A job outside `namespace_id`
+        (when given) or outside the caller's token's namespace is NOT_FOUND,
+        exactly as a missing job.
         """
 
     @_abc_1.abstractmethod
@@ -136,7 +144,8 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         """FailJob records the failure of a READY or RUNNING job. With attempts
         left (and `non_retryable` unset) the job returns to READY after its
         backoff; otherwise it ends FAILED, its descendants SKIPPED and its DAG
-        FAILED. `attempt` fences it as in CompleteJob.
+        FAILED. `attempt` fences it and `namespace_id` scopes it as in
+        CompleteJob.
         """
 
 def add_JobServiceServicer_to_server(servicer: JobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
