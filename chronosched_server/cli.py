@@ -23,7 +23,6 @@ import asyncio
 import importlib.metadata
 import ipaddress
 import logging
-import math
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -498,7 +497,7 @@ def server_config(args: argparse.Namespace) -> Config:
         require_tokens=not args.insecure_no_auth,
         admin_token=None if args.insecure_no_auth else args.admin_token,
         rate_limit=args.rate_limit,
-        rate_burst=args.rate_burst or max(1, math.ceil(args.rate_limit)),
+        rate_burst=args.rate_burst,
         max_streams_per_caller=args.max_streams_per_caller,
     )
 

@@ -14,6 +14,7 @@ holds one of `max_streams` slots until it ends.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,7 +60,8 @@ class Quotas:
         rate = self.config.rate
         if rate <= 0:
             return
-        burst = float(max(self.config.burst, 1))
+        # A burst of 0 means one second's worth of requests.
+        burst = float(self.config.burst or max(1, math.ceil(rate)))
         now = self.clock()
         self._sweep(now)
         bucket = self._buckets.get(caller)
