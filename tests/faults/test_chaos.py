@@ -234,7 +234,13 @@ async def test_a_result_the_server_never_acknowledged_survives_the_worker(
         assert await poll(succeeded, within=30, what="the job to finish") == ["SUCCEEDED", 1]
         assert [(x.attempt, x.outcome) for x in log.load()] == [(1, "success")]
         assert "resending 1 result(s)" in worker.log_path.read_text()
-        assert not any(spooled.iterdir())
+        # The server commits before the worker hears the ack and drops the
+        # spooled file, so the empty spool is awaited, not read once.
+
+        async def spool_empty() -> bool:
+            return not any(spooled.iterdir())
+
+        await poll(spool_empty, within=10, what="the acknowledged result to leave the spool")
     finally:
         await proxy.close()
         for w in [worker] if "worker" in locals() else []:
