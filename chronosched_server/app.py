@@ -44,11 +44,13 @@ from chronosched_server.api.tokens import TokenServicer
 from chronosched_server.api.worker import WorkerServicer
 from chronosched_server.config import Config, host_port
 from chronosched_server.dispatch.dispatcher import DispatchConfig, Dispatcher
+from chronosched_server.metrics import FrontierCollector, Metrics, PoolCollector, StreamCollector
 from chronosched_server.quotas import QuotaConfig, Quotas
 from chronosched_server.scheduler import Scheduler
 from chronosched_server.scheduler.retention import Retention, RetentionConfig
 from chronosched_server.storage.db import Database
 from chronosched_server.storage.health import watch_database
+from chronosched_server.storage.metrics import frontier_counts, pool_stats
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +123,14 @@ class Server:
         self._credentials = server_credentials(config)
         self.db = Database(config.database_url, min_size=config.pool_min_size, max_size=config.pool_max_size)
         self.health = HealthServicer()
+        self.metrics = Metrics()
+        self.metrics.add(PoolCollector(lambda: pool_stats(self.db)))
         # Errors outermost: the auth interceptor's refusals become statuses
         # like any other domain error.
         verifier = Verifier(self.db, config.admin_token) if config.require_tokens else None
         self.grpc = grpc.aio.server(
             interceptors=[
-                ErrorInterceptor(),
+                ErrorInterceptor(self.metrics),
                 AuthInterceptor(
                     verifier,
                     config.token_recheck_s,
@@ -160,7 +164,9 @@ class Server:
                 poll_interval_s=config.poll_interval_s,
                 reap_interval_s=config.reap_interval_s,
             ),
+            self.metrics,
         )
+        self.metrics.add(StreamCollector(self.dispatcher.stream_counts))
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self.dispatcher), self.grpc)
         self.scheduler = Scheduler(self.db, config.database_url) if config.scheduler_enabled else None
         # Started only with a retention (0 means never prune).
@@ -178,6 +184,8 @@ class Server:
             self.grpc, [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
         )
         self.port = 0
+        # The bound /metrics port once started (None: not served).
+        self.metrics_port: int | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._serving = False
 
@@ -193,6 +201,15 @@ class Server:
         if self.scheduler is not None:
             await self.scheduler.start()
         await self.retention.start()
+        if self.config.metrics_port is not None:
+            # Registered here: the frontier query runs on this event loop.
+            self.metrics.add(FrontierCollector(asyncio.get_running_loop(), lambda: frontier_counts(self.db)))
+            self.metrics_port = self.metrics.serve(self.config.grpc_host, self.config.metrics_port)
+            log.info(
+                "metrics on http://%s/metrics",
+                host_port(self.config.grpc_host, self.metrics_port),
+                extra={"event": "metrics_started", "port": self.metrics_port},
+            )
         self._serving = await self.db.ping()
         await self._set_serving(self._serving)
         self._health_task = asyncio.create_task(
@@ -243,6 +260,10 @@ class Server:
             await self.scheduler.stop()
         await self.dispatcher.stop()
         await self.grpc.stop(grace)
+        # Off the event loop: shutting the HTTP thread down waits for a
+        # scrape in progress, which may be waiting on this loop.
+        if self.metrics_port is not None:
+            await asyncio.to_thread(self.metrics.stop)
         await self.db.close()
 
     async def _set_serving(self, ok: bool) -> None:

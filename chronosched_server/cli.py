@@ -235,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the gRPC server's port on --listen (env CHRONOSCHED_GRPC_PORT; default {DEFAULT_GRPC_PORT})",
     )
     up.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=env_default("METRICS_PORT"),
+        help="the server's Prometheus /metrics port on --listen (env CHRONOSCHED_METRICS_PORT; "
+        "default: not served)",
+    )
+    up.add_argument(
         "--http-port",
         type=_port,
         default=env_default("HTTP_PORT", str(DEFAULT_HTTP_PORT)),
@@ -308,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_port,
         default=env_default("GRPC_PORT", str(Config.grpc_port)),
         help=f"port to listen on (env CHRONOSCHED_GRPC_PORT; default {Config.grpc_port})",
+    )
+    server.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=env_default("METRICS_PORT"),
+        help="serve Prometheus metrics at http://HOST:PORT/metrics on the --grpc-host address "
+        "(env CHRONOSCHED_METRICS_PORT; default: not served)",
     )
     server.add_argument(
         "--pool-min-size",
@@ -499,6 +513,7 @@ def server_config(args: argparse.Namespace) -> Config:
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
         max_streams_per_caller=args.max_streams_per_caller,
+        metrics_port=args.metrics_port,
     )
 
 
@@ -544,6 +559,8 @@ def _cmd_migrate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 def _cmd_up(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     ports = {"--grpc-port": args.grpc_port, "--http-port": args.http_port, "--admin-port": args.admin_port}
+    if args.metrics_port is not None:
+        ports["--metrics-port"] = args.metrics_port
     if len(set(ports.values())) != len(ports):
         return _usage_error(parser, "up", f"ports must differ: {ports}")
     tls_problem = _tls_usage(args)
@@ -570,5 +587,6 @@ def _cmd_up(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         tls_ca=args.tls_ca,
         auth=args.auth,
         admin_token=args.admin_token if args.auth else None,
+        metrics_port=args.metrics_port,
     )
     return local_up.run(options)

@@ -79,6 +79,9 @@ class Config:
     rate_limit: float = 0.0
     rate_burst: int = 0
     max_streams_per_caller: int = 0
+    # Serve Prometheus metrics over HTTP at /metrics on this port, on the
+    # gRPC listen host; None: not served (0: any free port, for tests).
+    metrics_port: int | None = None
 
     @property
     def grpc_address(self) -> str:

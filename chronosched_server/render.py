@@ -9,7 +9,15 @@ from typing import Any
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
-from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2, token_pb2
+from chronosched.v1 import (
+    dag_pb2,
+    definition_pb2,
+    job_pb2,
+    namespace_pb2,
+    schedule_pb2,
+    token_pb2,
+    worker_pb2,
+)
 from chronosched_server import cron
 from chronosched_server.storage import records
 
@@ -188,4 +196,21 @@ def token(row: records.Token) -> token_pb2.Token:
         expire_time=ts(row.expire_time),
         revoke_time=ts(row.revoke_time),
         last_used_time=ts(row.last_used_time),
+    )
+
+
+def connected_worker(row: records.WorkerPresence, only: str | None = None) -> worker_pb2.ConnectedWorker:
+    """`only`: the one namespace the caller may see; the worker's others are left out."""
+    shown = [n for n in row.namespaces if only is None or n == only]
+    return worker_pb2.ConnectedWorker(
+        worker_id=row.worker_id,
+        stream_id=str(row.stream_id),
+        replica_id=row.replica_id,
+        namespaces=shown,
+        all_namespaces=row.all_namespaces,
+        kinds=row.kinds,
+        slots=row.slots,
+        jobs_in_flight=row.jobs_in_flight,
+        connect_time=ts(row.connect_time),
+        heartbeat_time=ts(row.heartbeat_time),
     )

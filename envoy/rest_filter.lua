@@ -199,6 +199,24 @@ ROUTES = {
    pattern = "^/api/v1/tokens/[^/]+/*$",
    query = {
    }},
+  {method = "GET", template = "/api/v1/workers",
+   pattern = "^/api/v1/workers/*$",
+   query = {
+    ["namespace_id"] = {name = "namespace_id", kind = "string"},
+    ["namespaceId"] = {name = "namespace_id", kind = "string"},
+    ["page_size"] = {name = "page_size", kind = "int32"},
+    ["pageSize"] = {name = "page_size", kind = "int32"},
+    ["page_token"] = {name = "page_token", kind = "string"},
+    ["pageToken"] = {name = "page_token", kind = "string"},
+   }},
+  {method = "GET", template = "/api/v1/workers/{namespace_id}",
+   pattern = "^/api/v1/workers/[^/]+/*$",
+   query = {
+    ["page_size"] = {name = "page_size", kind = "int32"},
+    ["pageSize"] = {name = "page_size", kind = "int32"},
+    ["page_token"] = {name = "page_token", kind = "string"},
+    ["pageToken"] = {name = "page_token", kind = "string"},
+   }},
   {method = "GET", template = "/healthz",
    pattern = "^/healthz/*$",
    query = {

@@ -29,6 +29,7 @@ SERVICES = (
     "chronosched.v1.AdminService",
     "chronosched.v1.ScheduleService",
     "chronosched.v1.TokenService",
+    "chronosched.v1.WorkerService",
 )
 
 _SCALARS = {

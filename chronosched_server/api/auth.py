@@ -138,7 +138,15 @@ RULES: dict[str, Rule] = {
         {"ListFires": READ, "GetSchedule": READ, "PauseSchedule": WRITE, "ResumeSchedule": WRITE},
     ),
     **_service("AdminService", {"Prune": ADMIN, "Healthz": Rule(None, None)}),
-    **_service("WorkerService", {"Dequeue": Rule(Permission.DEQUEUE, _subscribe)}),
+    **_service(
+        "WorkerService",
+        {
+            "Dequeue": Rule(Permission.DEQUEUE, _subscribe),
+            # namespace_id is optional: without it, a token for one namespace
+            # sees only the workers serving that namespace (the servicer).
+            "ListWorkers": READ,
+        },
+    ),
     **_service("TokenService", {"CreateToken": ADMIN, "ListTokens": ADMIN, "RevokeToken": ADMIN}),
 }
 

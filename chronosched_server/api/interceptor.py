@@ -7,8 +7,10 @@ is logged with its traceback and returned as INTERNAL with nothing leaked.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +32,7 @@ from chronosched_server.errors import (
     Unauthenticated,
     Unavailable,
 )
+from chronosched_server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +83,9 @@ def _internal() -> tuple[grpc.StatusCode, status_pb2.Status]:
     return grpc.StatusCode.INTERNAL, status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException, method: str) -> None:
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], exc: BaseException, method: str, call: _Call
+) -> None:
     if isinstance(exc, DatabaseError):
         log.error(
             "database error in %s",
@@ -95,13 +100,38 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException
     else:
         log.exception("unhandled error in %s", method, exc_info=exc, extra={"event": "rpc_internal_error"})
         code, status = _internal()
+    call.code = code.name
     await context.abort(
         code, status.message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
     )
 
 
+class _Call:
+    """One call's timing and final code, recorded once it ends."""
+
+    __slots__ = ("code", "method", "metrics", "started")
+
+    def __init__(self, metrics: Metrics, method: str) -> None:
+        self.metrics, self.method = metrics, method
+        self.code = "OK"
+        self.started = time.perf_counter()
+
+    def aborted(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """A servicer (or the auth interceptor) aborted with its own code."""
+        code = context.code()
+        self.code = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+    def done(self) -> None:
+        self.metrics.rpc_requests.labels(self.method, self.code).inc()
+        self.metrics.rpc_duration.labels(self.method).observe(time.perf_counter() - self.started)
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps unary and streaming handlers alike."""
+    """Wraps unary and streaming handlers alike, and counts and times every
+    call by method and final status code (the one place that sees both)."""
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
 
     async def intercept_service(
         self,
@@ -114,57 +144,71 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
+                _wrap_unary(handler.unary_unary, method, self.metrics),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
+                _wrap_stream(handler.unary_stream, method, self.metrics),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method),
+                _wrap_unary(handler.stream_unary, method, self.metrics),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream, method),
+                _wrap_stream(handler.stream_stream, method, self.metrics),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
 
-def _wrap_unary(fn: Callable[..., Any], method: str) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(fn: Callable[..., Any], method: str, metrics: Metrics) -> Callable[..., Awaitable[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        call = _Call(metrics, method)
         try:
             return await fn(request, context)
         except grpc.aio.AbortError:
+            call.aborted(context)
+            raise
+        except asyncio.CancelledError:
+            call.code = grpc.StatusCode.CANCELLED.name
             raise
         except Exception as exc:
-            await _abort(context, exc, method)
+            await _abort(context, exc, method, call)
+        finally:
+            call.done()
 
     return wrapper
 
 
-def _wrap_stream(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
+def _wrap_stream(fn: Callable[..., Any], method: str, metrics: Metrics) -> Callable[..., Any]:
     if not inspect.isasyncgenfunction(fn):
         # A streaming handler that writes with context.write() and returns
         # nothing (grpc_health's Watch) is awaited; iterating it failed
         # every health Watch with INTERNAL.
-        return _wrap_unary(fn, method)
+        return _wrap_unary(fn, method, metrics)
 
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        call = _Call(metrics, method)
         try:
             async for item in fn(request, context):
                 yield item
         except grpc.aio.AbortError:
+            call.aborted(context)
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            call.code = grpc.StatusCode.CANCELLED.name
             raise
         except Exception as exc:
-            await _abort(context, exc, method)
+            await _abort(context, exc, method, call)
+        finally:
+            call.done()
 
     return wrapper

@@ -14,12 +14,13 @@ from typing import Any
 import grpc
 
 from chronosched.v1 import worker_pb2, worker_pb2_grpc
-from chronosched_server import validation
+from chronosched_server import ids, render, validation
 from chronosched_server.api.auth import caller
-from chronosched_server.api.common import to_dict
+from chronosched_server.api.common import paginate, to_dict
 from chronosched_server.dispatch.dispatcher import Dispatcher
 from chronosched_server.dispatch.streams import WorkerStream
 from chronosched_server.errors import InvalidArgument, Why
+from chronosched_server.storage import presence
 from chronosched_server.storage.results import ResultIn
 from chronosched_server.validation import Violations
 
@@ -104,6 +105,24 @@ def _ref(v: Violations, path: str, ref: worker_pb2.JobRef) -> tuple[uuid.UUID, i
 class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     def __init__(self, dispatcher: Dispatcher):
         self.dispatcher = dispatcher
+
+    async def ListWorkers(
+        self, request: worker_pb2.ListWorkersRequest, context: Ctx
+    ) -> worker_pb2.ListWorkersResponse:
+        v = Violations()
+        if request.namespace_id:
+            validation.check_slug(v, "namespace_id", request.namespace_id)
+        limit = validation.page_size(v, request.page_size)
+        after = _worker_page_token(v, request.page_token)
+        v.raise_if_any()
+        # The auth rule held a named namespace to the token's; a token for
+        # one namespace that names none sees the workers serving its own.
+        only = caller().namespace
+        rows = await presence.list_page(self.dispatcher.db, request.namespace_id or only, after, limit + 1)
+        page, token = paginate(rows, limit, lambda r: f"{r.worker_id} {r.stream_id}")
+        return worker_pb2.ListWorkersResponse(
+            workers=[render.connected_worker(r, only) for r in page], next_page_token=token
+        )
 
     async def Dequeue(
         self, request_iterator: AsyncIterator[worker_pb2.DequeueRequest], context: Ctx
@@ -201,3 +220,16 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         self.dispatcher.submit_results(stream, items)
         if refused.acks:
             stream.send(refused)
+
+
+def _worker_page_token(v: Violations, token: str) -> tuple[str, uuid.UUID] | None:
+    """ListWorkers' cursor: the last row's worker id and stream id."""
+    raw = ids.decode_page_token(token)
+    if raw is None:
+        return None
+    worker_id, _, stream_id = raw.rpartition(" ")
+    try:
+        return worker_id, uuid.UUID(stream_id)
+    except ValueError:
+        v.add("page_token", "malformed page token", Why.INVALID_FORMAT)
+        return None

@@ -23,8 +23,10 @@ from datetime import datetime, timedelta
 
 from chronosched.v1 import job_pb2, worker_pb2
 from chronosched_server import render
+from chronosched_server.dispatch.presence import Presence
 from chronosched_server.dispatch.streams import WorkerStream
 from chronosched_server.errors import DomainError, Unavailable
+from chronosched_server.metrics import Metrics
 from chronosched_server.storage import leases, notifications
 from chronosched_server.storage.db import Database, execute, isolating
 from chronosched_server.storage.records import Job
@@ -39,11 +41,15 @@ from chronosched_server.storage.results import (
     succeed,
     write,
 )
+from chronosched_server.transitions import Outcome
 
 log = logging.getLogger(__name__)
 
 FRONTIER_CHANNEL = "chronosched_frontier"
 CANCEL_CHANNEL = "chronosched_cancel"
+# The jobs_finished outcome label of each result outcome (an ACK repeats an
+# applied result and is not counted again).
+_OUTCOME_LABEL = {Outcome.SUCCEED: "succeeded", Outcome.RETRY: "retried", Outcome.FAIL: "failed"}
 
 
 @dataclass(frozen=True)
@@ -80,13 +86,23 @@ class _Pending:
 
 
 class Dispatcher:
-    def __init__(self, db: Database, listen_url: str, config: DispatchConfig | None = None):
+    def __init__(
+        self,
+        db: Database,
+        listen_url: str,
+        config: DispatchConfig | None = None,
+        metrics: Metrics | None = None,
+    ):
         self.db = db
+        self.metrics = metrics or Metrics()
         self.listen_url = listen_url
         self.config = config or DispatchConfig()
         self.streams: set[WorkerStream] = set()
         # job_id -> stream running it on this server, for pushing cancels.
         self.owner: dict[uuid.UUID, WorkerStream] = {}
+        # (job_id, attempt) -> (namespace, kind) of attempts pushed from
+        # here, so their results are counted by label without reading the job.
+        self._labels: dict[tuple[uuid.UUID, int], tuple[str, str]] = {}
         self._results: list[_Pending] = []
         # job_id -> (attempt, the stream asking) for the next cycle's extension.
         self._heartbeats: dict[uuid.UUID, tuple[int, leases.Holder]] = {}
@@ -94,6 +110,10 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._cycle_slots = asyncio.Semaphore(self.config.concurrent_cycles)
         self._running: set[asyncio.Task[None]] = set()
+        # This replica's open streams as ListWorkers shows them.
+        self.presence = Presence(
+            db, lambda: self.streams, self.config.heartbeat_interval_s, self.config.silence_timeout_s
+        )
 
     # -- life cycle -------------------------------------------------------
 
@@ -103,6 +123,7 @@ class Dispatcher:
             asyncio.create_task(self._listen()),
             asyncio.create_task(self._forever(self._reap_once, "reaper", self.config.reap_interval_s)),
             asyncio.create_task(self._timer()),
+            asyncio.create_task(self.presence.run()),
         ]
 
     async def stop(self) -> None:
@@ -125,6 +146,7 @@ class Dispatcher:
         # than at the end of the gRPC grace, so workers move on at once.
         for stream in list(self.streams):
             stream.end()
+        await self.presence.close()
 
     # -- called by the Dequeue servicer ----------------------------------
 
@@ -188,6 +210,7 @@ class Dispatcher:
         # First, so the worker knows its timing before any lease arrives.
         stream.send(worker_pb2.DequeueResponse(settings=self._settings()))
         self.streams.add(stream)
+        self.presence.changed()
         for job_id in stream.in_flight:
             self.owner[job_id] = stream
         self._wake.set()
@@ -195,9 +218,17 @@ class Dispatcher:
     def unregister(self, stream: WorkerStream) -> None:
         stream.closed = True
         self.streams.discard(stream)
-        for job_id in stream.in_flight:
+        self.presence.changed()
+        for job_id, attempt in stream.in_flight.items():
             if self.owner.get(job_id) is stream:
                 del self.owner[job_id]
+            self._labels.pop((job_id, attempt), None)
+
+    def stream_counts(self) -> tuple[int, int]:
+        """Open streams and their free slots (read by the metrics thread:
+        copied first, as the event loop may change the set meanwhile)."""
+        streams = list(self.streams)
+        return len(streams), sum(s.free for s in streams)
 
     def submit_results(self, stream: WorkerStream, items: list[tuple[worker_pb2.JobRef, ResultIn]]) -> None:
         """Queue results for the next group commit; their slots are free at once."""
@@ -267,11 +298,14 @@ class Dispatcher:
             return
         for stream, n, _ in wants:
             stream.reserved += n
+        started = time.perf_counter()
         try:
             await self._transact(batch, beats, wants, answers)
         finally:
             for stream, n, _ in wants:
                 stream.reserved -= n
+            self.metrics.dispatch_cycle.observe(time.perf_counter() - started)
+            self.metrics.dispatch_batch.observe(len(batch))
 
     async def _transact(
         self,
@@ -311,7 +345,9 @@ class Dispatcher:
             )
             claimed = [(s, seq, await claim.fetch()) for s, seq, claim in claims]
             outs: dict[int, ResultOut | None] = dict(zip(map(id, others), decided, strict=True))
-            outs.update((id(p), ResultOut(True)) for p in plain if p.item.job_id in done)
+            outs.update(
+                (id(p), ResultOut(True, outcome=Outcome.SUCCEED)) for p in plain if p.item.job_id in done
+            )
         except Unavailable:
             # Put everything back; the listener/timer wakes us when the
             # database returns. Nothing was committed.
@@ -344,6 +380,7 @@ class Dispatcher:
             out = outs[id(pending)]
             if out is None:
                 continue
+            self._count_result(pending, out)
             reason = out.rejected.reason if out.rejected else ""
             frame = frames.setdefault(pending.stream, worker_pb2.DequeueResponse())
             frame.acks.add(job=pending.ref, accepted=out.rejected is None, reason=reason)
@@ -358,6 +395,8 @@ class Dispatcher:
                     continue
                 stream.in_flight[job.job_id] = job.attempt
                 self.owner[job.job_id] = stream
+                self._labels[job.job_id, job.attempt] = (job.namespace_id, job.kind)
+                self.metrics.jobs_started.labels(job.namespace_id, job.kind).inc()
                 frame = frames.setdefault(stream, worker_pb2.DequeueResponse())
                 _add_assignment(frame, job, self.config.lease, seq)
         for stream, frame in frames.items():
@@ -367,6 +406,17 @@ class Dispatcher:
         if self._results or any(rows for _, _, rows in claimed):
             # More results queued meanwhile, or the frontier may hold more.
             self._wake.set()
+
+    def _count_result(self, pending: _Pending, out: ResultOut) -> None:
+        # Attempts this process did not push (adopted on a reconnect) have
+        # no labels here; they are counted without them.
+        namespace, kind = self._labels.pop((pending.item.job_id, pending.ref.attempt), ("", ""))
+        if out.rejected is not None:
+            self.metrics.stale_results.inc()
+            return
+        label = _OUTCOME_LABEL.get(out.outcome) if out.outcome is not None else None
+        if label is not None:
+            self.metrics.jobs_finished.labels(namespace, kind, label).inc()
 
     async def _release(self, unsent: dict[uuid.UUID, int]) -> None:
         """Hand back jobs claimed for a stream that closed meanwhile; if this
@@ -419,6 +469,7 @@ class Dispatcher:
         except Unavailable:
             return
         if requeued or failed:
+            self.metrics.lease_expiries.inc(requeued + failed)
             log.info(
                 "lease expiry: %d jobs back to READY, %d failed",
                 requeued,

@@ -44,6 +44,10 @@ class WorkerStream:
     unanswered: list[tuple[int, list[tuple[uuid.UUID, int]]]] = field(default_factory=list)
     # Monotonic time anything last arrived from the worker.
     last_heard: float = field(default_factory=time.monotonic)
+    # Names the stream in ListWorkers (a reconnect is a new stream).
+    stream_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # Monotonic time the stream subscribed.
+    connected: float = field(default_factory=time.monotonic)
     # Frames not yet written, and the size of the last one (still mergeable).
     _frames: deque[worker_pb2.DequeueResponse] = field(default_factory=deque)
     _last_bytes: int = 0

@@ -69,6 +69,8 @@ TRANSCODED_SERVICES = (
     "chronosched.v1.AdminService",
     "chronosched.v1.ScheduleService",
     "chronosched.v1.TokenService",
+    # Only ListWorkers has an HTTP binding; Dequeue stays gRPC only.
+    "chronosched.v1.WorkerService",
 )
 
 Config = dict[str, Any]

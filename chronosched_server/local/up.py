@@ -323,6 +323,8 @@ class UpOptions:
     # Without --auth the server runs with --insecure-no-auth.
     auth: bool = False
     admin_token: str | None = field(default=None, repr=False)
+    # Handed to the server (`chronosched server --metrics-port`); None: off.
+    metrics_port: int | None = None
 
 
 @dataclass
@@ -481,6 +483,7 @@ class _Up(UpOptions):
             ("--grpc-port", self.listen, self.grpc_port),
             ("--http-port", self.listen, self.http_port),
             ("--admin-port", ADMIN_HOST, self.admin_port),
+            *([("--metrics-port", self.listen, self.metrics_port)] if self.metrics_port is not None else []),
         ):
             error = _bind_error(host, port)
             if error is None:
@@ -650,6 +653,8 @@ class _Up(UpOptions):
             args += ["--tls-cert", str(self.tls_cert), "--tls-key", str(self.tls_key)]
         if self.tls_client_ca is not None:
             args += ["--tls-client-ca", str(self.tls_client_ca)]
+        if self.metrics_port is not None:
+            args += ["--metrics-port", str(self.metrics_port)]
         # The admin token travels in the environment (command lines are
         # public); without --auth the server takes calls without tokens.
         if self.auth and self.admin_token:
@@ -826,6 +831,11 @@ class _Up(UpOptions):
             f"  {http:<{width}}Envoy: REST under /api/v1 and /healthz, gRPC passed through to the server",
             f"  {grpc:<{width}}gRPC server: the API and the workers' job streams",
             f"  {admin:<{width}}Envoy's admin API (always 127.0.0.1: it can stop Envoy)",
+            *(
+                [f"  {host_port(self.listen, self.metrics_port):<{width}}Prometheus metrics at /metrics"]
+                if self.metrics_port is not None
+                else []
+            ),
             f"  {'PostgreSQL':<{width}}{self._database_line()}",
             f"TLS:  {self._tls_line()}",
             f"auth: {self._auth_line()}",

@@ -214,3 +214,28 @@ class TokenCheck:
     revoked: bool
     # last_used_time is older than a minute (or unset): worth an update.
     use_stale: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FrontierCount:
+    """READY jobs of one namespace and kind (the metrics' frontier gauge)."""
+
+    namespace_id: str
+    kind: str
+    jobs: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPresence:
+    """One open Dequeue stream as its replica last recorded it (migration 0008)."""
+
+    stream_id: uuid.UUID
+    worker_id: str
+    replica_id: str
+    namespaces: list[str]
+    all_namespaces: bool
+    kinds: list[str]
+    slots: int
+    jobs_in_flight: int
+    connect_time: datetime
+    heartbeat_time: datetime

@@ -57,6 +57,8 @@ class ResultOut:
 
     changed: bool
     rejected: DomainError | None = None
+    # What the result did (for metrics); None when refused or unknown.
+    outcome: Outcome | None = None
 
 
 @dataclass
@@ -118,7 +120,7 @@ async def decide(conn: Conn, items: list[ResultIn]) -> tuple[Writes, list[Result
         elif outcome is Outcome.FAIL:
             facts[item.job_id] = replace(current, state="FAILED")
             writes.failed.append((item.job_id, row["dag_id"], item.error))
-        outs.append(ResultOut(outcome is not Outcome.ACK))
+        outs.append(ResultOut(outcome is not Outcome.ACK, outcome=outcome))
     return writes, outs
 
 

@@ -209,6 +209,7 @@ REQUESTS: dict[str, Make] = {
     ),
     "TokenService/ListTokens": lambda w: token_pb2.ListTokensRequest(),
     "TokenService/RevokeToken": lambda w: token_pb2.RevokeTokenRequest(token_id=w.some_token),
+    "WorkerService/ListWorkers": lambda w: worker_pb2.ListWorkersRequest(namespace_id=A),
     "WorkerService/Dequeue": lambda w: worker_pb2.DequeueRequest(
         subscribe=worker_pb2.Subscribe(worker_id="w", namespaces=[A], kinds=["noop"], slots=1)
     ),

@@ -52,9 +52,20 @@ STUB = {
     "ScheduleService": "schedules",
     "AdminService": "admin",
     "TokenService": "tokens",
+    "WorkerService": "workers",
 }
 Def = definition_pb2.JobDefinition
-LISTS = ("namespaces", "definitions", "jobs", "dags", "dag_jobs", "dependencies", "fires", "tokens")
+LISTS = (
+    "namespaces",
+    "definitions",
+    "jobs",
+    "dags",
+    "dag_jobs",
+    "dependencies",
+    "fires",
+    "tokens",
+    "workers",
+)
 
 
 def unary_rpcs() -> dict[str, MethodDescriptor]:
@@ -163,6 +174,8 @@ async def build_world(api: Stubs) -> World:
     # No cron fire happens in the test (the schedule is daily at 03:00), so
     # the fires token is made the way the server makes one: a scheduled time.
     page_tokens["fires"] = ids.encode_page_token(datetime(2026, 1, 1, tzinfo=UTC).isoformat())
+    # No worker is connected either: the workers token is a (worker id, stream id) cursor.
+    page_tokens["workers"] = ids.encode_page_token("w1 0190a0a0-0000-7000-8000-000000000000")
     assert all(page_tokens.values()) and set(page_tokens) == set(LISTS), page_tokens
     return World(
         ns=ns,
@@ -311,6 +324,9 @@ BASELINES: dict[str, Callable[[World], Message]] = {
         page_size=10, page_token=w.tokens["tokens"], namespace_id=w.ns, show_inactive=True
     ),
     "TokenService.RevokeToken": lambda w: token_pb2.RevokeTokenRequest(token_id=w.token_id),
+    "WorkerService.ListWorkers": lambda w: worker_pb2.ListWorkersRequest(
+        namespace_id=w.ns, page_size=10, page_token=w.tokens["workers"]
+    ),
 }
 
 

@@ -20,6 +20,7 @@ from chronosched.v1 import (
     namespace_pb2_grpc,
     schedule_pb2_grpc,
     token_pb2_grpc,
+    worker_pb2_grpc,
 )
 from chronosched_server.app import Server
 from chronosched_server.config import Config
@@ -56,6 +57,10 @@ class Stubs:
     @property
     def tokens(self) -> token_pb2_grpc.TokenServiceAsyncStub:
         return token_pb2_grpc.TokenServiceStub(self.channel)
+
+    @property
+    def workers(self) -> worker_pb2_grpc.WorkerServiceAsyncStub:
+        return worker_pb2_grpc.WorkerServiceStub(self.channel)
 
 
 @asynccontextmanager

@@ -149,6 +149,10 @@ def _http_bindings() -> dict[str, set[str]]:
             if f"{file.package}.{service.name}" not in TRANSCODED_SERVICES:
                 continue
             for method in service.method:
+                if method.client_streaming or method.server_streaming:
+                    # A stream (Dequeue) stays gRPC only: no binding at all.
+                    assert not method.options.HasExtension(annotations_pb2.http), method.name
+                    continue
                 rule = method.options.Extensions[annotations_pb2.http]
                 for binding in (rule, *rule.additional_bindings):
                     verb = binding.WhichOneof("pattern")

@@ -29,6 +29,7 @@ LAYER_OF = {
     "scheduler": "scheduler",
     "api": "api",
     "config": "config",
+    "metrics": "metrics",
     "local": "local",
     "app": "app",
     "cli": "entry",
@@ -41,13 +42,26 @@ ALLOWED = {
     "pure": {"pure"},
     "config": set(),
     "storage": {"pure"},
+    # Metric objects and their collectors; fed by dispatch, api and app.
+    "metrics": {"pure", "storage"},
     "render": {"pure", "storage"},
-    "dispatch": {"pure", "storage", "render"},
+    "dispatch": {"pure", "storage", "render", "metrics"},
     "scheduler": {"pure", "storage"},
-    "api": {"pure", "storage", "render", "dispatch"},
+    "api": {"pure", "storage", "render", "dispatch", "metrics"},
     "local": {"pure", "storage", "config"},
-    "app": {"pure", "storage", "render", "dispatch", "scheduler", "api", "config"},
-    "entry": {"pure", "storage", "render", "dispatch", "scheduler", "api", "config", "local", "app"},
+    "app": {"pure", "storage", "render", "dispatch", "scheduler", "api", "config", "metrics"},
+    "entry": {
+        "pure",
+        "storage",
+        "render",
+        "dispatch",
+        "scheduler",
+        "api",
+        "config",
+        "local",
+        "app",
+        "metrics",
+    },
 }
 
 # Layers of the client package (chronosched, beside the generated chronosched.v1):

@@ -13,12 +13,21 @@ import yaml
 from google.api import annotations_pb2
 from openapi_spec_validator import validate
 
-from chronosched.v1 import admin_pb2, dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2, token_pb2
+from chronosched.v1 import (
+    admin_pb2,
+    dag_pb2,
+    definition_pb2,
+    job_pb2,
+    namespace_pb2,
+    schedule_pb2,
+    token_pb2,
+    worker_pb2,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = (admin_pb2, dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2, token_pb2)
+MODULES = (admin_pb2, dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2, token_pb2, worker_pb2)
 
 
 def _document() -> dict[str, Any]:

@@ -137,6 +137,12 @@ class FakeWorkerService(worker_pb2_grpc.WorkerServiceServicer):
         self.streams: asyncio.Queue[FakeStream] = asyncio.Queue()
         self.reject_all = False
 
+    async def ListWorkers(
+        self, request: worker_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> worker_pb2.ListWorkersResponse:
+        # Workers never call it; only the real server lists streams.
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the fake server lists no workers")
+
     async def Dequeue(
         self, request_iterator: AsyncIterator[Request], context: grpc.aio.ServicerContext[Request, Response]
     ) -> AsyncIterator[Response]:

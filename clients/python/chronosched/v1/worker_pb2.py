@@ -23,19 +23,50 @@ _sym_db = _symbol_database.Default()
 
 
 from chronosched.v1 import job_pb2 as chronosched_dot_v1_dot_job__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63hronosched/v1/worker.proto\x12\x0e\x63hronosched.v1\x1a\x18\x63hronosched/v1/job.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"5\n\x06JobRef\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x61ttempt\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02\"\xfd\x01\n\x0e\x44\x65queueRequest\x12\x34\n\tsubscribe\x18\x01 \x01(\x0b\x32\x19.chronosched.v1.SubscribeB\x04\xe2\x41\x01\x01H\x00\x12\x33\n\x07results\x18\x05 \x01(\x0b\x32\x1a.chronosched.v1.JobResultsB\x04\xe2\x41\x01\x01H\x00\x12\x34\n\theartbeat\x18\x03 \x01(\x0b\x32\x19.chronosched.v1.HeartbeatB\x04\xe2\x41\x01\x01H\x00\x12\x31\n\x05slots\x18\x04 \x01(\x0b\x32\x1a.chronosched.v1.SlotUpdateB\x04\xe2\x41\x01\x01H\x00\x42\t\n\x07messageJ\x04\x08\x02\x10\x03R\x06result\"\xb5\x01\n\tSubscribe\x12\x17\n\tworker_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nnamespaces\x18\x02 \x03(\tB\x04\xe2\x41\x01\x01\x12\x1c\n\x0e\x61ll_namespaces\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x13\n\x05kinds\x18\x04 \x03(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05slots\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12-\n\x07running\x18\x06 \x03(\x0b\x32\x16.chronosched.v1.JobRefB\x04\xe2\x41\x01\x01\"\xae\x01\n\tJobResult\x12)\n\x03job\x18\x01 \x01(\x0b\x32\x16.chronosched.v1.JobRefB\x04\xe2\x41\x01\x02\x12\x15\n\x07success\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12-\n\x06result\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x13\n\x05\x65rror\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rnon_retryable\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01\">\n\nJobResults\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x19.chronosched.v1.JobResultB\x04\xe2\x41\x01\x01\"R\n\tHeartbeat\x12-\n\x07running\x18\x01 \x03(\x0b\x32\x16.chronosched.v1.JobRefB\x04\xe2\x41\x01\x01\x12\x16\n\x08sequence\x18\x02 \x01(\x04\x42\x04\xe2\x41\x01\x01\"!\n\nSlotUpdate\x12\x13\n\x05slots\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\"\xfc\x02\n\x0f\x44\x65queueResponse\x12-\n\x04\x61\x63ks\x18\x05 \x03(\x0b\x32\x19.chronosched.v1.ResultAckB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x61ssignments\x18\x06 \x03(\x0b\x32\x1a.chronosched.v1.AssignmentB\x04\xe2\x41\x01\x03\x12\x30\n\x07\x63\x61ncels\x18\x07 \x03(\x0b\x32\x19.chronosched.v1.CancelJobB\x04\xe2\x41\x01\x03\x12\x32\n\tkeepalive\x18\x04 \x01(\x0b\x32\x19.chronosched.v1.KeepaliveB\x04\xe2\x41\x01\x03\x12:\n\x0eheartbeat_acks\x18\x08 \x03(\x0b\x32\x1c.chronosched.v1.HeartbeatAckB\x04\xe2\x41\x01\x03\x12\x36\n\x08settings\x18\t \x01(\x0b\x32\x1e.chronosched.v1.StreamSettingsB\x04\xe2\x41\x01\x03J\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04R\nassignmentR\x06\x63\x61ncelR\x03\x61\x63k\"\x88\x02\n\nAssignment\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x13.chronosched.v1.JobB\x04\xe2\x41\x01\x03\x12;\n\x11lease_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x37\n\x0elease_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\x12:\n\x11\x65xecution_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\x12 \n\x12heartbeat_sequence\x18\x05 \x01(\x04\x42\x04\xe2\x41\x01\x03\"\xc0\x01\n\x0eStreamSettings\x12\x37\n\x0elease_duration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\x12;\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\x12\x38\n\x0fsilence_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\"\x8a\x01\n\x0cHeartbeatAck\x12\x16\n\x08sequence\x18\x01 \x01(\x04\x42\x04\xe2\x41\x01\x03\x12\x36\n\x08\x65xtended\x18\x02 \x03(\x0b\x32\x1e.chronosched.v1.LeaseExtensionB\x04\xe2\x41\x01\x03\x12*\n\x04lost\x18\x03 \x03(\x0b\x32\x16.chronosched.v1.JobRefB\x04\xe2\x41\x01\x03\"x\n\x0eLeaseExtension\x12)\n\x03job\x18\x01 \x01(\x0b\x32\x16.chronosched.v1.JobRefB\x04\xe2\x41\x01\x03\x12;\n\x11lease_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"L\n\tCancelJob\x12)\n\x03job\x18\x01 \x01(\x0b\x32\x16.chronosched.v1.JobRefB\x04\xe2\x41\x01\x03\x12\x14\n\x06reason\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"d\n\tResultAck\x12)\n\x03job\x18\x01 \x01(\x0b\x32\x16.chronosched.v1.JobRefB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\"B\n\tKeepalive\x12\x35\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x32_\n\rWorkerService\x12N\n\x07\x44\x65queue\x12\x1e.chronosched.v1.DequeueRequest\x1a\x1f.chronosched.v1.DequeueResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63hronosched/v1/worker.proto\x12\x0e\x63hronosched.v1\x1a\x18\x63hronosched/v1/job.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n\x12ListWorkersRequest\x12\x1a\n\x0cnamespace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"l\n\x13ListWorkersResponse\x12\x36\n\x07workers\x18\x01 \x03(\x0b\x32\x1f.chronosched.v1.ConnectedWorkerB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"\xcf\x02\n\x0f\x43onnectedWorker\x12\x17\n\tworker_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\tstream_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nreplica_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nnamespaces\x18\x04 \x03(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x61ll_namespaces\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x13\n\x05kinds\x18\x06 \x03(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05slots\x18\x07 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x1c\n\x0ejobs_in_flight\x18\x08 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x36\n\x0c\x63onnect_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x38\n\x0eheartbeat_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"5\n\x06JobRef\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x61ttempt\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02\"\xfd\x01\n\x0e\x44\x65queueRequest\x12\x34\n\tsubscribe\x18\x01 \x01(\x0b\x32\x19.chronosched.v1.SubscribeB\x04\xe2\x41\x01\x01H\x00\x12\x33\n\x07results\x18\x05 \x01(\x0b\x32\x1a.chronosched.v1.JobResultsB\x04\xe2\x41\x01\x01H\x00\x12\x34\n\theartbeat\x18\x03 \x01(\x0b\x32\x19.chronosched.v1.HeartbeatB\x04\xe2\x41\x01\x01H\x00\x12\x31\n\x05slots\x18\x04 \x01(\x0b\x32\x1a.chronosched.v1.SlotUpdateB\x04\xe2\x41\x01\x01H\x00\x42\t\n\x07messageJ\x04\x08\x02\x10\x03R\x06result\"\xb5\x01\n\tSubscribe\x12\x17\n\tworker_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nnamespaces\x18\x02 \x03(\tB\x04\xe2\x41\x01\x01\x12\x1c\n\x0e\x61ll_namespaces\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x13\n\x05kinds\x18\x04 \x03(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05slots\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12-\n\x07running\x18\x06 \x03(\x0b\x32\x16.chronosched.v1.JobRefB\x04\xe2\x41\x01\x01\"\xae\x01\n\tJobResult\x12)\n\x03job\x18\x01 \x01(\x0b\x32\x16.chronosched.v1.JobRefB\x04\xe2\x41\x01\x02\x12\x15\n\x07success\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12-\n\x06result\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x13\n\x05\x65rror\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rnon_retryable\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01\">\n\nJobResults\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x19.chronosched.v1.JobResultB\x04\xe2\x41\x01\x01\"R\n\tHeartbeat\x12-\n\x07running\x18\x01 \x03(\x0b\x32\x16.chronosched.v1.JobRefB\x04\xe2\x41\x01\x01\x12\x16\n\x08sequence\x18\x02 \x01(\x04\x42\x04\xe2\x41\x01\x01\"!\n\nSlotUpdate\x12\x13\n\x05slots\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\"\xfc\x02\n\x0f\x44\x65queueResponse\x12-\n\x04\x61\x63ks\x18\x05 \x03(\x0b\x32\x19.chronosched.v1.ResultAckB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x61ssignments\x18\x06 \x03(\x0b\x32\x1a.chronosched.v1.AssignmentB\x04\xe2\x41\x01\x03\x12\x30\n\x07\x63\x61ncels\x18\x07 \x03(\x0b\x32\x19.chronosched.v1.CancelJobB\x04\xe2\x41\x01\x03\x12\x32\n\tkeepalive\x18\x04 \x01(\x0b\x32\x19.chronosched.v1.KeepaliveB\x04\xe2\x41\x01\x03\x12:\n\x0eheartbeat_acks\x18\x08 \x03(\x0b\x32\x1c.chronosched.v1.HeartbeatAckB\x04\xe2\x41\x01\x03\x12\x36\n\x08settings\x18\t \x01(\x0b\x32\x1e.chronosched.v1.StreamSettingsB\x04\xe2\x41\x01\x03J\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04R\nassignmentR\x06\x63\x61ncelR\x03\x61\x63k\"\x88\x02\n\nAssignment\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x13.chronosched.v1.JobB\x04\xe2\x41\x01\x03\x12;\n\x11lease_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x37\n\x0elease_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\x12:\n\x11\x65xecution_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\x12 \n\x12heartbeat_sequence\x18\x05 \x01(\x04\x42\x04\xe2\x41\x01\x03\"\xc0\x01\n\x0eStreamSettings\x12\x37\n\x0elease_duration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\x12;\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\x12\x38\n\x0fsilence_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03\"\x8a\x01\n\x0cHeartbeatAck\x12\x16\n\x08sequence\x18\x01 \x01(\x04\x42\x04\xe2\x41\x01\x03\x12\x36\n\x08\x65xtended\x18\x02 \x03(\x0b\x32\x1e.chronosched.v1.LeaseExtensionB\x04\xe2\x41\x01\x03\x12*\n\x04lost\x18\x03 \x03(\x0b\x32\x16.chronosched.v1.JobRefB\x04\xe2\x41\x01\x03\"x\n\x0eLeaseExtension\x12)\n\x03job\x18\x01 \x01(\x0b\x32\x16.chronosched.v1.JobRefB\x04\xe2\x41\x01\x03\x12;\n\x11lease_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"L\n\tCancelJob\x12)\n\x03job\x18\x01 \x01(\x0b\x32\x16.chronosched.v1.JobRefB\x04\xe2\x41\x01\x03\x12\x14\n\x06reason\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"d\n\tResultAck\x12)\n\x03job\x18\x01 \x01(\x0b\x32\x16.chronosched.v1.JobRefB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\"B\n\tKeepalive\x12\x35\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x32\xf3\x01\n\rWorkerService\x12N\n\x07\x44\x65queue\x12\x1e.chronosched.v1.DequeueRequest\x1a\x1f.chronosched.v1.DequeueResponse(\x01\x30\x01\x12\x91\x01\n\x0bListWorkers\x12\".chronosched.v1.ListWorkersRequest\x1a#.chronosched.v1.ListWorkersResponse\"9\x82\xd3\xe4\x93\x02\x33\x12\x0f/api/v1/workersZ \x12\x1e/api/v1/workers/{namespace_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chronosched.v1.worker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['namespace_id']._loaded_options = None
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['namespace_id']._serialized_options = b'\342A\001\001'
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTWORKERSRESPONSE'].fields_by_name['workers']._loaded_options = None
+  _globals['_LISTWORKERSRESPONSE'].fields_by_name['workers']._serialized_options = b'\342A\001\003'
+  _globals['_LISTWORKERSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTWORKERSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\342A\001\003'
+  _globals['_CONNECTEDWORKER'].fields_by_name['worker_id']._loaded_options = None
+  _globals['_CONNECTEDWORKER'].fields_by_name['worker_id']._serialized_options = b'\342A\001\003'
+  _globals['_CONNECTEDWORKER'].fields_by_name['stream_id']._loaded_options = None
+  _globals['_CONNECTEDWORKER'].fields_by_name['stream_id']._serialized_options = b'\342A\001\003'
+  _globals['_CONNECTEDWORKER'].fields_by_name['replica_id']._loaded_options = None
+  _globals['_CONNECTEDWORKER'].fields_by_name['replica_id']._serialized_options = b'\342A\001\003'
+  _globals['_CONNECTEDWORKER'].fields_by_name['namespaces']._loaded_options = None
+  _globals['_CONNECTEDWORKER'].fields_by_name['namespaces']._serialized_options = b'\342A\001\003'
+  _globals['_CONNECTEDWORKER'].fields_by_name['all_namespaces']._loaded_options = None
+  _globals['_CONNECTEDWORKER'].fields_by_name['all_namespaces']._serialized_options = b'\342A\001\003'
+  _globals['_CONNECTEDWORKER'].fields_by_name['kinds']._loaded_options = None
+  _globals['_CONNECTEDWORKER'].fields_by_name['kinds']._serialized_options = b'\342A\001\003'
+  _globals['_CONNECTEDWORKER'].fields_by_name['slots']._loaded_options = None
+  _globals['_CONNECTEDWORKER'].fields_by_name['slots']._serialized_options = b'\342A\001\003'
+  _globals['_CONNECTEDWORKER'].fields_by_name['jobs_in_flight']._loaded_options = None
+  _globals['_CONNECTEDWORKER'].fields_by_name['jobs_in_flight']._serialized_options = b'\342A\001\003'
+  _globals['_CONNECTEDWORKER'].fields_by_name['connect_time']._loaded_options = None
+  _globals['_CONNECTEDWORKER'].fields_by_name['connect_time']._serialized_options = b'\342A\001\003'
+  _globals['_CONNECTEDWORKER'].fields_by_name['heartbeat_time']._loaded_options = None
+  _globals['_CONNECTEDWORKER'].fields_by_name['heartbeat_time']._serialized_options = b'\342A\001\003'
   _globals['_JOBREF'].fields_by_name['job_id']._loaded_options = None
   _globals['_JOBREF'].fields_by_name['job_id']._serialized_options = b'\342A\001\002'
   _globals['_JOBREF'].fields_by_name['attempt']._loaded_options = None
@@ -128,36 +159,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESULTACK'].fields_by_name['reason']._serialized_options = b'\342A\001\003'
   _globals['_KEEPALIVE'].fields_by_name['server_time']._loaded_options = None
   _globals['_KEEPALIVE'].fields_by_name['server_time']._serialized_options = b'\342A\001\003'
-  _globals['_JOBREF']._serialized_start=201
-  _globals['_JOBREF']._serialized_end=254
-  _globals['_DEQUEUEREQUEST']._serialized_start=257
-  _globals['_DEQUEUEREQUEST']._serialized_end=510
-  _globals['_SUBSCRIBE']._serialized_start=513
-  _globals['_SUBSCRIBE']._serialized_end=694
-  _globals['_JOBRESULT']._serialized_start=697
-  _globals['_JOBRESULT']._serialized_end=871
-  _globals['_JOBRESULTS']._serialized_start=873
-  _globals['_JOBRESULTS']._serialized_end=935
-  _globals['_HEARTBEAT']._serialized_start=937
-  _globals['_HEARTBEAT']._serialized_end=1019
-  _globals['_SLOTUPDATE']._serialized_start=1021
-  _globals['_SLOTUPDATE']._serialized_end=1054
-  _globals['_DEQUEUERESPONSE']._serialized_start=1057
-  _globals['_DEQUEUERESPONSE']._serialized_end=1437
-  _globals['_ASSIGNMENT']._serialized_start=1440
-  _globals['_ASSIGNMENT']._serialized_end=1704
-  _globals['_STREAMSETTINGS']._serialized_start=1707
-  _globals['_STREAMSETTINGS']._serialized_end=1899
-  _globals['_HEARTBEATACK']._serialized_start=1902
-  _globals['_HEARTBEATACK']._serialized_end=2040
-  _globals['_LEASEEXTENSION']._serialized_start=2042
-  _globals['_LEASEEXTENSION']._serialized_end=2162
-  _globals['_CANCELJOB']._serialized_start=2164
-  _globals['_CANCELJOB']._serialized_end=2240
-  _globals['_RESULTACK']._serialized_start=2242
-  _globals['_RESULTACK']._serialized_end=2342
-  _globals['_KEEPALIVE']._serialized_start=2344
-  _globals['_KEEPALIVE']._serialized_end=2410
-  _globals['_WORKERSERVICE']._serialized_start=2412
-  _globals['_WORKERSERVICE']._serialized_end=2507
+  _globals['_WORKERSERVICE'].methods_by_name['ListWorkers']._loaded_options = None
+  _globals['_WORKERSERVICE'].methods_by_name['ListWorkers']._serialized_options = b'\202\323\344\223\0023\022\017/api/v1/workersZ \022\036/api/v1/workers/{namespace_id}'
+  _globals['_LISTWORKERSREQUEST']._serialized_start=231
+  _globals['_LISTWORKERSREQUEST']._serialized_end=330
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=332
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=440
+  _globals['_CONNECTEDWORKER']._serialized_start=443
+  _globals['_CONNECTEDWORKER']._serialized_end=778
+  _globals['_JOBREF']._serialized_start=780
+  _globals['_JOBREF']._serialized_end=833
+  _globals['_DEQUEUEREQUEST']._serialized_start=836
+  _globals['_DEQUEUEREQUEST']._serialized_end=1089
+  _globals['_SUBSCRIBE']._serialized_start=1092
+  _globals['_SUBSCRIBE']._serialized_end=1273
+  _globals['_JOBRESULT']._serialized_start=1276
+  _globals['_JOBRESULT']._serialized_end=1450
+  _globals['_JOBRESULTS']._serialized_start=1452
+  _globals['_JOBRESULTS']._serialized_end=1514
+  _globals['_HEARTBEAT']._serialized_start=1516
+  _globals['_HEARTBEAT']._serialized_end=1598
+  _globals['_SLOTUPDATE']._serialized_start=1600
+  _globals['_SLOTUPDATE']._serialized_end=1633
+  _globals['_DEQUEUERESPONSE']._serialized_start=1636
+  _globals['_DEQUEUERESPONSE']._serialized_end=2016
+  _globals['_ASSIGNMENT']._serialized_start=2019
+  _globals['_ASSIGNMENT']._serialized_end=2283
+  _globals['_STREAMSETTINGS']._serialized_start=2286
+  _globals['_STREAMSETTINGS']._serialized_end=2478
+  _globals['_HEARTBEATACK']._serialized_start=2481
+  _globals['_HEARTBEATACK']._serialized_end=2619
+  _globals['_LEASEEXTENSION']._serialized_start=2621
+  _globals['_LEASEEXTENSION']._serialized_end=2741
+  _globals['_CANCELJOB']._serialized_start=2743
+  _globals['_CANCELJOB']._serialized_end=2819
+  _globals['_RESULTACK']._serialized_start=2821
+  _globals['_RESULTACK']._serialized_end=2921
+  _globals['_KEEPALIVE']._serialized_start=2923
+  _globals['_KEEPALIVE']._serialized_end=2989
+  _globals['_WORKERSERVICE']._serialized_start=2992
+  _globals['_WORKERSERVICE']._serialized_end=3235
 # @@protoc_insertion_point(module_scope)

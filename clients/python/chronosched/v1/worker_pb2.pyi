@@ -29,6 +29,138 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ListWorkersRequest(_message.Message):
+    """ListWorkersRequest asks for one page of connected workers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    namespace_id: _builtins.str
+    """Only the workers that take jobs from this namespace (naming it, or
+    serving every namespace); empty lists all the caller may see.
+    """
+    page_size: _builtins.int
+    """Page size; 0 means the default of 50, the maximum is 1000."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page, or empty for the first page."""
+    def __init__(
+        self,
+        *,
+        namespace_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["namespace_id", b"namespace_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersRequest: _TypeAlias = ListWorkersRequest  # noqa: Y015
+
+@_typing.final
+class ListWorkersResponse(_message.Message):
+    """ListWorkersResponse is one page of connected workers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConnectedWorker]:
+        """The open streams on this page, in (worker_id, stream_id) order."""
+
+    def __init__(
+        self,
+        *,
+        workers: _abc.Iterable[Global___ConnectedWorker] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersResponse: _TypeAlias = ListWorkersResponse  # noqa: Y015
+
+@_typing.final
+class ConnectedWorker(_message.Message):
+    """ConnectedWorker is one open Dequeue stream, as its server last recorded it
+    (counts are refreshed every StreamSettings.heartbeat_interval).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
+    NAMESPACES_FIELD_NUMBER: _builtins.int
+    ALL_NAMESPACES_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    SLOTS_FIELD_NUMBER: _builtins.int
+    JOBS_IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    CONNECT_TIME_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_TIME_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    """The id the worker gave in its Subscribe."""
+    stream_id: _builtins.str
+    """The stream's id, new for every stream (a reconnect gets another)."""
+    replica_id: _builtins.str
+    """The server process holding the stream (a random id per process)."""
+    all_namespaces: _builtins.bool
+    """It takes jobs from every namespace."""
+    slots: _builtins.int
+    """How many jobs it runs at once."""
+    jobs_in_flight: _builtins.int
+    """Attempts leased to it on this stream and not yet reported back."""
+    @_builtins.property
+    def namespaces(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The namespaces it takes jobs from (empty with all_namespaces); for a
+        token limited to one namespace, only that one.
+        """
+
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The job kinds it has handlers for."""
+
+    @_builtins.property
+    def connect_time(self) -> _timestamp_pb2.Timestamp:
+        """When the stream subscribed (database time)."""
+
+    @_builtins.property
+    def heartbeat_time(self) -> _timestamp_pb2.Timestamp:
+        """When the server last heard from the worker (any message, a heartbeat at
+        least every heartbeat_interval), as of its last refresh (database time).
+        """
+
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        stream_id: _builtins.str = ...,
+        replica_id: _builtins.str = ...,
+        namespaces: _abc.Iterable[_builtins.str] | None = ...,
+        all_namespaces: _builtins.bool = ...,
+        kinds: _abc.Iterable[_builtins.str] | None = ...,
+        slots: _builtins.int = ...,
+        jobs_in_flight: _builtins.int = ...,
+        connect_time: _timestamp_pb2.Timestamp | None = ...,
+        heartbeat_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "heartbeat_time", b"heartbeat_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_namespaces", b"all_namespaces", "connect_time", b"connect_time", "heartbeat_time", b"heartbeat_time", "jobs_in_flight", b"jobs_in_flight", "kinds", b"kinds", "namespaces", b"namespaces", "replica_id", b"replica_id", "slots", b"slots", "stream_id", b"stream_id", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConnectedWorker: _TypeAlias = ConnectedWorker  # noqa: Y015
+
+@_typing.final
 class JobRef(_message.Message):
     """JobRef names one attempt of one job."""
 

@@ -26,9 +26,9 @@ if _version_not_supported:
 
 
 class WorkerServiceStub:
-    """WorkerService is the workers' connection to the server. It is gRPC only
-    (no REST binding): results travel on the same stream as assignments so the
-    server can apply them in batches.
+    """WorkerService is the workers' connection to the server. Dequeue is gRPC
+    only (no REST binding): results travel on the same stream as assignments so
+    the server can apply them in batches. ListWorkers is also served over REST.
     """
 
     def __init__(self, channel):
@@ -42,12 +42,17 @@ class WorkerServiceStub:
                 request_serializer=chronosched_dot_v1_dot_worker__pb2.DequeueRequest.SerializeToString,
                 response_deserializer=chronosched_dot_v1_dot_worker__pb2.DequeueResponse.FromString,
                 _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/chronosched.v1.WorkerService/ListWorkers',
+                request_serializer=chronosched_dot_v1_dot_worker__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=chronosched_dot_v1_dot_worker__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
-    """WorkerService is the workers' connection to the server. It is gRPC only
-    (no REST binding): results travel on the same stream as assignments so the
-    server can apply them in batches.
+    """WorkerService is the workers' connection to the server. Dequeue is gRPC
+    only (no REST binding): results travel on the same stream as assignments so
+    the server can apply them in batches. ListWorkers is also served over REST.
     """
 
     def Dequeue(self, request_iterator, context):
@@ -55,6 +60,19 @@ class WorkerServiceServicer:
         Subscribe; after it the worker sends results, heartbeats and slot
         changes, and the server pushes assignments (only while the worker has a
         free slot), cancellations, result acknowledgements and keepalives.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkers(self, request, context):
+        """ListWorkers lists the Dequeue streams open on every server replica that
+        shares the database, in (worker_id, stream_id) order. A stream shows from
+        its Subscribe until it closes; a stream of a replica that died without
+        closing it stops showing within StreamSettings.silence_timeout. A token
+        limited to one namespace sees only the workers serving that namespace,
+        and of their namespaces only that one. docs/workers.md, "Connected
+        workers".
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -68,6 +86,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     request_deserializer=chronosched_dot_v1_dot_worker__pb2.DequeueRequest.FromString,
                     response_serializer=chronosched_dot_v1_dot_worker__pb2.DequeueResponse.SerializeToString,
             ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=chronosched_dot_v1_dot_worker__pb2.ListWorkersRequest.FromString,
+                    response_serializer=chronosched_dot_v1_dot_worker__pb2.ListWorkersResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'chronosched.v1.WorkerService', rpc_method_handlers)
@@ -77,9 +100,9 @@ def add_WorkerServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class WorkerService:
-    """WorkerService is the workers' connection to the server. It is gRPC only
-    (no REST binding): results travel on the same stream as assignments so the
-    server can apply them in batches.
+    """WorkerService is the workers' connection to the server. Dequeue is gRPC
+    only (no REST binding): results travel on the same stream as assignments so
+    the server can apply them in batches. ListWorkers is also served over REST.
     """
 
     @staticmethod
@@ -99,6 +122,33 @@ class WorkerService:
             '/chronosched.v1.WorkerService/Dequeue',
             chronosched_dot_v1_dot_worker__pb2.DequeueRequest.SerializeToString,
             chronosched_dot_v1_dot_worker__pb2.DequeueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chronosched.v1.WorkerService/ListWorkers',
+            chronosched_dot_v1_dot_worker__pb2.ListWorkersRequest.SerializeToString,
+            chronosched_dot_v1_dot_worker__pb2.ListWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,9 +33,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class WorkerServiceStub:
-    """WorkerService is the workers' connection to the server. It is gRPC only
-    (no REST binding): results travel on the same stream as assignments so the
-    server can apply them in batches.
+    """WorkerService is the workers' connection to the server. Dequeue is gRPC
+    only (no REST binding): results travel on the same stream as assignments so
+    the server can apply them in batches. ListWorkers is also served over REST.
     """
 
     @_typing.overload
@@ -48,12 +48,21 @@ class WorkerServiceStub:
     changes, and the server pushes assignments (only while the worker has a
     free slot), cancellations, result acknowledgements and keepalives.
     """
+    ListWorkers: _grpc.UnaryUnaryMultiCallable[_worker_pb2.ListWorkersRequest, _worker_pb2.ListWorkersResponse]
+    """ListWorkers lists the Dequeue streams open on every server replica that
+    shares the database, in (worker_id, stream_id) order. A stream shows from
+    its Subscribe until it closes; a stream of a replica that died without
+    closing it stops showing within StreamSettings.silence_timeout. A token
+    limited to one namespace sees only the workers serving that namespace,
+    and of their namespaces only that one. docs/workers.md, "Connected
+    workers".
+    """
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
-    """WorkerService is the workers' connection to the server. It is gRPC only
-    (no REST binding): results travel on the same stream as assignments so the
-    server can apply them in batches.
+    """WorkerService is the workers' connection to the server. Dequeue is gRPC
+    only (no REST binding): results travel on the same stream as assignments so
+    the server can apply them in batches. ListWorkers is also served over REST.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -63,11 +72,20 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     changes, and the server pushes assignments (only while the worker has a
     free slot), cancellations, result acknowledgements and keepalives.
     """
+    ListWorkers: _aio.UnaryUnaryMultiCallable[_worker_pb2.ListWorkersRequest, _worker_pb2.ListWorkersResponse]  # type: ignore[assignment]
+    """ListWorkers lists the Dequeue streams open on every server replica that
+    shares the database, in (worker_id, stream_id) order. A stream shows from
+    its Subscribe until it closes; a stream of a replica that died without
+    closing it stops showing within StreamSettings.silence_timeout. A token
+    limited to one namespace sees only the workers serving that namespace,
+    and of their namespaces only that one. docs/workers.md, "Connected
+    workers".
+    """
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
-    """WorkerService is the workers' connection to the server. It is gRPC only
-    (no REST binding): results travel on the same stream as assignments so the
-    server can apply them in batches.
+    """WorkerService is the workers' connection to the server. Dequeue is gRPC
+    only (no REST binding): results travel on the same stream as assignments so
+    the server can apply them in batches. ListWorkers is also served over REST.
     """
 
     @_abc_1.abstractmethod
@@ -80,6 +98,21 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         Subscribe; after it the worker sends results, heartbeats and slot
         changes, and the server pushes assignments (only while the worker has a
         free slot), cancellations, result acknowledgements and keepalives.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWorkers(
+        self,
+        request: _worker_pb2.ListWorkersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_pb2.ListWorkersResponse, _abc.Awaitable[_worker_pb2.ListWorkersResponse]]:
+        """ListWorkers lists the Dequeue streams open on every server replica that
+        shares the database, in (worker_id, stream_id) order. A stream shows from
+        its Subscribe until it closes; a stream of a replica that died without
+        closing it stops showing within StreamSettings.silence_timeout. A token
+        limited to one namespace sees only the workers serving that namespace,
+        and of their namespaces only that one. docs/workers.md, "Connected
+        workers".
         """
 
 def add_WorkerServiceServicer_to_server(servicer: WorkerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
