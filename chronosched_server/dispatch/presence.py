@@ -11,7 +11,6 @@ refresh of any replica deletes them."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -21,6 +20,7 @@ from chronosched_server.dispatch.streams import WorkerStream
 from chronosched_server.errors import DomainError
 from chronosched_server.storage import presence
 from chronosched_server.storage.db import Database
+from chronosched_server.waits import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,7 @@ class Presence:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), self.every_s)
+            await wait_event(self._changed, self.every_s)
             self._changed.clear()
             try:
                 await self.sync()

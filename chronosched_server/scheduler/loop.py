@@ -35,6 +35,7 @@ from chronosched_server.storage.db import Database, isolating
 from chronosched_server.storage.jobs import StandaloneJob
 from chronosched_server.storage.records import ActiveSchedule
 from chronosched_server.storage.schedules import FireRow
+from chronosched_server.waits import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -361,8 +362,7 @@ class Scheduler:
         if delay <= 0:
             return
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+        await wait_event(self._wake, delay)
 
     async def _listen(self) -> None:
         assert self.listen_url is not None

@@ -18,7 +18,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 # The pure modules: domain rules with no I/O.
-PURE = {"cron", "errors", "graph", "ids", "quotas", "tokens", "topology", "transitions", "validation"}
+PURE = {
+    "cron",
+    "errors",
+    "graph",
+    "ids",
+    "quotas",
+    "tokens",
+    "topology",
+    "transitions",
+    "validation",
+    "waits",
+}
 
 # Layer of each chronosched_server module (by its first name under the package).
 LAYER_OF = {
