@@ -103,6 +103,7 @@ class JobDefinition(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     NEXT_FIRE_TIMES_FIELD_NUMBER: _builtins.int
     RETIRE_TIME_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     def_id: _builtins.str
     """Server-assigned UUID of this version."""
     namespace_id: _builtins.str
@@ -169,6 +170,13 @@ class JobDefinition(_message.Message):
     def retire_time(self) -> _timestamp_pb2.Timestamp:
         """When this version was retired (database time); unset while it is live."""
 
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Things worth knowing that did not stop the call, in English; only in
+        the CreateDefinition response. Today: no worker has served the kind in
+        the namespace recently (its jobs will wait until one connects).
+        """
+
     def __init__(
         self,
         *,
@@ -193,10 +201,11 @@ class JobDefinition(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         next_fire_times: _abc.Iterable[_timestamp_pb2.Timestamp] | None = ...,
         retire_time: _timestamp_pb2.Timestamp | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["backoff_initial", b"backoff_initial", "backoff_max", b"backoff_max", "create_time", b"create_time", "delay_after_parents", b"delay_after_parents", "execution_timeout", b"execution_timeout", "payload_template", b"payload_template", "retire_time", b"retire_time", "starting_deadline", b"starting_deadline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff_initial", b"backoff_initial", "backoff_max", b"backoff_max", "backoff_multiplier", b"backoff_multiplier", "create_time", b"create_time", "cron_spec", b"cron_spec", "def_id", b"def_id", "default_priority", b"default_priority", "delay_after_parents", b"delay_after_parents", "execution_timeout", b"execution_timeout", "kind", b"kind", "max_attempts", b"max_attempts", "misfire_policy", b"misfire_policy", "name", b"name", "namespace_id", b"namespace_id", "next_fire_times", b"next_fire_times", "overlap_policy", b"overlap_policy", "payload_template", b"payload_template", "retire_time", b"retire_time", "starting_deadline", b"starting_deadline", "time_zone", b"time_zone", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff_initial", b"backoff_initial", "backoff_max", b"backoff_max", "backoff_multiplier", b"backoff_multiplier", "create_time", b"create_time", "cron_spec", b"cron_spec", "def_id", b"def_id", "default_priority", b"default_priority", "delay_after_parents", b"delay_after_parents", "execution_timeout", b"execution_timeout", "kind", b"kind", "max_attempts", b"max_attempts", "misfire_policy", b"misfire_policy", "name", b"name", "namespace_id", b"namespace_id", "next_fire_times", b"next_fire_times", "overlap_policy", b"overlap_policy", "payload_template", b"payload_template", "retire_time", b"retire_time", "starting_deadline", b"starting_deadline", "time_zone", b"time_zone", "version", b"version", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

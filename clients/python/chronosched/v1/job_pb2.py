@@ -28,7 +28,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63hronosched/v1/job.proto\x12\x0e\x63hronosched.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x07\n\x03Job\x12\x15\n\x06job_id\x18\x01 \x01(\tB\x05\xe2\x41\x02\x03\x05\x12\x1a\n\x0cnamespace_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x05\x12\x14\n\x06\x64\x61g_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x05\x12\x14\n\x06\x64\x65\x66_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x05\x12\x1a\n\x0b\x64\x65\x66_version\x18\x05 \x01(\x05\x42\x05\xe2\x41\x02\x03\x05\x12\x13\n\x04kind\x18\x06 \x01(\tB\x05\xe2\x41\x02\x03\x05\x12\x11\n\x03key\x18\x07 \x01(\tB\x04\xe2\x41\x01\x05\x12.\n\x05state\x18\x08 \x01(\x0e\x32\x19.chronosched.v1.Job.StateB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x61ttempt\x18\t \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x1b\n\x0cmax_attempts\x18\n \x01(\x05\x42\x05\xe2\x41\x02\x03\x05\x12\x16\n\x08priority\x18\x0b \x01(\x05\x42\x04\xe2\x41\x01\x05\x12.\n\x07payload\x18\x0c \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x05\x12-\n\x06result\x18\r \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x03\x12\x13\n\x05\x65rror\x18\x0e \x01(\tB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x64ue_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x36\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x05\xe2\x41\x02\x03\x05\x12\x34\n\nstart_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12;\n\x11lease_expire_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x17\n\tworker_id\x18\x15 \x01(\tB\x04\xe2\x41\x01\x03\"\xa4\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x0f\n\x0bSTATE_READY\x10\x02\x12\x11\n\rSTATE_RUNNING\x10\x03\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\x12\x13\n\x0fSTATE_CANCELLED\x10\x06\x12\x11\n\rSTATE_SKIPPED\x10\x07\"A\n\rGetJobRequest\x12\x1a\n\x0cnamespace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06job_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\xbc\x01\n\x0fListJobsRequest\x12\x1a\n\x0cnamespace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x19.chronosched.v1.Job.StateB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x64\x61g_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x64\x65\x66_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\"Z\n\x10ListJobsResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.chronosched.v1.JobB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"\x9d\x01\n\x12\x43ompleteJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x1a\n\x07\x61ttempt\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x1a\n\x0cnamespace_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x42\n\n\x08_attempt\"\x9c\x01\n\x0e\x46\x61ilJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05\x65rror\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x07\x61ttempt\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x1b\n\rnon_retryable\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x1a\n\x0cnamespace_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x42\n\n\x08_attempt2\xac\x04\n\nJobService\x12j\n\x06GetJob\x12\x1d.chronosched.v1.GetJobRequest\x1a\x13.chronosched.v1.Job\",\x82\xd3\xe4\x93\x02&\x12$/api/v1/jobs/{namespace_id}/{job_id}\x12r\n\x08ListJobs\x12\x1f.chronosched.v1.ListJobsRequest\x1a .chronosched.v1.ListJobsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/v1/jobs/{namespace_id}\x12\xa5\x01\n\x0b\x43ompleteJob\x12\".chronosched.v1.CompleteJobRequest\x1a\x13.chronosched.v1.Job\"]\x82\xd3\xe4\x93\x02W\"\x1e/api/v1/jobs/{job_id}/complete:\x01*Z2\"-/api/v1/jobs/{namespace_id}/{job_id}/complete:\x01*\x12\x95\x01\n\x07\x46\x61ilJob\x12\x1e.chronosched.v1.FailJobRequest\x1a\x13.chronosched.v1.Job\"U\x82\xd3\xe4\x93\x02O\"\x1a/api/v1/jobs/{job_id}/fail:\x01*Z.\")/api/v1/jobs/{namespace_id}/{job_id}/fail:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63hronosched/v1/job.proto\x12\x0e\x63hronosched.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x07\n\x03Job\x12\x15\n\x06job_id\x18\x01 \x01(\tB\x05\xe2\x41\x02\x03\x05\x12\x1a\n\x0cnamespace_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x05\x12\x14\n\x06\x64\x61g_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x05\x12\x14\n\x06\x64\x65\x66_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x05\x12\x1a\n\x0b\x64\x65\x66_version\x18\x05 \x01(\x05\x42\x05\xe2\x41\x02\x03\x05\x12\x13\n\x04kind\x18\x06 \x01(\tB\x05\xe2\x41\x02\x03\x05\x12\x11\n\x03key\x18\x07 \x01(\tB\x04\xe2\x41\x01\x05\x12.\n\x05state\x18\x08 \x01(\x0e\x32\x19.chronosched.v1.Job.StateB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x61ttempt\x18\t \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x1b\n\x0cmax_attempts\x18\n \x01(\x05\x42\x05\xe2\x41\x02\x03\x05\x12\x16\n\x08priority\x18\x0b \x01(\x05\x42\x04\xe2\x41\x01\x05\x12.\n\x07payload\x18\x0c \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x05\x12-\n\x06result\x18\r \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x03\x12\x13\n\x05\x65rror\x18\x0e \x01(\tB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x64ue_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x36\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x05\xe2\x41\x02\x03\x05\x12\x34\n\nstart_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12;\n\x11lease_expire_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x17\n\tworker_id\x18\x15 \x01(\tB\x04\xe2\x41\x01\x03\x12.\n\x07waiting\x18\x16 \x01(\x0b\x32\x17.chronosched.v1.WaitingB\x04\xe2\x41\x01\x03\"\xa4\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x0f\n\x0bSTATE_READY\x10\x02\x12\x11\n\rSTATE_RUNNING\x10\x03\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\x12\x13\n\x0fSTATE_CANCELLED\x10\x06\x12\x11\n\rSTATE_SKIPPED\x10\x07\"\xfe\x03\n\x07Waiting\x12\x34\n\x06reason\x18\x01 \x01(\x0e\x32\x1e.chronosched.v1.Waiting.ReasonB\x04\xe2\x41\x01\x03\x12\x15\n\x07message\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12 \n\x12unfinished_parents\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x34\n\x07parents\x18\x04 \x03(\x0b\x32\x1d.chronosched.v1.WaitingParentB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x64ue_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12!\n\x13retry_after_attempt\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x12\n\x04kind\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0cslots_in_use\x18\x08 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0bslots_total\x18\t \x01(\x05\x42\x04\xe2\x41\x01\x03\"\xab\x01\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16REASON_DAG_NOT_STARTED\x10\x01\x12\x12\n\x0eREASON_PARENTS\x10\x02\x12\x12\n\x0eREASON_NOT_DUE\x10\x03\x12\x14\n\x10REASON_NO_WORKER\x10\x04\x12\x17\n\x13REASON_WORKERS_FULL\x10\x05\x12\x16\n\x12REASON_DISPATCHING\x10\x06\"h\n\rWaitingParent\x12\x11\n\x03key\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06job_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12.\n\x05state\x18\x03 \x01(\x0e\x32\x19.chronosched.v1.Job.StateB\x04\xe2\x41\x01\x03\"A\n\rGetJobRequest\x12\x1a\n\x0cnamespace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06job_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\xbc\x01\n\x0fListJobsRequest\x12\x1a\n\x0cnamespace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x19.chronosched.v1.Job.StateB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x64\x61g_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x64\x65\x66_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\"Z\n\x10ListJobsResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.chronosched.v1.JobB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fnext_page_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"\x9d\x01\n\x12\x43ompleteJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x1a\n\x07\x61ttempt\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x1a\n\x0cnamespace_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x42\n\n\x08_attempt\"\x9c\x01\n\x0e\x46\x61ilJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05\x65rror\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x07\x61ttempt\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x1b\n\rnon_retryable\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x1a\n\x0cnamespace_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x42\n\n\x08_attempt2\xac\x04\n\nJobService\x12j\n\x06GetJob\x12\x1d.chronosched.v1.GetJobRequest\x1a\x13.chronosched.v1.Job\",\x82\xd3\xe4\x93\x02&\x12$/api/v1/jobs/{namespace_id}/{job_id}\x12r\n\x08ListJobs\x12\x1f.chronosched.v1.ListJobsRequest\x1a .chronosched.v1.ListJobsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/v1/jobs/{namespace_id}\x12\xa5\x01\n\x0b\x43ompleteJob\x12\".chronosched.v1.CompleteJobRequest\x1a\x13.chronosched.v1.Job\"]\x82\xd3\xe4\x93\x02W\"\x1e/api/v1/jobs/{job_id}/complete:\x01*Z2\"-/api/v1/jobs/{namespace_id}/{job_id}/complete:\x01*\x12\x95\x01\n\x07\x46\x61ilJob\x12\x1e.chronosched.v1.FailJobRequest\x1a\x13.chronosched.v1.Job\"U\x82\xd3\xe4\x93\x02O\"\x1a/api/v1/jobs/{job_id}/fail:\x01*Z.\")/api/v1/jobs/{namespace_id}/{job_id}/fail:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -77,6 +77,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOB'].fields_by_name['lease_expire_time']._serialized_options = b'\342A\001\003'
   _globals['_JOB'].fields_by_name['worker_id']._loaded_options = None
   _globals['_JOB'].fields_by_name['worker_id']._serialized_options = b'\342A\001\003'
+  _globals['_JOB'].fields_by_name['waiting']._loaded_options = None
+  _globals['_JOB'].fields_by_name['waiting']._serialized_options = b'\342A\001\003'
+  _globals['_WAITING'].fields_by_name['reason']._loaded_options = None
+  _globals['_WAITING'].fields_by_name['reason']._serialized_options = b'\342A\001\003'
+  _globals['_WAITING'].fields_by_name['message']._loaded_options = None
+  _globals['_WAITING'].fields_by_name['message']._serialized_options = b'\342A\001\003'
+  _globals['_WAITING'].fields_by_name['unfinished_parents']._loaded_options = None
+  _globals['_WAITING'].fields_by_name['unfinished_parents']._serialized_options = b'\342A\001\003'
+  _globals['_WAITING'].fields_by_name['parents']._loaded_options = None
+  _globals['_WAITING'].fields_by_name['parents']._serialized_options = b'\342A\001\003'
+  _globals['_WAITING'].fields_by_name['due_time']._loaded_options = None
+  _globals['_WAITING'].fields_by_name['due_time']._serialized_options = b'\342A\001\003'
+  _globals['_WAITING'].fields_by_name['retry_after_attempt']._loaded_options = None
+  _globals['_WAITING'].fields_by_name['retry_after_attempt']._serialized_options = b'\342A\001\003'
+  _globals['_WAITING'].fields_by_name['kind']._loaded_options = None
+  _globals['_WAITING'].fields_by_name['kind']._serialized_options = b'\342A\001\003'
+  _globals['_WAITING'].fields_by_name['slots_in_use']._loaded_options = None
+  _globals['_WAITING'].fields_by_name['slots_in_use']._serialized_options = b'\342A\001\003'
+  _globals['_WAITING'].fields_by_name['slots_total']._loaded_options = None
+  _globals['_WAITING'].fields_by_name['slots_total']._serialized_options = b'\342A\001\003'
+  _globals['_WAITINGPARENT'].fields_by_name['key']._loaded_options = None
+  _globals['_WAITINGPARENT'].fields_by_name['key']._serialized_options = b'\342A\001\003'
+  _globals['_WAITINGPARENT'].fields_by_name['job_id']._loaded_options = None
+  _globals['_WAITINGPARENT'].fields_by_name['job_id']._serialized_options = b'\342A\001\003'
+  _globals['_WAITINGPARENT'].fields_by_name['state']._loaded_options = None
+  _globals['_WAITINGPARENT'].fields_by_name['state']._serialized_options = b'\342A\001\003'
   _globals['_GETJOBREQUEST'].fields_by_name['namespace_id']._loaded_options = None
   _globals['_GETJOBREQUEST'].fields_by_name['namespace_id']._serialized_options = b'\342A\001\002'
   _globals['_GETJOBREQUEST'].fields_by_name['job_id']._loaded_options = None
@@ -124,19 +150,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSERVICE'].methods_by_name['FailJob']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['FailJob']._serialized_options = b'\202\323\344\223\002O\"\032/api/v1/jobs/{job_id}/fail:\001*Z.\")/api/v1/jobs/{namespace_id}/{job_id}/fail:\001*'
   _globals['_JOB']._serialized_start=171
-  _globals['_JOB']._serialized_end=1101
-  _globals['_JOB_STATE']._serialized_start=937
-  _globals['_JOB_STATE']._serialized_end=1101
-  _globals['_GETJOBREQUEST']._serialized_start=1103
-  _globals['_GETJOBREQUEST']._serialized_end=1168
-  _globals['_LISTJOBSREQUEST']._serialized_start=1171
-  _globals['_LISTJOBSREQUEST']._serialized_end=1359
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1361
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1451
-  _globals['_COMPLETEJOBREQUEST']._serialized_start=1454
-  _globals['_COMPLETEJOBREQUEST']._serialized_end=1611
-  _globals['_FAILJOBREQUEST']._serialized_start=1614
-  _globals['_FAILJOBREQUEST']._serialized_end=1770
-  _globals['_JOBSERVICE']._serialized_start=1773
-  _globals['_JOBSERVICE']._serialized_end=2329
+  _globals['_JOB']._serialized_end=1149
+  _globals['_JOB_STATE']._serialized_start=985
+  _globals['_JOB_STATE']._serialized_end=1149
+  _globals['_WAITING']._serialized_start=1152
+  _globals['_WAITING']._serialized_end=1662
+  _globals['_WAITING_REASON']._serialized_start=1491
+  _globals['_WAITING_REASON']._serialized_end=1662
+  _globals['_WAITINGPARENT']._serialized_start=1664
+  _globals['_WAITINGPARENT']._serialized_end=1768
+  _globals['_GETJOBREQUEST']._serialized_start=1770
+  _globals['_GETJOBREQUEST']._serialized_end=1835
+  _globals['_LISTJOBSREQUEST']._serialized_start=1838
+  _globals['_LISTJOBSREQUEST']._serialized_end=2026
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2028
+  _globals['_LISTJOBSRESPONSE']._serialized_end=2118
+  _globals['_COMPLETEJOBREQUEST']._serialized_start=2121
+  _globals['_COMPLETEJOBREQUEST']._serialized_end=2278
+  _globals['_FAILJOBREQUEST']._serialized_start=2281
+  _globals['_FAILJOBREQUEST']._serialized_end=2437
+  _globals['_JOBSERVICE']._serialized_start=2440
+  _globals['_JOBSERVICE']._serialized_end=2996
 # @@protoc_insertion_point(module_scope)

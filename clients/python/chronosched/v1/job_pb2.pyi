@@ -97,6 +97,7 @@ class Job(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     LEASE_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
+    WAITING_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Server-assigned UUID."""
     namespace_id: _builtins.str
@@ -159,6 +160,13 @@ class Job(_message.Message):
     def lease_expire_time(self) -> _timestamp_pb2.Timestamp:
         """When the current lease expires, while RUNNING."""
 
+    @_builtins.property
+    def waiting(self) -> Global___Waiting:
+        """Why the job has not started, while PENDING or READY; unset in every
+        other state. Computed when the job is read (docs/operations.md, "Why
+        is this job not running?").
+        """
+
     def __init__(
         self,
         *,
@@ -183,14 +191,160 @@ class Job(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         lease_expire_time: _timestamp_pb2.Timestamp | None = ...,
         worker_id: _builtins.str = ...,
+        waiting: Global___Waiting | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "due_time", b"due_time", "end_time", b"end_time", "lease_expire_time", b"lease_expire_time", "payload", b"payload", "result", b"result", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "due_time", b"due_time", "end_time", b"end_time", "lease_expire_time", b"lease_expire_time", "payload", b"payload", "result", b"result", "start_time", b"start_time", "update_time", b"update_time", "waiting", b"waiting"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "create_time", b"create_time", "dag_id", b"dag_id", "def_id", b"def_id", "def_version", b"def_version", "due_time", b"due_time", "end_time", b"end_time", "error", b"error", "job_id", b"job_id", "key", b"key", "kind", b"kind", "lease_expire_time", b"lease_expire_time", "max_attempts", b"max_attempts", "namespace_id", b"namespace_id", "payload", b"payload", "priority", b"priority", "result", b"result", "start_time", b"start_time", "state", b"state", "update_time", b"update_time", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "create_time", b"create_time", "dag_id", b"dag_id", "def_id", b"def_id", "def_version", b"def_version", "due_time", b"due_time", "end_time", b"end_time", "error", b"error", "job_id", b"job_id", "key", b"key", "kind", b"kind", "lease_expire_time", b"lease_expire_time", "max_attempts", b"max_attempts", "namespace_id", b"namespace_id", "payload", b"payload", "priority", b"priority", "result", b"result", "start_time", b"start_time", "state", b"state", "update_time", b"update_time", "waiting", b"waiting", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Job: _TypeAlias = Job  # noqa: Y015
+
+@_typing.final
+class Waiting(_message.Message):
+    """Waiting explains why a PENDING or READY job is not running yet. The
+    reason is the first that holds, in the order of the enum.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Reason:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Waiting._Reason.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        REASON_UNSPECIFIED: Waiting._Reason.ValueType  # 0
+        """Never returned."""
+        REASON_DAG_NOT_STARTED: Waiting._Reason.ValueType  # 1
+        """The DAG was created with start=false and has not been started."""
+        REASON_PARENTS: Waiting._Reason.ValueType  # 2
+        """Some parents have not succeeded yet (unfinished_parents, parents)."""
+        REASON_NOT_DUE: Waiting._Reason.ValueType  # 3
+        """Not due before due_time: a delay after its parents, or the backoff
+        before a retry (retry_after_attempt).
+        """
+        REASON_NO_WORKER: Waiting._Reason.ValueType  # 4
+        """No connected worker serves the job's kind in its namespace."""
+        REASON_WORKERS_FULL: Waiting._Reason.ValueType  # 5
+        """Every connected worker serving the kind has all its slots in use
+        (slots_in_use of slots_total).
+        """
+        REASON_DISPATCHING: Waiting._Reason.ValueType  # 6
+        """Ready, due, and a worker with a free slot serves the kind: the next
+        dispatch cycle hands it out (or higher-priority jobs go first).
+        """
+
+    class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
+        """Reason is what the job waits for."""
+
+    REASON_UNSPECIFIED: Waiting.Reason.ValueType  # 0
+    """Never returned."""
+    REASON_DAG_NOT_STARTED: Waiting.Reason.ValueType  # 1
+    """The DAG was created with start=false and has not been started."""
+    REASON_PARENTS: Waiting.Reason.ValueType  # 2
+    """Some parents have not succeeded yet (unfinished_parents, parents)."""
+    REASON_NOT_DUE: Waiting.Reason.ValueType  # 3
+    """Not due before due_time: a delay after its parents, or the backoff
+    before a retry (retry_after_attempt).
+    """
+    REASON_NO_WORKER: Waiting.Reason.ValueType  # 4
+    """No connected worker serves the job's kind in its namespace."""
+    REASON_WORKERS_FULL: Waiting.Reason.ValueType  # 5
+    """Every connected worker serving the kind has all its slots in use
+    (slots_in_use of slots_total).
+    """
+    REASON_DISPATCHING: Waiting.Reason.ValueType  # 6
+    """Ready, due, and a worker with a free slot serves the kind: the next
+    dispatch cycle hands it out (or higher-priority jobs go first).
+    """
+
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    UNFINISHED_PARENTS_FIELD_NUMBER: _builtins.int
+    PARENTS_FIELD_NUMBER: _builtins.int
+    DUE_TIME_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_ATTEMPT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SLOTS_IN_USE_FIELD_NUMBER: _builtins.int
+    SLOTS_TOTAL_FIELD_NUMBER: _builtins.int
+    reason: Global___Waiting.Reason.ValueType
+    """What the job waits for."""
+    message: _builtins.str
+    """The same in one English sentence, naming the parents, time or kind."""
+    unfinished_parents: _builtins.int
+    """REASON_PARENTS: how many parents have not succeeded."""
+    retry_after_attempt: _builtins.int
+    """REASON_NOT_DUE: the attempt whose failure the job is backing off from;
+    0 when it waits out a delay after its parents.
+    """
+    kind: _builtins.str
+    """REASON_NO_WORKER, REASON_WORKERS_FULL: the job's kind."""
+    slots_in_use: _builtins.int
+    """REASON_WORKERS_FULL, REASON_DISPATCHING: jobs in flight on the workers
+    serving the kind, as their servers last recorded it.
+    """
+    slots_total: _builtins.int
+    """REASON_WORKERS_FULL, REASON_DISPATCHING: the slots of those workers."""
+    @_builtins.property
+    def parents(self) -> _containers.RepeatedCompositeFieldContainer[Global___WaitingParent]:
+        """REASON_PARENTS: the first few unfinished parents, in key order."""
+
+    @_builtins.property
+    def due_time(self) -> _timestamp_pb2.Timestamp:
+        """REASON_NOT_DUE: the earliest time the job may start."""
+
+    def __init__(
+        self,
+        *,
+        reason: Global___Waiting.Reason.ValueType = ...,
+        message: _builtins.str = ...,
+        unfinished_parents: _builtins.int = ...,
+        parents: _abc.Iterable[Global___WaitingParent] | None = ...,
+        due_time: _timestamp_pb2.Timestamp | None = ...,
+        retry_after_attempt: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        slots_in_use: _builtins.int = ...,
+        slots_total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_time", b"due_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_time", b"due_time", "kind", b"kind", "message", b"message", "parents", b"parents", "reason", b"reason", "retry_after_attempt", b"retry_after_attempt", "slots_in_use", b"slots_in_use", "slots_total", b"slots_total", "unfinished_parents", b"unfinished_parents"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Waiting: _TypeAlias = Waiting  # noqa: Y015
+
+@_typing.final
+class WaitingParent(_message.Message):
+    """WaitingParent is one parent a job still waits on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """The parent's key in the DAG."""
+    job_id: _builtins.str
+    """The parent's UUID."""
+    state: Global___Job.State.ValueType
+    """The parent's state (PENDING, READY or RUNNING)."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+        state: Global___Job.State.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "key", b"key", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WaitingParent: _TypeAlias = WaitingParent  # noqa: Y015
 
 @_typing.final
 class GetJobRequest(_message.Message):
