@@ -19,7 +19,6 @@ Tests drive a loop with `run_once()`, or start it and wait on `passes`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from chronosched_server.errors import DomainError
 from chronosched_server.storage import admin
 from chronosched_server.storage.admin import Pruned
 from chronosched_server.storage.db import Database
+from chronosched_server.waits import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,7 @@ class Retention:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_all([self._task])
             self._task = None
         await self.lock.release()
 
