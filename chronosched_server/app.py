@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import ssl
@@ -51,6 +50,7 @@ from chronosched_server.scheduler.retention import Retention, RetentionConfig
 from chronosched_server.storage.db import Database
 from chronosched_server.storage.health import watch_database
 from chronosched_server.storage.metrics import frontier_counts, pool_stats
+from chronosched_server.waits import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +150,11 @@ class Server:
             ],
         )
         namespace_pb2_grpc.add_NamespaceServiceServicer_to_server(NamespaceServicer(self.db), self.grpc)
-        definition_pb2_grpc.add_DefinitionServiceServicer_to_server(DefinitionServicer(self.db), self.grpc)
-        dag_pb2_grpc.add_DagServiceServicer_to_server(DagServicer(self.db), self.grpc)
-        job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.db), self.grpc)
+        definition_pb2_grpc.add_DefinitionServiceServicer_to_server(
+            DefinitionServicer(self.db, self.metrics), self.grpc
+        )
+        dag_pb2_grpc.add_DagServiceServicer_to_server(DagServicer(self.db, self.metrics), self.grpc)
+        job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.db, self.metrics), self.grpc)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.db), self.grpc)
         schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleServicer(self.db), self.grpc)
         token_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(self.db), self.grpc)
@@ -168,7 +170,11 @@ class Server:
         )
         self.metrics.add(StreamCollector(self.dispatcher.stream_counts))
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self.dispatcher), self.grpc)
-        self.scheduler = Scheduler(self.db, config.database_url) if config.scheduler_enabled else None
+        self.scheduler = (
+            Scheduler(self.db, config.database_url, metrics=self.metrics)
+            if config.scheduler_enabled
+            else None
+        )
         # Started only with a retention (0 means never prune).
         self.retention = Retention(
             self.db,
@@ -251,9 +257,7 @@ class Server:
 
     async def stop(self, grace: float = 5.0) -> None:
         if self._health_task:
-            self._health_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health_task
+            await cancel_all([self._health_task])
         await self._set_serving(False)
         await self.retention.stop()
         if self.scheduler is not None:

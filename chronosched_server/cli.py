@@ -5,7 +5,7 @@
     chronosched server    the gRPC server alone (production; no migrations)
     chronosched migrate   apply pending database migrations
     chronosched worker    a worker process (chronosched_worker.cli)
-    chronosched ns|def|dag|jobs|tick|schedules|prune
+    chronosched ns|def|dag|jobs|tick|schedules|prune|token|workers
                           operator commands over the Python client
                           (chronosched.cli; docs/cli.md)
 
@@ -429,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_level(migrate)
     migrate.set_defaults(handler=_cmd_migrate)
 
-    # ns, def, dag, jobs, tick, schedules, prune: parsed and run by the
+    # ns, def, dag, jobs, tick, schedules, prune, token, workers: parsed and run by the
     # client package's CLI (it never imports this package).
     operator_cli.add_commands(sub)
     return parser

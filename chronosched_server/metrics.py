@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from chronosched_server.storage.metrics import Pair, Tally
 from chronosched_server.storage.records import FrontierCount
+from chronosched_server.transitions import Outcome
 
 # A scrape reuses the frontier count this long: one grouped query per
 # interval however many scrapers ask.
@@ -32,6 +34,16 @@ _CYCLE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
 # RPCs range from sub-millisecond reads to worker streams open for hours.
 _RPC_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 600.0, 3600.0)
+# A child is normally assigned within milliseconds of its last parent's
+# success; seconds mean no free slot, and the delay after parents adds to it.
+_CHILD_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 600.0)
+# On-time fires are late by milliseconds; past the grace (2 s) a tick is a
+# misfire and is counted there instead.
+_CRON_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+# The jobs_finished outcome label of each result outcome (an ACK repeats an
+# applied result and is not counted again).
+OUTCOME_LABEL = {Outcome.SUCCEED: "succeeded", Outcome.RETRY: "retried", Outcome.FAIL: "failed"}
 
 
 class Metrics:
@@ -40,6 +52,42 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self.jobs_created = Counter(
+            "chronosched_jobs_created",
+            "Jobs created: DAG jobs (CreateDag, CreateJobs), Tick runs and cron fires.",
+            ["namespace", "kind"],
+            registry=r,
+        )
+        self.jobs_skipped = Counter(
+            "chronosched_jobs_skipped",
+            "DAG jobs SKIPPED because an ancestor failed for good.",
+            ["namespace", "kind"],
+            registry=r,
+        )
+        self.jobs_cancelled = Counter(
+            "chronosched_jobs_cancelled",
+            "Unfinished jobs CANCELLED by CancelDag or DeleteDag.",
+            ["namespace", "kind"],
+            registry=r,
+        )
+        self.parent_child_latency = Histogram(
+            "chronosched_parent_child_latency_seconds",
+            "From a DAG job's last parent succeeding to the job's assignment to a worker (database time).",
+            buckets=_CHILD_BUCKETS,
+            registry=r,
+        )
+        self.cron_lateness = Histogram(
+            "chronosched_cron_fire_lateness_seconds",
+            "From a cron tick's scheduled time to its fire's commit (database time), on-time fires.",
+            buckets=_CRON_BUCKETS,
+            registry=r,
+        )
+        self.cron_misfires = Counter(
+            "chronosched_cron_misfires",
+            "Cron ledger rows for ticks reached after the grace, by what the misfire policy did.",
+            ["namespace", "outcome"],
+            registry=r,
+        )
         self.jobs_started = Counter(
             "chronosched_jobs_started",
             "Job attempts pushed to workers.",
@@ -93,6 +141,37 @@ class Metrics:
     def add(self, collector: Collector) -> None:
         self.registry.register(collector)
 
+    def count_result(self, namespace: str, kind: str, outcome: Outcome) -> None:
+        """One applied result (through a worker stream or a unary call)."""
+        label = OUTCOME_LABEL.get(outcome)
+        if label is not None:
+            self.jobs_finished.labels(namespace, kind, label).inc()
+
+    def record(self, tally: Tally) -> None:
+        """Add what a storage call did (committed) to the counters."""
+        for (namespace, kind), n in tally.created.items():
+            self.jobs_created.labels(namespace, kind).inc(n)
+        self.count_skipped(tally.skipped)
+        for (namespace, kind), n in tally.cancelled.items():
+            self.jobs_cancelled.labels(namespace, kind).inc(n)
+        for (namespace, kind, outcome), n in tally.finished.items():
+            label = OUTCOME_LABEL.get(outcome)
+            if label is not None:
+                self.jobs_finished.labels(namespace, kind, label).inc(n)
+
+    def count_skipped(self, skipped: Mapping[Pair, int]) -> None:
+        for (namespace, kind), n in skipped.items():
+            self.jobs_skipped.labels(namespace, kind).inc(n)
+
+    def cron_recorded(self, namespace: str, kind: str, fired: bool, late_s: float, missed: bool) -> None:
+        """One tick this process recorded in the fire ledger (scheduler/loop.py)."""
+        if fired:
+            self.jobs_created.labels(namespace, kind).inc()
+        if missed:
+            self.cron_misfires.labels(namespace, "fired" if fired else "skipped").inc()
+        elif fired:
+            self.cron_lateness.observe(max(late_s, 0.0))
+
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics on a thread of its own; returns the bound port."""
         self._http, self._thread = start_http_server(port, addr=host, registry=self.registry)
@@ -125,9 +204,10 @@ class StreamCollector(Collector):
 
 
 class FrontierCollector(Collector):
-    """READY jobs by namespace and kind, counted by the database at scrape
-    time and cached for FRONTIER_CACHE_S. Scrapes arrive on the HTTP thread;
-    the query runs on the server's event loop, where the pool lives."""
+    """READY jobs by namespace and kind, and those of them no live worker
+    stream serves, counted by the database at scrape time (one query) and
+    cached for FRONTIER_CACHE_S. Scrapes arrive on the HTTP thread; the query
+    runs on the server's event loop, where the pool lives."""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, count: Callable[[], Awaitable[Sequence[FrontierCount]]]
@@ -147,6 +227,11 @@ class FrontierCollector(Collector):
             "Jobs READY to run (including delayed ones).",
             labels=["namespace", "kind"],
         )
+        unserved = GaugeMetricFamily(
+            "chronosched_unserved_ready_jobs",
+            "READY jobs of a namespace and kind that no live worker stream (on any replica) serves.",
+            labels=["namespace", "kind"],
+        )
         with self._lock:
             if time.monotonic() - self._at >= FRONTIER_CACHE_S:
                 future = asyncio.run_coroutine_threadsafe(self._run(), self._loop)
@@ -161,7 +246,9 @@ class FrontierCollector(Collector):
             rows = self._cached
         for row in rows:
             family.add_metric([row.namespace_id, row.kind], row.jobs)
+            unserved.add_metric([row.namespace_id, row.kind], row.jobs if row.unserved else 0)
         yield family
+        yield unserved
 
 
 class PoolCollector(Collector):

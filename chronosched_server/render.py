@@ -18,7 +18,7 @@ from chronosched.v1 import (
     token_pb2,
     worker_pb2,
 )
-from chronosched_server import cron
+from chronosched_server import cron, waiting
 from chronosched_server.storage import records
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,9 @@ def dag(row: records.Dag) -> dag_pb2.Dag:
     )
 
 
-def job(row: records.Job) -> job_pb2.Job:
+def job(row: records.Job, facts: waiting.Facts | None = None) -> job_pb2.Job:
+    """The job; with `facts` (read with it), also why it waits, if it does."""
+    explained = waiting.explain(row, facts) if facts is not None else None
     return job_pb2.Job(
         job_id=str(row.job_id),
         namespace_id=row.namespace_id,
@@ -136,6 +138,26 @@ def job(row: records.Job) -> job_pb2.Job:
         update_time=ts(row.update_time),
         lease_expire_time=ts(row.lease_expire_time),
         worker_id=row.worker_id,
+        waiting=_waiting(explained) if explained is not None else None,
+    )
+
+
+def _waiting(e: waiting.Explanation) -> job_pb2.Waiting:
+    return job_pb2.Waiting(
+        reason=job_pb2.Waiting.Reason.Value("REASON_" + e.reason.value),
+        message=e.message,
+        unfinished_parents=e.unfinished_parents,
+        parents=[
+            job_pb2.WaitingParent(
+                key=p.key, job_id=str(p.job_id), state=job_pb2.Job.State.Value("STATE_" + p.state)
+            )
+            for p in e.parents
+        ],
+        due_time=ts(e.due_time),
+        retry_after_attempt=e.retry_after_attempt,
+        kind=e.kind,
+        slots_in_use=e.slots_in_use,
+        slots_total=e.slots_total,
     )
 
 

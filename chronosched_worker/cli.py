@@ -4,6 +4,7 @@ process serving the built-in kinds.
     chronosched worker --server HOST:PORT (--namespace NS ... | --all-namespaces)
                        [--kinds a,b] [--concurrency N] [--grace SECONDS] [--worker-id ID]
                        [--tls-ca FILE [--tls-cert FILE --tls-key FILE]] [--token TOKEN]
+                       [--metrics-port PORT [--metrics-host HOST]]
 
 Flags default from CHRONOSCHED_* variables (named in each flag's help); this
 module is the only one in the package that reads the environment.
@@ -44,6 +45,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"must be a number >= 0: {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {value}")
     return value
 
 
@@ -142,6 +153,21 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="the private key of --tls-cert (env CHRONOSCHED_TLS_CLIENT_KEY)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=env.get("CHRONOSCHED_WORKER_METRICS_PORT"),
+        metavar="PORT",
+        help="serve this worker's Prometheus metrics at http://HOST:PORT/metrics "
+        "(env CHRONOSCHED_WORKER_METRICS_PORT; default: not served)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=env.get("CHRONOSCHED_WORKER_METRICS_HOST", "127.0.0.1"),
+        metavar="HOST",
+        help="address the metrics port listens on; 0.0.0.0 for a Prometheus on another host "
+        "(env CHRONOSCHED_WORKER_METRICS_HOST; default 127.0.0.1)",
+    )
+    parser.add_argument(
         "--log-level",
         default=env.get("CHRONOSCHED_LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -193,6 +219,8 @@ def build_worker(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
             state_dir=args.state_dir,
             credentials=_credentials(parser, args),
             token=args.token or None,
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -42,6 +42,7 @@ from chronosched_worker.connection import (
     channel_options,
 )
 from chronosched_worker.context import Handler, JobContext, JobFailed
+from chronosched_worker.metrics import WorkerMetrics
 from chronosched_worker.runner import Outcome, describe, dict_to_struct, execute, struct_to_dict
 from chronosched_worker.spool import Spool
 
@@ -157,6 +158,9 @@ class Worker:
     namespaces it serves (for all_namespaces, one for every namespace).
 
     `connected` is set while a Dequeue stream is up, for health checks.
+    `metrics` holds the worker's Prometheus metrics (a registry of its own);
+    with `metrics_port` they are served at http://`metrics_host`:PORT/metrics
+    while the worker runs (0 picks a free port; `metrics_port` then says which).
     """
 
     def __init__(
@@ -172,6 +176,8 @@ class Worker:
         credentials: grpc.ChannelCredentials | None = None,
         state_dir: str | os.PathLike[str] | None = None,
         token: str | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         if isinstance(namespaces, str):
             raise TypeError("namespaces must be a sequence of namespace ids, not one string")
@@ -191,6 +197,8 @@ class Worker:
             raise ValueError(f"concurrency must be 1 to {MAX_SLOTS}, got {concurrency}")
         if not (grace_s >= 0 and math.isfinite(grace_s)):
             raise ValueError(f"grace_s must be a finite number >= 0, got {grace_s}")
+        if metrics_port is not None and not 0 <= metrics_port <= 65535:
+            raise ValueError(f"metrics_port must be 0 to 65535, got {metrics_port}")
 
         self.server = server
         self.worker_id = worker_id
@@ -220,6 +228,10 @@ class Worker:
         self._lease_wake = asyncio.Event()
         self._force = asyncio.Event()
         self.connected = asyncio.Event()
+        self.metrics = WorkerMetrics(lambda: len(self._running), concurrency, self.connected.is_set)
+        self._metrics_address = (metrics_host, metrics_port) if metrics_port is not None else None
+        # The bound /metrics port once served (still set after the run ends).
+        self.metrics_port: int | None = None
         # For the connect/reconnect lines: whether a stream was ever up, and
         # since when none is.
         self._ever_connected = False
@@ -323,6 +335,14 @@ class Worker:
                     extra=self._fields("results_resent", results=len(self._unacked)),
                 )
 
+        if self._metrics_address is not None:
+            self.metrics_port = self.metrics.serve(*self._metrics_address)
+            log.info(
+                "metrics on http://%s:%d/metrics",
+                self._metrics_address[0],
+                self.metrics_port,
+                extra=self._fields("metrics_started", port=self.metrics_port),
+            )
         options = channel_options(self._channel_options)
         if self._credentials is None:
             channel = grpc.aio.insecure_channel(self.server, options=options)
@@ -352,6 +372,9 @@ class Worker:
             stopped.cancel()
             await self._abandon_all(connector, keeper)
             await channel.close()
+            if self.metrics_port is not None:
+                # Off the event loop: shutdown waits for a scrape in progress.
+                await asyncio.to_thread(self.metrics.stop)
         log.info("worker %s stopped", self.worker_id, extra=self._fields("worker_stopped"))
 
     async def _drain(self, connector: asyncio.Task[None]) -> None:
@@ -559,6 +582,7 @@ class Worker:
             return
         down_s = time.monotonic() - self._down_since if self._down_since is not None else 0.0
         self._down_since = None
+        self.metrics.reconnects.inc()
         log.info(
             "worker %s reconnected to %s after %.1fs without a stream; %d job(s) still running",
             self.worker_id,
@@ -680,6 +704,7 @@ class Worker:
         try:
             outcome = await execute(handler, rj.ctx, timeout_s=timeout_s)
         except asyncio.CancelledError:
+            self.metrics.finished(rj.ctx.kind, "abandoned", None)
             log.info(
                 "job %s attempt %d abandoned after %.3fs (not reported)",
                 rj.ref.job_id,
@@ -727,6 +752,7 @@ class Worker:
         if self._stream is not None:
             self._stream.send_results([result])
         elapsed = time.monotonic() - rj.started
+        self.metrics.finished(rj.ctx.kind, "succeeded" if outcome.success else "failed", elapsed)
         if outcome.success:
             log.info(
                 "job %s attempt %d succeeded in %.3fs",

@@ -13,9 +13,11 @@ from chronosched.v1 import dag_pb2, dag_pb2_grpc, job_pb2
 from chronosched_server import ids, render, topology, validation
 from chronosched_server.api.common import paginate, state_filter, to_dict, uuid_field, uuid_token
 from chronosched_server.errors import Why
+from chronosched_server.metrics import Metrics
 from chronosched_server.storage import dags, jobs
 from chronosched_server.storage.dags import NewJob
 from chronosched_server.storage.db import Database
+from chronosched_server.storage.metrics import Tally
 from chronosched_server.validation import Violations
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -82,8 +84,9 @@ def read_edges(
 
 
 class DagServicer(dag_pb2_grpc.DagServiceServicer):
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, metrics: Metrics | None = None):
         self.db = db
+        self.metrics = metrics or Metrics()
 
     async def CreateDag(self, request: dag_pb2.CreateDagRequest, context: Ctx) -> dag_pb2.Dag:
         v = Violations()
@@ -111,9 +114,18 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         edges = topology.resolve_key_edges(v, keys, [(e.parent, e.child) for e in request.dependencies])
         v.raise_if_any()
         topology.check_acyclic(len(keys), edges, keys)
+        tally = Tally()
         row = await dags.create(
-            self.db, request.namespace_id, request.name, new_jobs, edges, request.start, request.request_id
+            self.db,
+            request.namespace_id,
+            request.name,
+            new_jobs,
+            edges,
+            request.start,
+            request.request_id,
+            tally,
         )
+        self.metrics.record(tally)
         return render.dag(row)
 
     async def ListDags(self, request: dag_pb2.ListDagsRequest, context: Ctx) -> dag_pb2.ListDagsResponse:
@@ -133,7 +145,9 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
 
     async def DeleteDag(self, request: dag_pb2.DeleteDagRequest, context: Ctx) -> empty_pb2.Empty:
         dag_id = self._ref(request.namespace_id, request.dag_id)
-        await dags.delete(self.db, request.namespace_id, dag_id)
+        tally = Tally()
+        await dags.delete(self.db, request.namespace_id, dag_id, tally)
+        self.metrics.record(tally)
         return empty_pb2.Empty()
 
     async def StartDag(self, request: dag_pb2.StartDagRequest, context: Ctx) -> dag_pb2.Dag:
@@ -142,7 +156,10 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
 
     async def CancelDag(self, request: dag_pb2.CancelDagRequest, context: Ctx) -> dag_pb2.Dag:
         dag_id = self._ref(request.namespace_id, request.dag_id)
-        return render.dag(await dags.cancel(self.db, request.namespace_id, dag_id))
+        tally = Tally()
+        row = await dags.cancel(self.db, request.namespace_id, dag_id, tally)
+        self.metrics.record(tally)
+        return render.dag(row)
 
     async def CreateJobs(
         self, request: dag_pb2.CreateJobsRequest, context: Ctx
@@ -158,7 +175,11 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         topology.resolve_key_edges(v, [spec.key for spec in request.jobs], [])
         v.raise_if_any()
         assert dag_id is not None
-        rows = await dags.create_jobs(self.db, request.namespace_id, dag_id, new_jobs, request.request_id)
+        tally = Tally()
+        rows = await dags.create_jobs(
+            self.db, request.namespace_id, dag_id, new_jobs, request.request_id, tally
+        )
+        self.metrics.record(tally)
         return dag_pb2.CreateJobsResponse(jobs=[render.job(r) for r in rows])
 
     async def ListDagJobs(
@@ -171,9 +192,9 @@ class DagServicer(dag_pb2_grpc.DagServiceServicer):
         after = ids.decode_page_token(request.page_token)
         v.raise_if_any()
         assert dag_id is not None
-        rows = await jobs.list_dag_page(self.db, request.namespace_id, dag_id, state, after, limit + 1)
+        rows, facts = await jobs.list_dag_page(self.db, request.namespace_id, dag_id, state, after, limit + 1)
         page, token = paginate(rows, limit, lambda r: r.key)
-        return dag_pb2.ListDagJobsResponse(jobs=[render.job(r) for r in page], next_page_token=token)
+        return dag_pb2.ListDagJobsResponse(jobs=[render.job(r, facts) for r in page], next_page_token=token)
 
     async def AddDependency(self, request: dag_pb2.AddDependencyRequest, context: Ctx) -> dag_pb2.Dependency:
         v = Violations()

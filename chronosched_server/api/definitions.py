@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from typing import Any
 
 import grpc
 
 from chronosched.v1 import definition_pb2, definition_pb2_grpc, job_pb2
-from chronosched_server import cron, render, validation
+from chronosched_server import cron, render, validation, waiting
 from chronosched_server.api.common import paginate, to_dict, uuid_field, uuid_token
 from chronosched_server.errors import Why
+from chronosched_server.metrics import Metrics
 from chronosched_server.storage import definitions, jobs
 from chronosched_server.storage.db import Database
 from chronosched_server.storage.definitions import NewDefinition
+from chronosched_server.storage.metrics import Tally
 from chronosched_server.validation import Violations
+
+log = logging.getLogger(__name__)
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 Def = definition_pb2.JobDefinition
@@ -101,14 +106,25 @@ def read_new_definition(request: definition_pb2.CreateDefinitionRequest) -> NewD
 
 
 class DefinitionServicer(definition_pb2_grpc.DefinitionServiceServicer):
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, metrics: Metrics | None = None):
         self.db = db
+        self.metrics = metrics or Metrics()
+        self._warned: set[tuple[str, str]] = set()
 
     async def CreateDefinition(
         self, request: definition_pb2.CreateDefinitionRequest, context: Ctx
     ) -> definition_pb2.JobDefinition:
         new = read_new_definition(request)
-        return render.definition(await definitions.create(self.db, new, request.request_id))
+        created, served = await definitions.create(self.db, new, request.request_id)
+        out = render.definition(created)
+        if not served:
+            warning = waiting.unserved_warning(new.namespace_id, new.kind)
+            out.warnings.append(warning)
+            # Logged once per (namespace, kind) and process, not per version.
+            if (new.namespace_id, new.kind) not in self._warned:
+                self._warned.add((new.namespace_id, new.kind))
+                log.warning("%s", warning, extra={"event": "kind_unserved", "namespace": new.namespace_id})
+        return out
 
     async def ListDefinitions(
         self, request: definition_pb2.ListDefinitionsRequest, context: Ctx
@@ -158,4 +174,7 @@ class DefinitionServicer(definition_pb2_grpc.DefinitionServiceServicer):
         v.raise_if_any()
         assert def_id is not None
         payload = to_dict(request.payload) if request.HasField("payload") else None
-        return render.job(await jobs.tick(self.db, request.namespace_id, def_id, payload, request.request_id))
+        tally = Tally()
+        row = await jobs.tick(self.db, request.namespace_id, def_id, payload, request.request_id, tally)
+        self.metrics.record(tally)
+        return render.job(row)

@@ -11,8 +11,10 @@ from chronosched_server import render, validation
 from chronosched_server.api.auth import caller
 from chronosched_server.api.common import paginate, state_filter, to_dict, uuid_field, uuid_token
 from chronosched_server.errors import Why
+from chronosched_server.metrics import Metrics
 from chronosched_server.storage import jobs
 from chronosched_server.storage.db import Database
+from chronosched_server.storage.metrics import Tally
 from chronosched_server.validation import Violations
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -37,8 +39,9 @@ def _namespace(v: Violations, request: job_pb2.CompleteJobRequest | job_pb2.Fail
 
 
 class JobServicer(job_pb2_grpc.JobServiceServicer):
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, metrics: Metrics | None = None):
         self.db = db
+        self.metrics = metrics or Metrics()
 
     async def GetJob(self, request: job_pb2.GetJobRequest, context: Ctx) -> job_pb2.Job:
         v = Violations()
@@ -46,7 +49,8 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         job_id = uuid_field(v, "job_id", request.job_id)
         v.raise_if_any()
         assert job_id is not None
-        return render.job(await jobs.get(self.db, request.namespace_id, job_id))
+        row, facts = await jobs.get(self.db, request.namespace_id, job_id)
+        return render.job(row, facts)
 
     async def ListJobs(self, request: job_pb2.ListJobsRequest, context: Ctx) -> job_pb2.ListJobsResponse:
         v = Violations()
@@ -57,7 +61,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         limit = validation.page_size(v, request.page_size)
         after = uuid_token(v, request.page_token)
         v.raise_if_any()
-        rows = await jobs.list_page(
+        rows, facts = await jobs.list_page(
             self.db,
             request.namespace_id,
             state=state,
@@ -67,7 +71,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
             limit=limit + 1,
         )
         page, token = paginate(rows, limit, lambda r: str(r.job_id))
-        return job_pb2.ListJobsResponse(jobs=[render.job(r) for r in page], next_page_token=token)
+        return job_pb2.ListJobsResponse(jobs=[render.job(r, facts) for r in page], next_page_token=token)
 
     async def CompleteJob(self, request: job_pb2.CompleteJobRequest, context: Ctx) -> job_pb2.Job:
         v = Violations()
@@ -77,9 +81,11 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         namespace_id = _namespace(v, request)
         v.raise_if_any()
         assert job_id is not None
+        tally = Tally()
         row = await jobs.complete(
-            self.db, job_id, attempt, to_dict(request.result), namespace_id=namespace_id
+            self.db, job_id, attempt, to_dict(request.result), namespace_id=namespace_id, tally=tally
         )
+        self.metrics.record(tally)
         return render.job(row)
 
     async def FailJob(self, request: job_pb2.FailJobRequest, context: Ctx) -> job_pb2.Job:
@@ -90,6 +96,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         namespace_id = _namespace(v, request)
         v.raise_if_any()
         assert job_id is not None
+        tally = Tally()
         row = await jobs.fail(
             self.db,
             job_id,
@@ -97,5 +104,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
             request.error,
             non_retryable=request.non_retryable,
             namespace_id=namespace_id,
+            tally=tally,
         )
+        self.metrics.record(tally)
         return render.job(row)

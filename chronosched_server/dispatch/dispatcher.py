@@ -17,6 +17,7 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,14 +43,12 @@ from chronosched_server.storage.results import (
     write,
 )
 from chronosched_server.transitions import Outcome
+from chronosched_server.waits import cancel_all
 
 log = logging.getLogger(__name__)
 
 FRONTIER_CHANNEL = "chronosched_frontier"
 CANCEL_CHANNEL = "chronosched_cancel"
-# The jobs_finished outcome label of each result outcome (an ACK repeats an
-# applied result and is not counted again).
-_OUTCOME_LABEL = {Outcome.SUCCEED: "succeeded", Outcome.RETRY: "retried", Outcome.FAIL: "failed"}
 
 
 @dataclass(frozen=True)
@@ -127,11 +126,7 @@ class Dispatcher:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         if self._running:
             await asyncio.wait(self._running)
         # Results already received are applied before the server goes away,
@@ -176,9 +171,10 @@ class Dispatcher:
         """Before a new stream takes jobs: give back what the database leases
         to its worker id but the worker does not hold (see leases.reclaim).
         Best effort: if the database is away, those leases expire instead."""
+        skipped: Counter[tuple[str, str]] = Counter()
         try:
             async with self.db.transaction() as conn:
-                requeued, failed = await leases.reclaim(conn, stream.holder, stream.in_flight)
+                requeued, failed = await leases.reclaim(conn, stream.holder, stream.in_flight, skipped)
                 # Adopt only what the database leases to this worker: a
                 # Subscribe cannot claim another worker's attempts (their
                 # cancels, their slots) by naming them.
@@ -191,6 +187,7 @@ class Dispatcher:
                 extra={"event": "leases_unchecked", "worker_id": stream.worker_id},
             )
             return
+        self.metrics.count_skipped(skipped)
         if requeued or failed:
             log.info(
                 "worker %s reconnected without %d leased attempt(s): %d back to READY, %d failed",
@@ -226,9 +223,11 @@ class Dispatcher:
 
     def stream_counts(self) -> tuple[int, int]:
         """Open streams and their free slots (read by the metrics thread:
-        copied first, as the event loop may change the set meanwhile)."""
+        copied first, as the event loop may change the set meanwhile). Slots
+        a claim in progress has reserved count as free: they run nothing, and
+        the gauge would otherwise dip to 0 during every idle claim cycle."""
         streams = list(self.streams)
-        return len(streams), sum(s.free for s in streams)
+        return len(streams), sum(max(0, s.slots - len(s.in_flight)) for s in streams if not s.closed)
 
     def submit_results(self, stream: WorkerStream, items: list[tuple[worker_pb2.JobRef, ResultIn]]) -> None:
         """Queue results for the next group commit; their slots are free at once."""
@@ -337,6 +336,7 @@ class Dispatcher:
                 ]
                 # Last: a failing DAG's row is then locked only until the commit.
                 await dags_finished(conn, tally.finished, tally.failed)
+            self.metrics.count_skipped(tally.skipped)
             done = set(await succeeded.fetch()) if succeeded else set()
             extended = (
                 {(e.job_id, e.attempt): e.lease_expire_time for e in await extending.fetch()}
@@ -397,6 +397,9 @@ class Dispatcher:
                 self.owner[job.job_id] = stream
                 self._labels[job.job_id, job.attempt] = (job.namespace_id, job.kind)
                 self.metrics.jobs_started.labels(job.namespace_id, job.kind).inc()
+                if job.parents_done_time is not None and job.start_time is not None:
+                    latency = (job.start_time - job.parents_done_time).total_seconds()
+                    self.metrics.parent_child_latency.observe(max(latency, 0.0))
                 frame = frames.setdefault(stream, worker_pb2.DequeueResponse())
                 _add_assignment(frame, job, self.config.lease, seq)
         for stream, frame in frames.items():
@@ -414,9 +417,8 @@ class Dispatcher:
         if out.rejected is not None:
             self.metrics.stale_results.inc()
             return
-        label = _OUTCOME_LABEL.get(out.outcome) if out.outcome is not None else None
-        if label is not None:
-            self.metrics.jobs_finished.labels(namespace, kind, label).inc()
+        if out.outcome is not None:
+            self.metrics.count_result(namespace, kind, out.outcome)
 
     async def _release(self, unsent: dict[uuid.UUID, int]) -> None:
         """Hand back jobs claimed for a stream that closed meanwhile; if this
@@ -433,8 +435,11 @@ class Dispatcher:
         result queued again because the database is away (not acked)."""
 
         async def apply(group: Sequence[_Pending]) -> list[ResultOut]:
+            skipped: Counter[tuple[str, str]] = Counter()
             async with self.db.transaction() as conn:
-                return await apply_results(conn, [p.item for p in group])
+                outs = await apply_results(conn, [p.item for p in group], skipped)
+            self.metrics.count_skipped(skipped)
+            return outs
 
         outs: dict[int, ResultOut | None] = {}
         for group, got in await isolating(pendings, apply, together=together):
@@ -463,11 +468,13 @@ class Dispatcher:
                 await asyncio.sleep(every)
 
     async def _reap_once(self) -> None:
+        skipped: Counter[tuple[str, str]] = Counter()
         try:
             async with self.db.transaction() as conn:
-                requeued, failed = await leases.reap(conn)
+                requeued, failed = await leases.reap(conn, skipped)
         except Unavailable:
             return
+        self.metrics.count_skipped(skipped)
         if requeued or failed:
             self.metrics.lease_expiries.inc(requeued + failed)
             log.info(

@@ -17,13 +17,12 @@ runs `start()`, whose loop uses the database clock (:mod:`clock`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from chronosched_server import cron
 from chronosched_server.errors import DomainError, Unavailable
@@ -35,7 +34,7 @@ from chronosched_server.storage.db import Database, isolating
 from chronosched_server.storage.jobs import StandaloneJob
 from chronosched_server.storage.records import ActiveSchedule
 from chronosched_server.storage.schedules import FireRow
-from chronosched_server.waits import wait_event
+from chronosched_server.waits import cancel_all, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +58,22 @@ class SchedulerConfig:
     max_batch: int = 500
     # After a failed pass, how long before its schedules are tried again.
     retry_delay_s: float = 0.5
+
+
+class CronMetrics(Protocol):
+    """Where the scheduler reports its fires: the server's Metrics
+    (chronosched_server.metrics), which the scheduler layer does not import."""
+
+    def cron_recorded(self, namespace: str, kind: str, fired: bool, late_s: float, missed: bool) -> None:
+        """One tick this scheduler recorded: FIRED or not, how late (seconds,
+        database time), and whether it was reached after the grace (a misfire)."""
+
+
+class _Unmeasured:
+    """The CronMetrics of a scheduler nobody scrapes (tests, tools)."""
+
+    def cron_recorded(self, namespace: str, kind: str, fired: bool, late_s: float, missed: bool) -> None:
+        pass
 
 
 @dataclass
@@ -110,8 +125,10 @@ class Scheduler:
         config: SchedulerConfig | None = None,
         *,
         clock: Callable[[], datetime] | None = None,
+        metrics: CronMetrics | None = None,
     ):
         self.db = db
+        self.metrics: CronMetrics = metrics or _Unmeasured()
         self.listen_url = listen_url
         self.config = config or SchedulerConfig()
         self.clock: Callable[[], datetime]
@@ -140,11 +157,7 @@ class Scheduler:
             self._tasks.append(asyncio.create_task(self._listen()))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
 
     # -- one pass (tests drive these with an injected clock) ---------------
@@ -251,11 +264,23 @@ class Scheduler:
                 # is computed again before the next pass.
                 entry.following = None
             result.recorded += recorded
+            # Lateness counts to the commit (just done), in database time;
+            # missed is plan's rule, against the time the pass planned with.
+            committed = self.clock()
+            kinds = {key: entry.definition.kind for key, entry, _ in group}
             for row in recorded:
-                if row.status == plan.Status.FIRED:
+                fired = row.status == plan.Status.FIRED
+                if fired:
                     result.fired += 1
                 else:
                     result.skipped += 1
+                self.metrics.cron_recorded(
+                    row.namespace_id,
+                    kinds.get((row.namespace_id, row.name), ""),
+                    fired,
+                    (committed - row.scheduled_time).total_seconds(),
+                    now - row.scheduled_time > self.config.grace,
+                )
                 _log_fire(row)
 
     def _retry_later(self, batch: Sequence[tuple[Key, _Entry, plan.Plan]], now: datetime) -> None:

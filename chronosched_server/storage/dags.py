@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,7 @@ from chronosched_server.storage.db import (
     fetch_records,
     with_retries,
 )
+from chronosched_server.storage.metrics import Tally
 from chronosched_server.storage.records import Dag, Dependency, Job
 from chronosched_server.validation import MAX_JOBS_PER_DAG, Violations, check_kind_payload
 from chronosched_worker.kinds import payload_problem
@@ -100,10 +102,12 @@ async def _insert_jobs(
     jobs: Sequence[NewJob],
     pending: Sequence[int],
     ready_at: datetime | None,
+    tally: Tally | None = None,
 ) -> list[str]:
     """COPY the jobs in; with `ready_at`, jobs without parents go straight to the frontier.
 
-    Returns the new job ids as text, the form COPY needs.
+    Returns the new job ids as text, the form COPY needs; adds them to
+    `tally.created` by kind.
     """
     defs = await _definitions(conn, namespace_id, jobs)
     templates = {def_id: row["payload_template"] for def_id, row in defs.items()}
@@ -157,6 +161,9 @@ async def _insert_jobs(
         await copy_rows(
             conn, b"copy frontier (job_id, namespace_id, kind, priority, due_time) from stdin", frontier
         )
+    if tally is not None:
+        for def_id, n in Counter(job.def_id for job in jobs).items():
+            tally.created[namespace_id, kinds[def_id]] += n
     return ids
 
 
@@ -177,6 +184,7 @@ async def create(
     edges: Sequence[tuple[int, int]],
     start: bool,
     request_id: str,
+    tally: Tally | None = None,
 ) -> Dag:
     """Create a DAG with its topology in one transaction; `edges` are validated and acyclic."""
     pending = topology.indegrees(len(jobs), edges)
@@ -199,7 +207,7 @@ async def create(
             assert dag is not None
         if jobs:
             ids = await _insert_jobs(
-                conn, namespace_id, dag_id, jobs, pending, dag.start_time if start else None
+                conn, namespace_id, dag_id, jobs, pending, dag.start_time if start else None, tally
             )
             if edges:
                 await _insert_edges(conn, dag_id, [(ids[p], ids[c]) for p, c in edges])
@@ -264,10 +272,15 @@ def _in_dag(namespace_id: str, dag_id: uuid.UUID) -> Iterator[None]:
 
 
 async def create_jobs(
-    db: Database, namespace_id: str, dag_id: uuid.UUID, jobs: Sequence[NewJob], request_id: str
+    db: Database,
+    namespace_id: str,
+    dag_id: uuid.UUID,
+    jobs: Sequence[NewJob],
+    request_id: str,
+    tally: Tally | None = None,
 ) -> list[Job]:
     with _in_dag(namespace_id, dag_id):
-        return await _create_jobs(db, namespace_id, dag_id, jobs, request_id)
+        return await _create_jobs(db, namespace_id, dag_id, jobs, request_id, tally)
 
 
 async def add_dependencies(
@@ -283,7 +296,12 @@ async def add_dependencies(
 
 
 async def _create_jobs(
-    db: Database, namespace_id: str, dag_id: uuid.UUID, jobs: Sequence[NewJob], request_id: str
+    db: Database,
+    namespace_id: str,
+    dag_id: uuid.UUID,
+    jobs: Sequence[NewJob],
+    request_id: str,
+    tally: Tally | None,
 ) -> list[Job]:
     async with db.transaction() as conn:
         await namespaces.hold(conn, namespace_id)
@@ -301,7 +319,7 @@ async def _create_jobs(
                 )
             ids = [
                 uuid.UUID(i)
-                for i in await _insert_jobs(conn, namespace_id, dag_id, jobs, [0] * len(jobs), None)
+                for i in await _insert_jobs(conn, namespace_id, dag_id, jobs, [0] * len(jobs), None, tally)
             ]
             await execute(conn, "add_dag_jobs", {"dag_id": dag_id, "n": len(jobs)})
             await idem.record(ids)
@@ -396,11 +414,13 @@ async def start(db: Database, namespace_id: str, dag_id: uuid.UUID) -> Dag:
         return started
 
 
-async def cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> Dag:
-    return await with_retries(lambda: _cancel(db, namespace_id, dag_id))
+async def cancel(db: Database, namespace_id: str, dag_id: uuid.UUID, tally: Tally | None = None) -> Dag:
+    """Cancel a DAG's unfinished jobs; adds them to `tally.cancelled`."""
+    return await with_retries(lambda: _cancel(db, namespace_id, dag_id, tally))
 
 
-async def _cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> Dag:
+async def _cancel(db: Database, namespace_id: str, dag_id: uuid.UUID, tally: Tally | None) -> Dag:
+    cancelled: Counter[tuple[str, str]] = Counter()
     async with db.transaction() as conn:
         # Not locked up front: completions lock job rows before the DAG row,
         # so a cancel does the same (frontier, jobs, then the DAG row).
@@ -413,10 +433,13 @@ async def _cancel(db: Database, namespace_id: str, dag_id: uuid.UUID) -> Dag:
             )
         if dag.state == "CANCELLED":
             return dag
-        await _cancel_jobs(conn, dag_id, "DAG cancelled")
+        await _cancel_jobs(conn, namespace_id, dag_id, "DAG cancelled", cancelled)
         row = await fetch_record(conn, Dag, "cancel_dag", {"dag_id": dag_id})
         assert row is not None
-        return row
+    # Committed: a retried attempt (with_retries) counts only once.
+    if tally is not None:
+        tally.cancelled.update(cancelled)
+    return row
 
 
 async def _read_live(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> Dag:
@@ -424,29 +447,40 @@ async def _read_live(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> Dag:
     return await _dag_or_404(conn, "read_dag", namespace_id, dag_id)
 
 
-async def _cancel_jobs(conn: Conn, dag_id: uuid.UUID, reason: str) -> None:
-    """Cancel every unfinished job; running attempts get a cancel pushed to their worker
-    (the notification is delivered only if the transaction commits)."""
+async def _cancel_jobs(
+    conn: Conn, namespace_id: str, dag_id: uuid.UUID, reason: str, cancelled: Counter[tuple[str, str]]
+) -> None:
+    """Cancel every unfinished job, counted into `cancelled` by kind; running
+    attempts get a cancel pushed to their worker (the notification is
+    delivered only if the transaction commits)."""
     await execute(conn, "unqueue_dag", {"dag_id": dag_id})
-    running = await fetch_all(conn, "cancel_dag_jobs", {"dag_id": dag_id})
+    rows = await fetch_all(conn, "cancel_dag_jobs", {"dag_id": dag_id})
+    running = [row for row in rows if row["job_id"] is not None]
+    for row in rows:
+        if row["kind"] is not None:
+            cancelled[namespace_id, row["kind"]] += row["n"]
     # Again: a retry or lease requeue that committed while we waited for its
     # job's lock put the job back into the frontier.
     await execute(conn, "unqueue_dag", {"dag_id": dag_id})
     await leases.notify_cancelled(conn, running, reason)
 
 
-async def delete(db: Database, namespace_id: str, dag_id: uuid.UUID) -> None:
-    await with_retries(lambda: _delete(db, namespace_id, dag_id))
+async def delete(db: Database, namespace_id: str, dag_id: uuid.UUID, tally: Tally | None = None) -> None:
+    """Delete a DAG; its unfinished jobs are cancelled first (`tally.cancelled`)."""
+    await with_retries(lambda: _delete(db, namespace_id, dag_id, tally))
 
 
-async def _delete(db: Database, namespace_id: str, dag_id: uuid.UUID) -> None:
+async def _delete(db: Database, namespace_id: str, dag_id: uuid.UUID, tally: Tally | None) -> None:
+    cancelled: Counter[tuple[str, str]] = Counter()
     async with db.transaction() as conn:
         await _read_live(conn, namespace_id, dag_id)
         # Cancel first so workers are told to stop; late results then find no
         # job and are rejected.
-        await _cancel_jobs(conn, dag_id, "DAG deleted")
+        await _cancel_jobs(conn, namespace_id, dag_id, "DAG deleted", cancelled)
         await execute(conn, "delete_dag_edges", {"dag_id": dag_id})
         await execute(conn, "delete_dag", {"dag_id": dag_id})
+    if tally is not None:
+        tally.cancelled.update(cancelled)
 
 
 async def require_in_namespace(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> None:

@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chronosched_server import waiting
 from chronosched_server.errors import DefinitionRetired
 from chronosched_server.ids import uuid7
-from chronosched_server.storage import namespaces
+from chronosched_server.storage import namespaces, presence
 from chronosched_server.storage.db import (
     Conn,
     Database,
@@ -85,22 +86,33 @@ async def find_live(conn: Conn, namespace_id: str, def_id: uuid.UUID) -> Definit
     return raise_if_retired(found)
 
 
-async def create(db: Database, new: NewDefinition, request_id: str) -> Definition:
+async def create(db: Database, new: NewDefinition, request_id: str) -> tuple[Definition, bool]:
+    """The new version (or the one a retried request made), and whether a
+    worker serves its kind in the namespace now or did within
+    waiting.SERVED_WINDOW."""
     async with db.transaction() as conn:
-        await namespaces.hold(conn, new.namespace_id)
-        idem = namespaces.RequestIds(conn, new.namespace_id, "CreateDefinition", request_id)
-        earlier = await idem.claim()
-        if earlier is not None:
-            return await find(conn, new.namespace_id, earlier[0])
-        key = {"namespace_id": new.namespace_id, "name": new.name}
-        await execute(conn, "lock_definition_name", key)
-        version_row = await fetch_one(conn, "next_definition_version", key)
-        assert version_row is not None
-        params: dict[str, Any] = {**asdict(new), "def_id": uuid7(), "version": version_row["version"]}
-        created = await fetch_record(conn, Definition, "insert_definition", params)
-        assert created is not None
-        await idem.record([created.def_id])
-        return created
+        created = await _create(conn, new, request_id)
+        served = await presence.kind_served_since(
+            conn, new.namespace_id, new.kind, waiting.SERVED_WINDOW.total_seconds()
+        )
+        return created, served
+
+
+async def _create(conn: Conn, new: NewDefinition, request_id: str) -> Definition:
+    await namespaces.hold(conn, new.namespace_id)
+    idem = namespaces.RequestIds(conn, new.namespace_id, "CreateDefinition", request_id)
+    earlier = await idem.claim()
+    if earlier is not None:
+        return await find(conn, new.namespace_id, earlier[0])
+    key = {"namespace_id": new.namespace_id, "name": new.name}
+    await execute(conn, "lock_definition_name", key)
+    version_row = await fetch_one(conn, "next_definition_version", key)
+    assert version_row is not None
+    params: dict[str, Any] = {**asdict(new), "def_id": uuid7(), "version": version_row["version"]}
+    created = await fetch_record(conn, Definition, "insert_definition", params)
+    assert created is not None
+    await idem.record([created.def_id])
+    return created
 
 
 async def get(db: Database, namespace_id: str, def_id: uuid.UUID) -> Definition:

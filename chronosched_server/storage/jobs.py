@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from chronosched_server.ids import uuid7
-from chronosched_server.storage import dags, definitions, namespaces
+from chronosched_server.storage import dags, definitions, namespaces, waiting
 from chronosched_server.storage.db import Conn, Database, execute, fetch_record, fetch_records
+from chronosched_server.storage.metrics import Tally
 from chronosched_server.storage.records import ActiveSchedule, Definition, Job
 from chronosched_server.storage.results import ResultIn, apply_results
 from chronosched_server.validation import Violations, check_kind_payload
+from chronosched_server.waiting import Facts
 
 
-async def get(db: Database, namespace_id: str, job_id: uuid.UUID) -> Job:
+async def get(db: Database, namespace_id: str, job_id: uuid.UUID) -> tuple[Job, Facts]:
+    """The job, with the facts that explain why it waits (if it does)."""
     async with db.transaction() as conn:
-        job = await fetch_record(conn, Job, "get_job", {"namespace_id": namespace_id, "job_id": job_id})
-        return await namespaces.found_or_404(conn, job, namespace_id, "job", str(job_id))
+        row = await fetch_record(conn, Job, "get_job", {"namespace_id": namespace_id, "job_id": job_id})
+        job = await namespaces.found_or_404(conn, row, namespace_id, "job", str(job_id))
+        return job, await waiting.facts(conn, namespace_id, [job])
 
 
 async def list_page(
@@ -32,10 +37,10 @@ async def list_page(
     def_id: uuid.UUID | None,
     after: uuid.UUID | None,
     limit: int,
-) -> list[Job]:
+) -> tuple[list[Job], Facts]:
     async with db.transaction() as conn:
         await namespaces.require(conn, namespace_id)
-        return await fetch_records(
+        rows = await fetch_records(
             conn,
             Job,
             "list_jobs",
@@ -48,16 +53,18 @@ async def list_page(
                 "limit": limit,
             },
         )
+        return rows, await waiting.facts(conn, namespace_id, rows)
 
 
 async def list_dag_page(
     db: Database, namespace_id: str, dag_id: uuid.UUID, state: str | None, after: str | None, limit: int
-) -> list[Job]:
+) -> tuple[list[Job], Facts]:
     async with db.transaction() as conn:
         await dags.require_in_namespace(conn, namespace_id, dag_id)
-        return await fetch_records(
+        rows = await fetch_records(
             conn, Job, "list_dag_jobs", {"dag_id": dag_id, "state": state, "after": after, "limit": limit}
         )
+        return rows, await waiting.facts(conn, namespace_id, rows)
 
 
 async def _reload(conn: Conn, job_id: uuid.UUID) -> Job:
@@ -65,12 +72,18 @@ async def _reload(conn: Conn, job_id: uuid.UUID) -> Job:
     return rows[0]
 
 
-async def _apply_one(db: Database, item: ResultIn) -> Job:
+async def _apply_one(db: Database, item: ResultIn, tally: Tally | None) -> Job:
+    skipped: Counter[tuple[str, str]] = Counter()
     async with db.transaction() as conn:
-        (out,) = await apply_results(conn, [item])
+        (out,) = await apply_results(conn, [item], skipped)
         if out.rejected is not None:
             raise out.rejected
-        return await _reload(conn, item.job_id)
+        job = await _reload(conn, item.job_id)
+    if tally is not None:
+        tally.skipped.update(skipped)
+        if out.outcome is not None:
+            tally.finished[job.namespace_id, job.kind, out.outcome] += 1
+    return job
 
 
 async def complete(
@@ -80,10 +93,11 @@ async def complete(
     result: dict[str, Any],
     *,
     namespace_id: str | None = None,
+    tally: Tally | None = None,
 ) -> Job:
     """Record a success (a batch of one through the shared transition path);
     with `namespace_id`, a job of another namespace is NOT_FOUND."""
-    return await _apply_one(db, ResultIn(job_id, attempt, True, result, namespace_id=namespace_id))
+    return await _apply_one(db, ResultIn(job_id, attempt, True, result, namespace_id=namespace_id), tally)
 
 
 async def fail(
@@ -94,11 +108,12 @@ async def fail(
     *,
     non_retryable: bool,
     namespace_id: str | None = None,
+    tally: Tally | None = None,
 ) -> Job:
     """Record a failure: retry after backoff, or fail for good and skip
     descendants; `namespace_id` as in `complete`."""
     item = ResultIn(job_id, attempt, False, {}, error, non_retryable, namespace_id=namespace_id)
-    return await _apply_one(db, item)
+    return await _apply_one(db, item, tally)
 
 
 @dataclass(frozen=True)
@@ -162,9 +177,15 @@ async def insert_standalone(conn: Conn, items: Sequence[StandaloneJob]) -> None:
 
 
 async def tick(
-    db: Database, namespace_id: str, def_id: uuid.UUID, payload: dict[str, Any] | None, request_id: str
+    db: Database,
+    namespace_id: str,
+    def_id: uuid.UUID,
+    payload: dict[str, Any] | None,
+    request_id: str,
+    tally: Tally | None = None,
 ) -> Job:
-    """Enqueue one standalone run of a definition version now (READY, in the frontier)."""
+    """Enqueue one standalone run of a definition version now (READY, in the
+    frontier); a new one (not a replay) goes into `tally.created`."""
     async with db.transaction() as conn:
         await namespaces.hold(conn, namespace_id)
         definition = await definitions.find(conn, namespace_id, def_id)
@@ -180,4 +201,7 @@ async def tick(
         v.raise_if_any()
         await insert_standalone(conn, [run])
         await idem.record([job_id])
-        return await _reload(conn, job_id)
+        job = await _reload(conn, job_id)
+    if tally is not None:
+        tally.created[job.namespace_id, job.kind] += 1
+    return job

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -82,20 +83,26 @@ async def release_unsent(conn: Conn, refs: dict[uuid.UUID, int]) -> int:
     return await execute(conn, "release_unsent", {"job_ids": ids, "attempts": [refs[i] for i in ids]})
 
 
-async def reap(conn: Conn) -> tuple[int, int]:
+async def reap(conn: Conn, skipped: Counter[tuple[str, str]] | None = None) -> tuple[int, int]:
     """Expired leases: back to READY with attempt + 1 (after backoff), or FAILED
-    when the attempts are spent. Returns (requeued, failed)."""
+    when the attempts are spent. Returns (requeued, failed); the jobs a
+    failure skipped are added to `skipped`."""
     rows = await fetch_all(conn, "lock_expired_leases", {"limit": REAP_BATCH})
-    return await _take_back(conn, rows, "lease expired")
+    return await _take_back(conn, rows, "lease expired", skipped)
 
 
-async def reclaim(conn: Conn, holder: Holder, holding: dict[uuid.UUID, int]) -> tuple[int, int]:
+async def reclaim(
+    conn: Conn,
+    holder: Holder,
+    holding: dict[uuid.UUID, int],
+    skipped: Counter[tuple[str, str]] | None = None,
+) -> tuple[int, int]:
     """Leases the database gives `holder`'s worker id (in its namespace)
     beyond the attempts it says it holds (`holding`, from its Subscribe):
     assignments it never received, lost with a dropped stream or a killed
     server, or attempts of an earlier process with the same id. Taken back
     as if their leases had expired, at once instead of a lease period later.
-    Returns (requeued, failed)."""
+    Returns (requeued, failed); skips as in `reap`."""
     ids = sorted(holding)
     rows = await fetch_all(
         conn,
@@ -107,7 +114,7 @@ async def reclaim(conn: Conn, holder: Holder, holding: dict[uuid.UUID, int]) -> 
             "attempts": [holding[i] for i in ids],
         },
     )
-    return await _take_back(conn, rows, "worker reconnected without it")
+    return await _take_back(conn, rows, "worker reconnected without it", skipped)
 
 
 async def held(conn: Conn, holder: Holder, holding: dict[uuid.UUID, int]) -> dict[uuid.UUID, int]:
@@ -128,7 +135,9 @@ async def held(conn: Conn, holder: Holder, holding: dict[uuid.UUID, int]) -> dic
     return {row["job_id"]: row["attempt"] for row in rows}
 
 
-async def _take_back(conn: Conn, rows: list[DictRow], why: str) -> tuple[int, int]:
+async def _take_back(
+    conn: Conn, rows: list[DictRow], why: str, skipped: Counter[tuple[str, str]] | None
+) -> tuple[int, int]:
     """A lease that ended without a result is a failed attempt: the rule book
     (transitions.decide_fail) picks retry or fail, and the shared writer
     applies it. Returns (requeued, failed)."""
@@ -146,6 +155,8 @@ async def _take_back(conn: Conn, rows: list[DictRow], why: str) -> tuple[int, in
             writes.failed.append((row["job_id"], row["dag_id"], f"{error}; no attempts left"))
     tally = await write(conn, writes)
     await dags_finished(conn, tally.finished, tally.failed)
+    if skipped is not None:
+        skipped.update(tally.skipped)
     return len(writes.retried), len(writes.failed)
 
 

@@ -1,9 +1,33 @@
-"""What /metrics reads from the database and the pool."""
+"""What /metrics reads from the database and the pool, and the tally that
+storage calls fill for the job counters."""
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
+
 from chronosched_server.storage.db import Database, fetch_records
 from chronosched_server.storage.records import FrontierCount
+from chronosched_server.transitions import Outcome
+
+# (namespace_id, kind)
+Pair = tuple[str, str]
+
+
+@dataclass
+class Tally:
+    """Jobs a storage call changed, by namespace and kind, for the caller to
+    add to its counters once the call has returned (so committed); a call
+    that raised may have filled part of it, which is then dropped. Filled
+    only from what the statements return anyway: counting costs no round
+    trip. A call that only replays an earlier request (same request id)
+    adds nothing."""
+
+    created: Counter[Pair] = field(default_factory=Counter)
+    skipped: Counter[Pair] = field(default_factory=Counter)
+    cancelled: Counter[Pair] = field(default_factory=Counter)
+    # Results applied through a unary call (CompleteJob, FailJob).
+    finished: Counter[tuple[str, str, Outcome]] = field(default_factory=Counter)
 
 
 async def frontier_counts(db: Database) -> list[FrontierCount]:

@@ -8,7 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from chronosched_server.storage.db import Conn, Database, execute, fetch_records
+from chronosched_server.storage.db import Conn, Database, execute, fetch_one, fetch_records
 from chronosched_server.storage.records import WorkerPresence
 
 
@@ -31,8 +31,8 @@ class OpenStream:
 
 async def sync(conn: Conn, replica_id: str, streams: list[OpenStream], ttl_s: float) -> None:
     """Make the replica's rows exactly `streams`, each valid for `ttl_s`
-    more seconds, and drop every expired row: three statements, whatever the
-    number of streams."""
+    more seconds, drop every expired row, and note the (namespace, kind)
+    pairs served: four statements, whatever the number of streams."""
     rows = [
         {
             "stream_id": str(s.stream_id),
@@ -59,6 +59,22 @@ async def sync(conn: Conn, replica_id: str, streams: list[OpenStream], ttl_s: fl
             {"replica_id": replica_id, "streams": json.dumps(rows), "ttl_s": ttl_s},
         )
     await execute(conn, "delete_expired_worker_streams", {})
+    pairs = sorted({(ns, kind) for s in streams for ns in (s.namespaces or [""]) for kind in s.kinds})
+    if pairs:
+        await execute(
+            conn,
+            "touch_served_kinds",
+            {"scopes": [ns for ns, _ in pairs], "kinds": [kind for _, kind in pairs]},
+        )
+
+
+async def kind_served_since(conn: Conn, namespace_id: str, kind: str, window_s: float) -> bool:
+    """Whether a worker serves `kind` in the namespace now, or did within
+    `window_s` seconds (CreateDefinition's warning)."""
+    row = await fetch_one(
+        conn, "kind_served_since", {"namespace_id": namespace_id, "kind": kind, "window_s": window_s}
+    )
+    return bool(row and row["served"])
 
 
 async def list_page(

@@ -116,6 +116,9 @@ class Job:
     worker_id: str
     # Only on jobs just claimed for a worker (the definition's limit).
     execution_timeout: timedelta | None = None
+    # Only on claimed first attempts of DAG children: when the last parent
+    # succeeded (database time), for the metrics.
+    parents_done_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +226,8 @@ class FrontierCount:
     namespace_id: str
     kind: str
     jobs: int
+    # No live worker stream serves this namespace and kind.
+    unserved: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ from psycopg.rows import DictRow
 
 from chronosched_server import transitions
 from chronosched_server.errors import DomainError, NotFound
-from chronosched_server.storage.db import Conn, Pending, execute, fetch_all, fetch_one, pending
+from chronosched_server.storage.db import Conn, Pending, execute, fetch_all, pending
 from chronosched_server.transitions import JobFacts, Outcome
 
 
@@ -68,12 +68,17 @@ class Writes:
     failed: list[tuple[uuid.UUID, uuid.UUID | None, str]]  # job, dag, error
 
 
-async def apply_results(conn: Conn, items: list[ResultIn]) -> list[ResultOut]:
-    """Apply results in the caller's transaction, in order; rejections write nothing."""
+async def apply_results(
+    conn: Conn, items: list[ResultIn], skipped: Counter[tuple[str, str]] | None = None
+) -> list[ResultOut]:
+    """Apply results in the caller's transaction, in order; rejections write
+    nothing. Jobs skipped by a failure are added to `skipped` (namespace, kind)."""
     writes, outs = await decide(conn, items)
     async with conn.pipeline():
         tally = await write(conn, writes)
         await dags_finished(conn, tally.finished, tally.failed)
+    if skipped is not None:
+        skipped.update(tally.skipped)
     return outs
 
 
@@ -126,10 +131,12 @@ async def decide(conn: Conn, items: list[ResultIn]) -> tuple[Writes, list[Result
 
 @dataclass
 class DagTally:
-    """Terminal jobs per DAG from one batch, and the DAGs one of them failed."""
+    """Terminal jobs per DAG from one batch, the DAGs one of them failed,
+    and the jobs their failures skipped by (namespace, kind)."""
 
     finished: Counter[uuid.UUID]
     failed: set[uuid.UUID]
+    skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 async def write(conn: Conn, w: Writes) -> DagTally:
@@ -144,12 +151,14 @@ async def write(conn: Conn, w: Writes) -> DagTally:
     if w.retried:
         await requeue(conn, w.retried)
     failed_dags: set[uuid.UUID] = set()
+    skipped: Counter[tuple[str, str]] = Counter()
     for job_id, dag_id, error in w.failed:
-        skipped = await fail_one(conn, job_id, dag_id, error)
+        by_kind = await fail_one(conn, job_id, dag_id, error)
+        skipped.update(by_kind)
         if dag_id is not None:
-            finished[dag_id] += 1 + skipped
+            finished[dag_id] += 1 + by_kind.total()
             failed_dags.add(dag_id)
-    return DagTally(finished, failed_dags)
+    return DagTally(finished, failed_dags, skipped)
 
 
 async def succeed(conn: Conn, items: list[Plain]) -> Pending[uuid.UUID]:
@@ -197,16 +206,17 @@ async def requeue(conn: Conn, items: list[tuple[uuid.UUID, str, timedelta, str]]
     )
 
 
-async def fail_one(conn: Conn, job_id: uuid.UUID, dag_id: uuid.UUID | None, error: str) -> int:
-    """FAILED and out of the frontier, descendants SKIPPED; returns how many were skipped."""
+async def fail_one(
+    conn: Conn, job_id: uuid.UUID, dag_id: uuid.UUID | None, error: str
+) -> Counter[tuple[str, str]]:
+    """FAILED and out of the frontier, descendants SKIPPED; returns how many
+    were skipped by (namespace, kind)."""
     await execute(conn, "fail_job", {"job_id": job_id, "error": error})
     await execute(conn, "remove_from_frontier", {"job_id": job_id})
     if dag_id is None:
-        return 0
-    row = await fetch_one(conn, "skip_descendants", {"job_id": job_id, "dag_id": dag_id})
-    assert row is not None
-    skipped: int = row["skipped"]
-    return skipped
+        return Counter()
+    rows = await fetch_all(conn, "skip_descendants", {"job_id": job_id, "dag_id": dag_id})
+    return Counter({(row["namespace_id"], row["kind"]): int(row["skipped"]) for row in rows})
 
 
 async def dags_finished(conn: Conn, finished: Counter[uuid.UUID], failed: set[uuid.UUID]) -> None:

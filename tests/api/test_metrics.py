@@ -23,11 +23,16 @@ CREATE_NAMESPACE = "/chronosched.v1.NamespaceService/CreateNamespace"
 
 
 async def scrape(api: Stubs) -> tuple[Samples, dict[str, str]]:
-    """Every sample by (name, labels), and each family's type, parsed from
-    the exposition text as Prometheus reads it."""
+    """The server's /metrics (see `scrape_port`)."""
     assert api.server.metrics_port is not None
+    return await scrape_port(api.server.metrics_port)
+
+
+async def scrape_port(port: int) -> tuple[Samples, dict[str, str]]:
+    """Every sample by (name, labels), and each family's type, parsed from
+    the exposition text at 127.0.0.1:`port`/metrics as Prometheus reads it."""
     async with httpx.AsyncClient() as client:
-        resp = await client.get(f"http://127.0.0.1:{api.server.metrics_port}/metrics", timeout=10.0)
+        resp = await client.get(f"http://127.0.0.1:{port}/metrics", timeout=10.0)
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
     samples: Samples = {}
@@ -115,14 +120,26 @@ async def test_metrics_follow_jobs_workers_and_calls(database_url: str) -> None:
 
         await worker.close()
 
+        last: Samples = {}
+
         async def gone() -> bool:
-            now, _ = await scrape(api)
+            nonlocal last
+            last, _ = await scrape(api)
+            # Counted once when it ends: CANCELLED when the cancel reaches the
+            # handler first, OK when its request stream ends first.
+            ended = sum(
+                value(last, "chronosched_rpc_requests_total", method=DEQUEUE, code=code)
+                for code in ("CANCELLED", "OK")
+            )
+            return value(last, "chronosched_connected_workers") == 0 and ended == 1
+
+        def seen() -> str:
+            dequeue = {k: v for k, v in last.items() if ("method", DEQUEUE) in k[1]}
             return (
-                value(now, "chronosched_connected_workers") == 0
-                and value(now, "chronosched_rpc_requests_total", method=DEQUEUE, code="CANCELLED") == 1
+                f"connected workers {value(last, 'chronosched_connected_workers')}; Dequeue series {dequeue}"
             )
 
-        await poll(gone, within=10.0, what="the worker's stream to end and be counted")
+        await poll(gone, within=10.0, what="the worker's stream to end and be counted", detail=seen)
 
 
 async def test_metrics_are_off_by_default(database_url: str) -> None:

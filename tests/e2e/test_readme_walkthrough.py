@@ -121,6 +121,17 @@ def _check(api: httpx.Client, printed: list[Any], control_fires: str) -> None:
     beat = retired[0]
     assert beat["cron_spec"] == CRON and beat["next_fire_times"] == []
 
+    # Why b and a were not running, in the order asked, and the workers list.
+    waits = [v for v in printed if isinstance(v, dict) and "reason" in v and "message" in v]
+    assert [w["reason"] for w in waits] == [
+        "REASON_DAG_NOT_STARTED",
+        "REASON_PARENTS",
+        "REASON_NO_WORKER",
+    ], waits
+    assert waits[1]["message"] == "waiting on 1 unfinished parent: a (READY)"
+    assert waits[2]["message"] == "no connected worker serves kind manual in this namespace"
+    (workers,) = [v for v in printed if isinstance(v, dict) and "workers" in v]
+    assert len(workers["workers"]) == 2 and all("command" in w["kinds"] for w in workers["workers"])
     # Its first DAG ran on `up`'s workers.
     dags = ok(api.get("/api/v1/dags/team-a", params={"page_size": 100}))["dags"]
     (etl,) = [d for d in dags if d["name"] == "etl"]

@@ -28,6 +28,7 @@ PURE = {
     "topology",
     "transitions",
     "validation",
+    "waiting",
     "waits",
 }
 

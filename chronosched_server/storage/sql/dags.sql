@@ -78,7 +78,8 @@ delete from frontier f using jobs j where j.job_id = f.job_id and j.dag_id = %(d
 -- name: cancel_dag_jobs
 -- Cancels the unfinished jobs, locked in job_id order. Returns the attempts
 -- that were RUNNING, read under the lock so none is missed, for the cancel
--- notifications.
+-- notifications (rows with a job_id), then how many were cancelled per kind
+-- for the metrics (rows with a kind).
 with locked as (
     select job_id, state, attempt
     from jobs
@@ -90,9 +91,13 @@ with locked as (
     set state = 'CANCELLED', end_time = c.t, update_time = c.t, lease_expire_time = null
     from locked l, (select clock_timestamp() as t) c
     where j.job_id = l.job_id
-    returning j.job_id, l.state as old_state, l.attempt
+    returning j.job_id, j.def_id, l.state as old_state, l.attempt
 )
-select job_id, attempt from cancelled where old_state = 'RUNNING';
+select job_id, attempt, null::text as kind, null::bigint as n from cancelled where old_state = 'RUNNING'
+union all
+select null, null, d.kind, count(*)
+from cancelled x join job_definitions d on d.def_id = x.def_id
+group by d.kind;
 
 -- name: read_dag
 select * from dags where dag_id = %(dag_id)s::uuid and namespace_id = %(namespace_id)s::text;

@@ -27,7 +27,15 @@ set state = 'RUNNING', start_time = c.t, update_time = c.t,
     lease_expire_time = c.t + %(lease)s::interval, worker_id = %(worker_id)s::text
 from job_definitions d, (select clock_timestamp() as t) c
 where j.job_id = any(array(select job_id from gone)) and d.def_id = j.def_id and j.state = 'READY'
-returning j.*, d.version as def_version, d.kind, d.execution_timeout;
+returning j.*, d.version as def_version, d.kind, d.execution_timeout,
+    -- For the parent-done -> child-assigned metric: when a DAG child's last
+    -- parent succeeded (succeed_jobs made it due that plus the delay after
+    -- parents; the claim leaves due_time alone). Only first attempts of
+    -- jobs with a parent (one probe of the child index per claimed job).
+    case when j.attempt = 1 and j.dag_id is not null
+              and exists (select 1 from dependencies e where e.child_job_id = j.job_id)
+         then j.due_time - d.delay_after_parents
+    end as parents_done_time;
 
 -- name: claim_jobs_any
 -- The same for a worker serving every namespace: one walk of the global
@@ -49,7 +57,15 @@ set state = 'RUNNING', start_time = c.t, update_time = c.t,
     lease_expire_time = c.t + %(lease)s::interval, worker_id = %(worker_id)s::text
 from job_definitions d, (select clock_timestamp() as t) c
 where j.job_id = any(array(select job_id from gone)) and d.def_id = j.def_id and j.state = 'READY'
-returning j.*, d.version as def_version, d.kind, d.execution_timeout;
+returning j.*, d.version as def_version, d.kind, d.execution_timeout,
+    -- For the parent-done -> child-assigned metric: when a DAG child's last
+    -- parent succeeded (succeed_jobs made it due that plus the delay after
+    -- parents; the claim leaves due_time alone). Only first attempts of
+    -- jobs with a parent (one probe of the child index per claimed job).
+    case when j.attempt = 1 and j.dag_id is not null
+              and exists (select 1 from dependencies e where e.child_job_id = j.job_id)
+         then j.due_time - d.delay_after_parents
+    end as parents_done_time;
 
 -- name: extend_leases
 -- Only attempts leased to the worker that asks, in its token's namespace

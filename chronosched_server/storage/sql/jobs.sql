@@ -51,7 +51,8 @@ where job_id = %(job_id)s::uuid;
 delete from frontier where job_id = %(job_id)s::uuid;
 
 -- name: skip_descendants
--- Returns how many jobs were skipped (a count, so it works in pipeline mode).
+-- Returns how many jobs were skipped per namespace and kind (counts, not
+-- rows: a handful at most, for the DAG counters and the metrics).
 -- Each skipped job's error names the ancestor whose failure skipped it.
 with recursive below (job_id) as (
     select child_job_id from dependencies
@@ -66,9 +67,11 @@ with recursive below (job_id) as (
         error = 'skipped: ancestor ' || a.key || ' (job ' || a.job_id || ') failed'
     from (select clock_timestamp() as t) c, (select key, job_id from jobs where job_id = %(job_id)s::uuid) a
     where j.job_id in (select job_id from below) and j.state = 'PENDING'
-    returning 1
+    returning j.namespace_id, j.def_id
 )
-select count(*) as skipped from skipped;
+select s.namespace_id, d.kind, count(*)::bigint as skipped
+from skipped s join job_definitions d on d.def_id = s.def_id
+group by s.namespace_id, d.kind;
 
 -- name: insert_standalone_jobs
 -- READY standalone jobs (no DAG), each straight into the frontier: the one

@@ -23,7 +23,9 @@ from jsonb_to_recordset(%(streams)s::jsonb) as s (
 on conflict (stream_id) do update
 set slots = excluded.slots,
     jobs_in_flight = excluded.jobs_in_flight,
-    heartbeat_time = excluded.heartbeat_time,
+    -- The two clocks behind these times (the replica's monotonic one and
+    -- the database's) drift by microseconds; never before the connect.
+    heartbeat_time = greatest(excluded.heartbeat_time, w.connect_time),
     expire_time = excluded.expire_time;
 
 -- name: delete_closed_worker_streams
@@ -51,3 +53,27 @@ where expire_time > now()
        or (worker_id, stream_id) > (%(after_worker)s::text, %(after_stream)s::uuid))
 order by worker_id, stream_id
 limit %(limit)s::int;
+
+-- name: touch_served_kinds
+-- The (namespace, kind) pairs one replica's streams serve now ('' for a
+-- stream serving every namespace), seen at this refresh.
+insert into served_kinds as s (scope, kind, last_seen)
+select distinct p.scope, p.kind, now()
+from unnest(%(scopes)s::text[], %(kinds)s::text[]) as p (scope, kind)
+on conflict (scope, kind) do update set last_seen = excluded.last_seen
+where s.last_seen < excluded.last_seen;
+
+-- name: kind_served_since
+-- Whether a worker serving `kind` in the namespace is connected now or was
+-- within `window_s` seconds.
+select exists (
+    select 1 from worker_streams w
+    where w.expire_time > now()
+      and (w.all_namespaces or %(namespace_id)s::text = any (w.namespaces))
+      and %(kind)s::text = any (w.kinds)
+) or exists (
+    select 1 from served_kinds s
+    where s.scope in (%(namespace_id)s::text, '')
+      and s.kind = %(kind)s::text
+      and s.last_seen > now() - make_interval(secs => %(window_s)s::float8)
+) as served;
