@@ -224,7 +224,7 @@ def test_jobs_tick_and_prune(cli: Cli, client: Client, tmp_path: Path) -> None:
     jobs = {j.key: j for j in client.list_dag_jobs(NS, dag_id)}
 
     listed = _table(cli("jobs", "list", NS, "--dag", dag_id).out)
-    assert listed[0] == ["JOB_ID", "KEY", "STATE", "ATTEMPT", "KIND", "DAG_ID", "UPDATED"]
+    assert listed[0] == ["JOB_ID", "KEY", "STATE", "ATTEMPT", "KIND", "DAG_ID", "UPDATED", "WAITING"]
     assert sorted((r[1], r[2], r[3]) for r in listed[1:]) == [
         ("clean", "PENDING", "1/3"),
         ("extract", "READY", "1/3"),

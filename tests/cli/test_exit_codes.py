@@ -142,7 +142,7 @@ def _top_commands() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_operator_command_has_a_description_and_the_common_options() -> None:
     leaves = _leaves()
-    assert len(leaves) == 30  # 27, and token create, list and revoke
+    assert len(leaves) == 31  # 27, token create, list and revoke, and workers list
     for words, parser in leaves.items():
         description = parser.description or ""
         assert len(description.split()) >= 3 and description.endswith("."), words

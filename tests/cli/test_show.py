@@ -38,11 +38,11 @@ def test_the_tree(cli: Cli, etl: str) -> None:
     assert result.code == 0, result.err
     assert result.out == (
         f"etl ({etl}) [RUNNING] 2/5 finished\n"
-        "├── audit [READY]\n"
+        "├── audit [READY] (no worker for kind manual)\n"
         "└── extract [SUCCEEDED]\n"
         "    ├── clean-a [SUCCEEDED]\n"
         "    │   └── load [PENDING]\n"
-        "    └── clean-b [READY]\n"
+        "    └── clean-b [READY] (no worker for kind manual)\n"
         "        └── load [PENDING] (see above)\n"
     )
 
@@ -200,7 +200,7 @@ def test_a_dag_of_10000_jobs_draws_in_a_few_lines(
     lines = result.out.splitlines()
     assert lines[:5] == [
         f"big ({dag.dag_id}) [RUNNING] 0/10,000 finished",
-        "└── root [READY]",
+        "└── root [READY] (no worker for kind manual)",
         "    ├── m0000 [PENDING]",
         "    │   └── sink [PENDING]",
         "    ├── m0001 [PENDING]",

@@ -5,6 +5,10 @@ The blocking `Client` cannot share an event loop with the server it calls
 runs the in-process server of tests/support/server.py (`serving`) on an
 event loop of its own, in a thread. The async tests use the same fixture.
 
+`Running.open_worker` opens a bare worker stream (tests/support's
+RawWorker) on the server's loop: a connected worker for ListWorkers and
+Job.waiting, without a worker process.
+
 `proxy` / `tls_proxy` put a `Proxy` in front of it: a gRPC server that
 forwards every unary call byte for byte, records what it saw (method,
 request bytes, authorization metadata), and can be told to fail a method's
@@ -27,8 +31,11 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 
-from tests.support.grpc_helpers import CHANNEL_OPTIONS
+from chronosched.v1 import worker_pb2_grpc
+from chronosched_server.app import Server
+from tests.support.grpc_helpers import CHANNEL_OPTIONS, RawWorker
 from tests.support.server import serving
+from tests.support.waiting import poll
 
 T = TypeVar("T")
 
@@ -131,16 +138,69 @@ class Proxy:
 
 
 @dataclass
+class Stream:
+    """A worker stream open on the server's loop (see `Running.open_worker`)."""
+
+    running: Running
+    worker: RawWorker
+
+    def assignment(self, within: float = 10.0) -> Any:
+        """The next job assigned to the worker (a worker_pb2.Assignment)."""
+        return self.running.loop.run(lambda: self.worker.next("assignment", within))
+
+    def close(self) -> None:
+        """End the stream; the server drops its ListWorkers row at once."""
+        self.running.loop.run(self.worker.close)
+
+
+@dataclass
 class Running:
     """The server in its thread, and how to reach it."""
 
     loop: LoopThread
     port: int
     stack: AsyncExitStack
+    #: The server object; None where a fixture does not hand it over
+    #: (tests/support/auth.py), and then `open_worker` is not available.
+    app: Server | None = None
+
+    @property
+    def _app(self) -> Server:
+        assert self.app is not None, "this fixture's Running has no server object"
+        return self.app
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def open_worker(self, **subscribe: Any) -> Stream:
+        """Subscribe a bare worker (`subscribe`: the Subscribe's fields) and
+        return once the server lists it. Closed with the server at the latest."""
+        dispatcher = self._app.dispatcher
+        worker_id = subscribe["worker_id"]
+
+        async def start() -> RawWorker:
+            channel = grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+            self.stack.push_async_callback(channel.close)
+            worker = RawWorker(worker_pb2_grpc.WorkerServiceStub(channel), **subscribe)
+            await worker.start()
+            self.stack.push_async_callback(worker.close)
+
+            async def registered() -> bool:
+                return any(s.worker_id == worker_id and not s.closed for s in dispatcher.streams)
+
+            await poll(registered, within=10, what=f"the stream of {worker_id}")
+            # The server publishes a new stream at once, from a task of its
+            # own: publishing it here too means it is listed on return.
+            await dispatcher.presence.sync()
+            return worker
+
+        return Stream(self, self.loop.run(start))
+
+    def publish_workers(self) -> None:
+        """Make the server write its streams' counts now, not at the next
+        heartbeat interval (jobs in flight lag by up to one interval)."""
+        self.loop.run(self._app.dispatcher.presence.sync)
 
     def start_proxy(self, credentials: grpc.ServerCredentials | None = None) -> Proxy:
         proxy = Proxy()
@@ -168,13 +228,13 @@ def server(database_url: str) -> Iterator[Running]:
     loop = LoopThread()
     stack = AsyncExitStack()
 
-    async def start() -> int:
+    async def start() -> Server:
         stubs = await stack.enter_async_context(serving(database_url))
-        return stubs.server.port
+        return stubs.server
 
     try:
-        port = loop.run(start)
-        yield Running(loop, port, stack)
+        app = loop.run(start)
+        yield Running(loop, app.port, stack, app)
     finally:
         loop.run(stack.aclose)
         loop.close()

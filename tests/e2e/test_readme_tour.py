@@ -58,6 +58,8 @@ def test_the_cli_tour_runs_as_written(up: UpProcess, api: httpx.Client, tmp_path
     # The watch ended with the outcome, the tree names every job with its
     # state, and the mermaid source draws the four edges.
     assert "SUCCEEDED" in out
+    # The workers list: `up`'s local workers, serving every namespace (*).
+    assert re.search(r"^\S+\s+\*\s+.*command", out, re.M), out
     for key in ("extract", "clean-orders", "clean-users", "load"):
         assert re.search(rf"{re.escape(key)}\b.*SUCCEEDED", out), key
     assert re.search(r"^(flowchart|graph) ", out, re.M), out

@@ -118,6 +118,7 @@ SUBCOMMANDS = [
     "def",
     "dag",
     "jobs",
+    "workers",
     "tick",
     "schedules",
     "prune",

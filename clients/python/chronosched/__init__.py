@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         Violation,
     )
     from chronosched.types import (
+        ConnectedWorker,
         Dag,
         DagEvent,
         DagResult,
@@ -66,6 +67,9 @@ if TYPE_CHECKING:
         Schedule,
         Token,
         TokenScope,
+        Waiting,
+        WaitingParent,
+        WaitingReason,
         WatchEvent,
     )
 
@@ -77,6 +81,7 @@ _HOME = {
     "AsyncDagRun": "chronosched.dag",
     "ChronoschedError": "chronosched.errors",
     "Client": "chronosched.client",
+    "ConnectedWorker": "chronosched.types",
     "Dag": "chronosched.types",
     "DagBuilder": "chronosched.dag",
     "DagEvent": "chronosched.types",
@@ -112,6 +117,9 @@ _HOME = {
     "Unauthenticated": "chronosched.errors",
     "Unavailable": "chronosched.errors",
     "Violation": "chronosched.errors",
+    "Waiting": "chronosched.types",
+    "WaitingParent": "chronosched.types",
+    "WaitingReason": "chronosched.types",
     "WatchEvent": "chronosched.types",
 }
 
@@ -122,6 +130,7 @@ __all__ = [
     "AsyncDagRun",
     "ChronoschedError",
     "Client",
+    "ConnectedWorker",
     "Dag",
     "DagBuilder",
     "DagEvent",
@@ -157,6 +166,9 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Violation",
+    "Waiting",
+    "WaitingParent",
+    "WaitingReason",
     "WatchEvent",
 ]
 

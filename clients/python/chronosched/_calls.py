@@ -38,6 +38,7 @@ from google.protobuf.message import Message
 from chronosched import _convert as convert
 from chronosched.errors import make_error
 from chronosched.types import (
+    ConnectedWorker,
     Dag,
     DagState,
     Definition,
@@ -57,7 +58,16 @@ from chronosched.types import (
     Token,
     TokenScope,
 )
-from chronosched.v1 import admin_pb2, dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2, token_pb2
+from chronosched.v1 import (
+    admin_pb2,
+    dag_pb2,
+    definition_pb2,
+    job_pb2,
+    namespace_pb2,
+    schedule_pb2,
+    token_pb2,
+    worker_pb2,
+)
 
 T = TypeVar("T")
 
@@ -105,7 +115,7 @@ def _rpc(
 _NS, _DEF = namespace_pb2.DESCRIPTOR, definition_pb2.DESCRIPTOR
 _DAG, _JOB = dag_pb2.DESCRIPTOR, job_pb2.DESCRIPTOR
 _SCH, _ADM = schedule_pb2.DESCRIPTOR, admin_pb2.DESCRIPTOR
-_TOK = token_pb2.DESCRIPTOR
+_TOK, _WRK = token_pb2.DESCRIPTOR, worker_pb2.DESCRIPTOR
 _Empty = empty_pb2.Empty
 
 CREATE_NAMESPACE = _rpc(_NS, "NamespaceService", "CreateNamespace", namespace_pb2.Namespace, idempotent=False)
@@ -164,6 +174,8 @@ HEALTHZ = _rpc(_ADM, "AdminService", "Healthz", admin_pb2.HealthzResponse, idemp
 CREATE_TOKEN = _rpc(_TOK, "TokenService", "CreateToken", token_pb2.CreateTokenResponse, idempotent=False)
 LIST_TOKENS = _rpc(_TOK, "TokenService", "ListTokens", token_pb2.ListTokensResponse, idempotent=True)
 REVOKE_TOKEN = _rpc(_TOK, "TokenService", "RevokeToken", token_pb2.Token, idempotent=True)
+
+LIST_WORKERS = _rpc(_WRK, "WorkerService", "ListWorkers", worker_pb2.ListWorkersResponse, idempotent=True)
 
 
 @dataclass(frozen=True)
@@ -485,6 +497,16 @@ def fail_job(
         namespace_id=namespace_id or "",
     )
     return _call(FAIL_JOB, request, convert.job)
+
+
+# --- workers --------------------------------------------------------------------
+
+
+def list_workers(namespace_id: str | None, page_size: int, page_token: str) -> Call[Page[ConnectedWorker]]:
+    request = worker_pb2.ListWorkersRequest(
+        namespace_id=namespace_id or "", page_size=page_size, page_token=page_token
+    )
+    return _call(LIST_WORKERS, request, _page_of(convert.connected_worker, "workers"))
 
 
 # --- tokens ---------------------------------------------------------------------

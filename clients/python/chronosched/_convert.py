@@ -10,6 +10,7 @@ from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from chronosched.types import (
+    ConnectedWorker,
     Dag,
     DagState,
     Definition,
@@ -24,8 +25,19 @@ from chronosched.types import (
     Schedule,
     Token,
     TokenScope,
+    Waiting,
+    WaitingParent,
+    WaitingReason,
 )
-from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, namespace_pb2, schedule_pb2, token_pb2
+from chronosched.v1 import (
+    dag_pb2,
+    definition_pb2,
+    job_pb2,
+    namespace_pb2,
+    schedule_pb2,
+    token_pb2,
+    worker_pb2,
+)
 
 # The largest magnitude at which every whole double is an exact integer.
 _EXACT = 2**53
@@ -138,6 +150,7 @@ def definition(m: definition_pb2.JobDefinition) -> Definition:
         create_time=when(m.create_time),
         next_fire_times=tuple(when(t) for t in m.next_fire_times),
         retire_time=_optional_when(m, "retire_time"),
+        warnings=tuple(m.warnings),
     )
 
 
@@ -164,6 +177,21 @@ def job(m: job_pb2.Job) -> Job:
         update_time=_optional_when(m, "update_time"),
         lease_expire_time=_optional_when(m, "lease_expire_time"),
         worker_id=_text(m.worker_id),
+        waiting=waiting(m.waiting) if m.HasField("waiting") else None,
+    )
+
+
+def waiting(m: job_pb2.Waiting) -> Waiting:
+    return Waiting(
+        reason=WaitingReason(m.reason),
+        message=m.message,
+        unfinished_parents=m.unfinished_parents,
+        parents=tuple(WaitingParent(key=p.key, job_id=p.job_id, state=JobState(p.state)) for p in m.parents),
+        due_time=_optional_when(m, "due_time"),
+        retry_after_attempt=m.retry_after_attempt,
+        kind=_text(m.kind),
+        slots_in_use=m.slots_in_use,
+        slots_total=m.slots_total,
     )
 
 
@@ -226,4 +254,19 @@ def token(m: token_pb2.Token) -> Token:
         expire_time=_optional_when(m, "expire_time"),
         revoke_time=_optional_when(m, "revoke_time"),
         last_used_time=_optional_when(m, "last_used_time"),
+    )
+
+
+def connected_worker(m: worker_pb2.ConnectedWorker) -> ConnectedWorker:
+    return ConnectedWorker(
+        worker_id=m.worker_id,
+        stream_id=m.stream_id,
+        replica_id=m.replica_id,
+        namespaces=tuple(m.namespaces),
+        all_namespaces=m.all_namespaces,
+        kinds=tuple(m.kinds),
+        slots=m.slots,
+        jobs_in_flight=m.jobs_in_flight,
+        connect_time=when(m.connect_time),
+        heartbeat_time=when(m.heartbeat_time),
     )

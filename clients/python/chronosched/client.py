@@ -17,6 +17,7 @@ from chronosched._convert import Seconds
 from chronosched.dag import DagBuilder, DagRun
 from chronosched.errors import from_rpc_error
 from chronosched.types import (
+    ConnectedWorker,
     Dag,
     DagState,
     Definition,
@@ -510,6 +511,25 @@ class Client:
         (unless `non_retryable`), else it ends FAILED. Sent once.
         `namespace_id` as in `complete_job`."""
         return self._run(calls.fail_job(job_id, error, attempt, non_retryable, namespace_id))
+
+    # --- workers ------------------------------------------------------------------
+
+    def list_workers(
+        self, namespace_id: str | None = None, *, page_size: int = calls.ITERATOR_PAGE_SIZE
+    ) -> Iterator[ConnectedWorker]:
+        """The worker streams open on every server replica of the database,
+        in (worker_id, stream_id) order: those taking jobs from
+        `namespace_id` (naming it, or serving every namespace) if given, else
+        all the token may see. A worker shows from its subscribe until its
+        stream closes; counts and heartbeat_time lag by up to one heartbeat
+        interval."""
+        return self._pages(lambda token: calls.list_workers(namespace_id, page_size, token))
+
+    def list_workers_page(
+        self, namespace_id: str | None = None, *, page_size: int = 0, page_token: str | None = None
+    ) -> Page[ConnectedWorker]:
+        """One page of connected workers."""
+        return self._run(calls.list_workers(namespace_id, page_size, page_token or ""))
 
     # --- tokens (admin) -----------------------------------------------------------
 

@@ -83,6 +83,28 @@ class DagState(_WireEnum):
 _FINISHED_DAG_STATES = frozenset({DagState.SUCCEEDED, DagState.FAILED, DagState.CANCELLED})
 
 
+class WaitingReason(_WireEnum):
+    """What a PENDING or READY job waits for (`Waiting.reason`); the server
+    gives the first that holds, in this order."""
+
+    #: The protobuf zero value; also what a reason unknown to this client reads as.
+    UNSPECIFIED = 0
+    #: Its DAG was created without starting it and has not been started.
+    DAG_NOT_STARTED = 1
+    #: Some parents have not succeeded yet (`unfinished_parents`, `parents`).
+    PARENTS = 2
+    #: Not due before `due_time`: a delay after its parents, or the backoff
+    #: before a retry (`retry_after_attempt`).
+    NOT_DUE = 3
+    #: No connected worker serves its kind in its namespace.
+    NO_WORKER = 4
+    #: Every connected worker serving its kind has all its slots in use.
+    WORKERS_FULL = 5
+    #: Ready, due, and a worker with a free slot serves its kind: the next
+    #: dispatch cycle hands it out (higher-priority jobs first).
+    DISPATCHING = 6
+
+
 class MisfirePolicy(_WireEnum):
     """What happens to cron ticks missed while no scheduler ran."""
 
@@ -150,6 +172,11 @@ class Definition:
     next_fire_times: tuple[datetime, ...]
     #: When this version was retired; None while it is live.
     retire_time: datetime | None
+    #: Things worth knowing that did not stop the create (e.g. no worker has
+    #: served the kind in the namespace lately); only in what
+    #: `create_definition` returns, empty everywhere else. Not part of the
+    #: definition, so equality ignores it.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def is_retired(self) -> bool:
@@ -192,6 +219,75 @@ class Job:
     update_time: datetime | None
     lease_expire_time: datetime | None
     worker_id: str | None
+    #: Why the job has not started, while PENDING or READY and read with
+    #: get_job, list_jobs or list_dag_jobs; None otherwise (and in what
+    #: tick and add_jobs return).
+    waiting: Waiting | None = None
+
+
+@dataclass(frozen=True)
+class WaitingParent:
+    """A parent a waiting job still waits on."""
+
+    key: str
+    job_id: str
+    #: PENDING, READY or RUNNING.
+    state: JobState
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Why a PENDING or READY job is not running yet (docs/operations.md,
+    "Why is this job not running?"). The details that do not belong to the
+    reason are 0, empty or None."""
+
+    reason: WaitingReason
+    #: The same in one English sentence, naming the parents, time or kind.
+    message: str
+    #: PARENTS: how many parents have not succeeded.
+    unfinished_parents: int = 0
+    #: PARENTS: the first few unfinished parents, in key order.
+    parents: tuple[WaitingParent, ...] = ()
+    #: NOT_DUE: the earliest time the job may start.
+    due_time: datetime | None = None
+    #: NOT_DUE: the attempt whose failure the job backs off from; 0 when it
+    #: waits out a delay after its parents.
+    retry_after_attempt: int = 0
+    #: NO_WORKER, WORKERS_FULL, DISPATCHING: the job's kind.
+    kind: str | None = None
+    #: WORKERS_FULL, DISPATCHING: jobs in flight on the workers serving the
+    #: kind, as their servers last recorded it.
+    slots_in_use: int = 0
+    #: WORKERS_FULL, DISPATCHING: the slots of those workers.
+    slots_total: int = 0
+
+
+@dataclass(frozen=True)
+class ConnectedWorker:
+    """One open worker stream (`list_workers`), as its server last recorded
+    it: counts and `heartbeat_time` lag by up to one heartbeat interval."""
+
+    #: The id the worker gave when it subscribed.
+    worker_id: str
+    #: New for every stream: a reconnect gets another.
+    stream_id: str
+    #: The server process holding the stream.
+    replica_id: str
+    #: The namespaces it takes jobs from (empty with `all_namespaces`); for a
+    #: token limited to one namespace, only that one.
+    namespaces: tuple[str, ...]
+    #: It takes jobs from every namespace.
+    all_namespaces: bool
+    #: The job kinds it has handlers for.
+    kinds: tuple[str, ...]
+    #: How many jobs it runs at once.
+    slots: int
+    #: Attempts leased to it on this stream and not reported back yet.
+    jobs_in_flight: int
+    #: When the stream subscribed (database time).
+    connect_time: datetime
+    #: When the server last heard from the worker (database time).
+    heartbeat_time: datetime
 
 
 @dataclass(frozen=True)

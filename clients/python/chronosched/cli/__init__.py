@@ -1,5 +1,5 @@
-"""The operator commands of `chronosched`: ns, def, dag, jobs, tick,
-schedules and prune, over the Python client (docs/cli.md).
+"""The operator commands of `chronosched`: ns, def, dag, jobs, workers,
+tick, schedules, prune and token, over the Python client (docs/cli.md).
 
 `chronosched_server.cli` adds them to its parser (`add_commands`) and hands
 what they parsed to `run`; `python -m chronosched.cli` runs them without the

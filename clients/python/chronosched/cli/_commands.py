@@ -18,15 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
+from rich.table import Table
 
 from chronosched._calls import parse_ref
 from chronosched.cli import _show, _watch
-from chronosched.cli._output import Output, fields_table, list_table
+from chronosched.cli._output import Output, data, fields_table, list_table
 from chronosched.cli._specs import DagSpec, JobEntry, Origins, Problem, SpecError, load_dag, load_definitions
 from chronosched.client import Client
 from chronosched.dag import DagRun
 from chronosched.errors import ChronoschedError, InvalidArgument
-from chronosched.types import Dag, DagState, Definition, JobSpec
+from chronosched.types import ConnectedWorker, Dag, DagState, Definition, Job, JobSpec
 
 T = TypeVar("T")
 
@@ -238,6 +239,23 @@ def _def_rows(defs: Iterable[Definition]) -> list[tuple[Any, ...]]:
     return [(d.name, d.version, d.kind, d.cron_spec, d.def_id, d.create_time, d.retire_time) for d in defs]
 
 
+def _def_data(definition: Definition) -> dict[str, Any]:
+    """A definition as printed data, without `warnings`: those go to stderr
+    (`def create`), so what scripts read on stdout is the definition alone."""
+    shown: dict[str, Any] = data(definition)
+    del shown["warnings"]
+    return shown
+
+
+def _one_def(ctx: Context, definition: Definition) -> int:
+    ctx.out.emit(_def_data(definition), lambda: fields_table(definition, ("warnings",)))
+    return 0
+
+
+def _defs(ctx: Context, defs: Sequence[Definition]) -> None:
+    ctx.out.emit([_def_data(d) for d in defs], lambda: list_table(_DEF_COLUMNS, _def_rows(defs)))
+
+
 def def_create(ctx: Context) -> int:
     text, file = _read(ctx.args.file)
     specs = load_definitions(text, file)
@@ -245,7 +263,7 @@ def def_create(ctx: Context) -> int:
     for spec in specs:
         options = {key: value for key, value in spec.options.items() if value is not None}
         try:
-            created.append(ctx.client.create_definition(ctx.args.namespace, spec.name, spec.kind, **options))
+            made = ctx.client.create_definition(ctx.args.namespace, spec.name, spec.kind, **options)
         except ChronoschedError as exc:
             if _unreachable(exc):
                 raise
@@ -253,19 +271,23 @@ def def_create(ctx: Context) -> int:
             if created:
                 lines.append(f"(created before the error: {', '.join(d.ref for d in created)})")
             raise Refused(lines) from None
-    value: Any = created[0] if len(created) == 1 else created
+        created.append(made)
+        # On stderr, as each is made: a warning does not stop the create,
+        # and stdout stays the data a script reads.
+        for warning in made.warnings:
+            ctx.out.error(f"chronosched: warning: {made.ref}: {warning}")
+    value: Any = _def_data(created[0]) if len(created) == 1 else [_def_data(d) for d in created]
     ctx.out.emit(value, lambda: list_table(_DEF_COLUMNS, _def_rows(created)))
     return 0
 
 
 def def_list(ctx: Context) -> int:
-    defs = list(ctx.client.list_definitions(ctx.args.namespace))
-    ctx.out.emit(defs, lambda: list_table(_DEF_COLUMNS, _def_rows(defs)))
+    _defs(ctx, list(ctx.client.list_definitions(ctx.args.namespace)))
     return 0
 
 
 def def_get(ctx: Context) -> int:
-    return _one(ctx, _definition(ctx, ctx.args.namespace, ctx.args.definition))
+    return _one_def(ctx, _definition(ctx, ctx.args.namespace, ctx.args.definition))
 
 
 def def_versions(ctx: Context) -> int:
@@ -274,7 +296,7 @@ def def_versions(ctx: Context) -> int:
         raise Refused(
             [f"chronosched: error: no definition named {ctx.args.name!r} in namespace {ctx.args.namespace!r}"]
         )
-    ctx.out.emit(versions, lambda: list_table(_DEF_COLUMNS, _def_rows(versions)))
+    _defs(ctx, versions)
     return 0
 
 
@@ -288,7 +310,7 @@ def def_fires(ctx: Context) -> int:
 
 def def_retire(ctx: Context) -> int:
     definition = _definition(ctx, ctx.args.namespace, ctx.args.definition)
-    return _one(ctx, ctx.client.retire_definition(ctx.args.namespace, definition.def_id))
+    return _one_def(ctx, ctx.client.retire_definition(ctx.args.namespace, definition.def_id))
 
 
 # --- DAGs ------------------------------------------------------------------------
@@ -486,22 +508,39 @@ def jobs_list(ctx: Context) -> int:
             j.kind,
             j.dag_id,
             j.update_time or j.create_time,
+            # Last: a sentence, and the column most rows leave empty.
+            None if j.waiting is None else j.waiting.message,
         )
         for j in jobs
     ]
-    columns = ("JOB_ID", "KEY", "STATE", "ATTEMPT", "KIND", "DAG_ID", "UPDATED")
+    columns = ("JOB_ID", "KEY", "STATE", "ATTEMPT", "KIND", "DAG_ID", "UPDATED", "WAITING")
     ctx.out.emit(jobs, lambda: list_table(columns, rows))
     return 0
 
 
+def _one_job(ctx: Context, job: Job) -> int:
+    """A job field by field; `waiting` as its reason and sentence, and the
+    parents it names with their ids (to look them up next)."""
+
+    def table() -> Table:
+        shown = fields_table(job)
+        if job.waiting is not None and job.waiting.parents:
+            parents = ", ".join(f"{p.key} {p.job_id} ({p.state.name})" for p in job.waiting.parents)
+            shown.add_row("waiting_parents", parents)
+        return shown
+
+    ctx.out.emit(job, table)
+    return 0
+
+
 def jobs_get(ctx: Context) -> int:
-    return _one(ctx, ctx.client.get_job(ctx.args.namespace, ctx.args.job))
+    return _one_job(ctx, ctx.client.get_job(ctx.args.namespace, ctx.args.job))
 
 
 def jobs_complete(ctx: Context) -> int:
     args = ctx.args
     job = ctx.client.complete_job(args.job, args.result, attempt=args.attempt, namespace_id=args.namespace)
-    return _one(ctx, job)
+    return _one_job(ctx, job)
 
 
 def jobs_fail(ctx: Context) -> int:
@@ -513,7 +552,33 @@ def jobs_fail(ctx: Context) -> int:
         non_retryable=args.non_retryable,
         namespace_id=args.namespace,
     )
-    return _one(ctx, job)
+    return _one_job(ctx, job)
+
+
+# --- workers ---------------------------------------------------------------------
+
+
+def _worker_rows(workers: Iterable[ConnectedWorker]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            w.worker_id,
+            "*" if w.all_namespaces else w.namespaces,
+            w.kinds,
+            w.slots,
+            w.jobs_in_flight,
+            w.connect_time,
+            w.heartbeat_time,
+        )
+        for w in workers
+    ]
+
+
+def workers_list(ctx: Context) -> int:
+    args = ctx.args
+    found = _take(ctx.client.list_workers(args.namespace), args.limit, ctx, "workers")
+    columns = ("WORKER", "NAMESPACES", "KINDS", "SLOTS", "IN_FLIGHT", "CONNECTED", "LAST_HEARTBEAT")
+    ctx.out.emit(found, lambda: list_table(columns, _worker_rows(found)))
+    return 0
 
 
 # --- tick, schedules, prune -------------------------------------------------------
@@ -522,7 +587,7 @@ def jobs_fail(ctx: Context) -> int:
 def tick(ctx: Context) -> int:
     args = ctx.args
     definition = _definition(ctx, args.namespace, args.definition)
-    return _one(ctx, ctx.client.tick(args.namespace, definition.def_id, args.payload))
+    return _one_job(ctx, ctx.client.tick(args.namespace, definition.def_id, args.payload))
 
 
 def schedules_get(ctx: Context) -> int:
@@ -605,6 +670,7 @@ HANDLERS: dict[str, Callable[[Context], int]] = {
     "jobs.get": jobs_get,
     "jobs.complete": jobs_complete,
     "jobs.fail": jobs_fail,
+    "workers.list": workers_list,
     "tick": tick,
     "schedules.get": schedules_get,
     "schedules.pause": schedules_pause,

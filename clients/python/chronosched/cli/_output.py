@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chronosched.cli._values import ENUM_PREFIX, format_duration
+from chronosched.types import Waiting
 
 #: How each state looks in a terminal.
 STATE_STYLE = {
@@ -64,11 +65,14 @@ def data(value: Any) -> Any:
 
 def cell(value: Any) -> str | Text:
     """A value as a table cell: short state names (coloured in a terminal),
-    times to the second, durations short, objects as compact JSON."""
+    times to the second, durations short, objects as compact JSON, a job's
+    `waiting` as its reason and sentence."""
     if value is None:
         return "-"
     if isinstance(value, enum.Enum):
         return Text(value.name, style=STATE_STYLE.get(value.name, ""))
+    if isinstance(value, Waiting):
+        return f"{value.reason.name}: {value.message}"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):

@@ -19,7 +19,7 @@ DEFAULT_SERVER = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 30.0
 
 #: The top-level commands this package adds to `chronosched`.
-COMMANDS = ("ns", "def", "dag", "jobs", "tick", "schedules", "prune", "token")
+COMMANDS = ("ns", "def", "dag", "jobs", "workers", "tick", "schedules", "prune", "token")
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -401,6 +401,30 @@ def add_commands(sub: Subparsers) -> None:
     p.add_argument("--non-retryable", action="store_true", help="fail it for good, attempts left or not")
     p.add_argument("--attempt", type=_typed(_positive_int), metavar="N", help="fence on this attempt")
     _job_namespace(p)
+
+    # --- workers ---
+    workers = b.group(
+        sub,
+        "workers",
+        "list the workers connected to the server",
+        "List the workers connected to the server: their open streams on every server replica "
+        "of the database, with the namespaces, kinds and slots they serve.",
+    )
+    p = b.leaf(
+        workers,
+        "list",
+        "workers.list",
+        "list the connected workers",
+        description="List the connected workers (one row per open stream, in worker id order): "
+        "those taking jobs from NS, naming it or serving every namespace, or all the token may see.",
+    )
+    p.add_argument(
+        "namespace",
+        metavar="NS",
+        nargs="?",
+        help="only the workers taking jobs from this namespace (default: every namespace)",
+    )
+    _list_limit(p, 1000)
 
     # --- tick ---
     p = b.leaf(

@@ -11,6 +11,10 @@ as seen. Big DAGs are summarised rather than printed whole, so a DAG of
 - below `max_depth` levels, children become one `… N more below` entry;
 - after `max_lines` entries the drawing stops with a `… cut` entry.
 
+The tree adds to a waiting job what it cannot show by itself (no worker,
+workers full, a due time); waiting on parents or on the DAG's start shows in
+the drawing already.
+
 The walk is iterative and linear in what it draws; the graph is built once
 in O(jobs + edges).
 """
@@ -20,10 +24,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
-from chronosched.types import Dag, Dependency, Job, JobState
+from chronosched.types import Dag, Dependency, Job, JobState, Waiting, WaitingReason
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,9 @@ class Graph:
     #: A Mermaid/Graphviz-safe id per job: `j_` + the key with every
     #: character outside [A-Za-z0-9_] replaced, made unique.
     ids: list[str]
+    #: Per job, what the tree adds after its state: why it waits, when the
+    #: drawing does not show it already (see `waiting_note`); "" otherwise.
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, dag: Dag, jobs: Iterable[Job], edges: Iterable[Dependency]) -> Graph:
@@ -70,7 +77,24 @@ class Graph:
             children=children,
             roots=[i for i in range(len(ordered)) if not has_parent[i]],
             ids=_unique_ids(keys),
+            notes=[waiting_note(job.waiting) for job in ordered],
         )
+
+
+def waiting_note(waiting: Waiting | None) -> str:
+    """A short why for a waiting job in the tree. Waiting on parents or on
+    the DAG's start shows in the drawing itself, and a job about to be
+    dispatched waits on nothing: those get no note."""
+    if waiting is None:
+        return ""
+    if waiting.reason is WaitingReason.NO_WORKER:
+        return f"no worker for kind {waiting.kind}"
+    if waiting.reason is WaitingReason.WORKERS_FULL:
+        return f"workers full: {waiting.slots_in_use} of {waiting.slots_total} slots in use"
+    if waiting.reason is WaitingReason.NOT_DUE and waiting.due_time is not None:
+        what = f"attempt {waiting.retry_after_attempt + 1}" if waiting.retry_after_attempt else "due"
+        return f"{what} at {waiting.due_time:%Y-%m-%dT%H:%M:%SZ}"
+    return ""
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
@@ -215,7 +239,9 @@ def tree(graph: Graph, limits: Limits) -> list[Line]:
         prefix = "".join(guides[1:]) + ("└── " if item.last else "├── ")
         guides.append("    " if item.last else "│   ")
         if item.kind is Kind.JOB:
-            lines.append((f"{prefix}{graph.keys[item.node]} [", graph.states[item.node], "]"))
+            note = graph.notes[item.node] if graph.notes else ""
+            after = f"] ({note})" if note else "]"
+            lines.append((f"{prefix}{graph.keys[item.node]} [", graph.states[item.node], after))
         elif item.kind is Kind.SEEN:
             lines.append((f"{prefix}{graph.keys[item.node]} [", graph.states[item.node], "] (see above)"))
         else:

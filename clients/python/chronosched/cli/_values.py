@@ -9,7 +9,15 @@ import re
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from chronosched.types import DagState, FireStatus, JobState, MisfirePolicy, OverlapPolicy, TokenScope
+from chronosched.types import (
+    DagState,
+    FireStatus,
+    JobState,
+    MisfirePolicy,
+    OverlapPolicy,
+    TokenScope,
+    WaitingReason,
+)
 
 E = TypeVar("E", JobState, DagState, MisfirePolicy, OverlapPolicy, TokenScope)
 
@@ -66,6 +74,7 @@ ENUM_PREFIX: dict[type, str] = {
     OverlapPolicy: "OVERLAP_POLICY_",
     FireStatus: "STATUS_",
     TokenScope: "SCOPE_",
+    WaitingReason: "REASON_",
 }
 
 
