@@ -510,7 +510,9 @@ def test_mounts_name_files_of_the_repository_and_declared_volumes() -> None:
                 assert mount.source in declared, f"{name}: volume {mount.source} is not declared"
                 used.add(mount.source)
             else:
-                assert (REPO / mount.source).is_file(), f"{name}: {mount.source} is not in the repository"
+                # A file, or a folder of them (the dashboard's ui/).
+                local = REPO / mount.source
+                assert local.is_file() or local.is_dir(), f"{name}: {mount.source} is not in the repository"
     assert used == declared
 
 
@@ -870,6 +872,9 @@ def test_the_stack_runs_as_local_processes(data_root: Path, tmp_path: Path) -> N
             for _ in range(4):
                 with urllib.request.urlopen(f"http://127.0.0.1:{envoy_port}/healthz", timeout=10) as resp:
                     assert resp.status == 200
+            # The dashboard, from the mounted ui/ folder.
+            with urllib.request.urlopen(f"http://127.0.0.1:{envoy_port}/ui/", timeout=10) as resp:
+                assert resp.status == 200 and resp.read() == (REPO / "ui" / "index.html").read_bytes()
             served = upstream_requests(admin)
             assert set(served) == set(replicas) and all(n > 0 for n in served.values()), served
             # And each replica answers gRPC itself.
@@ -915,6 +920,13 @@ def localize_envoy_config(
     source = named(filters, LUA_FILTER)["typed_config"]["default_source_code"]
     transcoder["proto_descriptor"] = str(paths[transcoder["proto_descriptor"]])
     source["filename"] = str(paths[source["filename"]])
+    # The dashboard's files (direct responses) live in a mounted folder.
+    hcm = named(listener["filter_chains"][0]["filters"], HCM_FILTER)["typed_config"]
+    for route in only(hcm["route_config"]["virtual_hosts"])["routes"]:
+        body = route.get("direct_response", {}).get("body", {})
+        if "filename" in body:
+            folder = next(t for t in paths if body["filename"].startswith(t + "/"))
+            body["filename"] = str(paths[folder] / body["filename"][len(folder) + 1 :])
     cluster = named(cfg["static_resources"]["clusters"], UPSTREAM_CLUSTER)
     ((host, _),) = endpoint_addresses(cluster)
     assert host == "server"

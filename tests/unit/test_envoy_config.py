@@ -27,12 +27,16 @@ from chronosched_server.local.envoy import (
     HTTP_PROTOCOL_OPTIONS,
     REST_FILTER,
     TRANSCODED_SERVICES,
+    UI_CONTENT_TYPES,
+    UI_DIR,
     EnvoyError,
     EnvoySettings,
     check_repo_config,
     lint_config,
+    lint_ui_routes,
     load_template,
     render_config,
+    ui_files,
     validate_config,
     write_config,
 )
@@ -119,9 +123,17 @@ def test_transcoder_options() -> None:
     ]
 
 
-def test_routes_grpc_first_then_405s_then_404() -> None:
+def _is_ui(route: dict[str, Any]) -> bool:
+    return str(route.get("match", {}).get("path", "")).startswith("/ui")
+
+
+def test_routes_grpc_first_then_405s_then_ui_then_404() -> None:
     routes = _routes(render_config(SETTINGS))
-    grpc_route, *method_routes, unknown = routes
+    grpc_route, *rest, unknown = routes
+    method_routes = [r for r in rest if not _is_ui(r)]
+    ui = [r for r in rest if _is_ui(r)]
+    # The dashboard's routes sit together just before the 404.
+    assert rest == method_routes + ui and ui
     # Only gRPC requests (gRPC clients and transcoded calls) reach the server;
     # without `grpc`, unmapped REST requests would go there too and the
     # routes below would never match.
@@ -183,6 +195,8 @@ def _method_routes() -> list[tuple[str, str, set[str]]]:
     """(name, regex, Allow methods) of each 405 route, in order."""
     out: list[tuple[str, str, set[str]]] = []
     for route in _routes(render_config(SETTINGS))[1:-1]:
+        if _is_ui(route):
+            continue
         (header,) = route["response_headers_to_add"]
         assert header["header"]["key"] == "allow"
         allow = set(header["header"]["value"].split(", "))
@@ -403,3 +417,87 @@ def test_rest_check_reasons_are_the_servers_vocabulary() -> None:
     used = set(re.findall(r'"([A-Z][A-Z_]+)"', source)) - {"INVALID_ARGUMENT"}
     known = {value for name, value in vars(Why).items() if name.isupper()}
     assert used and used <= known, used - known
+
+
+# --- the dashboard (ui/) -----------------------------------------------------------
+
+
+def _ui_routes(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["match"]["path"]: r for r in _routes(cfg) if _is_ui(r)}
+
+
+def test_every_ui_file_has_a_get_route_with_its_content_type() -> None:
+    files = ui_files()
+    assert {"index.html", "app.js", "style.css"} <= set(files)
+    cfg = render_config(SETTINGS)
+    routes = _ui_routes(cfg)
+    assert set(routes) == {"/ui", "/ui/"} | {f"/ui/{f}" for f in files}
+    assert routes["/ui"]["redirect"] == {"path_redirect": "/ui/"}
+    for path, route in routes.items():
+        if path == "/ui":
+            continue
+        rel = "index.html" if path == "/ui/" else path.removeprefix("/ui/")
+        body = Path(route["direct_response"]["body"]["filename"])
+        assert body.is_absolute() and body == (UI_DIR / rel).resolve(), path
+        assert route["direct_response"]["status"] == 200
+        headers = {h["header"]["key"]: h["header"]["value"] for h in route["response_headers_to_add"]}
+        assert headers["content-type"] == UI_CONTENT_TYPES[body.suffix], path
+        # Nothing from elsewhere: scripts, styles and calls stay on this origin.
+        assert "script-src 'self'" in headers["content-security-policy"]
+        assert "connect-src 'self'" in headers["content-security-policy"]
+        assert all(
+            h["append_action"] == "OVERWRITE_IF_EXISTS_OR_ADD" for h in route["response_headers_to_add"]
+        )
+        # GET and HEAD only; other methods fall through to the 404.
+        assert route["match"]["headers"] == [
+            {"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}
+        ]
+    # Envoy's 4 KiB default cap on a direct response would refuse the files.
+    cap = _hcm(cfg)["route_config"]["max_direct_response_body_size_bytes"]
+    assert max((UI_DIR / f).stat().st_size for f in files) < cap
+    assert lint_ui_routes(cfg) == []
+
+
+def test_ui_routes_miss_neither_the_rest_check_nor_the_local_replies() -> None:
+    cfg = render_config(SETTINGS)
+    # The REST check (Lua) acts only on /api/v1 and /healthz paths: its
+    # route table never matches a dashboard path, so those pass untouched.
+    source = REST_FILTER.read_text(encoding="utf-8")
+    patterns = re.findall(r'pattern = "(\^[^"]*)"', source)
+    assert patterns and all(p.startswith(("^/api/v1/", "^/healthz")) for p in patterns), patterns[:5]
+    # Local-reply mappers rewrite only error statuses (and gRPC), never a 200 or 301.
+    _, _, *mappers = _hcm(cfg)["local_reply_config"]["mappers"]
+    assert not any(_filter_matches(m["filter"], status) for m in mappers for status in (200, 301))
+
+
+def test_ui_lint_catches_a_missing_or_stale_route(tmp_path: Path) -> None:
+    cfg = render_config(SETTINGS)
+    routes = _routes(cfg)
+    (app,) = [r for r in routes if r.get("match", {}).get("path") == "/ui/app.js"]
+    routes.remove(app)
+    assert lint_ui_routes(cfg) == ["ui: no route for /ui/app.js"]
+    # A file added after rendering has no route; one removed leaves a stale one.
+    source = tmp_path / "ui"
+    source.mkdir()
+    (source / "index.html").write_text("<!doctype html>", encoding="utf-8")
+    (source / "new.js").write_text("export {};", encoding="utf-8")
+    problems = lint_ui_routes(render_config(SETTINGS), source)
+    assert "ui: no route for /ui/new.js" in problems
+    assert "ui: route /ui/app.js serves no file of " + str(source) in problems
+
+
+def test_ui_renders_from_another_folder_and_refuses_unknown_types(tmp_path: Path) -> None:
+    source = tmp_path / "ui"
+    (source / "pages").mkdir(parents=True)
+    (source / "index.html").write_text("<!doctype html>", encoding="utf-8")
+    (source / "pages" / "a.js").write_text("export {};", encoding="utf-8")
+    # docker-compose: files listed from the checkout, read by Envoy elsewhere.
+    cfg = render_config(replace(SETTINGS, ui_source_dir=source, ui_dir=Path("/etc/chronosched/ui")))
+    routes = _ui_routes(cfg)
+    assert set(routes) == {"/ui", "/ui/", "/ui/index.html", "/ui/pages/a.js"}
+    assert routes["/ui/pages/a.js"]["direct_response"]["body"]["filename"] == "/etc/chronosched/ui/pages/a.js"
+    (source / "notes.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(EnvoyError, match=r"ui/notes.txt: no content type"):
+        render_config(replace(SETTINGS, ui_source_dir=source))
+    with pytest.raises(EnvoyError, match="missing"):
+        render_config(replace(SETTINGS, ui_source_dir=tmp_path / "nowhere"))
