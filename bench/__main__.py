@@ -44,11 +44,19 @@ BENCHES = (
         r"p50|p99",
     ),
     Bench(
+        "metrics_overhead",
+        ("--jobs", "20000", "--rounds", "3"),
+        ("--jobs", "4000", "--rounds", "3"),
+        r"ratio|median",
+    ),
+    Bench(
         "prune",
         ("--backlog", "1000000", "--window", "20"),
         ("--backlog", "100000", "--window", "8"),
         r"jobs/s|ratio|pruned",
     ),
+    # Needs the `bench` extra for its peers (it says so and leaves them out).
+    Bench("peers", ("--jobs", "20000"), ("--quick",), r"— (met|NOT met)$"),
 )
 
 
