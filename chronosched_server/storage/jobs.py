@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from chronosched_server.errors import NotFound
 from chronosched_server.ids import uuid7
 from chronosched_server.storage import dags, definitions, namespaces, waiting
-from chronosched_server.storage.db import Conn, Database, execute, fetch_record, fetch_records
+from chronosched_server.storage.db import Conn, Database, execute, fetch_record, fetch_records, pending
 from chronosched_server.storage.metrics import Tally
-from chronosched_server.storage.records import ActiveSchedule, Definition, Job
+from chronosched_server.storage.records import ActiveSchedule, Definition, Job, from_row
 from chronosched_server.storage.results import ResultIn, apply_results
 from chronosched_server.validation import Violations, check_kind_payload
 from chronosched_server.waiting import Facts
@@ -186,6 +187,11 @@ async def tick(
 ) -> Job:
     """Enqueue one standalone run of a definition version now (READY, in the
     frontier); a new one (not a replay) goes into `tally.created`."""
+    if not request_id:
+        job = await _tick_pipelined(db, namespace_id, def_id, payload)
+        if tally is not None:
+            tally.created[job.namespace_id, job.kind] += 1
+        return job
     async with db.transaction() as conn:
         await namespaces.hold(conn, namespace_id)
         definition = await definitions.find(conn, namespace_id, def_id)
@@ -204,4 +210,32 @@ async def tick(
         job = await _reload(conn, job_id)
     if tally is not None:
         tally.created[job.namespace_id, job.kind] += 1
+    return job
+
+
+async def _tick_pipelined(
+    db: Database, namespace_id: str, def_id: uuid.UUID, payload: dict[str, Any] | None
+) -> Job:
+    """Tick without a request id in two round trips: BEGIN and the two holds
+    (namespace, definition) go out together; the insert, the read-back and
+    COMMIT go out together once the definition is checked here. The same
+    statements, locks and checks as the idempotent path, in fewer trips."""
+    async with db.pipelined_transaction() as conn:
+        key = {"namespace_id": namespace_id, "def_id": def_id}
+        held_ns = await pending(conn, "hold_namespace", key, lambda row: row["namespace_id"])
+        held_def = await pending(conn, "hold_definition", key, lambda row: from_row(Definition, row))
+        if not await held_ns.fetch():
+            raise NotFound("namespace", namespace_id)
+        found = await held_def.fetch()
+        if not found:
+            raise NotFound("definition", str(def_id), namespace_id=namespace_id)
+        definition = definitions.raise_if_retired(found[0])
+        job_id = uuid7()
+        run = StandaloneJob.of(definition, job_id, payload=payload)
+        v = Violations()
+        check_kind_payload(v, "payload", definition.kind, run.payload)
+        v.raise_if_any()
+        await insert_standalone(conn, [run])
+        made = await pending(conn, "get_jobs_by_ids", {"job_ids": [job_id]}, lambda row: from_row(Job, row))
+    (job,) = await made.fetch()
     return job
