@@ -108,6 +108,23 @@ class Database:
         except TimeoutError as exc:
             raise Unavailable("database unavailable: no connection", reason="DATABASE_UNAVAILABLE") from exc
 
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[Conn]:
+        """A connection for one statement that is its own transaction
+        (autocommit): one round trip, where BEGIN and COMMIT would add two.
+        Only for a single statement; database errors leave as domain errors."""
+        try:
+            async with self.pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    yield conn
+                finally:
+                    await conn.set_autocommit(False)
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        except TimeoutError as exc:
+            raise Unavailable("database unavailable: no connection", reason="DATABASE_UNAVAILABLE") from exc
+
     async def ping(self, wait_s: float = 2.0) -> bool:
         try:
             async with self.pool.connection(timeout=wait_s) as conn:

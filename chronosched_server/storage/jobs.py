@@ -188,7 +188,9 @@ async def tick(
     """Enqueue one standalone run of a definition version now (READY, in the
     frontier); a new one (not a replay) goes into `tally.created`."""
     if not request_id:
-        job = await _tick_pipelined(db, namespace_id, def_id, payload)
+        job = await _tick_one_statement(db, namespace_id, def_id, payload)
+        if job is None:
+            job = await _tick_pipelined(db, namespace_id, def_id, payload)
         if tally is not None:
             tally.created[job.namespace_id, job.kind] += 1
         return job
@@ -213,10 +215,53 @@ async def tick(
     return job
 
 
+@dataclass(frozen=True)
+class _Version:
+    """What Tick needs of a definition version before its one statement:
+    immutable once written (a trigger refuses updates but the retire time,
+    which the statement checks itself)."""
+
+    kind: str
+    payload_template: dict[str, Any]
+
+
+# Versions this process has read for a Tick, by (namespace, def_id). Bounded:
+# emptied when full, as refilling costs one two-trip Tick per version.
+_VERSIONS: dict[tuple[str, uuid.UUID], _Version] = {}
+_VERSIONS_MAX = 10_000
+
+
+async def _tick_one_statement(
+    db: Database, namespace_id: str, def_id: uuid.UUID, payload: dict[str, Any] | None
+) -> Job | None:
+    """Tick in one round trip once the version is known here: the payload
+    is merged and checked first, then one autocommit statement holds,
+    inserts and reads back. None when the version is not known yet, or the
+    statement made nothing (namespace or version missing, or retired): the
+    two-trip path then tells which."""
+    version = _VERSIONS.get((namespace_id, def_id))
+    if version is None:
+        return None
+    merged = {**version.payload_template, **(payload or {})}
+    v = Violations()
+    check_kind_payload(v, "payload", version.kind, merged)
+    if v.items:
+        return None  # refused by the two-trip path, after what it checks first
+    params = {
+        "namespace_id": namespace_id,
+        "def_id": def_id,
+        "job_id": uuid7(),
+        "payload": json.dumps(merged),
+    }
+    async with db.statement() as conn:
+        return await fetch_record(conn, Job, "tick_one", params)
+
+
 async def _tick_pipelined(
     db: Database, namespace_id: str, def_id: uuid.UUID, payload: dict[str, Any] | None
 ) -> Job:
-    """Tick without a request id in two round trips: BEGIN and the two holds
+    """Tick without a request id in two round trips (the first of a version
+    in this process, or to say what is missing): BEGIN and the two holds
     (namespace, definition) go out together; the insert, the read-back and
     COMMIT go out together once the definition is checked here. The same
     statements, locks and checks as the idempotent path, in fewer trips."""
@@ -230,6 +275,9 @@ async def _tick_pipelined(
         if not found:
             raise NotFound("definition", str(def_id), namespace_id=namespace_id)
         definition = definitions.raise_if_retired(found[0])
+        if len(_VERSIONS) >= _VERSIONS_MAX:
+            _VERSIONS.clear()
+        _VERSIONS[namespace_id, def_id] = _Version(definition.kind, definition.payload_template)
         job_id = uuid7()
         run = StandaloneJob.of(definition, job_id, payload=payload)
         v = Violations()

@@ -220,3 +220,34 @@ set unfinished_job_count = g.unfinished_job_count - x.finished,
 from unnest(%(dag_ids)s::uuid[], %(finished)s::bigint[], %(failed)s::boolean[]) as x (dag_id, finished, failed),
     (select clock_timestamp() as t) c
 where g.dag_id = x.dag_id;
+
+-- name: tick_one
+-- Tick in one statement and one round trip (autocommit): hold the namespace
+-- (KEY SHARE) and the live version (FOR SHARE) as hold_namespace and
+-- hold_definition do, insert the job READY with its frontier row as
+-- insert_standalone_jobs does (key = the definition's name, its attempts
+-- and priority), and return it as get_job reads it. No row means that
+-- something is missing (the namespace or the version) or the version is
+-- retired: the caller then takes the two-trip path, which says which. The payload is merged and checked by the
+-- caller beforehand.
+with ns as (
+    select namespace_id from namespaces where namespace_id = %(namespace_id)s::text for key share
+), d as (
+    select d.*
+    from job_definitions d join ns on ns.namespace_id = d.namespace_id
+    where d.def_id = %(def_id)s::uuid
+    for share of d
+), j as (
+    insert into jobs (job_id, namespace_id, def_id, key, state, max_attempts, priority, payload, due_time)
+    select %(job_id)s::uuid, d.namespace_id, d.def_id, d.name, 'READY', d.max_attempts,
+           d.default_priority, %(payload)s::jsonb, clock_timestamp()
+    from d
+    where d.retire_time is null
+    returning *
+), f as (
+    insert into frontier (job_id, namespace_id, kind, priority, due_time)
+    select j.job_id, j.namespace_id, d.kind, j.priority, j.due_time
+    from j, d
+)
+select j.*, d.version as def_version, d.kind
+from j, d;
