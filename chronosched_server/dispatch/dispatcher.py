@@ -406,8 +406,11 @@ class Dispatcher:
             stream.send(frame)
         if unsent:
             await self._release(unsent)
-        if self._results or any(rows for _, _, rows in claimed):
-            # More results queued meanwhile, or the frontier may hold more.
+        full = any(len(rows) == n for (_, n, _), (_, _, rows) in zip(wants, claimed, strict=False))
+        if self._results or full:
+            # More results queued meanwhile, or a claim took all it asked for
+            # and the frontier may hold more. A claim that came back short
+            # emptied what it could take; new work wakes us by notification.
             self._wake.set()
 
     def _count_result(self, pending: _Pending, out: ResultOut) -> None:
