@@ -23,10 +23,11 @@ ANALYZE, so that no drain inherits the dead rows of the one before it.
 - Procrastinate (psycopg connector): enqueue = `batch_defer_async` of 1,000;
   drain = `run_worker_async(concurrency=16, wait=False)` in its own process.
 
-Latency is enqueue -> handler start on an idle system: one job at a time, the
-parent stamps the wall time into the payload just before the enqueue call
-(so the call's own time counts), the handler subtracts it from the wall time
-at its start; a short pause between samples. The one-slot case repeats the
+Latency is enqueue -> handler start on an idle system: one job at a time
+(chronosched enqueues it with Tick), the parent stamps the wall time into
+the payload just before the enqueue call (so the call's own time counts),
+the handler subtracts it from the wall time at its start; a short pause
+between samples. The one-slot case repeats the
 drain with chronosched's SDK at 1 slot against PgQueuer's
 `concurrency_limit=1`, with `batch_size=1` (what the ratio is taken
 against) and with its default batch of 10, which holds a finished job's slot
@@ -62,7 +63,7 @@ from google.protobuf import struct_pb2
 
 from bench.common import database, server_process
 from bench.throughput import StreamClient, setup
-from chronosched.v1 import dag_pb2, dag_pb2_grpc
+from chronosched.v1 import dag_pb2, dag_pb2_grpc, definition_pb2, definition_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 1000
@@ -263,6 +264,7 @@ class Chronosched:
         self.server = f"127.0.0.1:{port}"
         self.channel = channel
         self.dags = dag_pb2_grpc.DagServiceStub(channel)
+        self.defs_stub = definition_pb2_grpc.DefinitionServiceStub(channel)
         self.defs: dict[str, str] = {}
 
     async def namespace(self, ns: str) -> None:
@@ -284,14 +286,13 @@ class Chronosched:
         return jobs / (time.perf_counter() - started)
 
     async def enqueue_stamped(self, ns: str) -> None:
+        # One job is enqueued with Tick (run a definition once now), the call
+        # that matches the peers' one-job enqueue; a DAG of one job costs a
+        # DAG row besides (bench.unary has both).
         payload = struct_pb2.Struct()
         payload.update({"t": time.time()})
-        await self.dags.CreateDag(
-            dag_pb2.CreateDagRequest(
-                namespace_id=ns,
-                jobs=[dag_pb2.JobSpec(key="j", def_id=self.defs[ns], payload=payload)],
-                start=True,
-            ),
+        await self.defs_stub.Tick(
+            definition_pb2.TickRequest(namespace_id=ns, def_id=self.defs[ns], payload=payload),
             timeout=30,
         )
 
