@@ -55,6 +55,7 @@ BENCHES = (
         ("--backlog", "100000", "--window", "8"),
         r"jobs/s|ratio|pruned",
     ),
+    Bench("unary", ("--calls", "300", "--rounds", "3"), ("--calls", "100", "--rounds", "2"), r"x$|\dx "),
     # Needs the `bench` extra for its peers (it says so and leaves them out).
     Bench("peers", ("--jobs", "20000"), ("--quick",), r"— (met|NOT met)$"),
 )

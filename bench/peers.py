@@ -617,7 +617,7 @@ def bars(figures: dict[str, Figures]) -> None:
         v = statistics.median(one.vs_pgq)
         bar("one slot ≥ 1.5x PgQueuer concurrency_limit=1 (batch_size=1, its faster setting)", v, v >= 1.5)
     if lines:
-        print("\nIssue 14's bars, this run:\n\n" + "\n".join(lines))
+        print("\nThe performance bars (docs/performance.md), this run:\n\n" + "\n".join(lines))
 
 
 def main() -> int:
