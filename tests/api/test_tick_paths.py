@@ -4,9 +4,11 @@ two-trip path for the rest; both give the same jobs and the same refusals."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import json_format
 
 from chronosched.v1 import definition_pb2, job_pb2, namespace_pb2
 from chronosched_server.storage import jobs as storage_jobs
@@ -16,7 +18,7 @@ from tests.support.server import Stubs
 pytestmark = pytest.mark.timeout(60)
 
 
-async def tick(api: Stubs, ns: str, def_id: str, **payload: object) -> job_pb2.Job:
+async def tick(api: Stubs, ns: str, def_id: str, **payload: Any) -> job_pb2.Job:
     request = definition_pb2.TickRequest(namespace_id=ns, def_id=def_id)
     request.payload.update(payload)
     return await api.definitions.Tick(request)
@@ -32,7 +34,7 @@ async def test_both_paths_make_the_same_job_and_refuse_alike(api: Stubs) -> None
     for job, argv in ((first, ["echo", "a"]), (second, ["echo", "b"])):
         assert job.state == job_pb2.Job.STATE_READY and job.key == d.name
         assert job.kind == "command" and job.def_version == 1 and job.max_attempts == 4
-        assert list(job.payload["argv"]) == argv
+        assert json_format.MessageToDict(job.payload)["argv"] == argv
         got = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=job.job_id))
         assert got.payload == job.payload and got.due_time == job.due_time
     # A payload the kind refuses: the same INVALID_ARGUMENT on the fast path.
