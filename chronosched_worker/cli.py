@@ -2,7 +2,7 @@
 process serving the built-in kinds.
 
     chronosched worker --server HOST:PORT (--namespace NS ... | --all-namespaces)
-                       [--kinds a,b] [--concurrency N] [--grace SECONDS] [--worker-id ID]
+                       [--kinds a,b] [--concurrency N] [--prefetch N] [--grace SECONDS] [--worker-id ID]
                        [--tls-ca FILE [--tls-cert FILE --tls-key FILE]] [--token TOKEN]
                        [--metrics-port PORT [--metrics-host HOST]]
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import grpc
@@ -28,14 +28,20 @@ DEFAULT_SERVER = "127.0.0.1:50051"
 _TRUE = {"1", "true", "yes", "on"}
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}: {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
 
 
 def _seconds(text: str) -> float:
@@ -101,6 +107,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         type=_positive_int,
         default=env.get("CHRONOSCHED_WORKER_CONCURRENCY", "16"),
         help="jobs run at once (env CHRONOSCHED_WORKER_CONCURRENCY; default 16)",
+    )
+    parser.add_argument(
+        "--prefetch",
+        type=_int_at_least(0),
+        default=env.get("CHRONOSCHED_WORKER_PREFETCH", "0"),
+        help="jobs leased beyond --concurrency that wait here for a slot, so a freed slot starts "
+        "the next at once (env CHRONOSCHED_WORKER_PREFETCH; default 0)",
     )
     parser.add_argument(
         "--grace",
@@ -215,6 +228,7 @@ def build_worker(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
             namespaces=namespaces,
             all_namespaces=all_namespaces,
             concurrency=args.concurrency,
+            prefetch=args.prefetch,
             grace_s=args.grace,
             state_dir=args.state_dir,
             credentials=_credentials(parser, args),

@@ -147,7 +147,11 @@ class _Session:
 class Worker:
     """A chronosched worker process: handlers by kind, one Dequeue stream.
 
-    `concurrency` is the number of slots (jobs run at once). `grace_s` is how
+    `concurrency` is the number of slots (jobs run at once). `prefetch` more
+    attempts may be leased to it beyond those and wait here for a slot, so a
+    slot that frees starts its next job without waiting for the server; they
+    are leased and renewed like running ones (docs/workers.md, "Prefetch").
+    `grace_s` is how
     long shutdown waits for in-flight jobs before abandoning them to their
     leases. `channel_options` are merged over the defaults (keepalive, 64 MiB
     messages, fast channel reconnects); `credentials` switches to TLS.
@@ -171,6 +175,7 @@ class Worker:
         namespaces: Sequence[str] = (),
         all_namespaces: bool = False,
         concurrency: int = 16,
+        prefetch: int = 0,
         grace_s: float = 30.0,
         channel_options: ChannelOptions = (),
         credentials: grpc.ChannelCredentials | None = None,
@@ -195,6 +200,8 @@ class Worker:
             raise ValueError(f"invalid worker_id {worker_id!r}: must match {_WORKER_ID.pattern}")
         if not 1 <= concurrency <= MAX_SLOTS:
             raise ValueError(f"concurrency must be 1 to {MAX_SLOTS}, got {concurrency}")
+        if not 0 <= prefetch <= MAX_SLOTS - concurrency:
+            raise ValueError(f"prefetch must be 0 to {MAX_SLOTS - concurrency}, got {prefetch}")
         if not (grace_s >= 0 and math.isfinite(grace_s)):
             raise ValueError(f"grace_s must be a finite number >= 0, got {grace_s}")
         if metrics_port is not None and not 0 <= metrics_port <= 65535:
@@ -205,6 +212,10 @@ class Worker:
         self.namespaces = tuple(dict.fromkeys(namespaces))
         self.all_namespaces = all_namespaces
         self.concurrency = concurrency
+        self.prefetch = prefetch
+        # Handlers run at most `concurrency` at a time; prefetched attempts
+        # wait here, leased, for a slot.
+        self._slots = asyncio.Semaphore(concurrency)
         self.grace_s = grace_s
         self._channel_options = channel_options
         self._credentials = credentials
@@ -510,8 +521,8 @@ class Worker:
         # the server takes back any other lease it has for this worker id.
         holding = [rj.ref for rj in self._running.values()] + [r.job for r in self._unacked.values()]
         # A draining worker subscribes with no free capacity: it only reports
-        # what it still runs.
-        slots = 0 if self._draining else self.concurrency
+        # what it still runs. The server leases up to slots + prefetch.
+        slots = 0 if self._draining else self.concurrency + self.prefetch
         stream.send(
             worker_pb2.DequeueRequest(
                 subscribe=worker_pb2.Subscribe(
@@ -702,7 +713,14 @@ class Worker:
     async def _run_job(self, rj: _Running, handler: Handler, timeout_s: float | None) -> None:
         key = (rj.ref.job_id, rj.ref.attempt)
         try:
-            outcome = await execute(handler, rj.ctx, timeout_s=timeout_s)
+            waited = self._slots.locked()
+            async with self._slots:
+                if waited and rj.ctx.cancelled.is_set():
+                    # Cancelled (or its lease lapsed) while prefetched: the
+                    # handler never runs; reported as a running job's stop is.
+                    outcome = Outcome.failed(f"cancelled before it started: {rj.ctx.cancelled.reason}")
+                else:
+                    outcome = await execute(handler, rj.ctx, timeout_s=timeout_s)
         except asyncio.CancelledError:
             self.metrics.finished(rj.ctx.kind, "abandoned", None)
             log.info(
