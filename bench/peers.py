@@ -78,6 +78,7 @@ RAW = "raw SQL claim + done (16 connections)"
 PGQ = "PgQueuer 1.6 (asyncpg)"
 PROC = "Procrastinate 3.10"
 SDK = "chronosched, SDK Worker (16 slots)"
+SDK_PREFETCH = "chronosched, SDK Worker (16 slots, prefetch 16)"
 STREAM = "chronosched, bare stream client (16 slots)"
 SDK1 = "chronosched, SDK Worker (1 slot)"
 PGQ1 = "PgQueuer 1.6 (concurrency_limit=1, batch_size=1)"
@@ -408,7 +409,7 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
             flush=True,
         )
         chrono = Chronosched(port, channel)
-        for ns in ("peers16", "peers1", "peerslat", "peersstream"):
+        for ns in ("peers16", "peers16pf", "peers1", "peerslat", "peersstream"):
             await chrono.namespace(ns)
         pgq = PgQueuer(database_url(url, "peers_pgqueuer")) if "pgqueuer" not in missing else None
         proc = (
@@ -439,6 +440,13 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
             )
             f.p50.append(pct(lat, 0.5))
             f.p99.append(pct(lat, 0.99))
+
+        async def do_sdk_prefetch() -> None:
+            f = fig(SDK_PREFETCH)
+            f.enqueue.append(await chrono.enqueue("peers16pf", plan.jobs))
+            await settle(url)
+            args = (*chrono.worker_args("peers16pf", CONCURRENCY), "--prefetch", str(CONCURRENCY))
+            f.drain.append(await drain("chronosched", plan.jobs, *args))
 
         async def do_stream() -> None:
             f = fig(STREAM)
@@ -509,6 +517,7 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
         steps.append((STREAM, do_stream))
         if proc:
             steps.append((PROC, do_proc))
+        steps.append((SDK_PREFETCH, do_sdk_prefetch))
         steps.append(("one slot", do_one_slot))
         for rnd in range(plan.rounds):
             order = steps[rnd % len(steps) :] + steps[: rnd % len(steps)]
@@ -517,7 +526,7 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
                 started = time.monotonic()
                 await step()
                 print(f"  {name}: {time.monotonic() - started:.1f} s", flush=True)
-            for name in (SDK, STREAM, PGQ, PROC):
+            for name in (SDK, SDK_PREFETCH, STREAM, PGQ, PROC):
                 f = figures.get(name)
                 if f and len(f.drain) == rnd + 1:
                     f.vs_raw.append(f.drain[rnd] / figures[RAW].drain[rnd])
@@ -566,7 +575,7 @@ def report(figures: dict[str, Figures], plan: Plan) -> None:
         " | x raw SQL | x PgQueuer | enqueue → handler start p50 / p99 (ms) |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    for name in (RAW, PGQ, PROC, SDK, STREAM):
+    for name in (RAW, PGQ, PROC, SDK, SDK_PREFETCH, STREAM):
         f = figures.get(name)
         if f is None:
             continue
