@@ -25,7 +25,9 @@ class WorkerMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.jobs_running = Gauge(
-            "chronosched_worker_jobs_running", "Job attempts this worker is running now.", registry=r
+            "chronosched_worker_jobs_running",
+            "Job attempts this worker holds now (running, or prefetched and waiting for a slot).",
+            registry=r,
         )
         self.jobs_running.set_function(lambda: float(running()))
         self.slots = Gauge("chronosched_worker_slots", "Jobs this worker runs at once at most.", registry=r)
