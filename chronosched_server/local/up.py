@@ -421,6 +421,9 @@ class _Up(UpOptions):
                 self._error(str(exc))
                 return 1
             self._announce(time.monotonic() - started)
+            # Ready only once announced: whoever waits on the run file can
+            # then read the banner (the admin token of `--auth`) in the log.
+            self._save_state(ready=True)
             return self._supervise()
         finally:
             self._shutdown()
@@ -536,7 +539,6 @@ class _Up(UpOptions):
         shutil.rmtree(self.worker_state_dir, ignore_errors=True)
         self.worker_procs = [self._spawn_worker(i) for i in range(self.workers)]
         self._save_state(
-            ready=True,
             rest_url=f"{self.rest_url}/api/v1",
             health_url=f"{self.rest_url}/healthz",
             grpc_target=self.grpc_target,
