@@ -56,6 +56,7 @@ BENCHES = (
         r"jobs/s|ratio|pruned",
     ),
     Bench("unary", ("--calls", "300", "--rounds", "3"), ("--calls", "100", "--rounds", "2"), r"x$|\dx "),
+    Bench("scale", (), ("--quick",), r"— (met|NOT met)$|/ 1 worker:|not measured"),
     # Needs the `bench` extra for its peers (it says so and leaves them out).
     Bench("peers", ("--jobs", "20000"), ("--quick",), r"— (met|NOT met)$"),
 )
