@@ -40,11 +40,25 @@ class ClaimSpec:
     kinds: list[str]
 
 
+# Above this many (namespace, kind) pairs a claim walks the global priority
+# index instead of probing each pair (claim_jobs_many says why).
+MANY_PAIRS = 64
+
+
+def claim_query(spec: ClaimSpec) -> str:
+    """Which claim statement serves `spec`."""
+    if spec.all_namespaces:
+        return "claim_jobs_any"
+    if len(spec.namespaces) * len(spec.kinds) > MANY_PAIRS:
+        return "claim_jobs_many"
+    return "claim_jobs_in"
+
+
 async def claim(conn: Conn, spec: ClaimSpec, n: int, lease: timedelta) -> Pending[Job]:
     """Send the claim of up to `n` jobs; the caller fetches them (so it can pipeline)."""
     return await pending(
         conn,
-        "claim_jobs_any" if spec.all_namespaces else "claim_jobs_in",
+        claim_query(spec),
         {
             "namespaces": spec.namespaces,
             "kinds": spec.kinds,
