@@ -150,9 +150,21 @@ class StandaloneJob:
             kind=definition.kind,
             max_attempts=definition.max_attempts,
             priority=definition.default_priority,
-            payload={**definition.payload_template, **(payload or {})},
+            payload=cls.merged(definition.payload_template, payload),
             due_time=due_time,
         )
+
+    @staticmethod
+    def merged(template: dict[str, Any], payload: dict[str, Any] | None) -> dict[str, Any]:
+        """A run's payload: the definition's template with the run's keys over it."""
+        return {**template, **(payload or {})}
+
+
+def _payload_problems(kind: str, payload: dict[str, Any]) -> Violations:
+    """What a built-in kind refuses in a run's merged payload (empty: none)."""
+    v = Violations()
+    check_kind_payload(v, "payload", kind, payload)
+    return v
 
 
 async def insert_standalone(conn: Conn, items: Sequence[StandaloneJob]) -> None:
@@ -204,9 +216,7 @@ async def tick(
         definition = await definitions.find_live(conn, namespace_id, def_id)
         job_id = uuid7()
         run = StandaloneJob.of(definition, job_id, payload=payload)
-        v = Violations()
-        check_kind_payload(v, "payload", definition.kind, run.payload)
-        v.raise_if_any()
+        _payload_problems(definition.kind, run.payload).raise_if_any()
         await insert_standalone(conn, [run])
         await idem.record([job_id])
         job = await _reload(conn, job_id)
@@ -242,10 +252,8 @@ async def _tick_one_statement(
     version = _VERSIONS.get((namespace_id, def_id))
     if version is None:
         return None
-    merged = {**version.payload_template, **(payload or {})}
-    v = Violations()
-    check_kind_payload(v, "payload", version.kind, merged)
-    if v.items:
+    merged = StandaloneJob.merged(version.payload_template, payload)
+    if _payload_problems(version.kind, merged).items:
         return None  # refused by the two-trip path, after what it checks first
     params = {
         "namespace_id": namespace_id,
@@ -280,9 +288,7 @@ async def _tick_pipelined(
         _VERSIONS[namespace_id, def_id] = _Version(definition.kind, definition.payload_template)
         job_id = uuid7()
         run = StandaloneJob.of(definition, job_id, payload=payload)
-        v = Violations()
-        check_kind_payload(v, "payload", definition.kind, run.payload)
-        v.raise_if_any()
+        _payload_problems(definition.kind, run.payload).raise_if_any()
         await insert_standalone(conn, [run])
         made = await pending(conn, "get_jobs_by_ids", {"job_ids": [job_id]}, lambda row: from_row(Job, row))
     (job,) = await made.fetch()
