@@ -5,6 +5,7 @@ runs, and a refused request changes nothing."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import psycopg
@@ -14,6 +15,7 @@ from grpc_status import rpc_status
 
 from chronosched.v1 import namespace_pb2, worker_pb2, worker_pb2_grpc
 from tests.support.server import Stubs, serving
+from tests.support.waiting import poll
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -51,36 +53,42 @@ async def test_a_burst_then_resource_exhausted_and_nothing_written(
     assert [r[0] for r in await cur.fetchall()] == ["q0", "q1", "q2"]
 
 
+async def _subscribe(stubs: Stubs, worker_id: str) -> grpc.aio.StreamStreamCall[Any, Any]:
+    """Open a Dequeue stream and read its first answer. The quota refuses
+    at stream start, so the refusal may reach the client on its write or on
+    its read depending on timing; either way it raises here."""
+    call = worker_pb2_grpc_stub(stubs).Dequeue()
+    await call.write(
+        worker_pb2.DequeueRequest(
+            subscribe=worker_pb2.Subscribe(worker_id=worker_id, all_namespaces=True, slots=1, kinds=["noop"])
+        )
+    )
+    answer = await call.read()
+    assert isinstance(answer, worker_pb2.DequeueResponse) and answer.HasField("settings")
+    return call
+
+
 async def test_a_second_stream_of_the_same_caller_is_refused(database_url: str) -> None:
     async with serving(database_url, max_streams_per_caller=1) as stubs:
-        stream = worker_pb2_grpc_stub(stubs).Dequeue()
-        await stream.write(
-            worker_pb2.DequeueRequest(
-                subscribe=worker_pb2.Subscribe(worker_id="w1", all_namespaces=True, slots=1, kinds=["noop"])
-            )
-        )
-        first = await stream.read()
-        assert isinstance(first, worker_pb2.DequeueResponse) and first.HasField("settings")
-        second = worker_pb2_grpc_stub(stubs).Dequeue()
-        await second.write(
-            worker_pb2.DequeueRequest(
-                subscribe=worker_pb2.Subscribe(worker_id="w2", all_namespaces=True, slots=1, kinds=["noop"])
-            )
-        )
+        first = await _subscribe(stubs, "w1")
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await second.read()
+            await _subscribe(stubs, "w2")
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert _limit(refused.value) == "streams_per_caller"
-        # Once the first stream ends, its slot is free again.
-        stream.cancel()
-        third = worker_pb2_grpc_stub(stubs).Dequeue()
-        await third.write(
-            worker_pb2.DequeueRequest(
-                subscribe=worker_pb2.Subscribe(worker_id="w3", all_namespaces=True, slots=1, kinds=["noop"])
-            )
-        )
-        answer = await third.read()
-        assert isinstance(answer, worker_pb2.DequeueResponse) and answer.HasField("settings")
+        # Once the first stream ends, its slot is free again. The server
+        # learns of the cancel asynchronously, so a stream opened at once
+        # may still be refused; the slot must come back within seconds.
+        first.cancel()
+
+        async def reopen() -> grpc.aio.StreamStreamCall[Any, Any] | None:
+            try:
+                return await _subscribe(stubs, "w3")
+            except grpc.aio.AioRpcError as err:
+                if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise
+                return None
+
+        third = await poll(reopen, within=10.0, what="the first stream's slot to be released")
         third.cancel()
 
 
