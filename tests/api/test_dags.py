@@ -6,6 +6,7 @@ import grpc
 
 from chronosched.v1 import dag_pb2, job_pb2
 from tests.support.builders import dag, dag_jobs, definition, fails, namespace
+from tests.support.locks import AConn
 from tests.support.server import Stubs
 
 PENDING, READY = job_pb2.Job.STATE_PENDING, job_pb2.Job.STATE_READY
@@ -242,12 +243,19 @@ async def test_cancel_and_delete(api: Stubs) -> None:
     )
 
 
-async def test_delete_running_dag_rejects_late_results(api: Stubs) -> None:
+async def test_delete_running_dag_rejects_late_results(api: Stubs, aconn: AConn) -> None:
     ns = await namespace(api)
     d = await definition(api, ns)
     created = await dag(api, ns, d.def_id, "ab", [("a", "b")])
     jobs = await dag_jobs(api, ns, created.dag_id)
+    assert jobs["a"].state == job_pb2.Job.STATE_READY
     await api.dags.DeleteDag(dag_pb2.DeleteDagRequest(namespace_id=ns, dag_id=created.dag_id))
+    # No foreign key cascades (migration 0012): the delete itself removes
+    # the DAG's jobs, its READY job's frontier row and its edges.
+    ids = [jobs["a"].job_id, jobs["b"].job_id]
+    for table, column in (("jobs", "job_id"), ("frontier", "job_id"), ("dependencies", "child_job_id")):
+        cur = await aconn.execute(f"select count(*) from {table} where {column} = any(%s::uuid[])", (ids,))
+        assert await cur.fetchone() == (0,), table
     await fails(
         api.jobs.CompleteJob(job_pb2.CompleteJobRequest(job_id=jobs["a"].job_id, attempt=1)),
         grpc.StatusCode.NOT_FOUND,

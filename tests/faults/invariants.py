@@ -57,6 +57,8 @@ Two halves:
       non-terminal job.
   (f) acknowledged writes: every job in `acked` is SUCCEEDED with exactly
       that result.
+  (g) references: every job's DAG and definition exist, and every edge's
+      jobs (no foreign key checks these; the storage layer keeps them).
 """
 
 from __future__ import annotations
@@ -315,7 +317,7 @@ async def check_invariants(
     expect_terminal: bool = True,
     clock_tolerance_s: float = 0.0,
 ) -> None:
-    """Check (a)-(f) of the module doc over the whole database; raise one
+    """Check (a)-(g) of the module doc over the whole database; raise one
     AssertionError listing every violation. `clock_tolerance_s` loosens the
     parent-end vs child-start comparison for a database on another host."""
     async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
@@ -324,8 +326,8 @@ async def check_invariants(
         async with conn.transaction():
             jobs = await (
                 await conn.execute(
-                    "select job_id::text, dag_id::text, key, state, attempt, max_attempts, pending_parents,"
-                    " result, end_time, start_time, lease_expire_time from jobs"
+                    "select job_id::text, dag_id::text, def_id::text, key, state, attempt, max_attempts,"
+                    " pending_parents, result, end_time, start_time, lease_expire_time from jobs"
                 )
             ).fetchall()
             edges = await (
@@ -339,6 +341,10 @@ async def check_invariants(
                     "select dag_id::text, state, job_count, unfinished_job_count, start_time from dags"
                 )
             ).fetchall()
+            definitions = {
+                r["def_id"]
+                for r in await (await conn.execute("select def_id::text from job_definitions")).fetchall()
+            }
             frontier = {
                 r["job_id"]
                 for r in await (await conn.execute("select job_id::text from frontier")).fetchall()
@@ -363,11 +369,19 @@ async def check_invariants(
         parents[e["child"]].append(e["parent"])
         for end in ("parent", "child"):
             if e[end] not in by_id:
-                violations.append(f"edge {e['parent']}->{e['child']}: {end} job does not exist")
+                violations.append(f"(g) edge {e['parent']}->{e['child']}: {end} job does not exist")
 
     def name(job_id: str) -> str:
         j = by_id.get(job_id)
         return f"job {job_id}" + (f" ({j['key']})" if j and j["key"] else "")
+
+    # (g) references that no foreign key checks (docs/architecture.md)
+    dag_ids = {d["dag_id"] for d in dags}
+    for j in jobs:
+        if j["dag_id"] is not None and j["dag_id"] not in dag_ids:
+            violations.append(f"(g) {name(j['job_id'])} belongs to DAG {j['dag_id']}, which does not exist")
+        if j["def_id"] not in definitions:
+            violations.append(f"(g) {name(j['job_id'])} runs definition {j['def_id']}, which does not exist")
 
     # (a) terminal states and frontier consistency
     for j in jobs:

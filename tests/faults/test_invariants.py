@@ -169,6 +169,31 @@ async def test_database_violations_are_named(api: Api, database_url: str, tmp_pa
     assert "expected a terminal state" not in text and "not in the frontier" in text
 
 
+async def test_orphans_are_named(api: Api, database_url: str) -> None:
+    """No foreign key stops these (migration 0012), so the check must."""
+    ns = await api.namespace("inv")
+    def_id = await api.definition(ns, "manual", kind="manual")
+    dag_id = await api.dag(ns, [("a", def_id, {}), ("b", def_id, {})], [("a", "b")])
+    ids = {k: r["job_id"] for k, r in (await jobs_by_key(database_url, dag_id)).items()}
+    await check_invariants(database_url, None, expect_terminal=False)
+    await execute(database_url, "delete from dags where dag_id = %s", dag_id)
+    await execute(database_url, "delete from jobs where job_id = %s", ids["b"])
+    ghost = "00000000-0000-7000-8000-000000000001"
+    await execute(
+        database_url,
+        "insert into frontier (job_id, namespace_id, kind, priority, due_time)"
+        " values (%s, %s, 'manual', 0, now())",
+        ghost,
+        ns,
+    )
+    await execute(database_url, "update jobs set def_id = %s where job_id = %s", ghost, ids["a"])
+    text = await violations(database_url, None, expect_terminal=False)
+    assert f"(g) job {ids['a']} (a) belongs to DAG {dag_id}, which does not exist" in text
+    assert f"(g) job {ids['a']} (a) runs definition {ghost}, which does not exist" in text
+    assert f"(g) edge {ids['a']}->{ids['b']}: child job does not exist" in text
+    assert f"(a) job {ghost} is in the frontier but missing" in text
+
+
 async def test_pending_child_counts_and_order(api: Api, database_url: str) -> None:
     ns = await api.namespace("inv")
     def_id = await api.definition(ns, "manual", kind="manual")
