@@ -16,6 +16,8 @@ def find_cycle(node_count: int, edges: Sequence[tuple[int, int]]) -> list[int] |
 
     Nodes are 0..node_count-1; edges are (parent, child) index pairs.
     """
+    if not edges:
+        return None
     indegree = [0] * node_count
     children: list[list[int]] = [[] for _ in range(node_count)]
     for parent, child in edges:

@@ -37,9 +37,11 @@ def read_job_specs(v: Violations, specs: Sequence[dag_pb2.JobSpec]) -> list[NewJ
     parsed: dict[str, uuid.UUID | None] = {}
     out: list[NewJob] = []
     for i, spec in enumerate(specs):
-        def_id = parsed.get(spec.def_id)
-        if def_id is None and spec.def_id not in parsed:
-            def_id = parsed[spec.def_id] = uuid_field(v, f"jobs[{i}].def_id", spec.def_id)
+        raw = spec.def_id
+        try:
+            def_id = parsed[raw]
+        except KeyError:
+            def_id = parsed[raw] = uuid_field(v, f"jobs[{i}].def_id", raw)
         payload = None
         if spec.HasField("payload"):
             validation.check_json_object(v, f"jobs[{i}].payload", spec.payload)

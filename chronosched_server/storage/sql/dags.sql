@@ -1,7 +1,11 @@
 -- name: insert_dag
-insert into dags (dag_id, namespace_id, name, job_count, unfinished_job_count)
-values (%(dag_id)s::uuid, %(namespace_id)s::text, %(name)s::text, %(job_count)s::bigint,
-        %(job_count)s::bigint)
+-- A DAG created with start=true is written RUNNING at once, as start_dag
+-- would leave it: one statement, and no dead row version per enqueue.
+insert into dags (dag_id, namespace_id, name, job_count, unfinished_job_count, state, start_time, update_time)
+select %(dag_id)s::uuid, %(namespace_id)s::text, %(name)s::text, %(job_count)s::bigint,
+       %(job_count)s::bigint, case when s then 'RUNNING' else 'PENDING' end,
+       case when s then c.t end, case when s then c.t else now() end
+from (select %(start)s::boolean as s, clock_timestamp() as t) c
 returning *;
 
 -- name: get_dag
@@ -113,7 +117,12 @@ returning *;
 delete from dependencies where dag_id = %(dag_id)s::uuid;
 
 -- name: delete_dag
--- Jobs go with the DAG (on delete cascade), and frontier rows with the jobs.
+-- The DAG with its jobs (no cascade does it: migration 0012). The caller
+-- has taken the DAG's jobs out of the frontier (unqueue_dag) and cancelled
+-- them first, under their row locks.
+with gone_jobs as (
+    delete from jobs where dag_id = %(dag_id)s::uuid
+)
 delete from dags where dag_id = %(dag_id)s::uuid;
 
 -- name: list_dependencies
