@@ -333,10 +333,14 @@ def cores(row: Row) -> str:
 
 
 def cpu_per_job(row: Row) -> str:
+    """CPU milliseconds per job, each process's share and the sum: workers /
+    server / PostgreSQL = all."""
     if not row.drains:
         return "—"
-    ms = statistics.median((d.workers_cpu + d.server_cpu + d.pg_cpu) / d.jobs * 1e3 for d in row.drains)
-    return f"{ms:.2f}"
+    w = statistics.median(d.workers_cpu / d.jobs * 1e3 for d in row.drains)
+    s = statistics.median(d.server_cpu / d.jobs * 1e3 for d in row.drains)
+    p = statistics.median(d.pg_cpu / d.jobs * 1e3 for d in row.drains)
+    return f"{w:.3f} / {s:.3f} / {p:.3f} = {w + s + p:.2f}"
 
 
 def ratio_rows(rows: dict[str, Row], baseline: str, rnd: int) -> None:
@@ -586,7 +590,8 @@ class Plan:
 def table(title: str, rows: dict[str, Row], baseline: str, label: str) -> None:
     print(f"\n{title}\n")
     print(
-        f"| {label} | drain (jobs/s) | x baseline | cores busy: workers / server / PostgreSQL | CPU ms/job |"
+        f"| {label} | drain (jobs/s) | x baseline | cores busy: workers / server / PostgreSQL"
+        " | CPU ms/job: workers / server / PostgreSQL |"
     )
     print("|---|---:|---:|---:|---:|")
     for name, row in rows.items():
