@@ -4,6 +4,7 @@ learns that it should stop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 import time
@@ -52,6 +53,9 @@ class CancelSignal:
         self._async = asyncio.Event()
         self._thread = threading.Event()
         self._reason = ""
+        # Called once by set(): how the runner learns of a stop without a
+        # task per attempt waiting on the event.
+        self._on_set: list[Callable[[], None]] = []
         # Monotonic time from which the lease may have lapsed.
         self._lease_deadline = math.inf
         # How long a stopping handler may take to clean up (None: its own default).
@@ -73,10 +77,33 @@ class CancelSignal:
         self.grace_s = grace_s
         self._thread.set()
         self._async.set()
+        callbacks, self._on_set = self._on_set, []
+        for callback in callbacks:
+            callback()
+
+    def when_set(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` (on the loop's thread) when set() is first called,
+        at once if it already was; returns the function that takes it back.
+        The runner uses it to wait for a stop without a task per attempt."""
+        if self._thread.is_set():
+            callback()
+            return lambda: None
+        self._on_set.append(callback)
+
+        def forget() -> None:
+            with contextlib.suppress(ValueError):
+                self._on_set.remove(callback)
+
+        return forget
 
     def set_lease_deadline(self, deadline: float) -> None:
         """The worker's bound (monotonic) after which the lease may have lapsed."""
         self._lease_deadline = deadline
+
+    def requested(self) -> bool:
+        """Whether set() was called (a lease that lapsed by the clock alone
+        does not count: the worker's lease loop calls set() for it)."""
+        return self._thread.is_set()
 
     def is_set(self) -> bool:
         return self._thread.is_set() or time.monotonic() >= self._lease_deadline

@@ -54,14 +54,24 @@ class WorkerMetrics:
             ["kind", "outcome"],
             registry=r,
         )
+        self._finished: dict[tuple[str, str], Counter] = {}
+        self._durations: dict[str, Histogram] = {}
         self._http: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def finished(self, kind: str, outcome: str, duration_s: float | None) -> None:
-        """One attempt ended; `duration_s` None for one abandoned mid-run."""
-        self.jobs_finished.labels(kind, outcome).inc()
+        """One attempt ended; `duration_s` None for one abandoned mid-run.
+        The labelled children are kept: `labels()` takes a lock and builds a
+        key on every call, per job."""
+        counter = self._finished.get((kind, outcome))
+        if counter is None:
+            counter = self._finished[kind, outcome] = self.jobs_finished.labels(kind, outcome)
+        counter.inc()
         if duration_s is not None:
-            self.handler_duration.labels(kind).observe(duration_s)
+            histogram = self._durations.get(kind)
+            if histogram is None:
+                histogram = self._durations[kind] = self.handler_duration.labels(kind)
+            histogram.observe(duration_s)
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics on a thread of its own; returns the bound port."""

@@ -157,21 +157,35 @@ async def execute(handler: Handler, ctx: JobContext, *, timeout_s: float | None 
     no outcome to report then.
     """
     inner = asyncio.ensure_future(invoke(handler, ctx))
-    cancel_wait = asyncio.ensure_future(ctx.cancelled.wait())
+    # One future woken by whichever comes first (the handler ends, a stop is
+    # requested, the time limit passes) instead of asyncio.wait over a task
+    # that waits for the stop: two tasks fewer per attempt, which is most of
+    # what the worker spends on a no-op job.
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+
+    def wake(*_: object) -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    inner.add_done_callback(wake)
+    forget = ctx.cancelled.when_set(wake)
+    timer = loop.call_later(timeout_s, wake) if timeout_s is not None else None
     try:
-        done, _ = await asyncio.wait(
-            {inner, cancel_wait}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-        )
+        await woken
     except asyncio.CancelledError:
         ctx.cancelled.set("worker shutting down")
         await _stop(inner)
         raise
     finally:
-        cancel_wait.cancel()
+        inner.remove_done_callback(wake)
+        forget()
+        if timer is not None:
+            timer.cancel()
 
-    if inner in done:
+    if inner.done():
         return _outcome_of_task(inner)
-    if cancel_wait in done:
+    if ctx.cancelled.requested():
         failure = f"cancelled: {ctx.cancelled.reason}"
     else:
         assert timeout_s is not None

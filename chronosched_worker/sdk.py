@@ -663,13 +663,17 @@ class Worker:
             # A lease shorter than the stream's interval needs heartbeats sooner.
             session.heartbeat_due = min(session.heartbeat_due, time.monotonic() + self._heartbeat_s(session))
         self._idle.clear()
-        log.info(
-            "job %s attempt %d started (kind %s)",
-            job.job_id,
-            job.attempt,
-            job.kind,
-            extra=self._fields("job_started", rj),
-        )
+        # Per-job lines are guarded: their `extra` dict is built before the
+        # logger could drop the line, a cost a busy worker that logs at
+        # WARNING should not pay twice per job.
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "job %s attempt %d started (kind %s)",
+                job.job_id,
+                job.attempt,
+                job.kind,
+                extra=self._fields("job_started", rj),
+            )
         rj.task = asyncio.create_task(
             self._run_job(rj, handler, timeout_s if timeout_s > 0 else None),
             name=f"chronosched-job-{job.job_id}-{job.attempt}",
@@ -771,6 +775,8 @@ class Worker:
             self._stream.send_results([result])
         elapsed = time.monotonic() - rj.started
         self.metrics.finished(rj.ctx.kind, "succeeded" if outcome.success else "failed", elapsed)
+        if not log.isEnabledFor(logging.INFO):
+            return
         if outcome.success:
             log.info(
                 "job %s attempt %d succeeded in %.3fs",

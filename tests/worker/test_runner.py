@@ -193,6 +193,41 @@ async def test_cancel_signal_stops_the_handler_with_the_reason() -> None:
     assert events == ["finally"]
 
 
+async def test_a_stop_requested_before_the_attempt_starts_stops_it_at_once() -> None:
+    events: list[str] = []
+
+    async def handler(ctx: JobContext) -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            events.append("finally")
+
+    ctx = make_ctx()
+    ctx.cancelled.set("lease lost")
+    assert await execute(handler, ctx, timeout_s=30) == Outcome(success=False, error="cancelled: lease lost")
+    # Stopped before its first step: the handler's body never ran.
+    assert events == []
+
+
+async def test_the_stop_signal_keeps_no_callback_of_a_finished_attempt() -> None:
+    """The runner registers a wake-up with the signal per attempt; one that
+    finished takes it back, so a signal set later calls nothing stale."""
+    woken: list[str] = []
+
+    async def handler(ctx: JobContext) -> dict[str, Any]:
+        return {}
+
+    ctx = make_ctx()
+    for _ in range(3):
+        assert (await execute(handler, ctx, timeout_s=5)).success
+    ctx.cancelled.when_set(lambda: woken.append("ours"))
+    ctx.cancelled.set("later")
+    assert woken == ["ours"]
+    # Registered after the set: called at once, never kept.
+    ctx.cancelled.when_set(lambda: woken.append("late"))
+    assert woken == ["ours", "late"]
+
+
 async def test_handler_finishing_before_its_timeout_is_not_affected() -> None:
     async def handler(ctx: JobContext) -> dict[str, Any]:
         await asyncio.sleep(0.01)
