@@ -4,8 +4,10 @@
 -- about half of the database's time (25 ms with them, 13 ms without). The
 -- storage layer is their only writer and already keeps what they checked:
 -- a job is inserted only by a transaction that has just written or locked
--- its DAG row and read its definition under the namespace's share lock; a
--- frontier row only for a job it has just made READY. What their cascades
+-- its DAG row (DAG jobs) and holds its namespace's row (KEY SHARE) or its
+-- live definition (FOR SHARE, cron fires), which DeleteNamespace, the only
+-- way a definition goes, has to wait for; a frontier row only for a job
+-- the same transaction made READY. What their cascades
 -- deleted is now deleted explicitly: DeleteDag removes the DAG's frontier
 -- rows and jobs, DeleteNamespace every job of the namespace, prune moves a
 -- DAG's jobs with it (it always did). Definitions go only with their
