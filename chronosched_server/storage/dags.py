@@ -121,15 +121,22 @@ async def _insert_jobs(
     defs, which = await _definitions(conn, namespace_id, jobs)
     templates = [row["payload_template"] for row in defs]
     kinds = [row["kind"] for row in defs]
+    template_text = [copy_text(json.dumps(t, separators=(",", ":"))) for t in templates]
     # Built-in kinds' payloads are checked before anything is written; a
-    # template once per definition, a merged payload per job that has one.
+    # template once per definition, a merged payload per job that has one
+    # (merged once: its COPY text is rendered here too).
     v = Violations()
     bad_template = [payload_problem(kind, t) is not None for kind, t in zip(kinds, templates, strict=True)]
+    payloads: list[str] = []
     for i, (job, d) in enumerate(zip(jobs, which, strict=True)):
         if job.payload:
-            check_kind_payload(v, f"jobs[{i}].payload", kinds[d], {**templates[d], **job.payload})
-        elif bad_template[d]:
-            check_kind_payload(v, f"jobs[{i}].payload", kinds[d], templates[d])
+            merged = {**templates[d], **job.payload}
+            check_kind_payload(v, f"jobs[{i}].payload", kinds[d], merged)
+            payloads.append(copy_text(json.dumps(merged, separators=(",", ":"))))
+        else:
+            if bad_template[d]:
+                check_kind_payload(v, f"jobs[{i}].payload", kinds[d], templates[d])
+            payloads.append(template_text[d])
     v.raise_if_any()
     ids = uuid7_strs(len(jobs))
     due = ready_at.isoformat() if ready_at else r"\N"
@@ -137,16 +144,11 @@ async def _insert_jobs(
     # per row dominated the COPY otherwise); the loop only glues.
     dag_text = str(dag_id)
     middle = [f"\t{namespace_id}\t{dag_text}\t{row['def_id']}\t" for row in defs]
-    template_text = [copy_text(json.dumps(t, separators=(",", ":"))) for t in templates]
     queued = [f"\t{namespace_id}\t{kind}\t" for kind in kinds]
     lines: list[str] = []
     frontier: list[str] = []
-    for job_id, job, d, parents in zip(ids, jobs, which, pending, strict=True):
+    for job_id, job, d, parents, payload in zip(ids, jobs, which, pending, payloads, strict=True):
         row = defs[d]
-        if job.payload:
-            payload = copy_text(json.dumps({**templates[d], **job.payload}, separators=(",", ":")))
-        else:
-            payload = template_text[d]
         priority = row["default_priority"] if job.priority is None else job.priority
         if ready_at is not None and parents == 0:
             lines.append(
