@@ -150,9 +150,6 @@ class Server:
             ],
         )
         namespace_pb2_grpc.add_NamespaceServiceServicer_to_server(NamespaceServicer(self.db), self.grpc)
-        definition_pb2_grpc.add_DefinitionServiceServicer_to_server(
-            DefinitionServicer(self.db, self.metrics), self.grpc
-        )
         dag_pb2_grpc.add_DagServiceServicer_to_server(DagServicer(self.db, self.metrics), self.grpc)
         job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.db, self.metrics), self.grpc)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.db), self.grpc)
@@ -169,6 +166,9 @@ class Server:
             self.metrics,
         )
         self.metrics.add(StreamCollector(self.dispatcher.stream_counts))
+        definition_pb2_grpc.add_DefinitionServiceServicer_to_server(
+            DefinitionServicer(self.db, self.metrics, self.dispatcher), self.grpc
+        )
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(self.dispatcher), self.grpc)
         self.scheduler = (
             Scheduler(self.db, config.database_url, metrics=self.metrics)

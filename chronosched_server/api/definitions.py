@@ -12,6 +12,7 @@ import grpc
 from chronosched.v1 import definition_pb2, definition_pb2_grpc, job_pb2
 from chronosched_server import cron, render, validation, waiting
 from chronosched_server.api.common import paginate, to_dict, uuid_field, uuid_token
+from chronosched_server.dispatch.dispatcher import Dispatcher
 from chronosched_server.errors import Why
 from chronosched_server.metrics import Metrics
 from chronosched_server.storage import definitions, jobs
@@ -106,9 +107,11 @@ def read_new_definition(request: definition_pb2.CreateDefinitionRequest) -> NewD
 
 
 class DefinitionServicer(definition_pb2_grpc.DefinitionServiceServicer):
-    def __init__(self, db: Database, metrics: Metrics | None = None):
+    def __init__(self, db: Database, metrics: Metrics | None = None, dispatcher: Dispatcher | None = None):
         self.db = db
         self.metrics = metrics or Metrics()
+        # This server's workers, for Tick's hand-off (None: never hand off).
+        self.dispatcher = dispatcher
         self._warned: set[tuple[str, str]] = set()
 
     async def CreateDefinition(
@@ -175,6 +178,16 @@ class DefinitionServicer(definition_pb2_grpc.DefinitionServiceServicer):
         assert def_id is not None
         payload = to_dict(request.payload) if request.HasField("payload") else None
         tally = Tally()
-        row = await jobs.tick(self.db, request.namespace_id, def_id, payload, request.request_id, tally)
+        kind = jobs.known_kind(request.namespace_id, def_id)
+        if kind is None or request.request_id or self.dispatcher is None:
+            row = await jobs.tick(self.db, request.namespace_id, def_id, payload, request.request_id, tally)
+        else:
+            row = await self.dispatcher.handoff(
+                request.namespace_id,
+                kind,
+                lambda lease_to: jobs.tick(
+                    self.db, request.namespace_id, def_id, payload, "", tally, lease_to
+                ),
+            )
         self.metrics.record(tally)
         return render.job(row)

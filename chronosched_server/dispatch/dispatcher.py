@@ -30,6 +30,7 @@ from chronosched_server.errors import DomainError, Unavailable
 from chronosched_server.metrics import Metrics
 from chronosched_server.storage import leases, notifications
 from chronosched_server.storage.db import Database, execute, isolating
+from chronosched_server.storage.jobs import LeaseTo
 from chronosched_server.storage.records import Job
 from chronosched_server.storage.results import (
     Plain,
@@ -109,6 +110,9 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._cycle_slots = asyncio.Semaphore(self.config.concurrent_cycles)
         self._running: set[asyncio.Task[None]] = set()
+        # Tick hand-offs under way (Dispatcher.handoff): shielded from their
+        # callers, so held here until they end.
+        self._handoffs: set[asyncio.Task[Job]] = set()
         # This replica's open streams as ListWorkers shows them.
         self.presence = Presence(
             db, lambda: self.streams, self.config.heartbeat_interval_s, self.config.silence_timeout_s
@@ -127,8 +131,8 @@ class Dispatcher:
 
     async def stop(self) -> None:
         await cancel_all(self._tasks)
-        if self._running:
-            await asyncio.wait(self._running)
+        if self._running or self._handoffs:
+            await asyncio.wait(self._running | self._handoffs)
         # Results already received are applied before the server goes away,
         # so a worker's acknowledged-by-TCP result is not left to a retry.
         for stream in self.streams:
@@ -393,15 +397,7 @@ class Dispatcher:
                 if stream.closed:
                     unsent[job.job_id] = job.attempt
                     continue
-                stream.in_flight[job.job_id] = job.attempt
-                self.owner[job.job_id] = stream
-                self._labels[job.job_id, job.attempt] = (job.namespace_id, job.kind)
-                self.metrics.jobs_started.labels(job.namespace_id, job.kind).inc()
-                if job.parents_done_time is not None and job.start_time is not None:
-                    latency = (job.start_time - job.parents_done_time).total_seconds()
-                    self.metrics.parent_child_latency.observe(max(latency, 0.0))
-                frame = frames.setdefault(stream, worker_pb2.DequeueResponse())
-                _add_assignment(frame, job, self.config.lease, seq)
+                self._assign(frames.setdefault(stream, worker_pb2.DequeueResponse()), stream, seq, job)
         for stream, frame in frames.items():
             stream.send(frame)
         if unsent:
@@ -412,6 +408,60 @@ class Dispatcher:
             # and the frontier may hold more. A claim that came back short
             # emptied what it could take; new work wakes us by notification.
             self._wake.set()
+
+    def _assign(self, frame: worker_pb2.DequeueResponse, stream: WorkerStream, seq: int, job: Job) -> None:
+        """Book a job leased to `stream` (claimed, or handed off by Tick) as
+        its own and add its assignment to the stream's next frame."""
+        stream.in_flight[job.job_id] = job.attempt
+        self.owner[job.job_id] = stream
+        self._labels[job.job_id, job.attempt] = (job.namespace_id, job.kind)
+        self.metrics.jobs_started.labels(job.namespace_id, job.kind).inc()
+        if job.parents_done_time is not None and job.start_time is not None:
+            latency = (job.start_time - job.parents_done_time).total_seconds()
+            self.metrics.parent_child_latency.observe(max(latency, 0.0))
+        _add_assignment(frame, job, self.config.lease, seq)
+
+    # -- hand-off ----------------------------------------------------------
+
+    async def handoff(
+        self, namespace_id: str, kind: str, enqueue: Callable[[LeaseTo | None], Awaitable[Job]]
+    ) -> Job:
+        """Run `enqueue` (one run of (namespace, kind)), offering it a slot
+        of a connected worker that serves them, so that it may start its job
+        leased to that worker without a claim (docs/workers.md, "Hand-off").
+        `enqueue` gets None when no stream has a free slot. A job it returns
+        RUNNING is sent to the worker, or taken back to READY when the stream
+        closed meanwhile. Shielded: a caller that goes away (a client's
+        deadline) cannot leave a job leased and never sent."""
+        streams = [s for s in self.streams if s.free > 0 and s.serves(namespace_id, kind)]
+        if not streams:
+            return await enqueue(None)
+        task = asyncio.create_task(self._hand_off(max(streams, key=lambda s: s.free), enqueue))
+        self._handoffs.add(task)
+        task.add_done_callback(self._handoffs.discard)
+        return await asyncio.shield(task)
+
+    async def _hand_off(
+        self, stream: WorkerStream, enqueue: Callable[[LeaseTo | None], Awaitable[Job]]
+    ) -> Job:
+        # Read before the enqueue's statement, as a cycle reads it before
+        # its claim: the grant then follows that heartbeat.
+        seq = stream.heartbeat_seq
+        # Held as a cycle holds its claims' slots, so no cycle fills it meanwhile.
+        stream.reserved += 1
+        try:
+            job = await enqueue(LeaseTo(stream.worker_id, self.config.lease))
+        finally:
+            stream.reserved -= 1
+        if job.state != "RUNNING":
+            return job
+        if stream.closed:
+            await self._release({job.job_id: job.attempt})
+            return job
+        frame = worker_pb2.DequeueResponse()
+        self._assign(frame, stream, seq, job)
+        stream.send(frame)
+        return job
 
     def _count_result(self, pending: _Pending, out: ResultOut) -> None:
         # Attempts this process did not push (adopted on a reconnect) have

@@ -63,6 +63,10 @@ class WorkerStream:
     def claim_spec(self) -> ClaimSpec:
         return ClaimSpec(self.worker_id, self.namespaces, self.all_namespaces, self.kinds)
 
+    def serves(self, namespace_id: str, kind: str) -> bool:
+        """Whether a claim for this stream could take a job of (namespace, kind)."""
+        return (self.all_namespaces or namespace_id in self.namespaces) and kind in self.kinds
+
     @property
     def free(self) -> int:
         return 0 if self.closed else max(0, self.slots - len(self.in_flight) - self.reserved)

@@ -7,7 +7,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from chronosched_server.errors import NotFound
@@ -189,6 +189,22 @@ async def insert_standalone(conn: Conn, items: Sequence[StandaloneJob]) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseTo:
+    """A connected worker with a slot held for the run: Tick may start the
+    job for it at once, leased as a claim would lease it."""
+
+    worker_id: str
+    lease: timedelta
+
+
+def known_kind(namespace_id: str, def_id: uuid.UUID) -> str | None:
+    """The kind of a version a Tick here has read already (no I/O); None
+    when none has, and then Tick cannot hand the run off to a worker."""
+    version = _VERSIONS.get((namespace_id, def_id))
+    return None if version is None else version.kind
+
+
 async def tick(
     db: Database,
     namespace_id: str,
@@ -196,11 +212,14 @@ async def tick(
     payload: dict[str, Any] | None,
     request_id: str,
     tally: Tally | None = None,
+    lease_to: LeaseTo | None = None,
 ) -> Job:
     """Enqueue one standalone run of a definition version now (READY, in the
-    frontier); a new one (not a replay) goes into `tally.created`."""
+    frontier); a new one (not a replay) goes into `tally.created`. With
+    `lease_to`, the one-statement path may instead start it RUNNING for that
+    worker (tick_one says when); the other paths ignore it."""
     if not request_id:
-        job = await _tick_one_statement(db, namespace_id, def_id, payload)
+        job = await _tick_one_statement(db, namespace_id, def_id, payload, lease_to)
         if job is None:
             job = await _tick_pipelined(db, namespace_id, def_id, payload)
         if tally is not None:
@@ -242,7 +261,11 @@ _VERSIONS_MAX = 10_000
 
 
 async def _tick_one_statement(
-    db: Database, namespace_id: str, def_id: uuid.UUID, payload: dict[str, Any] | None
+    db: Database,
+    namespace_id: str,
+    def_id: uuid.UUID,
+    payload: dict[str, Any] | None,
+    lease_to: LeaseTo | None,
 ) -> Job | None:
     """Tick in one round trip once the version is known here: the payload
     is merged and checked first, then one autocommit statement holds,
@@ -260,6 +283,8 @@ async def _tick_one_statement(
         "def_id": def_id,
         "job_id": uuid7(),
         "payload": json.dumps(merged),
+        "worker_id": lease_to.worker_id if lease_to else None,
+        "lease": lease_to.lease if lease_to else None,
     }
     async with db.statement() as conn:
         return await fetch_record(conn, Job, "tick_one", params)

@@ -228,8 +228,14 @@ where g.dag_id = x.dag_id;
 -- insert_standalone_jobs does (key = the definition's name, its attempts
 -- and priority), and return it as get_job reads it. No row means that
 -- something is missing (the namespace or the version) or the version is
--- retired: the caller then takes the two-trip path, which says which. The payload is merged and checked by the
--- caller beforehand.
+-- retired: the caller then takes the two-trip path, which says which. The
+-- payload is merged and checked by the caller beforehand.
+-- Hand-off: given a worker_id (a connected worker of this server has a
+-- slot held for the kind), the job is inserted RUNNING and leased to that
+-- worker, as a claim would lease it, with no frontier row; unless a due
+-- job of the same namespace and kind at the same or a higher priority is
+-- in the frontier (locked by a claim or not), which it must not overtake:
+-- then it goes in READY as above and waits its turn.
 with ns as (
     select namespace_id from namespaces where namespace_id = %(namespace_id)s::text for key share
 ), d as (
@@ -237,17 +243,36 @@ with ns as (
     from job_definitions d join ns on ns.namespace_id = d.namespace_id
     where d.def_id = %(def_id)s::uuid
     for share of d
+), c as (
+    select clock_timestamp() as t
+), h as (
+    select %(worker_id)s::text is not null and not exists (
+        select 1
+        from frontier f, d
+        where f.namespace_id = d.namespace_id and f.kind = d.kind
+            and f.priority >= d.default_priority and f.due_time <= c.t
+    ) as running
+    from c
 ), j as (
-    insert into jobs (job_id, namespace_id, def_id, key, state, max_attempts, priority, payload, due_time)
-    select %(job_id)s::uuid, d.namespace_id, d.def_id, d.name, 'READY', d.max_attempts,
-           d.default_priority, %(payload)s::jsonb, clock_timestamp()
-    from d
+    insert into jobs (
+        job_id, namespace_id, def_id, key, state, max_attempts, priority, payload, due_time,
+        start_time, update_time, lease_expire_time, worker_id
+    )
+    select %(job_id)s::uuid, d.namespace_id, d.def_id, d.name,
+           case when h.running then 'RUNNING' else 'READY' end, d.max_attempts,
+           d.default_priority, %(payload)s::jsonb, c.t,
+           case when h.running then c.t end, c.t,
+           case when h.running then c.t + %(lease)s::interval end,
+           case when h.running then %(worker_id)s::text else '' end
+    from d, c, h
     where d.retire_time is null
     returning *
 ), f as (
     insert into frontier (job_id, namespace_id, kind, priority, due_time)
     select j.job_id, j.namespace_id, d.kind, j.priority, j.due_time
     from j, d
+    where j.state = 'READY'
 )
-select j.*, d.version as def_version, d.kind
+select j.*, d.version as def_version, d.kind,
+    case when j.state = 'RUNNING' then d.execution_timeout end as execution_timeout
 from j, d;

@@ -95,7 +95,10 @@ class DefinitionServiceServicer:
 
     def Tick(self, request, context):
         """Tick enqueues one standalone run (no DAG) of a definition version now.
-        A retired version is FAILED_PRECONDITION (reason DEFINITION_RETIRED).
+        The job is READY, or already RUNNING when a worker connected to this
+        server with a free slot for its kind took it at once (no due job of
+        that kind at the same or a higher priority waits). A retired version
+        is FAILED_PRECONDITION (reason DEFINITION_RETIRED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -55,7 +55,10 @@ class DefinitionServiceStub:
     """GetDefinition returns one definition version."""
     Tick: _grpc.UnaryUnaryMultiCallable[_definition_pb2.TickRequest, _job_pb2.Job]
     """Tick enqueues one standalone run (no DAG) of a definition version now.
-    A retired version is FAILED_PRECONDITION (reason DEFINITION_RETIRED).
+    The job is READY, or already RUNNING when a worker connected to this
+    server with a free slot for its kind took it at once (no due job of
+    that kind at the same or a higher priority waits). A retired version
+    is FAILED_PRECONDITION (reason DEFINITION_RETIRED).
     """
     RetireDefinition: _grpc.UnaryUnaryMultiCallable[_definition_pb2.RetireDefinitionRequest, _definition_pb2.JobDefinition]
     """RetireDefinition retires the line of versions `def_id` belongs to (the
@@ -89,7 +92,10 @@ class DefinitionServiceAsyncStub(DefinitionServiceStub):
     """GetDefinition returns one definition version."""
     Tick: _aio.UnaryUnaryMultiCallable[_definition_pb2.TickRequest, _job_pb2.Job]  # type: ignore[assignment]
     """Tick enqueues one standalone run (no DAG) of a definition version now.
-    A retired version is FAILED_PRECONDITION (reason DEFINITION_RETIRED).
+    The job is READY, or already RUNNING when a worker connected to this
+    server with a free slot for its kind took it at once (no due job of
+    that kind at the same or a higher priority waits). A retired version
+    is FAILED_PRECONDITION (reason DEFINITION_RETIRED).
     """
     RetireDefinition: _aio.UnaryUnaryMultiCallable[_definition_pb2.RetireDefinitionRequest, _definition_pb2.JobDefinition]  # type: ignore[assignment]
     """RetireDefinition retires the line of versions `def_id` belongs to (the
@@ -144,7 +150,10 @@ class DefinitionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_job_pb2.Job, _abc.Awaitable[_job_pb2.Job]]:
         """Tick enqueues one standalone run (no DAG) of a definition version now.
-        A retired version is FAILED_PRECONDITION (reason DEFINITION_RETIRED).
+        The job is READY, or already RUNNING when a worker connected to this
+        server with a free slot for its kind took it at once (no due job of
+        that kind at the same or a higher priority waits). A retired version
+        is FAILED_PRECONDITION (reason DEFINITION_RETIRED).
         """
 
     @_abc_1.abstractmethod
