@@ -41,16 +41,14 @@ class ClaimSpec:
 
 
 # Above this many (namespace, kind) pairs a claim walks the global priority
-# index instead of probing each pair (claim_jobs_many says why).
+# index instead of probing each pair (claim_jobs_any says why).
 MANY_PAIRS = 64
 
 
 def claim_query(spec: ClaimSpec) -> str:
     """Which claim statement serves `spec`."""
-    if spec.all_namespaces:
+    if spec.all_namespaces or len(spec.namespaces) * len(spec.kinds) > MANY_PAIRS:
         return "claim_jobs_any"
-    if len(spec.namespaces) * len(spec.kinds) > MANY_PAIRS:
-        return "claim_jobs_many"
     return "claim_jobs_in"
 
 
@@ -61,6 +59,7 @@ async def claim(conn: Conn, spec: ClaimSpec, n: int, lease: timedelta) -> Pendin
         claim_query(spec),
         {
             "namespaces": spec.namespaces,
+            "all_namespaces": spec.all_namespaces,
             "kinds": spec.kinds,
             "n": n,
             "lease": lease,

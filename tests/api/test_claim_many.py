@@ -1,5 +1,5 @@
 """A worker naming many (namespace, kind) pairs claims through one walk of
-the priority index (claim_jobs_many): the same jobs, in the same order, as
+the priority index (claim_jobs_any, filtered by its namespaces): the same jobs, in the same order, as
 probing each pair, and nothing of a namespace it did not name."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(60)
 async def test_a_worker_of_many_namespaces_gets_theirs_in_priority_order(api: Stubs) -> None:
     named = [f"many-{i:03d}" for i in range(70)]
     spec = leases.ClaimSpec("w", named, False, ["noop"])
-    assert leases.claim_query(spec) == "claim_jobs_many"
+    assert leases.claim_query(spec) == "claim_jobs_any"
     assert leases.claim_query(leases.ClaimSpec("w", named[:64], False, ["noop"])) == "claim_jobs_in"
     for ns in named:
         await namespace(api, ns)

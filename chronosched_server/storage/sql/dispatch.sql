@@ -38,49 +38,23 @@ returning j.*, d.version as def_version, d.kind, d.execution_timeout,
     end as parents_done_time;
 
 -- name: claim_jobs_any
--- The same for a worker serving every namespace: one walk of the global
--- priority index, filtered by kind. From `gone` on it is claim_jobs_in word
--- for word (named queries are static text; tests/unit/test_one_home.py holds
--- the two tails equal).
+-- The same by one walk of the global priority index, filtered by kind and,
+-- unless the worker serves every namespace, by its namespaces: for a worker
+-- of all namespaces, and for one naming many (namespace, kind) pairs (more
+-- than leases.MANY_PAIRS). Probing each pair would read, and lock until the
+-- commit, up to n rows per pair: for a worker naming 1,000 namespaces and 5
+-- kinds, a claim of 16 locked the whole frontier and took 25 ms against 1 ms
+-- for the walk. The walk reads past other namespaces' jobs, which costs more
+-- only when the named ones hold few of the ready jobs. Run on its generic
+-- plan (use_generic_plans), the namespace test is a filter on that walk
+-- either way. From `gone` on it is claim_jobs_in word for word (named
+-- queries are static text; tests/unit/test_one_home.py holds the two tails
+-- equal).
 with picked as (
     select f.job_id
     from frontier f
-    where f.kind = any(%(kinds)s::text[]) and f.due_time <= clock_timestamp()
-    order by f.priority desc, f.due_time, f.job_id
-    limit %(n)s::int
-    for update of f skip locked
-), gone as (
-    delete from frontier f where f.job_id = any(array(select job_id from picked)) returning f.job_id
-)
-update jobs j
-set state = 'RUNNING', start_time = c.t, update_time = c.t,
-    lease_expire_time = c.t + %(lease)s::interval, worker_id = %(worker_id)s::text
-from job_definitions d, (select clock_timestamp() as t) c
-where j.job_id = any(array(select job_id from gone)) and d.def_id = j.def_id and j.state = 'READY'
-returning j.*, d.version as def_version, d.kind, d.execution_timeout,
-    -- For the parent-done -> child-assigned metric: when a DAG child's last
-    -- parent succeeded (succeed_jobs made it due that plus the delay after
-    -- parents; the claim leaves due_time alone). Only first attempts of
-    -- jobs with a parent (one probe of the child index per claimed job).
-    case when j.attempt = 1 and j.dag_id is not null
-              and exists (select 1 from dependencies e where e.child_job_id = j.job_id)
-         then j.due_time - d.delay_after_parents
-    end as parents_done_time;
-
--- name: claim_jobs_many
--- claim_jobs_in for a worker that names many (namespace, kind) pairs (more
--- than leases.MANY_PAIRS): one walk of the global priority index, filtered by
--- its namespaces and kinds, as claim_jobs_any walks it. Probing each pair
--- would read, and lock until the commit, up to n rows per pair: for a
--- worker naming 1,000 namespaces and 5 kinds, a claim of 16 locked the whole
--- frontier and took 25 ms against 1 ms for the walk. The walk reads past other namespaces'
--- jobs, which costs more only when the named ones hold few of the ready
--- jobs. From `gone` on it is claim_jobs_in word for word.
-with picked as (
-    select f.job_id
-    from frontier f
-    where f.namespace_id = any(%(namespaces)s::text[]) and f.kind = any(%(kinds)s::text[])
-      and f.due_time <= clock_timestamp()
+    where (%(all_namespaces)s::boolean or f.namespace_id = any(%(namespaces)s::text[]))
+      and f.kind = any(%(kinds)s::text[]) and f.due_time <= clock_timestamp()
     order by f.priority desc, f.due_time, f.job_id
     limit %(n)s::int
     for update of f skip locked
