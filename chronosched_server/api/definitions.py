@@ -107,10 +107,10 @@ def read_new_definition(request: definition_pb2.CreateDefinitionRequest) -> NewD
 
 
 class DefinitionServicer(definition_pb2_grpc.DefinitionServiceServicer):
-    def __init__(self, db: Database, metrics: Metrics | None = None, dispatcher: Dispatcher | None = None):
+    def __init__(self, db: Database, metrics: Metrics, dispatcher: Dispatcher):
         self.db = db
-        self.metrics = metrics or Metrics()
-        # This server's workers, for Tick's hand-off (None: never hand off).
+        self.metrics = metrics
+        # This server's workers, for Tick's hand-off.
         self.dispatcher = dispatcher
         self._warned: set[tuple[str, str]] = set()
 
@@ -179,7 +179,7 @@ class DefinitionServicer(definition_pb2_grpc.DefinitionServiceServicer):
         payload = to_dict(request.payload) if request.HasField("payload") else None
         tally = Tally()
         kind = jobs.known_kind(request.namespace_id, def_id)
-        if kind is None or request.request_id or self.dispatcher is None:
+        if kind is None or request.request_id:
             row = await jobs.tick(self.db, request.namespace_id, def_id, payload, request.request_id, tally)
         else:
             row = await self.dispatcher.handoff(
