@@ -139,19 +139,24 @@ class WorkerProcess:
 
     @classmethod
     async def start(cls, contender: str, mode: str, *args: str) -> WorkerProcess:
+        return await cls.spawn(
+            f"{contender} {mode} worker", "bench.peers_worker", contender, "--mode", mode, *args
+        )
+
+    @classmethod
+    async def spawn(cls, what: str, module: str, *args: str) -> WorkerProcess:
+        """`python -m module args` speaking this line protocol, once it said
+        ready; `what` (with its pid) names it in messages."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bench.peers_worker",
-            contender,
-            "--mode",
-            mode,
+            module,
             *args,
             cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
-        worker = cls(proc, f"{contender} {mode} worker")
+        worker = cls(proc, f"{what} {proc.pid}")
         await worker.expect("ready", 120)
         return worker
 

@@ -49,7 +49,6 @@ import asyncio
 import functools
 import os
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
@@ -196,9 +195,8 @@ class Target:
 async def start_worker(
     target: Target, subscription: Sequence[str], kinds: Sequence[str], slots: int
 ) -> WorkerProcess:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
+    return await WorkerProcess.spawn(
+        "scale worker",
         "bench.scale_worker",
         "--server",
         target.address,
@@ -207,13 +205,7 @@ async def start_worker(
         ",".join(kinds),
         "--concurrency",
         str(slots),
-        cwd=ROOT,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
     )
-    worker = WorkerProcess(proc, f"scale worker {proc.pid}")
-    await worker.expect("ready", 120)
-    return worker
 
 
 def tell(worker: WorkerProcess, line: str) -> None:
