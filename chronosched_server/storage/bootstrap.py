@@ -19,7 +19,7 @@ from chronosched_server.storage.queries import q
 # Server settings the embedded cluster gets. The queue tables carry their own
 # aggressive autovacuum thresholds (migration 0001), but autovacuum visits a
 # database at most once per naptime (default 1 min); between visits the
-# frontier's dead index entries pile up at the head of the claim index.
+# claimed jobs' dead entries pile up at the head of the claim's READY index.
 # External PostgreSQL: see docs/architecture.md ("Running on your own
 # PostgreSQL").
 QUEUE_SETTINGS = {"autovacuum_naptime": "10s"}

@@ -113,7 +113,7 @@ async def _insert_jobs(
     ready_at: datetime | None,
     tally: Tally | None = None,
 ) -> list[str]:
-    """COPY the jobs in; with `ready_at`, jobs without parents go straight to the frontier.
+    """COPY the jobs in; with `ready_at`, jobs without parents go in READY, due then.
 
     Returns the new job ids as text, the form COPY needs; adds them to
     `tally.created` by kind.
@@ -143,10 +143,8 @@ async def _insert_jobs(
     # Per definition, the constant parts of a row (UUIDs rendered once: str()
     # per row dominated the COPY otherwise); the loop only glues.
     dag_text = str(dag_id)
-    middle = [f"\t{namespace_id}\t{dag_text}\t{row['def_id']}\t" for row in defs]
-    queued = [f"\t{namespace_id}\t{kind}\t" for kind in kinds]
+    middle = [f"\t{namespace_id}\t{dag_text}\t{row['def_id']}\t{row['kind']}\t" for row in defs]
     lines: list[str] = []
-    frontier: list[str] = []
     for job_id, job, d, parents, payload in zip(ids, jobs, which, pending, payloads, strict=True):
         row = defs[d]
         priority = row["default_priority"] if job.priority is None else job.priority
@@ -154,21 +152,16 @@ async def _insert_jobs(
             lines.append(
                 f"{job_id}{middle[d]}{job.key}\tREADY\t{row['max_attempts']}\t{priority}\t0\t{payload}\t{due}\n"
             )
-            frontier.append(f"{job_id}{queued[d]}{priority}\t{due}\n")
         else:
             lines.append(
                 f"{job_id}{middle[d]}{job.key}\tPENDING\t{row['max_attempts']}\t{priority}\t{parents}\t{payload}\t\\N\n"
             )
     await copy_rows(
         conn,
-        b"copy jobs (job_id, namespace_id, dag_id, def_id, key, state, max_attempts, priority,"
+        b"copy jobs (job_id, namespace_id, dag_id, def_id, kind, key, state, max_attempts, priority,"
         b" pending_parents, payload, due_time) from stdin",
         lines,
     )
-    if frontier:
-        await copy_rows(
-            conn, b"copy frontier (job_id, namespace_id, kind, priority, due_time) from stdin", frontier
-        )
     if tally is not None:
         for d, n in Counter(which).items():
             tally.created[namespace_id, kinds[d]] += n
@@ -434,7 +427,7 @@ async def _cancel(db: Database, namespace_id: str, dag_id: uuid.UUID, tally: Tal
     cancelled: Counter[tuple[str, str]] = Counter()
     async with db.transaction() as conn:
         # Not locked up front: completions lock job rows before the DAG row,
-        # so a cancel does the same (frontier, jobs, then the DAG row).
+        # so a cancel does the same (jobs, then the DAG row).
         dag = await _read_live(conn, namespace_id, dag_id)
         # A FAILED DAG may still have jobs running on branches that do not
         # descend from the failure: cancelling stops them and keeps FAILED.
@@ -464,15 +457,11 @@ async def _cancel_jobs(
     """Cancel every unfinished job, counted into `cancelled` by kind; running
     attempts get a cancel pushed to their worker (the notification is
     delivered only if the transaction commits)."""
-    await execute(conn, "unqueue_dag", {"dag_id": dag_id})
     rows = await fetch_all(conn, "cancel_dag_jobs", {"dag_id": dag_id})
     running = [row for row in rows if row["job_id"] is not None]
     for row in rows:
         if row["kind"] is not None:
             cancelled[namespace_id, row["kind"]] += row["n"]
-    # Again: a retry or lease requeue that committed while we waited for its
-    # job's lock put the job back into the frontier.
-    await execute(conn, "unqueue_dag", {"dag_id": dag_id})
     await leases.notify_cancelled(conn, running, reason)
 
 

@@ -168,7 +168,7 @@ def _payload_problems(kind: str, payload: dict[str, Any]) -> Violations:
 
 
 async def insert_standalone(conn: Conn, items: Sequence[StandaloneJob]) -> None:
-    """Enqueue standalone jobs READY and in the frontier, in the caller's
+    """Enqueue standalone jobs READY (claimable at once), in the caller's
     transaction: the one path shared by Tick and the cron scheduler."""
     if not items:
         return
@@ -214,8 +214,8 @@ async def tick(
     tally: Tally | None = None,
     lease_to: LeaseTo | None = None,
 ) -> Job:
-    """Enqueue one standalone run of a definition version now (READY, in the
-    frontier); a new one (not a replay) goes into `tally.created`. With
+    """Enqueue one standalone run of a definition version now (READY,
+    claimable at once); a new one (not a replay) goes into `tally.created`. With
     `lease_to`, the one-statement path may instead start it RUNNING for that
     worker (tick_one says when); the other paths ignore it."""
     if not request_id:

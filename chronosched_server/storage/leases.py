@@ -1,4 +1,4 @@
-"""Leases: claiming frontier jobs for a worker, extending and reaping leases,
+"""Leases: claiming READY jobs for a worker, extending and reaping leases,
 and telling servers which running attempts were cancelled."""
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ async def _take_back(
             delay = transitions.backoff(
                 row["attempt"], row["backoff_initial"], row["backoff_max"], row["backoff_multiplier"]
             )
-            writes.retried.append((row["job_id"], error, delay, row["kind"]))
+            writes.retried.append((row["job_id"], error, delay))
         else:
             writes.failed.append((row["job_id"], row["dag_id"], f"{error}; no attempts left"))
     tally = await write(conn, writes)

@@ -64,7 +64,7 @@ class ResultOut:
 @dataclass
 class Writes:
     succeeded: list[tuple[uuid.UUID, str]]  # job, result json
-    retried: list[tuple[uuid.UUID, str, timedelta, str]]  # job, error, delay, kind
+    retried: list[tuple[uuid.UUID, str, timedelta]]  # job, error, delay
     failed: list[tuple[uuid.UUID, uuid.UUID | None, str]]  # job, dag, error
 
 
@@ -121,7 +121,7 @@ async def decide(conn: Conn, items: list[ResultIn]) -> tuple[Writes, list[Result
             delay = transitions.backoff(
                 current.attempt, row["backoff_initial"], row["backoff_max"], row["backoff_multiplier"]
             )
-            writes.retried.append((item.job_id, item.error, delay, row["kind"]))
+            writes.retried.append((item.job_id, item.error, delay))
         elif outcome is Outcome.FAIL:
             facts[item.job_id] = replace(current, state="FAILED")
             writes.failed.append((item.job_id, row["dag_id"], item.error))
@@ -192,7 +192,7 @@ def fast_path(items: list[ResultIn]) -> list[bool]:
     return [i.success and i.attempt is not None and per_job[i.job_id] == 1 for i in items]
 
 
-async def requeue(conn: Conn, items: list[tuple[uuid.UUID, str, timedelta, str]]) -> None:
+async def requeue(conn: Conn, items: list[tuple[uuid.UUID, str, timedelta]]) -> None:
     """READY again with attempt + 1 after the given delays (retries and expired leases)."""
     await execute(
         conn,
@@ -201,7 +201,6 @@ async def requeue(conn: Conn, items: list[tuple[uuid.UUID, str, timedelta, str]]
             "job_ids": [i[0] for i in items],
             "errors": [i[1] for i in items],
             "delays": [i[2] for i in items],
-            "kinds": [i[3] for i in items],
         },
     )
 
@@ -209,10 +208,9 @@ async def requeue(conn: Conn, items: list[tuple[uuid.UUID, str, timedelta, str]]
 async def fail_one(
     conn: Conn, job_id: uuid.UUID, dag_id: uuid.UUID | None, error: str
 ) -> Counter[tuple[str, str]]:
-    """FAILED and out of the frontier, descendants SKIPPED; returns how many
-    were skipped by (namespace, kind)."""
+    """FAILED, descendants SKIPPED; returns how many were skipped by
+    (namespace, kind)."""
     await execute(conn, "fail_job", {"job_id": job_id, "error": error})
-    await execute(conn, "remove_from_frontier", {"job_id": job_id})
     if dag_id is None:
         return Counter()
     rows = await fetch_all(conn, "skip_descendants", {"job_id": job_id, "dag_id": dag_id})

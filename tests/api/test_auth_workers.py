@@ -101,7 +101,8 @@ async def counts(database_url: str) -> dict[str, int]:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         cur = await conn.execute(
             b"select state, count(*) from jobs group by state"
-            b" union all select 'frontier', count(*) from frontier"
+            b" union all select 'READY and due', count(*) from jobs"
+            b" where state = 'READY' and due_time <= now()"
         )
         return {row[0]: row[1] for row in await cur.fetchall()}
 

@@ -251,9 +251,9 @@ async def test_delete_running_dag_rejects_late_results(api: Stubs, aconn: AConn)
     assert jobs["a"].state == job_pb2.Job.STATE_READY
     await api.dags.DeleteDag(dag_pb2.DeleteDagRequest(namespace_id=ns, dag_id=created.dag_id))
     # No foreign key cascades (migration 0012): the delete itself removes
-    # the DAG's jobs, its READY job's frontier row and its edges.
+    # the DAG's jobs (its READY one too) and its edges.
     ids = [jobs["a"].job_id, jobs["b"].job_id]
-    for table, column in (("jobs", "job_id"), ("frontier", "job_id"), ("dependencies", "child_job_id")):
+    for table, column in (("jobs", "job_id"), ("dependencies", "child_job_id")):
         cur = await aconn.execute(f"select count(*) from {table} where {column} = any(%s::uuid[])", (ids,))
         assert await cur.fetchone() == (0,), table
     await fails(

@@ -1,8 +1,8 @@
 """Tick's hand-off: a run enqueued while a connected worker of this server
 has a free slot for its kind starts at once, leased to that worker, without
-a frontier row or a claim; otherwise it waits READY in the frontier as
-before. It never overtakes a due job of its kind at the same or a higher
-priority, and a stream that closes meanwhile gives the job back."""
+a claim; otherwise it waits READY (claimable, due now) as before. It never
+overtakes a due job of its kind at the same or a higher priority, and a
+stream that closes meanwhile gives the job back."""
 
 from __future__ import annotations
 
@@ -30,10 +30,13 @@ async def tick(api: Stubs, ns: str, def_id: str, **fields: Any) -> J:
     return await api.definitions.Tick(definition_pb2.TickRequest(namespace_id=ns, def_id=def_id, **fields))
 
 
-async def frontier_rows(database_url: str, *job_ids: str) -> int:
+async def claimable(database_url: str, *job_ids: str) -> int:
+    """How many of the jobs a claim could take now: READY and due."""
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         cur = await conn.execute(
-            "select count(*) from frontier where job_id = any(%s::uuid[])", ([uuid.UUID(j) for j in job_ids],)
+            "select count(*) from jobs"
+            " where job_id = any(%s::uuid[]) and state = 'READY' and due_time <= now()",
+            ([uuid.UUID(j) for j in job_ids],),
         )
         row = await cur.fetchone()
         assert row is not None
@@ -69,7 +72,7 @@ async def test_a_tick_with_a_free_slot_starts_leased_to_the_worker(api: Stubs, d
     assert grant.job.job_id == job.job_id and dict(grant.job.payload) == {"n": 1}
     assert grant.heartbeat_sequence == 1 and grant.lease_duration.seconds == 30
     assert grant.execution_timeout.seconds == 90 and grant.lease_expire_time == job.lease_expire_time
-    assert await frontier_rows(database_url, job.job_id) == 0
+    assert await claimable(database_url, job.job_id) == 0
     for j in (claimed.job, grant.job):
         assert (await worker.complete(j)).accepted
     done = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=job.job_id))
@@ -94,7 +97,7 @@ async def test_no_free_slot_or_no_worker_for_it_leaves_the_job_ready(api: Stubs,
         await tick(api, other_ns, elsewhere.def_id),  # a namespace it does not serve
     ]
     assert [j.state for j in waiting] == [J.STATE_READY] * 3
-    assert await frontier_rows(database_url, *(j.job_id for j in waiting)) == 3
+    assert await claimable(database_url, *(j.job_id for j in waiting)) == 3
     # The freed slot takes the READY job of its kind through a claim.
     assert (await worker.complete(held)).accepted
     queued = (await worker.next("assignment")).job
@@ -113,7 +116,7 @@ async def test_a_tick_never_overtakes_a_due_job_of_its_kind(api: Stubs) -> None:
     low = await definition(api, ns, name="low", default_priority=0)
     high = await definition(api, ns, name="high", default_priority=5)
     other = await definition(api, ns, name="other", kind="other", default_priority=0)
-    await learnt(api, ns, low.def_id)  # due at priority 0, waits in the frontier
+    await learnt(api, ns, low.def_id)  # due at priority 0, waits READY
     for d in (high, other):  # versions known here, and no job of theirs waits
         job = await learnt(api, ns, d.def_id)
         await api.jobs.CompleteJob(job_pb2.CompleteJobRequest(namespace_id=ns, job_id=job.job_id))
@@ -158,7 +161,7 @@ async def test_a_stream_closing_during_the_tick_gets_nothing_and_the_job_waits(
     assert stream.reserved == 0 and job.job_id not in stream.in_flight
     back = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=str(job.job_id)))
     assert back.state == J.STATE_READY and back.attempt == 1 and not back.worker_id
-    assert await frontier_rows(database_url, str(job.job_id)) == 1
+    assert await claimable(database_url, str(job.job_id)) == 1
     await worker.close()
     # Another worker takes it through a claim (the first job stays leased to w1).
     again = RawWorker(api, namespaces=[ns], worker_id="w2")

@@ -68,7 +68,8 @@ async def test_duplicate_completions_are_one_transition(api: Stubs, aconn: objec
     )
     assert await cur.fetchone() == (0, "READY")
     cur = await aconn.execute(
-        "select count(*) from frontier where job_id in (select job_id from jobs where key='b')"
+        "select count(*) from jobs where key = 'b' and state = 'READY' and due_time <= now() and kind = %s",
+        (d.kind,),
     )
     assert await cur.fetchone() == (1,)
     dag_row = await api.dags.GetDag(dag_pb2.GetDagRequest(namespace_id=ns, dag_id=created.dag_id))

@@ -30,9 +30,10 @@ Two halves:
   lists every violation found:
 
   (a) terminal states: with `expect_terminal`, every job is SUCCEEDED,
-      FAILED, CANCELLED or SKIPPED, no DAG is RUNNING and the frontier is
-      empty. Always: the frontier holds exactly the READY jobs, a job id is
-      never both live and in history, terminal jobs have an end time and no
+      FAILED, CANCELLED or SKIPPED and no DAG is RUNNING. Always: a READY
+      job has a due time (the claim orders and filters on it), every job
+      carries its definition's kind (the claim filters on the job's copy),
+      a job id is never both live and in history, terminal jobs have an end time and no
       lease, SUCCEEDED jobs have a result.
   (b) attempts (from the log): no two executions share one (job, attempt);
       no execution ran an attempt above the job's current attempt; a
@@ -327,7 +328,8 @@ async def check_invariants(
             jobs = await (
                 await conn.execute(
                     "select job_id::text, dag_id::text, def_id::text, key, state, attempt, max_attempts,"
-                    " pending_parents, result, end_time, start_time, lease_expire_time from jobs"
+                    " pending_parents, result, end_time, start_time, lease_expire_time, due_time, kind"
+                    " from jobs"
                 )
             ).fetchall()
             edges = await (
@@ -342,12 +344,10 @@ async def check_invariants(
                 )
             ).fetchall()
             definitions = {
-                r["def_id"]
-                for r in await (await conn.execute("select def_id::text from job_definitions")).fetchall()
-            }
-            frontier = {
-                r["job_id"]
-                for r in await (await conn.execute("select job_id::text from frontier")).fetchall()
+                r["def_id"]: r["kind"]
+                for r in await (
+                    await conn.execute("select def_id::text, kind from job_definitions")
+                ).fetchall()
             }
             in_history = {
                 r["job_id"]
@@ -383,7 +383,7 @@ async def check_invariants(
         if j["def_id"] not in definitions:
             violations.append(f"(g) {name(j['job_id'])} runs definition {j['def_id']}, which does not exist")
 
-    # (a) terminal states and frontier consistency
+    # (a) terminal states, and what the claim reads
     for j in jobs:
         state = j["state"]
         if expect_terminal and state not in TERMINAL_STATES:
@@ -395,15 +395,11 @@ async def check_invariants(
                 violations.append(f"(a) {name(j['job_id'])} is {state} but still holds a lease")
         if state == "SUCCEEDED" and j["result"] is None:
             violations.append(f"(a) {name(j['job_id'])} SUCCEEDED without a result")
-    ready = {j["job_id"] for j in jobs if j["state"] == "READY"}
-    for job_id in sorted(frontier - ready):
-        row = by_id.get(job_id)
-        state = f"{row['state']} (attempt {row['attempt']})" if row else "missing"
-        violations.append(f"(a) {name(job_id)} is in the frontier but {state}")
-    for job_id in sorted(ready - frontier):
-        violations.append(f"(a) {name(job_id)} is READY but not in the frontier")
-    if expect_terminal and frontier:
-        violations.append(f"(a) frontier not empty: {len(frontier)} jobs")
+        if state == "READY" and j["due_time"] is None:
+            violations.append(f"(a) {name(j['job_id'])} is READY without a due time")
+        kind = definitions.get(j["def_id"])
+        if kind is not None and j["kind"] != kind:
+            violations.append(f"(a) {name(j['job_id'])} has kind {j['kind']!r}, its definition {kind!r}")
     for job_id in sorted(in_history):
         violations.append(f"(a) {name(job_id)} is both live and in jobs_history")
 

@@ -154,19 +154,20 @@ async def test_database_violations_are_named(api: Api, database_url: str, tmp_pa
     ready = await api.tick(ns, def_id)
     await execute(database_url, "update jobs set pending_parents = 1 where job_id = %s", ids["b"])
     await execute(database_url, "update dags set unfinished_job_count = 1")
-    await execute(database_url, "delete from frontier where job_id = %s", ready)
+    await execute(database_url, "update jobs set kind = 'wrong', due_time = null where job_id = %s", ready)
     text = await violations(
         database_url, None, acked={ids["a"]: {"key": "x"}, "00000000-0000-0000-0000-000000000000": {}}
     )
     assert "(a) job " + ready in text and "is READY, expected a terminal state" in text
-    assert "is READY but not in the frontier" in text
+    assert f"(a) job {ready} (other) has kind 'wrong', its definition 'other'" in text
+    assert f"(a) job {ready} (other) is READY without a due time" in text
     assert "(d) job " + ids["b"] + " (b) is SUCCEEDED with pending_parents 1" in text
     assert "unfinished_job_count 1 but 0 unfinished jobs" in text
     assert """has result {'key': 'a'}, acked {'key': 'x'}""" in text
     assert "acknowledged job 00000000-0000-0000-0000-000000000000 is missing" in text
-    # Without expect_terminal a READY job is fine, the frontier mismatch is not.
+    # Without expect_terminal a READY job is fine, the wrong kind is not.
     text = await violations(database_url, None, expect_terminal=False)
-    assert "expected a terminal state" not in text and "not in the frontier" in text
+    assert "expected a terminal state" not in text and "has kind 'wrong'" in text
 
 
 async def test_orphans_are_named(api: Api, database_url: str) -> None:
@@ -179,19 +180,11 @@ async def test_orphans_are_named(api: Api, database_url: str) -> None:
     await execute(database_url, "delete from dags where dag_id = %s", dag_id)
     await execute(database_url, "delete from jobs where job_id = %s", ids["b"])
     ghost = "00000000-0000-7000-8000-000000000001"
-    await execute(
-        database_url,
-        "insert into frontier (job_id, namespace_id, kind, priority, due_time)"
-        " values (%s, %s, 'manual', 0, now())",
-        ghost,
-        ns,
-    )
     await execute(database_url, "update jobs set def_id = %s where job_id = %s", ghost, ids["a"])
     text = await violations(database_url, None, expect_terminal=False)
     assert f"(g) job {ids['a']} (a) belongs to DAG {dag_id}, which does not exist" in text
     assert f"(g) job {ids['a']} (a) runs definition {ghost}, which does not exist" in text
     assert f"(g) edge {ids['a']}->{ids['b']}: child job does not exist" in text
-    assert f"(a) job {ghost} is in the frontier but missing" in text
 
 
 async def test_pending_child_counts_and_order(api: Api, database_url: str) -> None:

@@ -408,7 +408,7 @@ async def test_duplicate_completions_make_one_transition(short_lease: InProc, da
         rows = await fetch(
             database_url,
             "select key, state, pending_parents, end_time, update_time, result,"
-            " (select count(*) from frontier f where f.job_id = j.job_id) as in_frontier"
+            " due_time is not null as due"
             " from jobs j where dag_id = %s",
             (dag_id,),
         )
@@ -416,7 +416,7 @@ async def test_duplicate_completions_make_one_transition(short_lease: InProc, da
         assert jobs["a"]["state"] == "SUCCEEDED" and jobs["a"]["result"] == {"n": 1}
         # One write: the row was not touched after the transition that ended it.
         assert jobs["a"]["update_time"] == jobs["a"]["end_time"]
-        assert (jobs["b"]["state"], jobs["b"]["pending_parents"], jobs["b"]["in_frontier"]) == ("READY", 0, 1)
+        assert (jobs["b"]["state"], jobs["b"]["pending_parents"], jobs["b"]["due"]) == ("READY", 0, True)
         assert (jobs["c"]["state"], jobs["c"]["pending_parents"]) == ("PENDING", 1)
 
         # Unary CompleteJob of b, 5 at once, fenced to attempt 1.
@@ -434,14 +434,14 @@ async def test_duplicate_completions_make_one_transition(short_lease: InProc, da
         rows = await fetch(
             database_url,
             "select key, state, pending_parents, end_time, update_time,"
-            " (select count(*) from frontier f where f.job_id = j.job_id) as in_frontier"
+            " due_time is not null as due"
             " from jobs j where dag_id = %s",
             (dag_id,),
         )
         jobs = {r["key"]: r for r in rows}
         assert jobs["b"]["update_time"] == jobs["b"]["end_time"]
         assert jobs["b"]["end_time"].timestamp() == pytest.approx(replies[0].end_time.ToNanoseconds() / 1e9)
-        assert (jobs["c"]["state"], jobs["c"]["pending_parents"], jobs["c"]["in_frontier"]) == ("READY", 0, 1)
+        assert (jobs["c"]["state"], jobs["c"]["pending_parents"], jobs["c"]["due"]) == ("READY", 0, True)
         dag = await fetch(database_url, "select unfinished_job_count from dags where dag_id = %s", (dag_id,))
         assert dag[0]["unfinished_job_count"] == 1
 
@@ -740,8 +740,8 @@ async def _cancel_while_claiming(api: Api, database_url: str) -> None:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     await check_invariants(database_url, None)
-    # Cancels take the frontier rows before job rows (as claims do) and retry a
-    # lost deadlock themselves: a client never sees one.
+    # Cancels lock job rows in job_id order (claims skip locked rows) and
+    # retry a lost deadlock themselves: a client never sees one.
     assert failures == []
 
 
@@ -749,7 +749,7 @@ async def _cancel_while_claiming(api: Api, database_url: str) -> None:
 
 
 @pytest.mark.timeout(60)
-async def test_cancel_racing_a_lease_requeue_leaves_no_frontier_row(database_url: str) -> None:
+async def test_cancel_racing_a_lease_requeue_cancels_the_requeued_job(database_url: str) -> None:
     # The server's own reaper stays out of the way (it runs once, at start):
     # this test holds a reaper transaction open itself.
     server = Server(Config(database_url=database_url, grpc_port=0, reap_interval_s=3600))
@@ -769,7 +769,7 @@ async def test_cancel_racing_a_lease_requeue_leaves_no_frontier_row(database_url
         )
         async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
             async with conn.transaction():
-                # The reaper's transaction: x back to READY (attempt 2) with a frontier row.
+                # The reaper's transaction: x back to READY (attempt 2).
                 assert await leases.reap(conn) == (1, 0)
 
                 async def cancel_dag() -> dag_pb2.Dag:

@@ -20,7 +20,6 @@ CORE_TABLES = frozenset(
         "dags",
         "jobs",
         "dependencies",
-        "frontier",
         "cron_fires",
         "schedules",
         "dags_history",

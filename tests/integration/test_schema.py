@@ -179,7 +179,7 @@ async def test_concurrent_migrations_on_a_new_database_apply_each_file_once(pg_u
                 assert sorted(results, key=len) == [[], names]
                 rows = await fetch_all(holder, b"select name from schema_migrations order by version")
                 assert [r[0] for r in rows] == names
-                assert await fetch_value(holder, b"select to_regclass('frontier') is not null") is True
+                assert await fetch_value(holder, b"select to_regclass('jobs_ready_idx') is not null") is True
         finally:
             await admin.execute(
                 sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(dbname))
@@ -260,12 +260,6 @@ async def _reloptions(conn: AConn, table: str) -> set[str]:
 
 
 async def test_queue_tables_have_aggressive_autovacuum(aconn: AConn) -> None:
-    assert await _reloptions(aconn, "frontier") == {
-        "autovacuum_vacuum_scale_factor=0.0",
-        "autovacuum_vacuum_threshold=500",
-        "autovacuum_vacuum_cost_delay=0",
-        "autovacuum_analyze_scale_factor=0.05",
-    }
     assert await _reloptions(aconn, "jobs") == {
         "autovacuum_vacuum_scale_factor=0.01",
         "autovacuum_vacuum_cost_delay=0",

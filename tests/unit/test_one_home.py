@@ -21,5 +21,8 @@ def test_the_two_claim_queries_share_their_tail_word_for_word() -> None:
     # queries are static text (no SQL is built at run time), so the shared
     # tail is written twice and held equal here.
     queries = all_queries()
-    tails = {name: queries[name].split("), gone as (", 1)[1] for name in ("claim_jobs_in", "claim_jobs_any")}
+    tails = {
+        name: queries[name].split("\n)\nupdate jobs j\n", 1)[1]
+        for name in ("claim_jobs_in", "claim_jobs_any")
+    }
     assert tails["claim_jobs_in"] == tails["claim_jobs_any"]

@@ -78,12 +78,13 @@ def test_all_queries_loads_every_sql_file() -> None:
 
 def test_every_header_line_is_recognised() -> None:
     # A malformed header (e.g. `-- name: GetJob`) would silently become part of
-    # the previous query's body.
+    # the previous query's body. Only `name` followed by a colon reads as a
+    # header: a comment line may well begin with "namespace".
     headers = [
         line
         for text in sql_files().values()
         for line in text.splitlines()
-        if line.lstrip().lower().startswith("-- name")
+        if re.match(r"--\s*name\s*:", line.lstrip().lower())
     ]
     assert len(headers) == len(all_queries())
 

@@ -63,21 +63,9 @@ where dag_id = %(dag_id)s::uuid
 returning *;
 
 -- name: start_dag_roots
-with r as (
-    update jobs
-    set state = 'READY', due_time = clock_timestamp(), update_time = clock_timestamp()
-    where dag_id = %(dag_id)s::uuid and state = 'PENDING' and pending_parents = 0
-    returning job_id, namespace_id, def_id, priority, due_time
-)
-insert into frontier (job_id, namespace_id, kind, priority, due_time)
-select r.job_id, r.namespace_id, d.kind, r.priority, r.due_time
-from r join job_definitions d on d.def_id = r.def_id;
-
--- name: unqueue_dag
--- Takes the DAG's jobs out of the frontier. A cancel does this before it
--- touches any job row: claims lock frontier rows before job rows, and taking
--- them in the same order keeps a cancel and a claim from deadlocking.
-delete from frontier f using jobs j where j.job_id = f.job_id and j.dag_id = %(dag_id)s::uuid;
+update jobs
+set state = 'READY', due_time = clock_timestamp(), update_time = clock_timestamp()
+where dag_id = %(dag_id)s::uuid and state = 'PENDING' and pending_parents = 0;
 
 -- name: cancel_dag_jobs
 -- Cancels the unfinished jobs, locked in job_id order. Returns the attempts
@@ -118,8 +106,7 @@ delete from dependencies where dag_id = %(dag_id)s::uuid;
 
 -- name: delete_dag
 -- The DAG with its jobs (no cascade does it: migration 0012). The caller
--- has taken the DAG's jobs out of the frontier (unqueue_dag) and cancelled
--- them first, under their row locks.
+-- has cancelled its unfinished jobs first, under their row locks.
 with gone_jobs as (
     delete from jobs where dag_id = %(dag_id)s::uuid
 )
@@ -135,4 +122,4 @@ order by parent_job_id, child_job_id
 limit %(limit)s::int;
 
 -- name: analyze_queue_tables
-analyze jobs, dependencies, frontier;
+analyze jobs, dependencies;

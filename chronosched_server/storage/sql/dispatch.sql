@@ -1,33 +1,32 @@
 -- name: claim_jobs_in
 -- Takes up to n due jobs for a worker serving the given namespaces and kinds,
--- highest priority first. Each (namespace, kind) pair is read in index order
--- with its own limit, so a claim never sorts the whole frontier; SKIP LOCKED
--- lets any number of servers claim at once without ever leasing a job twice.
--- The jobs leave the frontier and become RUNNING with a lease in the same
--- statement.
+-- highest priority first. Each (namespace, kind) pair is read in the READY
+-- index's order with its own limit, so a claim never sorts all the ready
+-- work; SKIP LOCKED lets any number of servers claim at once without ever
+-- leasing a job twice. The jobs become RUNNING with a lease in the same
+-- statement (which takes them out of the READY indexes).
 with picked as (
     select c.job_id
     from unnest(%(namespaces)s::text[]) as n (namespace_id)
     cross join unnest(%(kinds)s::text[]) as k (kind)
     cross join lateral (
-        select f.job_id, f.priority, f.due_time
-        from frontier f
-        where f.namespace_id = n.namespace_id and f.kind = k.kind and f.due_time <= clock_timestamp()
-        order by f.priority desc, f.due_time, f.job_id
+        select r.job_id, r.priority, r.due_time
+        from jobs r
+        where r.state = 'READY' and r.namespace_id = n.namespace_id and r.kind = k.kind
+          and r.due_time <= clock_timestamp()
+        order by r.priority desc, r.due_time, r.job_id
         limit %(n)s::int
-        for update of f skip locked
+        for update of r skip locked
     ) c
     order by c.priority desc, c.due_time, c.job_id
     limit %(n)s::int
-), gone as (
-    delete from frontier f where f.job_id = any(array(select job_id from picked)) returning f.job_id
 )
 update jobs j
 set state = 'RUNNING', start_time = c.t, update_time = c.t,
     lease_expire_time = c.t + %(lease)s::interval, worker_id = %(worker_id)s::text
 from job_definitions d, (select clock_timestamp() as t) c
-where j.job_id = any(array(select job_id from gone)) and d.def_id = j.def_id and j.state = 'READY'
-returning j.*, d.version as def_version, d.kind, d.execution_timeout,
+where j.job_id = any(array(select job_id from picked)) and d.def_id = j.def_id and j.state = 'READY'
+returning j.*, d.version as def_version, d.execution_timeout,
     -- For the parent-done -> child-assigned metric: when a DAG child's last
     -- parent succeeded (succeed_jobs made it due that plus the delay after
     -- parents; the claim leaves due_time alone). Only first attempts of
@@ -38,35 +37,34 @@ returning j.*, d.version as def_version, d.kind, d.execution_timeout,
     end as parents_done_time;
 
 -- name: claim_jobs_any
--- The same by one walk of the global priority index, filtered by kind and,
--- unless the worker serves every namespace, by its namespaces: for a worker
--- of all namespaces, and for one naming many (namespace, kind) pairs (more
--- than leases.MANY_PAIRS). Probing each pair would read, and lock until the
--- commit, up to n rows per pair: for a worker naming 1,000 namespaces and 5
--- kinds, a claim of 16 locked the whole frontier and took 25 ms against 1 ms
+-- The same by one walk of the global READY priority index, filtered by kind
+-- and, unless the worker serves every namespace, by its namespaces: for a
+-- worker of all namespaces, and for one naming many (namespace, kind) pairs
+-- (more than leases.MANY_PAIRS). Probing each pair would read, and lock until
+-- the commit, up to n rows per pair: for a worker naming 1,000 namespaces and
+-- 5 kinds, a claim of 16 locked every ready job and took 25 ms against 1 ms
 -- for the walk. The walk reads past other namespaces' jobs, which costs more
 -- only when the named ones hold few of the ready jobs. Run on its generic
 -- plan (use_generic_plans), the namespace test is a filter on that walk
--- either way. From `gone` on it is claim_jobs_in word for word (named
+-- either way. From `update` on it is claim_jobs_in word for word (named
 -- queries are static text; tests/unit/test_one_home.py holds the two tails
 -- equal).
 with picked as (
-    select f.job_id
-    from frontier f
-    where (%(all_namespaces)s::boolean or f.namespace_id = any(%(namespaces)s::text[]))
-      and f.kind = any(%(kinds)s::text[]) and f.due_time <= clock_timestamp()
-    order by f.priority desc, f.due_time, f.job_id
+    select r.job_id
+    from jobs r
+    where r.state = 'READY'
+      and (%(all_namespaces)s::boolean or r.namespace_id = any(%(namespaces)s::text[]))
+      and r.kind = any(%(kinds)s::text[]) and r.due_time <= clock_timestamp()
+    order by r.priority desc, r.due_time, r.job_id
     limit %(n)s::int
-    for update of f skip locked
-), gone as (
-    delete from frontier f where f.job_id = any(array(select job_id from picked)) returning f.job_id
+    for update of r skip locked
 )
 update jobs j
 set state = 'RUNNING', start_time = c.t, update_time = c.t,
     lease_expire_time = c.t + %(lease)s::interval, worker_id = %(worker_id)s::text
 from job_definitions d, (select clock_timestamp() as t) c
-where j.job_id = any(array(select job_id from gone)) and d.def_id = j.def_id and j.state = 'READY'
-returning j.*, d.version as def_version, d.kind, d.execution_timeout,
+where j.job_id = any(array(select job_id from picked)) and d.def_id = j.def_id and j.state = 'READY'
+returning j.*, d.version as def_version, d.execution_timeout,
     -- For the parent-done -> child-assigned metric: when a DAG child's last
     -- parent succeeded (succeed_jobs made it due that plus the delay after
     -- parents; the claim leaves due_time alone). Only first attempts of
@@ -142,18 +140,13 @@ select clock_timestamp() as now;
 -- name: release_unsent
 -- Claimed for a stream that closed before the assignment could be sent: the
 -- worker never saw the attempt, so it goes straight back to READY with the
--- same attempt number instead of waiting for its lease to expire.
-with r as (
-    update jobs j
-    set state = 'READY', start_time = null, lease_expire_time = null, worker_id = '', update_time = clock_timestamp()
-    from unnest(%(job_ids)s::uuid[], %(attempts)s::int[]) as x (job_id, attempt)
-    where j.job_id = x.job_id and j.attempt = x.attempt and j.state = 'RUNNING'
-    returning j.job_id, j.namespace_id, j.def_id, j.priority, clock_timestamp() as due_time
-)
-insert into frontier (job_id, namespace_id, kind, priority, due_time)
-select r.job_id, r.namespace_id, d.kind, r.priority, r.due_time
-from r join job_definitions d on d.def_id = r.def_id
-on conflict (job_id) do nothing;
+-- same attempt number and its due time (its place in line) instead of
+-- waiting for its lease to expire.
+update jobs j
+set state = 'READY', start_time = null, lease_expire_time = null, worker_id = '', update_time = c.t
+from unnest(%(job_ids)s::uuid[], %(attempts)s::int[]) as x (job_id, attempt),
+    (select clock_timestamp() as t) c
+where j.job_id = x.job_id and j.attempt = x.attempt and j.state = 'RUNNING';
 
 -- name: use_generic_plans
 -- For the rest of a dispatcher cycle's transaction: run the prepared

@@ -4,23 +4,23 @@
 
 -- name: get_job
 -- Live table first, then history: a pruned job is still found.
-select j.*, d.version as def_version, d.kind
+select j.*, d.version as def_version
 from jobs j join job_definitions d on d.def_id = j.def_id
 where j.job_id = %(job_id)s::uuid and j.namespace_id = %(namespace_id)s::text
 union all
-select h.*, d.version as def_version, d.kind
+select h.*, d.version as def_version
 from jobs_history h join job_definitions d on d.def_id = h.def_id
 where h.job_id = %(job_id)s::uuid and h.namespace_id = %(namespace_id)s::text
 limit 1;
 
 -- name: get_jobs_by_ids
-select j.*, d.version as def_version, d.kind
+select j.*, d.version as def_version
 from jobs j join job_definitions d on d.def_id = j.def_id
 where j.job_id = any(%(job_ids)s::uuid[])
 order by array_position(%(job_ids)s::uuid[], j.job_id);
 
 -- name: list_jobs
-select j.*, d.version as def_version, d.kind
+select j.*, d.version as def_version
 from jobs j join job_definitions d on d.def_id = j.def_id
 where j.namespace_id = %(namespace_id)s::text
   and (%(state)s::text is null or j.state = %(state)s::text)
@@ -31,7 +31,7 @@ order by j.job_id
 limit %(limit)s::int;
 
 -- name: list_dag_jobs
-select j.*, d.version as def_version, d.kind
+select j.*, d.version as def_version
 from jobs j join job_definitions d on d.def_id = j.def_id
 where j.dag_id = %(dag_id)s::uuid
   and (%(state)s::text is null or j.state = %(state)s::text)
@@ -46,9 +46,6 @@ update jobs
 set state = 'FAILED', error = %(error)s::text, end_time = c.t, update_time = c.t, lease_expire_time = null
 from (select clock_timestamp() as t) c
 where job_id = %(job_id)s::uuid;
-
--- name: remove_from_frontier
-delete from frontier where job_id = %(job_id)s::uuid;
 
 -- name: skip_descendants
 -- Returns how many jobs were skipped per namespace and kind (counts, not
@@ -74,28 +71,19 @@ from skipped s join job_definitions d on d.def_id = s.def_id
 group by s.namespace_id, d.kind;
 
 -- name: insert_standalone_jobs
--- READY standalone jobs (no DAG), each straight into the frontier: the one
--- enqueue path of Tick (a batch of one) and of the cron scheduler (every
--- tick fired in a pass). A null due time means now; cron fires pass their
--- scheduled time, capped at clock_timestamp() so that a fire from a clock running a few
+-- READY standalone jobs (no DAG), claimable at once: the one enqueue path of
+-- Tick (a batch of one) and of the cron scheduler (every tick fired in a
+-- pass). A null due time means now; cron fires pass their scheduled time,
+-- capped at clock_timestamp() so that a fire from a clock running a few
 -- milliseconds ahead of the database's is still claimable at once.
-with x as (
-    select *
-    from unnest(
-        %(job_ids)s::uuid[], %(namespace_ids)s::text[], %(def_ids)s::uuid[], %(keys)s::text[],
-        %(max_attempts)s::int[], %(priorities)s::int[], %(payloads)s::jsonb[], %(kinds)s::text[],
-        %(due_times)s::timestamptz[]
-    ) as x (job_id, namespace_id, def_id, key, max_attempts, priority, payload, kind, due_time)
-), j as (
-    insert into jobs (job_id, namespace_id, def_id, key, state, max_attempts, priority, payload, due_time)
-    select job_id, namespace_id, def_id, key, 'READY', max_attempts, priority, payload,
-           least(due_time, clock_timestamp())
-    from x
-    returning job_id, namespace_id, priority, due_time
-)
-insert into frontier (job_id, namespace_id, kind, priority, due_time)
-select j.job_id, j.namespace_id, x.kind, j.priority, j.due_time
-from j join x on x.job_id = j.job_id;
+insert into jobs (job_id, namespace_id, def_id, kind, key, state, max_attempts, priority, payload, due_time)
+select job_id, namespace_id, def_id, kind, key, 'READY', max_attempts, priority, payload,
+       least(due_time, clock_timestamp())
+from unnest(
+    %(job_ids)s::uuid[], %(namespace_ids)s::text[], %(def_ids)s::uuid[], %(keys)s::text[],
+    %(max_attempts)s::int[], %(priorities)s::int[], %(payloads)s::jsonb[], %(kinds)s::text[],
+    %(due_times)s::timestamptz[]
+) as x (job_id, namespace_id, def_id, key, max_attempts, priority, payload, kind, due_time);
 
 -- name: lock_jobs
 -- Locked in job_id order so concurrent batches cannot deadlock.
@@ -108,25 +96,18 @@ for update of j;
 
 -- name: retry_jobs
 -- Back to READY with the next attempt number, due after its backoff.
-with j as (
-    update jobs j
-    set state = 'READY', attempt = j.attempt + 1, error = x.error,
-        due_time = clock_timestamp() + x.delay, update_time = clock_timestamp(),
-        start_time = null, lease_expire_time = null, worker_id = ''
-    from unnest(%(job_ids)s::uuid[], %(errors)s::text[], %(delays)s::interval[], %(kinds)s::text[])
-        as x (job_id, error, delay, kind)
-    where j.job_id = x.job_id
-    returning j.job_id, j.namespace_id, x.kind, j.priority, j.due_time
-)
-insert into frontier (job_id, namespace_id, kind, priority, due_time)
-select job_id, namespace_id, kind, priority, due_time from j
-on conflict (job_id) do update set due_time = excluded.due_time;
+update jobs j
+set state = 'READY', attempt = j.attempt + 1, error = x.error,
+    due_time = clock_timestamp() + x.delay, update_time = clock_timestamp(),
+    start_time = null, lease_expire_time = null, worker_id = ''
+from unnest(%(job_ids)s::uuid[], %(errors)s::text[], %(delays)s::interval[]) as x (job_id, error, delay)
+where j.job_id = x.job_id;
 
 -- name: succeed_jobs
 -- Jobs to SUCCEEDED with their results, with everything a success implies in
--- the same statement: out of the frontier, each child whose last parent this
--- was into the frontier (cost: the number of children, found through the edge
--- key), and the DAG counters down (a RUNNING DAG whose count reaches 0 ends
+-- the same statement: each child whose last parent this was READY (cost:
+-- the number of children, found through the edge key), and the DAG counters
+-- down (a RUNNING DAG whose count reaches 0 ends
 -- SUCCEEDED). Rows are locked in job_id order (children, then DAGs, likewise)
 -- so concurrent batches cannot deadlock each other.
 -- A null attempt means the caller locked the job and transitions.decide_complete
@@ -159,8 +140,6 @@ with r as (
     from held h, (select clock_timestamp() as t) c
     where j.job_id = h.job_id
     returning j.job_id, j.dag_id
-), gone as (
-    delete from frontier f using done d where f.job_id = d.job_id
 ), kids as (
     select e.child_job_id as job_id, count(*)::int as n
     from done p
@@ -179,10 +158,6 @@ with r as (
         update_time = clock_timestamp()
     from locked l, job_definitions d
     where c.job_id = l.job_id and d.def_id = c.def_id and c.state = 'PENDING'
-    returning c.job_id, c.namespace_id, d.kind, c.priority, c.due_time, c.state
-), unlocked as (
-    insert into frontier (job_id, namespace_id, kind, priority, due_time)
-    select job_id, namespace_id, kind, priority, due_time from dec where state = 'READY'
 ), finished as (
     select g.dag_id, x.n
     from (select dag_id, count(*) as n from done where dag_id is not null group by dag_id) x
@@ -224,18 +199,18 @@ where g.dag_id = x.dag_id;
 -- name: tick_one
 -- Tick in one statement and one round trip (autocommit): hold the namespace
 -- (KEY SHARE) and the live version (FOR SHARE) as hold_namespace and
--- hold_definition do, insert the job READY with its frontier row as
--- insert_standalone_jobs does (key = the definition's name, its attempts
+-- hold_definition do, insert the job READY as insert_standalone_jobs does
+-- (key = the definition's name, its attempts
 -- and priority), and return it as get_job reads it. No row means that
 -- something is missing (the namespace or the version) or the version is
 -- retired: the caller then takes the two-trip path, which says which. The
 -- payload is merged and checked by the caller beforehand.
 -- Hand-off: given a worker_id (a connected worker of this server has a
 -- slot held for the kind), the job is inserted RUNNING and leased to that
--- worker, as a claim would lease it, with no frontier row; unless a due
--- job of the same namespace and kind at the same or a higher priority is
--- in the frontier (locked by a claim or not), which it must not overtake:
--- then it goes in READY as above and waits its turn.
+-- worker, as a claim would lease it; unless a due READY job of the same
+-- namespace and kind at the same or a higher priority exists (locked by a
+-- claim or not), which it must not overtake: then it goes in READY as above
+-- and waits its turn.
 with ns as (
     select namespace_id from namespaces where namespace_id = %(namespace_id)s::text for key share
 ), d as (
@@ -248,17 +223,17 @@ with ns as (
 ), h as (
     select %(worker_id)s::text is not null and not exists (
         select 1
-        from frontier f, d
-        where f.namespace_id = d.namespace_id and f.kind = d.kind
-            and f.priority >= d.default_priority and f.due_time <= c.t
+        from jobs r, d
+        where r.state = 'READY' and r.namespace_id = d.namespace_id and r.kind = d.kind
+            and r.priority >= d.default_priority and r.due_time <= c.t
     ) as running
     from c
 ), j as (
     insert into jobs (
-        job_id, namespace_id, def_id, key, state, max_attempts, priority, payload, due_time,
+        job_id, namespace_id, def_id, kind, key, state, max_attempts, priority, payload, due_time,
         start_time, update_time, lease_expire_time, worker_id
     )
-    select %(job_id)s::uuid, d.namespace_id, d.def_id, d.name,
+    select %(job_id)s::uuid, d.namespace_id, d.def_id, d.kind, d.name,
            case when h.running then 'RUNNING' else 'READY' end, d.max_attempts,
            d.default_priority, %(payload)s::jsonb, c.t,
            case when h.running then c.t end, c.t,
@@ -267,12 +242,7 @@ with ns as (
     from d, c, h
     where d.retire_time is null
     returning *
-), f as (
-    insert into frontier (job_id, namespace_id, kind, priority, due_time)
-    select j.job_id, j.namespace_id, d.kind, j.priority, j.due_time
-    from j, d
-    where j.state = 'READY'
 )
-select j.*, d.version as def_version, d.kind,
+select j.*, d.version as def_version,
     case when j.state = 'RUNNING' then d.execution_timeout end as execution_timeout
 from j, d;

@@ -73,14 +73,11 @@ select
 -- name: delete_namespace_work
 -- DeleteNamespace, step 3: the fire ledger, then the live tables, each
 -- selected by its namespace_id column (no foreign key cascades: migration
--- 0012; the frontier is empty when no job is unfinished, and is cleared all
--- the same). Before the history tables, in a later statement: a prune batch
+-- 0012). Before the history tables, in a later statement: a prune batch
 -- that held some of these rows has committed by then, and what it moved is
 -- in history for the next statement to see.
 with fires as (
     delete from cron_fires where namespace_id = %(namespace_id)s::text
-), queued as (
-    delete from frontier where namespace_id = %(namespace_id)s::text
 ), gone_dags as (
     delete from dags where namespace_id = %(namespace_id)s::text returning dag_id
 ), edges as (
