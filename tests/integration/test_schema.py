@@ -6,10 +6,12 @@ Real PostgreSQL, a fresh migrated database per test (tests/conftest.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from importlib import resources
 from typing import Any
@@ -157,33 +159,42 @@ async def _advisory_waiters(admin: AConn, dbname: str) -> int:
     return count
 
 
-async def test_concurrent_migrations_on_a_new_database_apply_each_file_once(pg_url: str) -> None:
-    dbname = f"t_concurrent_migrate_{uuid.uuid4().hex[:12]}"
-    url = conninfo.make_conninfo(pg_url, dbname=dbname)
+@contextlib.asynccontextmanager
+async def empty_database(pg_url: str, prefix: str) -> AsyncIterator[tuple[str, str, AConn]]:
+    """A new database with nothing in it, not even migrations, dropped
+    afterwards: its URL, its name and an admin connection to the cluster."""
+    dbname = f"{prefix}_{uuid.uuid4().hex[:12]}"
     async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
         await admin.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
         try:
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as holder:
-                # Hold the migration lock so both migrate() calls queue up on it.
-                await holder.execute(b"select pg_advisory_lock(%s::bigint)", (_LOCK_KEY,))
-                tasks = [asyncio.create_task(migrate(url)) for _ in range(2)]
-                deadline = time.monotonic() + 30
-                while await _advisory_waiters(admin, dbname) < 2:
-                    assert not any(t.done() for t in tasks), [t.exception() for t in tasks if t.done()]
-                    assert time.monotonic() < deadline, "both migrate() calls never waited on the lock"
-                assert await fetch_value(holder, b"select to_regclass('schema_migrations') is null") is True
-                await holder.execute(b"select pg_advisory_unlock(%s::bigint)", (_LOCK_KEY,))
-                results = await asyncio.gather(*tasks)
-
-                names = sorted(migration_files())
-                assert sorted(results, key=len) == [[], names]
-                rows = await fetch_all(holder, b"select name from schema_migrations order by version")
-                assert [r[0] for r in rows] == names
-                assert await fetch_value(holder, b"select to_regclass('jobs_ready_idx') is not null") is True
+            yield conninfo.make_conninfo(pg_url, dbname=dbname), dbname, admin
         finally:
             await admin.execute(
                 sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(dbname))
             )
+
+
+async def test_concurrent_migrations_on_a_new_database_apply_each_file_once(pg_url: str) -> None:
+    async with (
+        empty_database(pg_url, "t_concurrent_migrate") as (url, dbname, admin),
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as holder,
+    ):
+        # Hold the migration lock so both migrate() calls queue up on it.
+        await holder.execute(b"select pg_advisory_lock(%s::bigint)", (_LOCK_KEY,))
+        tasks = [asyncio.create_task(migrate(url)) for _ in range(2)]
+        deadline = time.monotonic() + 30
+        while await _advisory_waiters(admin, dbname) < 2:
+            assert not any(t.done() for t in tasks), [t.exception() for t in tasks if t.done()]
+            assert time.monotonic() < deadline, "both migrate() calls never waited on the lock"
+        assert await fetch_value(holder, b"select to_regclass('schema_migrations') is null") is True
+        await holder.execute(b"select pg_advisory_unlock(%s::bigint)", (_LOCK_KEY,))
+        results = await asyncio.gather(*tasks)
+
+        names = sorted(migration_files())
+        assert sorted(results, key=len) == [[], names]
+        rows = await fetch_all(holder, b"select name from schema_migrations order by version")
+        assert [r[0] for r in rows] == names
+        assert await fetch_value(holder, b"select to_regclass('jobs_ready_idx') is not null") is True
 
 
 # --- schema rules -------------------------------------------------------------
@@ -225,80 +236,72 @@ async def test_0013_gives_existing_jobs_their_kind_and_keeps_ready_ones_claimabl
     """An upgrade, not a fresh install: jobs written under 0012 (a READY one
     with its frontier row, a finished one already in history) come through
     0013 with their definition's kind, and the READY one is claimed."""
-    dbname = f"t_upgrade_0013_{uuid.uuid4().hex[:12]}"
-    url = conninfo.make_conninfo(pg_url, dbname=dbname)
-    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
-        await admin.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
-        try:
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                await conn.execute(
-                    b"create table schema_migrations (version integer primary key, name text not null,"
-                    b" checksum text not null, applied_at timestamptz not null default now())"
-                )
-                for m in load_migrations():
-                    if m.version >= 13:
-                        break
-                    async with conn.transaction():
-                        await conn.execute(m.sql.encode())
-                        await conn.execute(
-                            b"insert into schema_migrations (version, name, checksum) values (%s, %s, %s)",
-                            (m.version, m.name, m.checksum),
-                        )
-                d = uuid.uuid4()
-                ready, done = uuid.uuid4(), uuid.uuid4()
-                await conn.execute(b"insert into namespaces (namespace_id) values ('up')")
-                await conn.execute(
-                    b"insert into job_definitions (def_id, namespace_id, name, version, kind, misfire_policy,"
-                    b" overlap_policy, starting_deadline, max_attempts, backoff_initial, backoff_max,"
-                    b" backoff_multiplier, execution_timeout, default_priority, delay_after_parents)"
-                    b" values (%s, 'up', 'n', 1, 'emails', 'skip', 'allow',"
-                    b" '0', 3, '1s', '1m', 2, '1h', 0, '0')",
-                    (d,),
-                )
-                await conn.execute(
-                    b"insert into jobs (job_id, namespace_id, def_id, key, state, max_attempts, due_time)"
-                    b" values (%s, 'up', %s, 'n', 'READY', 3, now())",
-                    (ready, d),
-                )
-                await conn.execute(
-                    b"insert into frontier (job_id, namespace_id, kind, priority, due_time)"
-                    b" values (%s, 'up', 'emails', 0, now())",
-                    (ready,),
-                )
-                await conn.execute(
-                    b"insert into jobs_history (job_id, namespace_id, def_id, key, state, max_attempts)"
-                    b" values (%s, 'up', %s, 'n', 'SUCCEEDED', 3)",
-                    (done, d),
-                )
-
-            assert await migrate(url) == ["0013_ready_jobs_claimed_from_jobs.sql"]
-
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                kinds = await fetch_all(
-                    conn, b"select job_id, kind from jobs union all select job_id, kind from jobs_history"
-                )
-                assert sorted(kinds) == sorted([(ready, "emails"), (done, "emails")])
-                assert await fetch_value(conn, b"select to_regclass('frontier') is null") is True
-                claimed = await fetch_all(
-                    conn,
-                    q("claim_jobs_in"),
-                    {
-                        "namespaces": ["up"],
-                        "kinds": ["emails"],
-                        "n": 16,
-                        "lease": timedelta(seconds=30),
-                        "worker_id": "w",
-                    },
-                )
-                assert len(claimed) == 1
-                state = await fetch_value(
-                    conn, b"select state || ' ' || worker_id from jobs where job_id = %s", (ready,)
-                )
-                assert state == "RUNNING w"
-        finally:
-            await admin.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(dbname))
+    async with empty_database(pg_url, "t_upgrade_0013") as (url, _, _):
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(
+                b"create table schema_migrations (version integer primary key, name text not null,"
+                b" checksum text not null, applied_at timestamptz not null default now())"
             )
+            for m in load_migrations():
+                if m.version >= 13:
+                    break
+                async with conn.transaction():
+                    await conn.execute(m.sql.encode())
+                    await conn.execute(
+                        b"insert into schema_migrations (version, name, checksum) values (%s, %s, %s)",
+                        (m.version, m.name, m.checksum),
+                    )
+            d = uuid.uuid4()
+            ready, done = uuid.uuid4(), uuid.uuid4()
+            await conn.execute(b"insert into namespaces (namespace_id) values ('up')")
+            await conn.execute(
+                b"insert into job_definitions (def_id, namespace_id, name, version, kind, misfire_policy,"
+                b" overlap_policy, starting_deadline, max_attempts, backoff_initial, backoff_max,"
+                b" backoff_multiplier, execution_timeout, default_priority, delay_after_parents)"
+                b" values (%s, 'up', 'n', 1, 'emails', 'skip', 'allow',"
+                b" '0', 3, '1s', '1m', 2, '1h', 0, '0')",
+                (d,),
+            )
+            await conn.execute(
+                b"insert into jobs (job_id, namespace_id, def_id, key, state, max_attempts, due_time)"
+                b" values (%s, 'up', %s, 'n', 'READY', 3, now())",
+                (ready, d),
+            )
+            await conn.execute(
+                b"insert into frontier (job_id, namespace_id, kind, priority, due_time)"
+                b" values (%s, 'up', 'emails', 0, now())",
+                (ready,),
+            )
+            await conn.execute(
+                b"insert into jobs_history (job_id, namespace_id, def_id, key, state, max_attempts)"
+                b" values (%s, 'up', %s, 'n', 'SUCCEEDED', 3)",
+                (done, d),
+            )
+
+        assert await migrate(url) == ["0013_ready_jobs_claimed_from_jobs.sql"]
+
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            kinds = await fetch_all(
+                conn, b"select job_id, kind from jobs union all select job_id, kind from jobs_history"
+            )
+            assert sorted(kinds) == sorted([(ready, "emails"), (done, "emails")])
+            assert await fetch_value(conn, b"select to_regclass('frontier') is null") is True
+            claimed = await fetch_all(
+                conn,
+                q("claim_jobs_in"),
+                {
+                    "namespaces": ["up"],
+                    "kinds": ["emails"],
+                    "n": 16,
+                    "lease": timedelta(seconds=30),
+                    "worker_id": "w",
+                },
+            )
+            assert len(claimed) == 1
+            state = await fetch_value(
+                conn, b"select state || ' ' || worker_id from jobs where job_id = %s", (ready,)
+            )
+            assert state == "RUNNING w"
 
 
 async def test_job_definitions_reject_update(aconn: AConn) -> None:
