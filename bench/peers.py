@@ -15,8 +15,10 @@ ANALYZE, so that no drain inherits the dead rows of the one before it.
   transaction, 16 connections (psycopg) on a plain table;
 - chronosched: `chronosched server` as its own process; enqueue = CreateDag
   (start=true) of 1,000 independent jobs per call; drain = the SDK `Worker`
-  with an async no-op handler at 16 slots in its own process, and the bare
-  stream client of bench.throughput (answers every assignment at once);
+  with an async no-op handler at 16 slots in its own process, with its
+  default prefetch ("auto": a round of 16 more once its runs show short)
+  and with prefetch 0, and the bare stream client of bench.throughput
+  (answers every assignment at once);
 - PgQueuer (asyncpg driver): enqueue = `Queries.enqueue` with lists of 1,000;
   drain = a `PgQueuer` worker in drain mode in its own process, entrypoint
   `concurrency_limit=16`, on uvloop as its CLI runs it;
@@ -77,11 +79,11 @@ PEERS = {
 RAW = "raw SQL claim + done (16 connections)"
 PGQ = "PgQueuer 1.6 (asyncpg)"
 PROC = "Procrastinate 3.10"
-SDK = "chronosched, SDK Worker (16 slots)"
-SDK_PREFETCH = "chronosched, SDK Worker (16 slots, prefetch 16)"
+SDK = "chronosched, SDK Worker (16 slots, prefetch auto: the default)"
+SDK_NO_PREFETCH = "chronosched, SDK Worker (16 slots, prefetch 0)"
 STREAM = "chronosched, bare stream client (16 slots)"
-SDK1 = "chronosched, SDK Worker (1 slot)"
-SDK1_PREFETCH = "chronosched, SDK Worker (1 slot, prefetch 1)"
+SDK1 = "chronosched, SDK Worker (1 slot, prefetch auto: the default)"
+SDK1_NO_PREFETCH = "chronosched, SDK Worker (1 slot, prefetch 0)"
 PGQ1 = "PgQueuer 1.6 (concurrency_limit=1, batch_size=1)"
 PGQ1_DEFAULT = "PgQueuer 1.6 (concurrency_limit=1, default batch_size=10)"
 
@@ -447,11 +449,11 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
             f.p50.append(pct(lat, 0.5))
             f.p99.append(pct(lat, 0.99))
 
-        async def do_sdk_prefetch() -> None:
-            f = fig(SDK_PREFETCH)
+        async def do_sdk_no_prefetch() -> None:
+            f = fig(SDK_NO_PREFETCH)
             f.enqueue.append(await chrono.enqueue("peers16pf", plan.jobs))
             await settle(url)
-            args = (*chrono.worker_args("peers16pf", CONCURRENCY), "--prefetch", str(CONCURRENCY))
+            args = (*chrono.worker_args("peers16pf", CONCURRENCY), "--prefetch", "0")
             f.drain.append(await drain("chronosched", plan.jobs, *args))
 
         async def do_stream() -> None:
@@ -495,12 +497,12 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
                 await settle(url)
                 return await drain("chronosched", n, *chrono.worker_args("peers1", 1))
 
-            async def sdk1_prefetch() -> float:
+            async def sdk1_no_prefetch() -> float:
                 await chrono.enqueue("peers1", n)
                 await settle(url)
-                return await drain("chronosched", n, *chrono.worker_args("peers1", 1), "--prefetch", "1")
+                return await drain("chronosched", n, *chrono.worker_args("peers1", 1), "--prefetch", "0")
 
-            contenders += [(SDK1, sdk1), (SDK1_PREFETCH, sdk1_prefetch)]
+            contenders += [(SDK1, sdk1), (SDK1_NO_PREFETCH, sdk1_no_prefetch)]
             if pgq:
                 peer = pgq
 
@@ -528,7 +530,7 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
         steps.append((STREAM, do_stream))
         if proc:
             steps.append((PROC, do_proc))
-        steps.append((SDK_PREFETCH, do_sdk_prefetch))
+        steps.append((SDK_NO_PREFETCH, do_sdk_no_prefetch))
         steps.append(("one slot", do_one_slot))
         for rnd in range(plan.rounds):
             order = steps[rnd % len(steps) :] + steps[: rnd % len(steps)]
@@ -537,14 +539,14 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
                 started = time.monotonic()
                 await step()
                 print(f"  {name}: {time.monotonic() - started:.1f} s", flush=True)
-            for name in (SDK, SDK_PREFETCH, STREAM, PGQ, PROC):
+            for name in (SDK, SDK_NO_PREFETCH, STREAM, PGQ, PROC):
                 f = figures.get(name)
                 if f and len(f.drain) == rnd + 1:
                     f.vs_raw.append(f.drain[rnd] / figures[RAW].drain[rnd])
                     if PGQ in figures:
                         f.vs_pgq.append(f.drain[rnd] / figures[PGQ].drain[rnd])
             if SDK1 in figures and PGQ1 in figures and len(figures[PGQ1].drain) == rnd + 1:
-                for ours in (SDK1, SDK1_PREFETCH):
+                for ours in (SDK1, SDK1_NO_PREFETCH):
                     figures[ours].vs_pgq.append(figures[ours].drain[rnd] / figures[PGQ1].drain[rnd])
                 default = figures[PGQ1_DEFAULT]
                 default.vs_pgq.append(default.drain[rnd] / figures[PGQ1].drain[rnd])
@@ -587,7 +589,7 @@ def report(figures: dict[str, Figures], plan: Plan) -> None:
         " | x raw SQL | x PgQueuer | enqueue → handler start p50 / p99 (ms) |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    for name in (RAW, PGQ, PROC, SDK, SDK_PREFETCH, STREAM):
+    for name in (RAW, PGQ, PROC, SDK, SDK_NO_PREFETCH, STREAM):
         f = figures.get(name)
         if f is None:
             continue
@@ -598,7 +600,7 @@ def report(figures: dict[str, Figures], plan: Plan) -> None:
     if SDK1 in figures:
         print(f"\nOne slot, {plan.one_slot_jobs:,} jobs per drain:\n")
         print("| | drain (jobs/s) | x PgQueuer |\n|---|---:|---:|")
-        for name in (PGQ1, PGQ1_DEFAULT, SDK1, SDK1_PREFETCH):
+        for name in (PGQ1, PGQ1_DEFAULT, SDK1, SDK1_NO_PREFETCH):
             f = figures.get(name)
             if f is not None:
                 vs = "1.00x" if name == PGQ1 else times(f.vs_pgq)
@@ -633,7 +635,7 @@ def bars(figures: dict[str, Figures]) -> None:
     if sdk and pgq and sdk.enqueue and pgq.enqueue:
         v = statistics.median(a / b for a, b in zip(sdk.enqueue, pgq.enqueue, strict=True))
         bar("enqueue (batches of 1,000) ≥ 1.0x PgQueuer", v, v >= 1.0)
-    for name, how in ((SDK1, ""), (SDK1_PREFETCH, ", SDK with prefetch 1")):
+    for name, how in ((SDK1, ""), (SDK1_NO_PREFETCH, ", SDK with prefetch 0")):
         one = figures.get(name)
         if one and one.vs_pgq:
             v = statistics.median(one.vs_pgq)

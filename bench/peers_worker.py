@@ -178,7 +178,12 @@ def main() -> int:
     parser.add_argument("--mode", choices=("drain", "latency"), required=True)
     parser.add_argument("--jobs", type=int, default=1, help="drain: stop after this many")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--prefetch", type=int, default=0, help="chronosched: leased beyond the slots")
+    parser.add_argument(
+        "--prefetch",
+        type=lambda text: text if text == "auto" else int(text),
+        default="auto",
+        help="chronosched: leased beyond the slots, auto (the SDK's default) or a number",
+    )
     parser.add_argument("--url", help="PostgreSQL URL (the peers)")
     parser.add_argument("--server", help="HOST:PORT of `chronosched server`")
     parser.add_argument("--namespace", default="peers", help="chronosched namespace")

@@ -2,7 +2,7 @@
 process serving the built-in kinds.
 
     chronosched worker --server HOST:PORT (--namespace NS ... | --all-namespaces)
-                       [--kinds a,b] [--concurrency N] [--prefetch N] [--grace SECONDS] [--worker-id ID]
+                       [--kinds a,b] [--concurrency N] [--prefetch auto|N] [--grace SECONDS] [--worker-id ID]
                        [--tls-ca FILE [--tls-cert FILE --tls-key FILE]] [--token TOKEN]
                        [--metrics-port PORT [--metrics-host HOST]]
 
@@ -17,6 +17,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import grpc
 
@@ -42,6 +43,15 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 
 
 _positive_int = _int_at_least(1)
+
+
+def _prefetch(text: str) -> int | Literal["auto"]:
+    if text == "auto":
+        return "auto"
+    try:
+        return _int_at_least(0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"not 'auto' or an integer of at least 0: {text!r}") from None
 
 
 def _seconds(text: str) -> float:
@@ -110,10 +120,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--prefetch",
-        type=_int_at_least(0),
-        default=env.get("CHRONOSCHED_WORKER_PREFETCH", "0"),
+        type=_prefetch,
+        default=env.get("CHRONOSCHED_WORKER_PREFETCH", "auto"),
+        metavar="auto|N",
         help="jobs leased beyond --concurrency that wait here for a slot, so a freed slot starts "
-        "the next at once (env CHRONOSCHED_WORKER_PREFETCH; default 0)",
+        "the next at once; auto: as many as --concurrency while handler runs are short (median "
+        "10 ms or less), else none (env CHRONOSCHED_WORKER_PREFETCH; default auto)",
     )
     parser.add_argument(
         "--grace",

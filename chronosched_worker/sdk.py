@@ -27,7 +27,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
@@ -43,6 +43,7 @@ from chronosched_worker.connection import (
 )
 from chronosched_worker.context import Handler, JobContext, JobFailed
 from chronosched_worker.metrics import WorkerMetrics
+from chronosched_worker.prefetch import AutoPrefetch
 from chronosched_worker.runner import Outcome, describe, dict_to_struct, execute, struct_to_dict
 from chronosched_worker.spool import Spool
 
@@ -151,6 +152,9 @@ class Worker:
     attempts may be leased to it beyond those and wait here for a slot, so a
     slot that frees starts its next job without waiting for the server; they
     are leased and renewed like running ones (docs/workers.md, "Prefetch").
+    `"auto"` (the default) prefetches a round of `concurrency` while recent
+    handler runs were short (a median of 10 ms or less) and none otherwise;
+    a number fixes it (0: never).
     `grace_s` is how
     long shutdown waits for in-flight jobs before abandoning them to their
     leases. `channel_options` are merged over the defaults (keepalive, 64 MiB
@@ -175,7 +179,7 @@ class Worker:
         namespaces: Sequence[str] = (),
         all_namespaces: bool = False,
         concurrency: int = 16,
-        prefetch: int = 0,
+        prefetch: int | Literal["auto"] = "auto",
         grace_s: float = 30.0,
         channel_options: ChannelOptions = (),
         credentials: grpc.ChannelCredentials | None = None,
@@ -200,8 +204,12 @@ class Worker:
             raise ValueError(f"invalid worker_id {worker_id!r}: must match {_WORKER_ID.pattern}")
         if not 1 <= concurrency <= MAX_SLOTS:
             raise ValueError(f"concurrency must be 1 to {MAX_SLOTS}, got {concurrency}")
-        if not 0 <= prefetch <= MAX_SLOTS - concurrency:
-            raise ValueError(f"prefetch must be 0 to {MAX_SLOTS - concurrency}, got {prefetch}")
+        if prefetch != "auto" and not (
+            isinstance(prefetch, int)
+            and not isinstance(prefetch, bool)
+            and 0 <= prefetch <= MAX_SLOTS - concurrency
+        ):
+            raise ValueError(f"prefetch must be 'auto' or 0 to {MAX_SLOTS - concurrency}, got {prefetch!r}")
         if not (grace_s >= 0 and math.isfinite(grace_s)):
             raise ValueError(f"grace_s must be a finite number >= 0, got {grace_s}")
         if metrics_port is not None and not 0 <= metrics_port <= 65535:
@@ -213,6 +221,7 @@ class Worker:
         self.all_namespaces = all_namespaces
         self.concurrency = concurrency
         self.prefetch = prefetch
+        self._auto = AutoPrefetch(concurrency, MAX_SLOTS - concurrency) if prefetch == "auto" else None
         # Handlers run at most `concurrency` at a time; prefetched attempts
         # wait here, leased, for a slot.
         self._slots = asyncio.Semaphore(concurrency)
@@ -522,7 +531,7 @@ class Worker:
         holding = [rj.ref for rj in self._running.values()] + [r.job for r in self._unacked.values()]
         # A draining worker subscribes with no free capacity: it only reports
         # what it still runs. The server leases up to slots + prefetch.
-        slots = 0 if self._draining else self.concurrency + self.prefetch
+        slots = 0 if self._draining else self.concurrency + self.prefetching
         stream.send(
             worker_pb2.DequeueRequest(
                 subscribe=worker_pb2.Subscribe(
@@ -724,7 +733,9 @@ class Worker:
                     # handler never runs; reported as a running job's stop is.
                     outcome = Outcome.failed(f"cancelled before it started: {rj.ctx.cancelled.reason}")
                 else:
+                    began = time.monotonic()
                     outcome = await execute(handler, rj.ctx, timeout_s=timeout_s)
+                    self._ran(time.monotonic() - began)
         except asyncio.CancelledError:
             self.metrics.finished(rj.ctx.kind, "abandoned", None)
             log.info(
@@ -748,6 +759,28 @@ class Worker:
             if not self._running:
                 self._idle.set()
         self._report(rj, outcome)
+
+    @property
+    def prefetching(self) -> int:
+        """Attempts leased beyond the slots now (with "auto", as last decided)."""
+        return self._auto.current if self._auto is not None else int(self.prefetch)
+
+    def _ran(self, run_s: float) -> None:
+        if self._auto is None:
+            return
+        prefetch = self._auto.observe(run_s)
+        if prefetch is None:
+            return
+        log.info(
+            "prefetch %s: handler runs are %s",
+            prefetch,
+            "short" if prefetch else "no longer short",
+            extra=self._fields("prefetch_changed", prefetch=prefetch),
+        )
+        if not self._draining:
+            self._send(
+                worker_pb2.DequeueRequest(slots=worker_pb2.SlotUpdate(slots=self.concurrency + prefetch))
+            )
 
     def _report(self, rj: _Running, outcome: Outcome) -> None:
         result = worker_pb2.JobResult(

@@ -1,14 +1,17 @@
 """The SDK Worker's prefetch: attempts leased beyond its slots wait in the
 worker, leased, for a slot; handlers never run more than `concurrency` at
-once; a prefetched attempt cancelled before its turn never runs."""
+once; a prefetched attempt cancelled before its turn never runs; "auto"
+prefetches only while handler runs are short."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
 from chronosched.v1 import dag_pb2, job_pb2
 from chronosched_server.dispatch.streams import WorkerStream
-from chronosched_worker import Worker
+from chronosched_worker import JobContext, Worker
 from tests.support.builders import dag, dag_jobs, definition, namespace
 from tests.support.server import Stubs
 from tests.support.waiting import poll, stays
@@ -36,10 +39,48 @@ async def states(api: Stubs, ns: str, dag_id: str) -> dict[str, int]:
 
 
 def test_prefetch_is_checked() -> None:
-    with pytest.raises(ValueError, match="prefetch must be 0 to 984"):
+    with pytest.raises(ValueError, match="prefetch must be 'auto' or 0 to 984, got 985"):
         Worker("127.0.0.1:1", namespaces=["a"], concurrency=16, prefetch=985)
-    with pytest.raises(ValueError, match="prefetch must be"):
-        Worker("127.0.0.1:1", namespaces=["a"], prefetch=-1)
+    for bad in (-1, "often", True, 1.5):
+        with pytest.raises(ValueError, match="prefetch must be"):
+            Worker("127.0.0.1:1", namespaces=["a"], prefetch=bad)  # type: ignore[arg-type]
+    assert Worker("127.0.0.1:1", namespaces=["a"]).prefetch == "auto"
+
+
+async def test_auto_prefetch_follows_how_long_handlers_run(api: Stubs) -> None:
+    """The default: no prefetch until a window of runs (16 here) shows them
+    short, then a round of `concurrency` more; back to none once they run
+    long. The server sees it as the stream's slots."""
+    ns = await namespace(api)
+    d = await definition(api, ns, kind="sleep")
+    w = Worker(f"127.0.0.1:{api.server.port}", namespaces=[ns], worker_id="prefetcher", concurrency=2)
+
+    async def sleep(ctx: JobContext) -> dict[str, object]:
+        # 30 ms is above the 20 ms at which auto prefetch stops.
+        await asyncio.sleep(0.03 if ctx.key.startswith("long") else 0)
+        return {}
+
+    w.add_handler("sleep", sleep)
+
+    async def run_all(keys: list[str]) -> None:
+        made = await dag(api, ns, d.def_id, keys, [])
+
+        async def done() -> bool:
+            return set((await states(api, ns, made.dag_id)).values()) == {job_pb2.Job.STATE_SUCCEEDED}
+
+        await poll(done, within=20, what=f"{len(keys)} jobs to succeed")
+
+    async with running(w):
+        stream = await poll(lambda: _stream(api), within=10, what="the worker's stream")
+        assert stream.slots == 2 and w.prefetching == 0
+        await run_all([f"short{i}" for i in range(15)])
+        assert stream.slots == 2, "15 runs are less than the window"
+        await run_all(["short15"])
+        await poll(lambda: _slots(api, 4), within=10, what="the stream to take 2 more")
+        assert w.prefetching == 2
+        await run_all([f"long{i}" for i in range(16)])
+        await poll(lambda: _slots(api, 2), within=10, what="the stream back to its 2 slots")
+        assert w.prefetching == 0
 
 
 async def test_a_prefetched_job_waits_leased_and_starts_when_a_slot_frees(api: Stubs) -> None:
@@ -108,6 +149,11 @@ async def test_a_prefetched_job_cancelled_before_its_turn_never_runs(api: Stubs)
 async def _stream(api: Stubs) -> WorkerStream | None:
     streams = [s for s in api.server.dispatcher.streams if s.worker_id == "prefetcher"]
     return streams[0] if streams else None
+
+
+async def _slots(api: Stubs, slots: int) -> bool:
+    stream = await _stream(api)
+    return stream is not None and stream.slots == slots
 
 
 async def _other_started(gates: Gates, seen: set[str]) -> str | None:

@@ -59,6 +59,15 @@ def test_defaults_serve_every_builtin_kind() -> None:
     worker = build_worker(["--all-namespaces"], env={})
     assert (worker.server, worker.all_namespaces, worker.namespaces) == ("127.0.0.1:50051", True, ())
     assert (worker.kinds, worker.concurrency, worker.grace_s) == (("command", "http"), 16, 30.0)
+    assert worker.prefetch == "auto"
+
+
+def test_prefetch_is_auto_or_a_count() -> None:
+    assert build_worker(["--all-namespaces", "--prefetch", "4"], env={}).prefetch == 4
+    assert build_worker(["--all-namespaces", "--prefetch", "0"], env={}).prefetch == 0
+    assert build_worker(["--all-namespaces", "--prefetch", "auto"], env={}).prefetch == "auto"
+    from_env = build_worker(["--all-namespaces"], env={"CHRONOSCHED_WORKER_PREFETCH": "2"})
+    assert from_env.prefetch == 2
 
 
 def test_environment_supplies_defaults_and_flags_win() -> None:
@@ -95,6 +104,18 @@ def test_environment_supplies_defaults_and_flags_win() -> None:
         (["--all-namespaces", "--concurrency", "0"], "argument --concurrency: must be at least 1: 0"),
         (["--all-namespaces", "--concurrency", "1001"], "concurrency must be 1 to 1000, got 1001"),
         (["--all-namespaces", "--grace", "soon"], "argument --grace: not a number of seconds: 'soon'"),
+        (
+            ["--all-namespaces", "--prefetch", "often"],
+            "argument --prefetch: not 'auto' or an integer of at least 0: 'often'",
+        ),
+        (
+            ["--all-namespaces", "--prefetch", "-1"],
+            "argument --prefetch: not 'auto' or an integer of at least 0: '-1'",
+        ),
+        (
+            ["--all-namespaces", "--concurrency", "990", "--prefetch", "11"],
+            "prefetch must be 'auto' or 0 to 10",
+        ),
         (["--all-namespaces", "--worker-id", "bad id"], "invalid worker_id 'bad id'"),
     ],
 )

@@ -1,0 +1,48 @@
+"""chronosched_worker.prefetch: when "auto" prefetches, from run times alone."""
+
+from __future__ import annotations
+
+from chronosched_worker.prefetch import LONG_RUN_S, MIN_WINDOW, SHORT_RUN_S, AutoPrefetch
+
+
+def feed(policy: AutoPrefetch, runs: list[float]) -> list[int | None]:
+    return [policy.observe(r) for r in runs]
+
+
+def test_nothing_is_decided_before_a_full_window() -> None:
+    policy = AutoPrefetch(concurrency=4, limit=996)
+    assert feed(policy, [0.0] * (MIN_WINDOW - 1)) == [None] * (MIN_WINDOW - 1)
+    assert policy.current == 0
+    assert policy.observe(0.0) == 4
+    assert policy.current == 4
+
+
+def test_the_window_is_at_least_a_round() -> None:
+    policy = AutoPrefetch(concurrency=40, limit=960)
+    assert set(feed(policy, [0.001] * 39)) == {None}
+    assert policy.observe(0.001) == 40
+
+
+def test_on_at_a_short_median_off_above_the_long_line_and_steady_between() -> None:
+    policy = AutoPrefetch(concurrency=16, limit=984)
+    # A median of exactly the short line turns it on, whatever the outliers.
+    runs = [SHORT_RUN_S] * 9 + [5.0] * 7
+    assert feed(policy, runs)[-1] == 16
+    # Runs between the lines change nothing, in either state.
+    assert set(feed(policy, [(SHORT_RUN_S + LONG_RUN_S) / 2] * 32)) == {None}
+    assert policy.current == 16
+    # Above the long line once the median is: off, once.
+    changes = [c for c in feed(policy, [LONG_RUN_S * 1.5] * 16) if c is not None]
+    assert changes == [0] and policy.current == 0
+    assert set(feed(policy, [(SHORT_RUN_S + LONG_RUN_S) / 2] * 32)) == {None}
+    assert policy.current == 0
+    changes = [c for c in feed(policy, [0.0] * 16) if c is not None]
+    assert changes == [16]
+
+
+def test_never_more_than_the_server_allows() -> None:
+    assert feed(AutoPrefetch(concurrency=16, limit=3), [0.0] * 16)[-1] == 3
+    one = AutoPrefetch(concurrency=1, limit=999)
+    assert feed(one, [0.0] * 16)[-1] == 1
+    none = AutoPrefetch(concurrency=1000, limit=0)
+    assert set(feed(none, [0.0] * 2000)) == {None} and none.current == 0
