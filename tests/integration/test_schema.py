@@ -116,6 +116,38 @@ async def test_every_named_query_prepares_with_its_declared_parameter_types(acon
     assert checked >= 40
 
 
+async def _generic_plans(aconn: AConn, names: tuple[str, ...]) -> dict[str, str]:
+    plans: dict[str, str] = {}
+    for name in names:
+        text, params = to_positional(all_queries()[name])
+        await aconn.execute(f"prepare plan_{name} as {text}".encode())
+        rows = await fetch_all(
+            aconn, f"explain execute plan_{name}({', '.join(['null'] * len(params))})".encode()
+        )
+        plans[name] = "\n".join(str(r[0]) for r in rows)
+    return plans
+
+
+async def test_only_the_walk_meant_for_it_gets_its_order_from_the_any_namespace_index(aconn: AConn) -> None:
+    """Migration 0014: a cached generic plan once took the any-namespace READY
+    index for the per-pair claim, walking it in order past every other
+    namespace's ready jobs until 16 of its own turned up. Without the
+    per-pair index (dropped here, rolled back) and sequential scans, the
+    per-pair claim can read READY rows through it, but has to sort them all
+    (no early stop), and Tick's check for a waiting job cannot range over its
+    priorities; the all-namespaces walk takes its order from it."""
+    async with aconn.transaction(force_rollback=True):
+        await aconn.execute(b"drop index jobs_ready_idx")
+        await aconn.execute(b"set local enable_seqscan = off")
+        await aconn.execute(b"set local plan_cache_mode = force_generic_plan")
+        plans = await _generic_plans(aconn, ("claim_jobs_in", "tick_one", "claim_jobs_any"))
+    assert "Sort Key: r.priority DESC, r.due_time, r.job_id" in plans["claim_jobs_in"], plans["claim_jobs_in"]
+    tick_conditions = [line for line in plans["tick_one"].splitlines() if "Index Cond" in line]
+    assert not any("priority" in line for line in tick_conditions), plans["tick_one"]
+    assert "jobs_ready_any_namespace_idx" in plans["claim_jobs_any"], plans["claim_jobs_any"]
+    assert "Sort Key: (- r.priority)" not in plans["claim_jobs_any"], plans["claim_jobs_any"]
+
+
 # --- migrations ---------------------------------------------------------------
 
 
@@ -278,7 +310,7 @@ async def test_0013_gives_existing_jobs_their_kind_and_keeps_ready_ones_claimabl
                 (done, d),
             )
 
-        assert await migrate(url) == ["0013_ready_jobs_claimed_from_jobs.sql"]
+        assert (await migrate(url))[0] == "0013_ready_jobs_claimed_from_jobs.sql"
 
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             kinds = await fetch_all(

@@ -55,7 +55,9 @@ with picked as (
     where r.state = 'READY'
       and (%(all_namespaces)s::boolean or r.namespace_id = any(%(namespaces)s::text[]))
       and r.kind = any(%(kinds)s::text[]) and r.due_time <= clock_timestamp()
-    order by r.priority desc, r.due_time, r.job_id
+    -- -priority: the order of jobs_ready_any_namespace_idx, which only this
+    -- walk can use (migration 0014).
+    order by -r.priority, r.due_time, r.job_id
     limit %(n)s::int
     for update of r skip locked
 )
