@@ -45,6 +45,17 @@ class ClaimSpec:
 MANY_PAIRS = 64
 
 
+@functools.lru_cache(maxsize=256)
+def _text_array(items: tuple[str, ...]) -> str:
+    """`items` as a text[] literal, rendered once per distinct list. A worker
+    may name up to 1,000 namespaces, and psycopg dumped such a list anew for
+    every claim: 18% of the server's time while one worker named 1,000
+    namespaces (py-spy). Sent as text, PostgreSQL parses the literal for the
+    statement's `::text[]` cast. Every element is quoted, so any text works."""
+    quoted = ('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items)
+    return "{" + ",".join(quoted) + "}"
+
+
 def claim_query(spec: ClaimSpec) -> str:
     """Which claim statement serves `spec`."""
     if spec.all_namespaces or len(spec.namespaces) * len(spec.kinds) > MANY_PAIRS:
@@ -58,7 +69,7 @@ async def claim(conn: Conn, spec: ClaimSpec, n: int, lease: timedelta) -> Pendin
         conn,
         claim_query(spec),
         {
-            "namespaces": spec.namespaces,
+            "namespaces": _text_array(tuple(spec.namespaces)),
             "all_namespaces": spec.all_namespaces,
             "kinds": spec.kinds,
             "n": n,

@@ -22,6 +22,7 @@ from psycopg import conninfo, errors, sql
 from psycopg.types.json import Jsonb
 
 from chronosched_server.errors import AlreadyExists, DatabaseError, FailedPrecondition, Unavailable
+from chronosched_server.storage import leases
 from chronosched_server.storage.db import translate
 from chronosched_server.storage.migrate import _LOCK_KEY, MigrationError, load_migrations, migrate
 from chronosched_server.storage.queries import all_queries, q
@@ -146,6 +147,15 @@ async def test_only_the_walk_meant_for_it_gets_its_order_from_the_any_namespace_
     assert not any("priority" in line for line in tick_conditions), plans["tick_one"]
     assert "jobs_ready_any_namespace_idx" in plans["claim_jobs_any"], plans["claim_jobs_any"]
     assert "Sort Key: (- r.priority)" not in plans["claim_jobs_any"], plans["claim_jobs_any"]
+
+
+async def test_the_claims_namespace_literal_reads_back_as_the_same_list(aconn: AConn) -> None:
+    """leases._text_array renders a claim's namespaces once per list; what
+    PostgreSQL parses from it must be the list itself, whatever the text."""
+    items = ("team-a", "b", 'a "quoted" one', "back\\slash", "comma, brace } { and space", "", "NULL")
+    got = await fetch_value(aconn, b"select %s::text[]", (leases._text_array(items),))
+    assert got == list(items)
+    assert await fetch_value(aconn, b"select %s::text[]", (leases._text_array(()),)) == []
 
 
 # --- migrations ---------------------------------------------------------------

@@ -53,7 +53,10 @@ with picked as (
     select r.job_id
     from jobs r
     where r.state = 'READY'
-      and (%(all_namespaces)s::boolean or r.namespace_id = any(%(namespaces)s::text[]))
+      -- IN (select ...) rather than = any(...): PostgreSQL hashes the list
+      -- once per claim instead of comparing each walked row against all of
+      -- it (a worker may name 1,000 namespaces).
+      and (%(all_namespaces)s::boolean or r.namespace_id in (select unnest(%(namespaces)s::text[])))
       and r.kind = any(%(kinds)s::text[]) and r.due_time <= clock_timestamp()
     -- -priority: the order of jobs_ready_any_namespace_idx, which only this
     -- walk can use (migration 0014).
