@@ -83,13 +83,13 @@ with locked as (
     set state = 'CANCELLED', end_time = c.t, update_time = c.t, lease_expire_time = null
     from locked l, (select clock_timestamp() as t) c
     where j.job_id = l.job_id
-    returning j.job_id, j.def_id, l.state as old_state, l.attempt
+    returning j.job_id, j.kind, l.state as old_state, l.attempt
 )
 select job_id, attempt, null::text as kind, null::bigint as n from cancelled where old_state = 'RUNNING'
 union all
-select null, null, d.kind, count(*)
-from cancelled x join job_definitions d on d.def_id = x.def_id
-group by d.kind;
+select null, null, kind, count(*)
+from cancelled
+group by kind;
 
 -- name: read_dag
 select * from dags where dag_id = %(dag_id)s::uuid and namespace_id = %(namespace_id)s::text;

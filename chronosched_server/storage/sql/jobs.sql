@@ -64,11 +64,11 @@ with recursive below (job_id) as (
         error = 'skipped: ancestor ' || a.key || ' (job ' || a.job_id || ') failed'
     from (select clock_timestamp() as t) c, (select key, job_id from jobs where job_id = %(job_id)s::uuid) a
     where j.job_id in (select job_id from below) and j.state = 'PENDING'
-    returning j.namespace_id, j.def_id
+    returning j.namespace_id, j.kind
 )
-select s.namespace_id, d.kind, count(*)::bigint as skipped
-from skipped s join job_definitions d on d.def_id = s.def_id
-group by s.namespace_id, d.kind;
+select namespace_id, kind, count(*)::bigint as skipped
+from skipped
+group by namespace_id, kind;
 
 -- name: insert_standalone_jobs
 -- READY standalone jobs (no DAG), claimable at once: the one enqueue path of
