@@ -1,8 +1,13 @@
 -- name: insert_token
--- ttl null: the token never expires. The expiry is computed in database time.
-insert into tokens (token_id, token_hash, scope, namespace_id, description, expire_time)
-values (%(token_id)s::text, %(token_hash)s::bytea, %(scope)s::text, %(namespace_id)s::text,
-        %(description)s::text, clock_timestamp() + %(ttl)s::interval)
+-- ttl null: the token never expires. The expiry is computed in database time,
+-- from the same clock reading as create_time: two clock_timestamp() calls
+-- would differ by a microsecond or so, and a 30-day token would not last
+-- exactly 30 days from its creation.
+insert into tokens (token_id, token_hash, scope, namespace_id, description, create_time,
+                    expire_time)
+select %(token_id)s::text, %(token_hash)s::bytea, %(scope)s::text, %(namespace_id)s::text,
+       %(description)s::text, t.now, t.now + %(ttl)s::interval
+from (select clock_timestamp() as now) t
 returning token_id, scope, namespace_id, description, create_time, expire_time, revoke_time,
           last_used_time;
 
