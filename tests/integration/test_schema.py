@@ -149,6 +149,27 @@ async def test_only_the_walk_meant_for_it_gets_its_order_from_the_any_namespace_
     assert "Sort Key: (- r.priority)" not in plans["claim_jobs_any"], plans["claim_jobs_any"]
 
 
+async def test_the_dag_key_index_leaves_standalone_jobs_out_and_still_serves_every_dag_lookup(
+    aconn: AConn,
+) -> None:
+    """Migration 0015: jobs_dag_key_key holds DAG jobs only. The lookups by
+    DAG still take it on a generic plan (dag_id = $1 implies not null);
+    standalone jobs (keyed by their definition's name) are not in it.
+    JOB_KEY_EXISTS on a duplicate key in a DAG: tests/api/test_dags.py."""
+    async with aconn.transaction(force_rollback=True):
+        await aconn.execute(b"set local enable_seqscan = off")
+        await aconn.execute(b"set local enable_bitmapscan = off")
+        await aconn.execute(b"set local plan_cache_mode = force_generic_plan")
+        plans = await _generic_plans(aconn, ("dag_job_keys", "list_dag_jobs", "delete_dag"))
+    for name, plan in plans.items():
+        assert "jobs_dag_key_key" in plan, (name, plan)
+    definition = await fetch_value(aconn, b"select pg_get_indexdef('jobs_dag_key_key'::regclass)")
+    assert definition.startswith(
+        "CREATE UNIQUE INDEX jobs_dag_key_key ON public.jobs USING btree (dag_id, key)"
+    )
+    assert definition.endswith("WHERE (dag_id IS NOT NULL)"), definition
+
+
 async def test_the_claims_namespace_literal_reads_back_as_the_same_list(aconn: AConn) -> None:
     """leases._text_array renders a claim's namespaces once per list; what
     PostgreSQL parses from it must be the list itself, whatever the text."""
