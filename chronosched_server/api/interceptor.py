@@ -121,7 +121,12 @@ class _Call:
         code = context.code()
         self.code = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
-    def done(self) -> None:
+    def done(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        # A client that cancels a stream may end it either way: the handler is
+        # closed (CancelledError, GeneratorExit) or it sees the requests end
+        # and returns. The call was cancelled all the same.
+        if self.code == "OK" and context.cancelled():
+            self.code = grpc.StatusCode.CANCELLED.name
         self.metrics.rpc_requests.labels(self.method, self.code).inc()
         self.metrics.rpc_duration.labels(self.method).observe(time.perf_counter() - self.started)
 
@@ -183,7 +188,7 @@ def _wrap_unary(fn: Callable[..., Any], method: str, metrics: Metrics) -> Callab
         except Exception as exc:
             await _abort(context, exc, method, call)
         finally:
-            call.done()
+            call.done(context)
 
     return wrapper
 
@@ -209,6 +214,6 @@ def _wrap_stream(fn: Callable[..., Any], method: str, metrics: Metrics) -> Calla
         except Exception as exc:
             await _abort(context, exc, method, call)
         finally:
-            call.done()
+            call.done(context)
 
     return wrapper
