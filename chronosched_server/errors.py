@@ -101,7 +101,7 @@ class FailedPrecondition(DomainError):
 
 class DefinitionRetired(FailedPrecondition):
     """New work named a retired definition version: nothing makes jobs of it
-    any more (Tick, CreateDag, CreateJobs, cron fires, pause/resume of its
+    any more (Tick, EnqueueJobs, CreateDag, CreateJobs, cron fires, pause/resume of its
     schedule). `where` is the request field that named it, if one did."""
 
     reason = "DEFINITION_RETIRED"

@@ -54,7 +54,7 @@ class Metrics:
         r = self.registry
         self.jobs_created = Counter(
             "chronosched_jobs_created",
-            "Jobs created: DAG jobs (CreateDag, CreateJobs), Tick runs and cron fires.",
+            "Jobs created: DAG jobs (CreateDag, CreateJobs), Tick and EnqueueJobs runs and cron fires.",
             ["namespace", "kind"],
             registry=r,
         )

@@ -149,6 +149,11 @@ ROUTES = {
     ["def_id"] = {name = "def_id", kind = "string"},
     ["defId"] = {name = "def_id", kind = "string"},
    }},
+  {method = "POST", template = "/api/v1/jobs/{namespace_id}",
+   pattern = "^/api/v1/jobs/[^/]+/*$",
+   body = ".chronosched.v1.EnqueueJobsRequest",
+   query = {
+   }},
   {method = "GET", template = "/api/v1/jobs/{namespace_id}/{job_id}",
    pattern = "^/api/v1/jobs/[^/]*/[^/]+/*$",
    query = {
@@ -235,6 +240,19 @@ MESSAGES[".chronosched.v1.CreateNamespaceRequest"] = {
   ["namespace_id"] = {name = "namespace_id", kind = "string"},
   ["namespaceId"] = {name = "namespace_id", kind = "string"},
   ["description"] = {name = "description", kind = "string"},
+}
+MESSAGES[".chronosched.v1.EnqueueJobsRequest"] = {
+  ["namespace_id"] = {name = "namespace_id", kind = "string"},
+  ["namespaceId"] = {name = "namespace_id", kind = "string"},
+  ["jobs"] = {name = "jobs", kind = "message", type = ".chronosched.v1.JobRun", repeated = true},
+  ["request_id"] = {name = "request_id", kind = "string"},
+  ["requestId"] = {name = "request_id", kind = "string"},
+}
+MESSAGES[".chronosched.v1.JobRun"] = {
+  ["def_id"] = {name = "def_id", kind = "string"},
+  ["defId"] = {name = "def_id", kind = "string"},
+  ["payload"] = {name = "payload", kind = "struct"},
+  ["priority"] = {name = "priority", kind = "int32"},
 }
 MESSAGES[".chronosched.v1.CreateDefinitionRequest"] = {
   ["namespace_id"] = {name = "namespace_id", kind = "string"},

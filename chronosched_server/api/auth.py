@@ -127,6 +127,7 @@ RULES: dict[str, Rule] = {
         {
             "GetJob": READ,
             "ListJobs": READ,
+            "EnqueueJobs": WRITE,
             # namespace_id is optional here: without it, storage limits the
             # job to the token's namespace.
             "CompleteJob": Rule(Permission.RESULT, _NS),

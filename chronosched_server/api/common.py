@@ -8,8 +8,10 @@ from typing import Any, TypeVar
 
 from google.protobuf import json_format, struct_pb2
 
-from chronosched_server import ids
+from chronosched.v1 import dag_pb2, job_pb2
+from chronosched_server import ids, validation
 from chronosched_server.errors import Why
+from chronosched_server.storage.dags import NewJob
 from chronosched_server.validation import Violations
 
 R = TypeVar("R")
@@ -58,3 +60,32 @@ def paginate(rows: Sequence[R], limit: int, cursor: Callable[[R], str]) -> tuple
     next page: the cursor of the page's last row, or "" on the last page."""
     page = rows[:limit]
     return page, ids.encode_page_token(cursor(page[-1])) if len(rows) > limit else ""
+
+
+def read_runs(
+    v: Violations, specs: Sequence[dag_pb2.JobSpec | job_pb2.JobRun], keys: Sequence[str]
+) -> list[NewJob]:
+    """The definition, payload and priority of each of `jobs` (JobSpecs or
+    JobRuns), with `keys[i]` as the i-th job's key; the few distinct def_id
+    strings are parsed once each."""
+    parsed: dict[str, uuid.UUID | None] = {}
+    out: list[NewJob] = []
+    for i, spec in enumerate(specs):
+        raw = spec.def_id
+        try:
+            def_id = parsed[raw]
+        except KeyError:
+            def_id = parsed[raw] = uuid_field(v, f"jobs[{i}].def_id", raw)
+        payload = None
+        if spec.HasField("payload"):
+            validation.check_json_object(v, f"jobs[{i}].payload", spec.payload)
+            payload = to_dict(spec.payload)
+        priority = None
+        if spec.HasField("priority"):
+            priority = spec.priority
+            validation.check_range(
+                v, f"jobs[{i}].priority", priority, validation.MIN_PRIORITY, validation.MAX_PRIORITY
+            )
+        if def_id is not None:
+            out.append(NewJob(keys[i], def_id, payload, priority))
+    return out

@@ -11,7 +11,7 @@ from google.protobuf import empty_pb2
 
 from chronosched.v1 import dag_pb2, dag_pb2_grpc, job_pb2
 from chronosched_server import ids, render, topology, validation
-from chronosched_server.api.common import paginate, state_filter, to_dict, uuid_field, uuid_token
+from chronosched_server.api.common import paginate, read_runs, state_filter, uuid_field, uuid_token
 from chronosched_server.errors import Why
 from chronosched_server.metrics import Metrics
 from chronosched_server.storage import dags, jobs
@@ -25,8 +25,7 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 def read_job_specs(v: Violations, specs: Sequence[dag_pb2.JobSpec]) -> list[NewJob]:
     """Validate JobSpecs. Built for 100,000-job DAGs: keys are checked with one
-    regex over all of them (per key only to name the bad ones), and the few
-    distinct def_id strings are parsed once each."""
+    regex over all of them (per key only to name the bad ones)."""
     if len(specs) > validation.MAX_JOBS_PER_CALL:
         v.add("jobs", f"at most {validation.MAX_JOBS_PER_CALL} jobs per call, got {len(specs)}", Why.TOO_MANY)
         return []
@@ -34,27 +33,7 @@ def read_job_specs(v: Violations, specs: Sequence[dag_pb2.JobSpec]) -> list[NewJ
     if not validation.all_match(validation.KEY_RE, keys):
         for i, key in enumerate(keys):
             validation.check_pattern(v, f"jobs[{i}].key", key, validation.KEY_RE, required=True)
-    parsed: dict[str, uuid.UUID | None] = {}
-    out: list[NewJob] = []
-    for i, spec in enumerate(specs):
-        raw = spec.def_id
-        try:
-            def_id = parsed[raw]
-        except KeyError:
-            def_id = parsed[raw] = uuid_field(v, f"jobs[{i}].def_id", raw)
-        payload = None
-        if spec.HasField("payload"):
-            validation.check_json_object(v, f"jobs[{i}].payload", spec.payload)
-            payload = to_dict(spec.payload)
-        priority = None
-        if spec.HasField("priority"):
-            priority = spec.priority
-            validation.check_range(
-                v, f"jobs[{i}].priority", priority, validation.MIN_PRIORITY, validation.MAX_PRIORITY
-            )
-        if def_id is not None:
-            out.append(NewJob(keys[i], def_id, payload, priority))
-    return out
+    return read_runs(v, specs, keys)
 
 
 def read_dag_ref(v: Violations, namespace_id: str, dag_id: str) -> uuid.UUID | None:

@@ -9,7 +9,7 @@ import grpc
 from chronosched.v1 import job_pb2, job_pb2_grpc
 from chronosched_server import render, validation
 from chronosched_server.api.auth import caller
-from chronosched_server.api.common import paginate, state_filter, to_dict, uuid_field, uuid_token
+from chronosched_server.api.common import paginate, read_runs, state_filter, to_dict, uuid_field, uuid_token
 from chronosched_server.errors import Why
 from chronosched_server.metrics import Metrics
 from chronosched_server.storage import jobs
@@ -72,6 +72,31 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         )
         page, token = paginate(rows, limit, lambda r: str(r.job_id))
         return job_pb2.ListJobsResponse(jobs=[render.job(r, facts) for r in page], next_page_token=token)
+
+    async def EnqueueJobs(
+        self, request: job_pb2.EnqueueJobsRequest, context: Ctx
+    ) -> job_pb2.EnqueueJobsResponse:
+        v = Violations()
+        validation.check_slug(v, "namespace_id", request.namespace_id)
+        validation.check_pattern(
+            v, "request_id", request.request_id, validation.REQUEST_ID_RE, required=False
+        )
+        runs = []
+        if not request.jobs:
+            v.add("jobs", "required: at least one run", Why.REQUIRED)
+        elif len(request.jobs) > validation.MAX_JOBS_PER_CALL:
+            v.add(
+                "jobs",
+                f"at most {validation.MAX_JOBS_PER_CALL} jobs per call, got {len(request.jobs)}",
+                Why.TOO_MANY,
+            )
+        else:
+            runs = read_runs(v, request.jobs, [""] * len(request.jobs))
+        v.raise_if_any()
+        tally = Tally()
+        ids = await jobs.enqueue(self.db, request.namespace_id, runs, request.request_id, tally)
+        self.metrics.record(tally)
+        return job_pb2.EnqueueJobsResponse(job_ids=ids)
 
     async def CompleteJob(self, request: job_pb2.CompleteJobRequest, context: Ctx) -> job_pb2.Job:
         v = Violations()

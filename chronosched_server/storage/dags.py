@@ -104,10 +104,10 @@ async def _definitions(
     return defs, which
 
 
-async def _insert_jobs(
+async def insert_jobs(
     conn: Conn,
     namespace_id: str,
-    dag_id: uuid.UUID,
+    dag_id: uuid.UUID | None,
     jobs: Sequence[NewJob],
     pending: Sequence[int],
     ready_at: datetime | None,
@@ -115,8 +115,10 @@ async def _insert_jobs(
 ) -> list[str]:
     """COPY the jobs in; with `ready_at`, jobs without parents go in READY, due then.
 
-    Returns the new job ids as text, the form COPY needs; adds them to
-    `tally.created` by kind.
+    `dag_id` None makes standalone jobs (EnqueueJobs), keyed by their
+    definition's name as Tick and cron fires key theirs; the jobs' own keys
+    are not used then. Returns the new job ids as text, the form COPY needs;
+    adds them to `tally.created` by kind.
     """
     defs, which = await _definitions(conn, namespace_id, jobs)
     templates = [row["payload_template"] for row in defs]
@@ -142,19 +144,26 @@ async def _insert_jobs(
     due = ready_at.isoformat() if ready_at else r"\N"
     # Per definition, the constant parts of a row (UUIDs rendered once: str()
     # per row dominated the COPY otherwise); the loop only glues.
-    dag_text = str(dag_id)
-    middle = [f"\t{namespace_id}\t{dag_text}\t{row['def_id']}\t{row['kind']}\t" for row in defs]
+    # A standalone job's key is its definition's name, so it is part of the
+    # constant middle; a DAG job's own key follows it.
+    if dag_id is None:
+        middle = [f"\t{namespace_id}\t\\N\t{row['def_id']}\t{row['kind']}\t{row['name']}" for row in defs]
+        keys: Sequence[str] = [""] * len(jobs)
+    else:
+        dag_text = str(dag_id)
+        middle = [f"\t{namespace_id}\t{dag_text}\t{row['def_id']}\t{row['kind']}\t" for row in defs]
+        keys = [job.key for job in jobs]
     lines: list[str] = []
-    for job_id, job, d, parents, payload in zip(ids, jobs, which, pending, payloads, strict=True):
+    for job_id, job, key, d, parents, payload in zip(ids, jobs, keys, which, pending, payloads, strict=True):
         row = defs[d]
         priority = row["default_priority"] if job.priority is None else job.priority
         if ready_at is not None and parents == 0:
             lines.append(
-                f"{job_id}{middle[d]}{job.key}\tREADY\t{row['max_attempts']}\t{priority}\t0\t{payload}\t{due}\n"
+                f"{job_id}{middle[d]}{key}\tREADY\t{row['max_attempts']}\t{priority}\t0\t{payload}\t{due}\n"
             )
         else:
             lines.append(
-                f"{job_id}{middle[d]}{job.key}\tPENDING\t{row['max_attempts']}\t{priority}\t{parents}\t{payload}\t\\N\n"
+                f"{job_id}{middle[d]}{key}\tPENDING\t{row['max_attempts']}\t{priority}\t{parents}\t{payload}\t\\N\n"
             )
     await copy_rows(
         conn,
@@ -210,14 +219,13 @@ async def create(
         )
         assert dag is not None
         if jobs:
-            ids = await _insert_jobs(
+            ids = await insert_jobs(
                 conn, namespace_id, dag_id, jobs, pending, dag.start_time if start else None, tally
             )
             if edges:
                 await _insert_edges(conn, dag_id, [(ids[p], ids[c]) for p, c in edges])
         await idem.record([dag_id])
-    if len(jobs) >= ANALYZE_AFTER_JOBS:
-        _refresh_statistics(db)
+    after_bulk_load(db, len(jobs))
     return dag
 
 
@@ -228,7 +236,12 @@ ANALYZE_AFTER_JOBS = 10_000
 _background: set[asyncio.Task[None]] = set()
 
 
-def _refresh_statistics(db: Database) -> None:
+def after_bulk_load(db: Database, jobs: int) -> None:
+    """Refresh the queue tables' statistics in the background once a call
+    has loaded `jobs` jobs, if that many can mislead the planner."""
+    if jobs < ANALYZE_AFTER_JOBS:
+        return
+
     async def run() -> None:
         try:
             async with db.transaction() as conn:
@@ -323,7 +336,7 @@ async def _create_jobs(
                 )
             ids = [
                 uuid.UUID(i)
-                for i in await _insert_jobs(conn, namespace_id, dag_id, jobs, [0] * len(jobs), None, tally)
+                for i in await insert_jobs(conn, namespace_id, dag_id, jobs, [0] * len(jobs), None, tally)
             ]
             await execute(conn, "add_dag_jobs", {"dag_id": dag_id, "n": len(jobs)})
             await idem.record(ids)

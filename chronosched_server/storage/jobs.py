@@ -260,6 +260,26 @@ _VERSIONS: dict[tuple[str, uuid.UUID], _Version] = {}
 _VERSIONS_MAX = 10_000
 
 
+async def enqueue(
+    db: Database, namespace_id: str, runs: Sequence[dags.NewJob], request_id: str, tally: Tally | None = None
+) -> list[str]:
+    """Enqueue standalone runs READY and due now, all in one transaction,
+    and return their ids in the order of `runs` (a replay of `request_id`:
+    the original call's ids, and nothing is made); the new ones go into
+    `tally.created`."""
+    async with db.transaction() as conn:
+        now = await namespaces.hold(conn, namespace_id)
+        idem = namespaces.RequestIds(conn, namespace_id, "EnqueueJobs", request_id)
+        earlier = await idem.claim()
+        if earlier is not None:
+            return [str(job_id) for job_id in earlier]
+        ids = await dags.insert_jobs(conn, namespace_id, None, runs, [0] * len(runs), now, tally)
+        if idem.active:
+            await idem.record([uuid.UUID(job_id) for job_id in ids])
+    dags.after_bulk_load(db, len(runs))
+    return ids
+
+
 async def _tick_one_statement(
     db: Database,
     namespace_id: str,

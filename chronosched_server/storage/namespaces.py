@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import TypeVar
 
 from chronosched_server.errors import AlreadyExists, NamespaceNotEmpty, NotFound
@@ -65,13 +66,17 @@ async def require(conn: Conn, namespace_id: str) -> None:
         raise NotFound("namespace", namespace_id)
 
 
-async def hold(conn: Conn, namespace_id: str) -> None:
+async def hold(conn: Conn, namespace_id: str) -> datetime:
     """`require` for writes: NOT_FOUND unless the namespace exists, and its row
     held until the caller's transaction ends, so a concurrent `delete` either
     waits for this write (and then counts what it made) or went first (and
-    this is NOT_FOUND, never a half-written row in a deleted namespace)."""
-    if await fetch_one(conn, "hold_namespace", {"namespace_id": namespace_id}) is None:
+    this is NOT_FOUND, never a half-written row in a deleted namespace).
+    Returns the transaction's time (the create_time of the rows it makes)."""
+    row = await fetch_one(conn, "hold_namespace", {"namespace_id": namespace_id})
+    if row is None:
         raise NotFound("namespace", namespace_id)
+    now: datetime = row["now"]
+    return now
 
 
 async def delete(db: Database, namespace_id: str) -> None:

@@ -193,6 +193,9 @@ REQUESTS: dict[str, Make] = {
     ),
     "JobService/GetJob": lambda w: job_pb2.GetJobRequest(namespace_id=A, job_id=w.ready),
     "JobService/ListJobs": lambda w: job_pb2.ListJobsRequest(namespace_id=A),
+    "JobService/EnqueueJobs": lambda w: job_pb2.EnqueueJobsRequest(
+        namespace_id=A, jobs=[job_pb2.JobRun(def_id=w.def_id)]
+    ),
     # The seed's paths name only the job: no namespace in the request.
     "JobService/CompleteJob": lambda w: job_pb2.CompleteJobRequest(job_id=w.ready),
     "JobService/FailJob": lambda w: job_pb2.FailJobRequest(job_id=w.ready, error="e"),

@@ -265,6 +265,11 @@ BASELINES: dict[str, Callable[[World], Message]] = {
         dag_id=w.building,
         def_id=w.def_id,
     ),
+    "JobService.EnqueueJobs": lambda w: job_pb2.EnqueueJobsRequest(
+        namespace_id=w.ns,
+        jobs=[job_pb2.JobRun(def_id=w.def_id, payload=struct({"n": 3}), priority=4)],
+        request_id="enqueue-1",
+    ),
     "JobService.CompleteJob": lambda w: job_pb2.CompleteJobRequest(
         job_id=w.completable, result=struct({"ok": True}), attempt=1, namespace_id=w.ns
     ),

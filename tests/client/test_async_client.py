@@ -21,6 +21,7 @@ from chronosched import (
     FailedPrecondition,
     InvalidArgument,
     JobEvent,
+    JobRun,
     JobSpec,
     JobState,
     NotFound,
@@ -63,6 +64,8 @@ async def test_every_method_round_trips(server: Running) -> None:
         assert len(await client.list_fires_page(NS, v2.def_id)) == 0
         ticked = await client.tick(NS, v1.def_id, {"n": 2})
         assert ticked.payload == {"n": 2} and ticked.dag_id is None
+        (run,) = await client.enqueue_jobs(NS, [JobRun(v1.def_id, {"n": 3})])
+        assert (await client.get_job(NS, run)).payload == {"n": 3}
 
         dag = await client.create_dag(NS, "built")
         a, b = await client.add_jobs(NS, dag.dag_id, [JobSpec("a", v1.def_id), JobSpec("b", v1.def_id)])
@@ -81,7 +84,11 @@ async def test_every_method_round_trips(server: Running) -> None:
         assert [j.key async for j in client.list_dag_jobs(NS, dag.dag_id, state=READY)] == ["a"]
         assert [j.key for j in await client.list_dag_jobs_page(NS, dag.dag_id, page_size=2)] == ["a", "b"]
         assert [j.key async for j in client.list_jobs(NS, dag_id=dag.dag_id)] == ["a", "b", "c"]
-        assert [j.job_id for j in await client.list_jobs_page(NS, state=READY)] == [ticked.job_id, a.job_id]
+        assert [j.job_id for j in await client.list_jobs_page(NS, state=READY)] == [
+            ticked.job_id,
+            run,
+            a.job_id,
+        ]
         assert (await client.get_job(NS, a.job_id)).state is READY
         done = await client.complete_job(a.job_id, {"rows": 3})
         assert done.state is SUCCEEDED and done.result == {"rows": 3}

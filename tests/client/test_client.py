@@ -20,6 +20,7 @@ from chronosched import (
     Dependency,
     FailedPrecondition,
     InvalidArgument,
+    JobRun,
     JobSpec,
     JobState,
     MisfirePolicy,
@@ -325,6 +326,11 @@ def test_creates_with_the_same_request_id_make_one_resource(server: Running) -> 
 
         job = client.tick(NS, d.def_id, request_id="tick-1")
         assert client.tick(NS, d.def_id, request_id="tick-1").job_id == job.job_id
+        runs = [JobRun(d.def_id), JobRun(d.def_id, {"n": 2}, priority=3)]
+        batch = client.enqueue_jobs(NS, runs, request_id="batch-1")
+        assert client.enqueue_jobs(NS, runs, request_id="batch-1") == batch and len(batch) == 2
+        second = client.get_job(NS, batch[1])
+        assert (second.dag_id, second.key, second.payload, second.priority) == (None, "step", {"n": 2}, 3)
 
         pending = client.create_dag(NS, "built")
         jobs = client.add_jobs(NS, pending.dag_id, [JobSpec("b", d.def_id)], request_id="jobs-1")
@@ -332,7 +338,7 @@ def test_creates_with_the_same_request_id_make_one_resource(server: Running) -> 
         assert [j.job_id for j in again] == [j.job_id for j in jobs]
         assert len(list(client.list_dag_jobs(NS, pending.dag_id))) == 1
         standalone = [j for j in client.list_jobs(NS) if j.dag_id is None]
-        assert [j.job_id for j in standalone] == [job.job_id]
+        assert [j.job_id for j in standalone] == [job.job_id, *batch]
 
         # Without a request_id each call is its own logical call.
         client.create_dag(NS, "twice")

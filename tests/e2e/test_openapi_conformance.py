@@ -118,6 +118,16 @@ def test_answers_match_the_document(api: httpx.Client, document: dict[str, Any])
     )
     call("POST", f"/api/v1/dags/{ns}/{built['dag_id']}/start", json={})
     call("POST", f"/api/v1/definitions/{ns}/{manual['def_id']}/tick", json={})
+    call(
+        "POST",
+        f"/api/v1/jobs/{ns}",
+        json={
+            "jobs": [
+                {"def_id": manual["def_id"]},
+                {"defId": manual["def_id"], "payload": {"x": 1}, "priority": 3},
+            ]
+        },
+    )
     # The namespaced result paths, and tokens (this `up` runs without auth).
     for verb, body in (("complete", {"result": {}}), ("fail", {"error": "boom", "non_retryable": True})):
         ticked = call("POST", f"/api/v1/definitions/{ns}/{manual['def_id']}/tick", json={})

@@ -160,6 +160,42 @@ def test_tick_enqueues_a_standalone_job(api: httpx.Client, ns: str) -> None:
     assert [j["job_id"] for j in listed["jobs"]] == [job["job_id"]]
 
 
+def test_enqueue_jobs_makes_standalone_runs_all_or_none(api: httpx.Client, ns: str) -> None:
+    d = create_definition(api, ns, "batch", payload_template={"a": 1})
+    made = ok(
+        api.post(
+            f"/api/v1/jobs/{ns}",
+            json={
+                "jobs": [{"def_id": d["def_id"]}, {"defId": d["def_id"], "payload": {"a": 2}, "priority": 9}]
+            },
+        )
+    )
+    assert len(made["job_ids"]) == 2 and all(is_uuid(j) for j in made["job_ids"])
+    got = [ok(api.get(f"/api/v1/jobs/{ns}/{job_id}")) for job_id in made["job_ids"]]
+    assert [(j["key"], j["state"], j["payload"], j["priority"]) for j in got] == [
+        ("batch", "STATE_READY", {"a": 1}, 0),
+        ("batch", "STATE_READY", {"a": 2}, 9),
+    ]
+    # A bad run anywhere refuses the call, naming the run, and makes nothing.
+    body = error(
+        api.post(
+            f"/api/v1/jobs/{ns}",
+            json={"jobs": [{"def_id": d["def_id"]}, {"def_id": d["def_id"], "priority": 5000}]},
+        ),
+        400,
+        INVALID_ARGUMENT,
+    )
+    assert violated_fields(body) == ["jobs[1].priority"]
+    # Loose JSON is refused before it reaches the server.
+    error(
+        api.post(f"/api/v1/jobs/{ns}", json={"jobs": [{"def_id": d["def_id"], "priorty": 1}]}),
+        400,
+        INVALID_ARGUMENT,
+    )
+    listed = ok(api.get(f"/api/v1/jobs/{ns}", params={"def_id": d["def_id"]}))
+    assert sorted(j["job_id"] for j in listed["jobs"]) == sorted(made["job_ids"])
+
+
 # --- DAGs --------------------------------------------------------------------
 
 

@@ -44,7 +44,9 @@ where namespace_id = %(namespace_id)s::text
 -- SHARE: writers do not block each other (nor FK checks), only
 -- DeleteNamespace's FOR UPDATE, which then either waits for the write and
 -- sees what it wrote, or goes first, and the write finds no namespace.
-select namespace_id
+-- The transaction's time (now(), every row's create_time) comes along for
+-- writes that stamp their rows with it.
+select namespace_id, now() as now
 from namespaces
 where namespace_id = %(namespace_id)s::text
 for key share;

@@ -26,6 +26,7 @@ from chronosched.types import (
     Fire,
     Health,
     Job,
+    JobRun,
     JobSpec,
     JobState,
     MisfirePolicy,
@@ -478,6 +479,14 @@ class AsyncClient:
         return await self._run(calls.list_dependencies(namespace_id, dag_id, page_size, page_token or ""))
 
     # --- jobs -------------------------------------------------------------------
+
+    async def enqueue_jobs(
+        self, namespace_id: str, runs: Iterable[JobRun], *, request_id: str | None = None
+    ) -> list[str]:
+        """Enqueue standalone runs (no DAG), all or none, READY and due now;
+        returns their job ids in the order of `runs`. One call for many
+        independent jobs. Safe to retry (request_id)."""
+        return await self._run(calls.enqueue_jobs(namespace_id, runs, request_id))
 
     async def get_job(self, namespace_id: str, job_id: str) -> Job:
         """One job (also after it was pruned into history)."""

@@ -46,6 +46,7 @@ from chronosched.types import (
     Fire,
     Health,
     Job,
+    JobRun,
     JobSpec,
     JobState,
     MisfirePolicy,
@@ -162,6 +163,8 @@ LIST_DEPENDENCIES = _rpc(
 
 GET_JOB = _rpc(_JOB, "JobService", "GetJob", job_pb2.Job, idempotent=True)
 LIST_JOBS = _rpc(_JOB, "JobService", "ListJobs", job_pb2.ListJobsResponse, idempotent=True)
+# Safe to retry: every call carries a request_id (one is made if not given).
+ENQUEUE_JOBS = _rpc(_JOB, "JobService", "EnqueueJobs", job_pb2.EnqueueJobsResponse, idempotent=True)
 # Idempotent only with `attempt` set; the Call decides.
 COMPLETE_JOB = _rpc(_JOB, "JobService", "CompleteJob", job_pb2.Job, idempotent=False)
 FAIL_JOB = _rpc(_JOB, "JobService", "FailJob", job_pb2.Job, idempotent=False)
@@ -473,6 +476,18 @@ def list_jobs(
         page_token=page_token,
     )
     return _call(LIST_JOBS, request, _page_of(convert.job, "jobs"))
+
+
+def enqueue_jobs(namespace_id: str, runs: Iterable[JobRun], request_id: str | None) -> Call[list[str]]:
+    request = job_pb2.EnqueueJobsRequest(
+        namespace_id=namespace_id,
+        jobs=[
+            job_pb2.JobRun(def_id=r.def_id, payload=convert.struct(r.payload), priority=r.priority)
+            for r in runs
+        ],
+        request_id=_request_id(request_id),
+    )
+    return _call(ENQUEUE_JOBS, request, lambda response: list(response.job_ids))
 
 
 def complete_job(

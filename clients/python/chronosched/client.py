@@ -25,6 +25,7 @@ from chronosched.types import (
     Fire,
     Health,
     Job,
+    JobRun,
     JobSpec,
     JobState,
     MisfirePolicy,
@@ -450,6 +451,14 @@ class Client:
         return self._run(calls.list_dependencies(namespace_id, dag_id, page_size, page_token or ""))
 
     # --- jobs -------------------------------------------------------------------
+
+    def enqueue_jobs(
+        self, namespace_id: str, runs: Iterable[JobRun], *, request_id: str | None = None
+    ) -> list[str]:
+        """Enqueue standalone runs (no DAG), all or none, READY and due now;
+        returns their job ids in the order of `runs`. One call for many
+        independent jobs. Safe to retry (request_id)."""
+        return self._run(calls.enqueue_jobs(namespace_id, runs, request_id))
 
     def get_job(self, namespace_id: str, job_id: str) -> Job:
         """One job (also after it was pruned into history)."""

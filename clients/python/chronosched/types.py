@@ -336,6 +336,18 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
+class JobRun:
+    """One standalone run to enqueue (`Client.enqueue_jobs`)."""
+
+    #: The definition version (UUID) the job is made from.
+    def_id: str
+    #: Merged over the definition's payload template.
+    payload: Mapping[str, Any] | None = None
+    #: None means the definition's default priority.
+    priority: int | None = None
+
+
+@dataclass(frozen=True)
 class Schedule:
     """The cron schedule of a definition name (owned by its latest version)."""
 

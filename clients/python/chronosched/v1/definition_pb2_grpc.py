@@ -109,7 +109,7 @@ class DefinitionServiceServicer:
         name's versions created since its last retire) and returns `def_id`'s
         version with `retire_time` set. The name's cron schedule stops at once
         on every server; its pause state is cleared. No new job of a retired
-        version is made (Tick, CreateDag, CreateJobs and cron fires are
+        version is made (Tick, EnqueueJobs, CreateDag, CreateJobs and cron fires are
         FAILED_PRECONDITION / skipped), while jobs made before run to their end.
         Retired versions stay readable (Get, List, ListFires). Retiring through
         a version that is already retired changes nothing and returns it again,

@@ -103,7 +103,9 @@ class Job(_message.Message):
     namespace_id: _builtins.str
     """The namespace the job belongs to."""
     dag_id: _builtins.str
-    """The DAG the job belongs to; empty for standalone jobs (Tick, cron)."""
+    """The DAG the job belongs to; empty for standalone jobs (Tick,
+    EnqueueJobs, cron).
+    """
     def_id: _builtins.str
     """The exact definition version the job was made from."""
     def_version: _builtins.int
@@ -441,6 +443,98 @@ class ListJobsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListJobsResponse: _TypeAlias = ListJobsResponse  # noqa: Y015
+
+@_typing.final
+class EnqueueJobsRequest(_message.Message):
+    """EnqueueJobsRequest enqueues standalone runs in one namespace."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_ID_FIELD_NUMBER: _builtins.int
+    JOBS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    namespace_id: _builtins.str
+    """The namespace every run's definition must belong to."""
+    request_id: _builtins.str
+    """Optional idempotency key: a retry with the same key in the same
+    namespace returns the original job ids and enqueues nothing.
+    """
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobRun]:
+        """The runs to enqueue, 1 to 250,000."""
+
+    def __init__(
+        self,
+        *,
+        namespace_id: _builtins.str = ...,
+        jobs: _abc.Iterable[Global___JobRun] | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "namespace_id", b"namespace_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueJobsRequest: _TypeAlias = EnqueueJobsRequest  # noqa: Y015
+
+@_typing.final
+class JobRun(_message.Message):
+    """JobRun is one standalone run of a definition version."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEF_ID_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    def_id: _builtins.str
+    """The definition version (UUID) the job is made from."""
+    priority: _builtins.int
+    """Optional priority, -1000 to 1000; default the definition's."""
+    @_builtins.property
+    def payload(self) -> _struct_pb2.Struct:
+        """Optional JSON object merged over the definition's payload_template."""
+
+    def __init__(
+        self,
+        *,
+        def_id: _builtins.str = ...,
+        payload: _struct_pb2.Struct | None = ...,
+        priority: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "payload", b"payload", "priority", b"priority"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "def_id", b"def_id", "payload", b"payload", "priority", b"priority"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+
+Global___JobRun: _TypeAlias = JobRun  # noqa: Y015
+
+@_typing.final
+class EnqueueJobsResponse(_message.Message):
+    """EnqueueJobsResponse names the jobs made."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The new jobs' UUIDs, in the order of the request's runs."""
+
+    def __init__(
+        self,
+        *,
+        job_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_ids", b"job_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueJobsResponse: _TypeAlias = EnqueueJobsResponse  # noqa: Y015
 
 @_typing.final
 class CompleteJobRequest(_message.Message):

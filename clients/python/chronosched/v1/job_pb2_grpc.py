@@ -46,6 +46,11 @@ class JobServiceStub:
                 request_serializer=chronosched_dot_v1_dot_job__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=chronosched_dot_v1_dot_job__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.EnqueueJobs = channel.unary_unary(
+                '/chronosched.v1.JobService/EnqueueJobs',
+                request_serializer=chronosched_dot_v1_dot_job__pb2.EnqueueJobsRequest.SerializeToString,
+                response_deserializer=chronosched_dot_v1_dot_job__pb2.EnqueueJobsResponse.FromString,
+                _registered_method=True)
         self.CompleteJob = channel.unary_unary(
                 '/chronosched.v1.JobService/CompleteJob',
                 request_serializer=chronosched_dot_v1_dot_job__pb2.CompleteJobRequest.SerializeToString,
@@ -74,6 +79,20 @@ class JobServiceServicer:
     def ListJobs(self, request, context):
         """ListJobs lists the live jobs of a namespace, filterable by state, DAG and
         definition, in creation order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnqueueJobs(self, request, context):
+        """EnqueueJobs enqueues standalone runs (no DAG) of definition versions,
+        all in one transaction: every job is READY and due now when the call
+        returns, or, on any error, none was made. Each run is its definition's
+        payload template with the run's payload merged over it, at the run's
+        priority or the definition's default, keyed by the definition's name
+        (as Tick and cron fires are). A retired version is FAILED_PRECONDITION
+        (reason DEFINITION_RETIRED). The batch form of Tick: one call for many
+        independent jobs, cheaper than as many Ticks or a DAG of unrelated jobs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,6 +133,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=chronosched_dot_v1_dot_job__pb2.ListJobsRequest.FromString,
                     response_serializer=chronosched_dot_v1_dot_job__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'EnqueueJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnqueueJobs,
+                    request_deserializer=chronosched_dot_v1_dot_job__pb2.EnqueueJobsRequest.FromString,
+                    response_serializer=chronosched_dot_v1_dot_job__pb2.EnqueueJobsResponse.SerializeToString,
             ),
             'CompleteJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteJob,
@@ -182,6 +206,33 @@ class JobService:
             '/chronosched.v1.JobService/ListJobs',
             chronosched_dot_v1_dot_job__pb2.ListJobsRequest.SerializeToString,
             chronosched_dot_v1_dot_job__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chronosched.v1.JobService/EnqueueJobs',
+            chronosched_dot_v1_dot_job__pb2.EnqueueJobsRequest.SerializeToString,
+            chronosched_dot_v1_dot_job__pb2.EnqueueJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,16 @@ class JobServiceStub:
     """ListJobs lists the live jobs of a namespace, filterable by state, DAG and
     definition, in creation order.
     """
+    EnqueueJobs: _grpc.UnaryUnaryMultiCallable[_job_pb2.EnqueueJobsRequest, _job_pb2.EnqueueJobsResponse]
+    """EnqueueJobs enqueues standalone runs (no DAG) of definition versions,
+    all in one transaction: every job is READY and due now when the call
+    returns, or, on any error, none was made. Each run is its definition's
+    payload template with the run's payload merged over it, at the run's
+    priority or the definition's default, keyed by the definition's name
+    (as Tick and cron fires are). A retired version is FAILED_PRECONDITION
+    (reason DEFINITION_RETIRED). The batch form of Tick: one call for many
+    independent jobs, cheaper than as many Ticks or a DAG of unrelated jobs.
+    """
     CompleteJob: _grpc.UnaryUnaryMultiCallable[_job_pb2.CompleteJobRequest, _job_pb2.Job]
     """CompleteJob records the success of a READY or RUNNING job. With
     `attempt` set it is fenced: a stale attempt changes nothing and gets
@@ -79,6 +89,16 @@ class JobServiceAsyncStub(JobServiceStub):
     ListJobs: _aio.UnaryUnaryMultiCallable[_job_pb2.ListJobsRequest, _job_pb2.ListJobsResponse]  # type: ignore[assignment]
     """ListJobs lists the live jobs of a namespace, filterable by state, DAG and
     definition, in creation order.
+    """
+    EnqueueJobs: _aio.UnaryUnaryMultiCallable[_job_pb2.EnqueueJobsRequest, _job_pb2.EnqueueJobsResponse]  # type: ignore[assignment]
+    """EnqueueJobs enqueues standalone runs (no DAG) of definition versions,
+    all in one transaction: every job is READY and due now when the call
+    returns, or, on any error, none was made. Each run is its definition's
+    payload template with the run's payload merged over it, at the run's
+    priority or the definition's default, keyed by the definition's name
+    (as Tick and cron fires are). A retired version is FAILED_PRECONDITION
+    (reason DEFINITION_RETIRED). The batch form of Tick: one call for many
+    independent jobs, cheaper than as many Ticks or a DAG of unrelated jobs.
     """
     CompleteJob: _aio.UnaryUnaryMultiCallable[_job_pb2.CompleteJobRequest, _job_pb2.Job]  # type: ignore[assignment]
     """CompleteJob records the success of a READY or RUNNING job. With
@@ -119,6 +139,22 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_job_pb2.ListJobsResponse, _abc.Awaitable[_job_pb2.ListJobsResponse]]:
         """ListJobs lists the live jobs of a namespace, filterable by state, DAG and
         definition, in creation order.
+        """
+
+    @_abc_1.abstractmethod
+    def EnqueueJobs(
+        self,
+        request: _job_pb2.EnqueueJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_job_pb2.EnqueueJobsResponse, _abc.Awaitable[_job_pb2.EnqueueJobsResponse]]:
+        """EnqueueJobs enqueues standalone runs (no DAG) of definition versions,
+        all in one transaction: every job is READY and due now when the call
+        returns, or, on any error, none was made. Each run is its definition's
+        payload template with the run's payload merged over it, at the run's
+        priority or the definition's default, keyed by the definition's name
+        (as Tick and cron fires are). A retired version is FAILED_PRECONDITION
+        (reason DEFINITION_RETIRED). The batch form of Tick: one call for many
+        independent jobs, cheaper than as many Ticks or a DAG of unrelated jobs.
         """
 
     @_abc_1.abstractmethod
