@@ -170,6 +170,24 @@ async def test_the_dag_key_index_leaves_standalone_jobs_out_and_still_serves_eve
     assert definition.endswith("WHERE (dag_id IS NOT NULL)"), definition
 
 
+async def test_the_state_index_leaves_ready_jobs_to_the_claim_indexes(aconn: AConn) -> None:
+    """Migration 0016: jobs_namespace_state_idx holds every state but READY
+    (enqueues write READY jobs into the claim's indexes only); a list of
+    one other state still reads it."""
+    definition = await fetch_value(aconn, b"select pg_get_indexdef('jobs_namespace_state_idx'::regclass)")
+    assert definition.startswith("CREATE INDEX jobs_namespace_state_idx ON public.jobs USING btree")
+    assert definition.endswith("WHERE (state <> 'READY'::text)"), definition
+    async with aconn.transaction(force_rollback=True):
+        await aconn.execute(b"set local enable_seqscan = off")
+        rows = await fetch_all(
+            aconn,
+            b"explain select job_id from jobs where namespace_id = 'ns' and state = 'FAILED'"
+            b" order by job_id limit 10",
+        )
+    plan = "\n".join(str(r[0]) for r in rows)
+    assert "jobs_namespace_state_idx" in plan, plan
+
+
 async def test_the_claims_namespace_literal_reads_back_as_the_same_list(aconn: AConn) -> None:
     """leases._text_array renders a claim's namespaces once per list; what
     PostgreSQL parses from it must be the list itself, whatever the text."""
