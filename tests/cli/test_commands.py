@@ -217,6 +217,43 @@ def test_dags(cli: Cli, client: Client, tmp_path: Path) -> None:
     assert [d.dag_id for d in client.list_dags(NS)] == [dag_id]
 
 
+def test_jobs_enqueue_makes_runs_from_a_count_or_a_file(cli: Cli, client: Client, tmp_path: Path) -> None:
+    made = _json(
+        cli(
+            "jobs",
+            "enqueue",
+            NS,
+            "step",
+            "--count",
+            "3",
+            "--payload",
+            '{"n": 1}',
+            "--priority",
+            "4",
+            "-o",
+            "json",
+        )
+    )
+    assert isinstance(made, dict) and len(made["job_ids"]) == 3
+    jobs = [client.get_job(NS, job_id) for job_id in made["job_ids"]]
+    assert {(j.key, j.state, j.priority, j.dag_id) for j in jobs} == {("step", JobState.READY, 4, None)}
+    assert [j.payload for j in jobs] == [{"n": 1}] * 3
+
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text('{"a": 1}\n\n{"a": 2, "n": 5}\n')
+    printed = _table(cli("jobs", "enqueue", NS, "step", "-f", str(runs), "--payload", '{"n": 1}').out)
+    assert printed[0] == ["JOB_ID"] and len(printed) == 3
+    assert [client.get_job(NS, row[0]).payload for row in printed[1:]] == [{"n": 1, "a": 1}, {"n": 5, "a": 2}]
+
+    runs.write_text('{"a": 1}\n[2]\n')
+    bad = cli("jobs", "enqueue", NS, "step", "-f", str(runs))
+    assert bad.code == 2 and f"{runs}:2: expected a JSON object" in bad.err, bad
+    runs.write_text("\n")
+    assert "no runs" in cli("jobs", "enqueue", NS, "step", "-f", str(runs)).err
+    # Neither bad file made anything.
+    assert len([j for j in client.list_jobs(NS) if j.dag_id is None]) == 5
+
+
 def test_jobs_tick_and_prune(cli: Cli, client: Client, tmp_path: Path) -> None:
     path = tmp_path / "dag.yaml"
     path.write_text(DAG)

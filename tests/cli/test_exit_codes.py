@@ -61,6 +61,11 @@ def test_2_when_the_server_cannot_be_reached() -> None:
         ),
         (["jobs", "complete", "x", "--result", "[1]"], "argument --result: expected a JSON object"),
         (["prune", "--older-than", "7"], "argument --older-than: not a duration: '7'"),
+        (["jobs", "enqueue", NS, "step", "--count", "0"], "argument --count: "),
+        (
+            ["jobs", "enqueue", NS, "step", "--count", "2", "-f", "runs.jsonl"],
+            "argument -f/--file: not allowed with argument --count",
+        ),
         (["dag", "show", NS, "d", "--format", "png"], "argument --format: invalid choice: 'png'"),
         (["dag"], "the following arguments are required: ACTION"),
         (
@@ -142,7 +147,7 @@ def _top_commands() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_operator_command_has_a_description_and_the_common_options() -> None:
     leaves = _leaves()
-    assert len(leaves) == 31  # 27, token create, list and revoke, and workers list
+    assert len(leaves) == 32  # 27, token create, list and revoke, workers list and jobs enqueue
     for words, parser in leaves.items():
         description = parser.description or ""
         assert len(description.split()) >= 3 and description.endswith("."), words

@@ -24,10 +24,11 @@ from chronosched._calls import parse_ref
 from chronosched.cli import _show, _watch
 from chronosched.cli._output import Output, data, fields_table, list_table
 from chronosched.cli._specs import DagSpec, JobEntry, Origins, Problem, SpecError, load_dag, load_definitions
+from chronosched.cli._values import parse_json_object
 from chronosched.client import Client
 from chronosched.dag import DagRun
 from chronosched.errors import ChronoschedError, InvalidArgument
-from chronosched.types import ConnectedWorker, Dag, DagState, Definition, Job, JobSpec
+from chronosched.types import ConnectedWorker, Dag, DagState, Definition, Job, JobRun, JobSpec
 
 T = TypeVar("T")
 
@@ -537,6 +538,35 @@ def jobs_get(ctx: Context) -> int:
     return _one_job(ctx, ctx.client.get_job(ctx.args.namespace, ctx.args.job))
 
 
+def jobs_enqueue(ctx: Context) -> int:
+    args = ctx.args
+    shared = args.payload or {}
+    if args.file is None:
+        payloads = [shared] * args.count
+    else:
+        payloads = [{**shared, **line} for line in _json_lines(*_read(args.file))]
+        if not payloads:
+            raise Usage(f"{args.file}: no runs (one JSON object per line)")
+    definition = _definition(ctx, args.namespace, args.definition)
+    runs = [JobRun(definition.def_id, payload or None, args.priority) for payload in payloads]
+    ids = ctx.client.enqueue_jobs(args.namespace, runs)
+    ctx.out.emit({"job_ids": ids}, lambda: list_table(("JOB_ID",), [(job_id,) for job_id in ids]))
+    return 0
+
+
+def _json_lines(text: str, name: str) -> list[dict[str, Any]]:
+    """Each non-empty line of a file as a JSON object, the first bad one named."""
+    out: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(parse_json_object(line))
+        except ValueError as exc:
+            raise Usage(f"{name}:{number}: {exc}") from None
+    return out
+
+
 def jobs_complete(ctx: Context) -> int:
     args = ctx.args
     job = ctx.client.complete_job(args.job, args.result, attempt=args.attempt, namespace_id=args.namespace)
@@ -668,6 +698,7 @@ HANDLERS: dict[str, Callable[[Context], int]] = {
     "dag.show": dag_show,
     "jobs.list": jobs_list,
     "jobs.get": jobs_get,
+    "jobs.enqueue": jobs_enqueue,
     "jobs.complete": jobs_complete,
     "jobs.fail": jobs_fail,
     "workers.list": workers_list,

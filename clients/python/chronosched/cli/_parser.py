@@ -378,6 +378,36 @@ def add_commands(sub: Subparsers) -> None:
     _job(p)
     p = b.leaf(
         jobs,
+        "enqueue",
+        "jobs.enqueue",
+        "enqueue many standalone runs of a definition in one call",
+        description="Enqueue standalone runs of a definition in one call, all or none: --count runs with "
+        "--payload, or one run per line of FILE (a JSON object: that run's payload). Prints the new "
+        "job ids in order.",
+    )
+    _namespace(p)
+    _definition(p)
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--count", type=_typed(_positive_int), default=1, metavar="N", help="how many runs (default 1)"
+    )
+    how.add_argument(
+        "-f",
+        "--file",
+        metavar="FILE",
+        help="one run per non-empty line, each a JSON object: its payload ('-': standard input)",
+    )
+    p.add_argument(
+        "--payload",
+        type=_typed(_values.parse_json_object),
+        metavar="JSON",
+        help="a JSON object, every run's payload (with --file: under each line's)",
+    )
+    p.add_argument(
+        "--priority", type=int, metavar="P", help="every run's priority (default: the definition's)"
+    )
+    p = b.leaf(
+        jobs,
         "complete",
         "jobs.complete",
         "record a job's success",
