@@ -267,6 +267,14 @@ async def raw_sql(url: str, jobs: int, clients: int = CONCURRENCY) -> float:
     return jobs / elapsed
 
 
+async def batches(jobs: int, call: Callable[[int], Awaitable[None]]) -> float:
+    """Enqueue `jobs` in calls of BATCH (`call(count)` makes `count`); jobs/s."""
+    started = time.perf_counter()
+    for first in range(0, jobs, BATCH):
+        await call(min(BATCH, jobs - first))
+    return jobs / (time.perf_counter() - started)
+
+
 # --- chronosched --------------------------------------------------------------
 
 
@@ -285,32 +293,24 @@ class Chronosched:
     async def enqueue(self, ns: str, jobs: int) -> float:
         """EnqueueJobs, 1,000 standalone runs per call."""
         def_id = self.defs[ns]
-        started = time.perf_counter()
-        for first in range(0, jobs, BATCH):
-            count = min(BATCH, jobs - first)
-            await self.jobs.EnqueueJobs(
-                job_pb2.EnqueueJobsRequest(
-                    namespace_id=ns, jobs=[job_pb2.JobRun(def_id=def_id) for _ in range(count)]
-                ),
-                timeout=120,
-            )
-        return jobs / (time.perf_counter() - started)
+
+        async def call(count: int) -> None:
+            runs = [job_pb2.JobRun(def_id=def_id) for _ in range(count)]
+            await self.jobs.EnqueueJobs(job_pb2.EnqueueJobsRequest(namespace_id=ns, jobs=runs), timeout=120)
+
+        return await batches(jobs, call)
 
     async def enqueue_dags(self, ns: str, jobs: int) -> float:
         """CreateDag, one 1,000-job DAG without edges per call."""
         def_id = self.defs[ns]
-        started = time.perf_counter()
-        for first in range(0, jobs, BATCH):
-            count = min(BATCH, jobs - first)
+
+        async def call(count: int) -> None:
+            specs = [dag_pb2.JobSpec(key=f"j{i}", def_id=def_id) for i in range(count)]
             await self.dags.CreateDag(
-                dag_pb2.CreateDagRequest(
-                    namespace_id=ns,
-                    jobs=[dag_pb2.JobSpec(key=f"j{i}", def_id=def_id) for i in range(count)],
-                    start=True,
-                ),
-                timeout=120,
+                dag_pb2.CreateDagRequest(namespace_id=ns, jobs=specs, start=True), timeout=120
             )
-        return jobs / (time.perf_counter() - started)
+
+        return await batches(jobs, call)
 
     async def enqueue_stamped(self, ns: str) -> None:
         # One job is enqueued with Tick (run a definition once now), the call
@@ -353,11 +353,10 @@ class PgQueuer:
         await self.conn.close()
 
     async def enqueue(self, jobs: int) -> float:
-        started = time.perf_counter()
-        for first in range(0, jobs, BATCH):
-            count = min(BATCH, jobs - first)
+        async def call(count: int) -> None:
             await self.queries.enqueue(["noop"] * count, [None] * count, [0] * count)
-        return jobs / (time.perf_counter() - started)
+
+        return await batches(jobs, call)
 
     async def enqueue_stamped(self) -> None:
         await self.queries.enqueue("noop", repr(time.time()).encode())
@@ -389,11 +388,10 @@ class Procrastinate:
         await self.opened.__aexit__(None, None, None)
 
     async def enqueue(self, jobs: int) -> float:
-        started = time.perf_counter()
-        for first in range(0, jobs, BATCH):
-            count = min(BATCH, jobs - first)
+        async def call(count: int) -> None:
             await self.deferrer.batch_defer_async(*({} for _ in range(count)))
-        return jobs / (time.perf_counter() - started)
+
+        return await batches(jobs, call)
 
     async def enqueue_stamped(self) -> None:
         await self.deferrer.defer_async(t=time.time())
