@@ -64,6 +64,7 @@ async def stdin_closed() -> None:
 
 async def run_chronosched(args: argparse.Namespace, tally: Tally) -> None:
     from chronosched_worker import JobContext, Worker
+    from chronosched_worker.cli import prefetch_arg
 
     # The SDK's default output is two INFO lines per job; a production worker
     # configures its own logging, and the peers log nothing per job.
@@ -72,7 +73,7 @@ async def run_chronosched(args: argparse.Namespace, tally: Tally) -> None:
         args.server,
         namespaces=[args.namespace],
         concurrency=args.concurrency,
-        prefetch=args.prefetch,
+        prefetch=prefetch_arg(args.prefetch),
         worker_id=f"peers-{args.mode}-{os.getpid()}",
     )
 
@@ -180,9 +181,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
         "--prefetch",
-        type=lambda text: text if text == "auto" else int(text),
         default="auto",
-        help="chronosched: leased beyond the slots, auto (the SDK's default) or a number",
+        help="chronosched: leased beyond the slots, auto (the SDK's default) or a number"
+        " (checked as the worker CLI checks it, in chronosched's process only)",
     )
     parser.add_argument("--url", help="PostgreSQL URL (the peers)")
     parser.add_argument("--server", help="HOST:PORT of `chronosched server`")

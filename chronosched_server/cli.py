@@ -41,6 +41,7 @@ from chronosched_server.local.up import (
     DEFAULT_WORKERS,
 )
 from chronosched_server.tokens import MIN_BOOTSTRAP_CHARS as MIN_ADMIN_TOKEN_CHARS
+from chronosched_worker.cli import port_arg
 
 # --- argument parsing --------------------------------------------------------
 
@@ -53,16 +54,6 @@ def _ip_address(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"not an IP address: {text!r} (e.g. 127.0.0.1, 0.0.0.0, ::)"
         ) from None
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {value}")
-    return value
 
 
 def _positive_int(text: str) -> int:
@@ -230,26 +221,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--grpc-port",
-        type=_port,
+        type=port_arg,
         default=env_default("GRPC_PORT", str(DEFAULT_GRPC_PORT)),
         help=f"the gRPC server's port on --listen (env CHRONOSCHED_GRPC_PORT; default {DEFAULT_GRPC_PORT})",
     )
     up.add_argument(
         "--metrics-port",
-        type=_port,
+        type=port_arg,
         default=env_default("METRICS_PORT"),
         help="the server's Prometheus /metrics port on --listen (env CHRONOSCHED_METRICS_PORT; "
         "default: not served)",
     )
     up.add_argument(
         "--http-port",
-        type=_port,
+        type=port_arg,
         default=env_default("HTTP_PORT", str(DEFAULT_HTTP_PORT)),
         help=f"Envoy's REST/gRPC port on --listen (env CHRONOSCHED_HTTP_PORT; default {DEFAULT_HTTP_PORT})",
     )
     up.add_argument(
         "--admin-port",
-        type=_port,
+        type=port_arg,
         default=env_default("ADMIN_PORT", str(DEFAULT_ADMIN_PORT)),
         help=f"Envoy's admin port on 127.0.0.1 (env CHRONOSCHED_ADMIN_PORT; default {DEFAULT_ADMIN_PORT})",
     )
@@ -312,13 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument(
         "--grpc-port",
-        type=_port,
+        type=port_arg,
         default=env_default("GRPC_PORT", str(Config.grpc_port)),
         help=f"port to listen on (env CHRONOSCHED_GRPC_PORT; default {Config.grpc_port})",
     )
     server.add_argument(
         "--metrics-port",
-        type=_port,
+        type=port_arg,
         default=env_default("METRICS_PORT"),
         help="serve Prometheus metrics at http://HOST:PORT/metrics on the --grpc-host address "
         "(env CHRONOSCHED_METRICS_PORT; default: not served)",

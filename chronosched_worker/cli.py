@@ -45,7 +45,8 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 _positive_int = _int_at_least(1)
 
 
-def _prefetch(text: str) -> int | Literal["auto"]:
+def prefetch_arg(text: str) -> int | Literal["auto"]:
+    """`--prefetch`: 'auto' or a number of at least 0 (the benches parse it too)."""
     if text == "auto":
         return "auto"
     try:
@@ -64,7 +65,8 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _port(text: str) -> int:
+def port_arg(text: str) -> int:
+    """A TCP port, 1-65535 (the server's CLI parses its ports with it too)."""
     try:
         value = int(text)
     except ValueError:
@@ -120,7 +122,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--prefetch",
-        type=_prefetch,
+        type=prefetch_arg,
         default=env.get("CHRONOSCHED_WORKER_PREFETCH", "auto"),
         metavar="auto|N",
         help="jobs leased beyond --concurrency that wait here for a slot, so a freed slot starts "
@@ -179,7 +181,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--metrics-port",
-        type=_port,
+        type=port_arg,
         default=env.get("CHRONOSCHED_WORKER_METRICS_PORT"),
         metavar="PORT",
         help="serve this worker's Prometheus metrics at http://HOST:PORT/metrics "
