@@ -13,15 +13,15 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from chronosched_server.storage.metrics import Pair, Tally
 from chronosched_server.storage.records import FrontierCount
 from chronosched_server.transitions import Outcome
+from chronosched_worker.metrics import ServedRegistry
 
 # A scrape reuses the frontier count this long: one grouped query per
 # interval however many scrapers ask.
@@ -46,11 +46,11 @@ _CRON_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 OUTCOME_LABEL = {Outcome.SUCCEED: "succeeded", Outcome.RETRY: "retried", Outcome.FAIL: "failed"}
 
 
-class Metrics:
+class Metrics(ServedRegistry):
     """The metric objects of one server; `registry` is what /metrics serves."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__()
         r = self.registry
         self.jobs_created = Counter(
             "chronosched_jobs_created",
@@ -135,8 +135,6 @@ class Metrics:
             buckets=_RPC_BUCKETS,
             registry=r,
         )
-        self._http: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
 
     def add(self, collector: Collector) -> None:
         self.registry.register(collector)
@@ -171,20 +169,6 @@ class Metrics:
             self.cron_misfires.labels(namespace, "fired" if fired else "skipped").inc()
         elif fired:
             self.cron_lateness.observe(max(late_s, 0.0))
-
-    def serve(self, host: str, port: int) -> int:
-        """Serve /metrics on a thread of its own; returns the bound port."""
-        self._http, self._thread = start_http_server(port, addr=host, registry=self.registry)
-        return int(self._http.server_address[1])
-
-    def stop(self) -> None:
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            self._http = None
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
 
 
 class StreamCollector(Collector):

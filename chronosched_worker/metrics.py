@@ -18,11 +18,35 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 _HANDLER_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
-class WorkerMetrics:
+class ServedRegistry:
+    """A registry of its own and its /metrics endpoint: the base of a worker's
+    and a server's metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._http: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def serve(self, host: str, port: int) -> int:
+        """Serve /metrics on a thread of its own; returns the bound port."""
+        self._http, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(self._http.server_address[1])
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+
+class WorkerMetrics(ServedRegistry):
     """The metric objects of one worker; `registry` is what /metrics serves."""
 
     def __init__(self, running: Callable[[], int], slots: int, connected: Callable[[], bool]) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__()
         r = self.registry
         self.jobs_running = Gauge(
             "chronosched_worker_jobs_running",
@@ -56,8 +80,6 @@ class WorkerMetrics:
         )
         self._finished: dict[tuple[str, str], Counter] = {}
         self._durations: dict[str, Histogram] = {}
-        self._http: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
 
     def finished(self, kind: str, outcome: str, duration_s: float | None) -> None:
         """One attempt ended; `duration_s` None for one abandoned mid-run.
@@ -72,17 +94,3 @@ class WorkerMetrics:
             if histogram is None:
                 histogram = self._durations[kind] = self.handler_duration.labels(kind)
             histogram.observe(duration_s)
-
-    def serve(self, host: str, port: int) -> int:
-        """Serve /metrics on a thread of its own; returns the bound port."""
-        self._http, self._thread = start_http_server(port, addr=host, registry=self.registry)
-        return int(self._http.server_address[1])
-
-    def stop(self) -> None:
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            self._http = None
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
