@@ -52,3 +52,7 @@ def test_the_python_example_runs_as_written(up: UpProcess, api: httpx.Client, tm
     # four succeeded jobs.
     assert "load" in done.stdout and "SUCCEEDED" in done.stdout, done.stdout
     assert len(re.findall(r"^(extract|a|b|load) ", done.stdout, re.M)) == 4, done.stdout
+    # And the three standalone runs enqueued in one call, their ids printed.
+    standalone = [j for j in ok(api.get("/api/v1/jobs/team-py"))["jobs"] if j["dag_id"] == ""]
+    assert len(standalone) == 3 and {j["key"] for j in standalone} == {"say"}, standalone
+    assert all(j["job_id"] in done.stdout for j in standalone), done.stdout
