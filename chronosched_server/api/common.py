@@ -65,7 +65,7 @@ def paginate(rows: Sequence[R], limit: int, cursor: Callable[[R], str]) -> tuple
 def read_runs(
     v: Violations, specs: Sequence[dag_pb2.JobSpec | job_pb2.JobRun], keys: Sequence[str]
 ) -> list[NewJob]:
-    """The definition, payload and priority of each of `jobs` (JobSpecs or
+    """The definition, payload and priority of each of `specs` (JobSpecs or
     JobRuns), with `keys[i]` as the i-th job's key; the few distinct def_id
     strings are parsed once each."""
     parsed: dict[str, uuid.UUID | None] = {}
