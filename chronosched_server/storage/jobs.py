@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from psycopg.rows import DictRow
 
 from chronosched_server.errors import NotFound
 from chronosched_server.ids import uuid7
@@ -16,7 +17,7 @@ from chronosched_server.storage import dags, definitions, namespaces, waiting
 from chronosched_server.storage.db import Conn, Database, execute, fetch_record, fetch_records, pending
 from chronosched_server.storage.metrics import Tally
 from chronosched_server.storage.records import ActiveSchedule, Definition, Job, from_row
-from chronosched_server.storage.results import ResultIn, apply_results
+from chronosched_server.storage.results import ResultIn, dags_finished, decide, write
 from chronosched_server.validation import Violations, check_kind_payload
 from chronosched_server.waiting import Facts
 
@@ -74,17 +75,26 @@ async def _reload(conn: Conn, job_id: uuid.UUID) -> Job:
 
 
 async def _apply_one(db: Database, item: ResultIn, tally: Tally | None) -> Job:
-    skipped: Counter[tuple[str, str]] = Counter()
-    async with db.transaction() as conn:
-        (out,) = await apply_results(conn, [item], skipped)
+    """One result by the rules a dispatcher cycle applies (`decide`, then
+    `write`), in two round trips: BEGIN with the lock, then the writes, the
+    read-back and COMMIT together, as the cycle sends its own."""
+    async with db.pipelined_transaction() as conn:
+        writes, (out,) = await decide(conn, [item])
         if out.rejected is not None:
             raise out.rejected
-        job = await _reload(conn, item.job_id)
+        done = await write(conn, writes)
+        await dags_finished(conn, done.finished, done.failed)
+        reloaded = await pending(conn, "get_jobs_by_ids", {"job_ids": [item.job_id]}, _job)
+    (job,) = await reloaded.fetch()
     if tally is not None:
-        tally.skipped.update(skipped)
+        tally.skipped.update(done.skipped)
         if out.outcome is not None:
             tally.finished[job.namespace_id, job.kind, out.outcome] += 1
     return job
+
+
+def _job(row: DictRow) -> Job:
+    return from_row(Job, row)
 
 
 async def complete(
