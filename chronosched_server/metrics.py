@@ -94,6 +94,12 @@ class Metrics(ServedRegistry):
             ["namespace", "kind"],
             registry=r,
         )
+        self.handoffs = Counter(
+            "chronosched_handoffs",
+            "Of the attempts started, those Tick handed straight to a worker's free slot (no claim).",
+            ["namespace", "kind"],
+            registry=r,
+        )
         self.jobs_finished = Counter(
             "chronosched_jobs_finished",
             "Worker results applied, by what they did to the job.",

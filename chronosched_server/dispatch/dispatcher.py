@@ -461,6 +461,7 @@ class Dispatcher:
         frame = worker_pb2.DequeueResponse()
         self._assign(frame, stream, seq, job)
         stream.send(frame)
+        self.metrics.handoffs.labels(job.namespace_id, job.kind).inc()
         return job
 
     def _count_result(self, pending: _Pending, out: ResultOut) -> None:

@@ -43,6 +43,19 @@ async def claimable(database_url: str, *job_ids: str) -> int:
         return int(row[0])
 
 
+def handoffs(api: Stubs, ns: str, kind: str) -> float:
+    """chronosched_handoffs_total of (ns, kind), read from the server's registry."""
+    got = api.server.metrics.registry.get_sample_value(
+        "chronosched_handoffs_total", {"namespace": ns, "kind": kind}
+    )
+    return got or 0.0
+
+
+def started(api: Stubs, ns: str, kind: str) -> float:
+    labels = {"namespace": ns, "kind": kind}
+    return api.server.metrics.registry.get_sample_value("chronosched_jobs_started_total", labels) or 0.0
+
+
 async def learnt(api: Stubs, ns: str, def_id: str) -> J:
     """A first Tick of the version in this process: read in two trips,
     never handed off (the kind is not known before), so READY."""
@@ -60,6 +73,7 @@ async def test_a_tick_with_a_free_slot_starts_leased_to_the_worker(api: Stubs, d
     await worker.start()
     claimed = await worker.next("assignment")
     assert claimed.job.job_id == first.job_id
+    assert handoffs(api, ns, d.kind) == 0  # claimed, not handed off
     # Heartbeat 1 read: a grant made after it says so (the worker counts
     # the lease from that heartbeat).
     await worker.heartbeat(1, (first.job_id, first.attempt))
@@ -73,6 +87,7 @@ async def test_a_tick_with_a_free_slot_starts_leased_to_the_worker(api: Stubs, d
     assert grant.heartbeat_sequence == 1 and grant.lease_duration.seconds == 30
     assert grant.execution_timeout.seconds == 90 and grant.lease_expire_time == job.lease_expire_time
     assert await claimable(database_url, job.job_id) == 0
+    assert handoffs(api, ns, d.kind) == 1 and started(api, ns, d.kind) == 2
     for j in (claimed.job, grant.job):
         assert (await worker.complete(j)).accepted
     done = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=job.job_id))
@@ -106,6 +121,7 @@ async def test_no_free_slot_or_no_worker_for_it_leaves_the_job_ready(api: Stubs,
     # A free slot again, but with a request id Tick takes its idempotent
     # path, which never hands off.
     assert (await tick(api, ns, d.def_id, request_id="r-1")).state == J.STATE_READY
+    assert handoffs(api, ns, d.kind) == 0 and started(api, ns, d.kind) == 2
     await worker.close()
 
 
