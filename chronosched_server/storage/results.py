@@ -46,9 +46,11 @@ class ResultIn:
     worker_id: str | None = None
 
 
-# One success for `succeed_jobs`: job, attempt (None: already decided),
-# result JSON, namespace limit and lease holder (None: either unchecked).
-Plain = tuple[uuid.UUID, int | None, str, str | None, str | None]
+# One success for `succeed_jobs`: job, attempt fence, result JSON, namespace
+# limit and lease holder (None: unchecked), and whether the caller decided
+# it already (True: applied as it is; False: only where the rule book says
+# SUCCEED, checked by the statement).
+Plain = tuple[uuid.UUID, int | None, str, str | None, str | None, bool]
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ async def write(conn: Conn, w: Writes) -> DagTally:
     wait for an answer (their skip count)."""
     finished: Counter[uuid.UUID] = Counter()
     if w.succeeded:
-        await succeed(conn, [(job, None, result, None, None) for job, result in w.succeeded])
+        await succeed(conn, [(job, None, result, None, None, True) for job, result in w.succeeded])
     if w.retried:
         await requeue(conn, w.retried)
     failed_dags: set[uuid.UUID] = set()
@@ -174,6 +176,7 @@ async def succeed(conn: Conn, items: list[Plain]) -> Pending[uuid.UUID]:
             "results": [i[2] for i in items],
             "namespace_ids": [i[3] for i in items],
             "worker_ids": [i[4] for i in items],
+            "decided": [i[5] for i in items],
         },
         _job_id,
     )
@@ -182,6 +185,11 @@ async def succeed(conn: Conn, items: list[Plain]) -> Pending[uuid.UUID]:
 def _job_id(row: DictRow) -> uuid.UUID:
     job_id: uuid.UUID = row["job_id"]
     return job_id
+
+
+def undecided(item: ResultIn) -> Plain:
+    """A success for `succeed_jobs` to check against the rule book itself."""
+    return item.job_id, item.attempt, json.dumps(item.result), item.namespace_id, item.worker_id, False
 
 
 def fast_path(items: list[ResultIn]) -> list[bool]:

@@ -168,7 +168,7 @@ async def test_resent_results_are_acknowledged_and_change_nothing(api: Stubs) ->
     worker.call.cancel()
 
 
-async def test_fenced_success_statement_completes_only_jobs_running_at_that_attempt(api: Stubs) -> None:
+async def test_the_success_statement_completes_what_the_rule_book_completes(api: Stubs) -> None:
     from datetime import timedelta
 
     from chronosched_server.storage import leases, results
@@ -191,19 +191,20 @@ async def test_fenced_success_statement_completes_only_jobs_running_at_that_atte
         cur = await results.succeed(
             conn,
             [
-                (uuid.UUID(fresh), 1, "{}", None, None),
-                (uuid.UUID(stale), 2, "{}", None, None),
-                (uuid.UUID(ready), 1, "{}", None, None),
+                (uuid.UUID(fresh), 1, "{}", None, None, False),
+                (uuid.UUID(stale), 2, "{}", None, None, False),
+                (uuid.UUID(ready), 1, "{}", None, None, False),
             ],
         )
         done = {str(job_id) for job_id in await cur.fetch()}
-    assert done == {fresh}
-    # The one case the statement applies is one the pure rules call SUCCEED.
+    assert done == {fresh, ready}
+    # What the statement applied the pure rules call SUCCEED; what it left, not.
     assert decide_complete(JobFacts("RUNNING", 1, 3), 1) is Outcome.SUCCEED
+    assert decide_complete(JobFacts("READY", 1, 3), 1) is Outcome.SUCCEED
     states = {
         j: (await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=j))).state for j in ticked
     }
-    assert states == {fresh: J.STATE_SUCCEEDED, stale: J.STATE_RUNNING, ready: J.STATE_READY}
+    assert states == {fresh: J.STATE_SUCCEEDED, stale: J.STATE_RUNNING, ready: J.STATE_SUCCEEDED}
 
 
 async def test_a_reconnecting_worker_gives_back_leases_it_does_not_hold(api: Stubs) -> None:
@@ -378,12 +379,13 @@ async def test_the_server_ends_a_stream_it_hears_nothing_from(database_url: str)
 
 
 async def test_the_fenced_success_path_is_the_rule_book_in_every_state(api: Stubs) -> None:
-    """A streamed success goes through succeed_jobs with its attempt first and,
-    if that passed it over, through the full decision (as the dispatcher
-    does). Together they complete a job exactly when
-    transitions.decide_complete says SUCCEED, whatever the job's state and
-    the attempt named; and the fast statement alone never completes a job the
-    rule book would not. Each case runs in a transaction rolled back."""
+    """A success (streamed, or a unary CompleteJob) goes through succeed_jobs
+    first and, if that passed it over, through the full decision (as the
+    dispatcher and CompleteJob do). The statement alone completes a job
+    exactly when transitions.decide_complete says SUCCEED, whatever the job's
+    state, the attempt named (or none) and the worker named (or none); the
+    full path then only answers (a repeat, a refusal). Each case runs in a
+    transaction rolled back."""
     from chronosched_server.errors import DomainError
     from chronosched_server.storage import results
     from chronosched_server.transitions import JobFacts, Outcome, decide_complete
@@ -397,8 +399,9 @@ async def test_the_fenced_success_path_is_the_rule_book_in_every_state(api: Stub
     fast_cases = []
     # The attempt is leased to worker "w"; a stream's result names its
     # worker (the holder fence), an operator's names none.
+    rule_cases = []
     for state in states:
-        for attempt in (1, 2):
+        for attempt in (1, 2, None):
             for holder in ("w", "other", None):
                 try:
                     facts = JobFacts(state, 1, 3, "w")
@@ -410,7 +413,7 @@ async def test_the_fenced_success_path_is_the_rule_book_in_every_state(api: Stub
                         b"update jobs set state = %s, attempt = 1, worker_id = 'w' where job_id = %s",
                         (state, job_id),
                     )
-                    sent = await results.succeed(conn, [(job_id, attempt, "{}", None, holder)])
+                    sent = await results.succeed(conn, [(job_id, attempt, "{}", None, holder, False)])
                     fast = await sent.fetch() == [job_id]
                     if not fast:
                         item = results.ResultIn(job_id, attempt, True, {}, worker_id=holder)
@@ -423,4 +426,12 @@ async def test_the_fenced_success_path_is_the_rule_book_in_every_state(api: Stub
                 assert rule or not fast, (state, attempt, holder)
                 if fast:
                     fast_cases.append((state, attempt, holder))
-    assert fast_cases == [("RUNNING", 1, "w"), ("RUNNING", 1, None)]
+                if rule:
+                    rule_cases.append((state, attempt, holder))
+    assert fast_cases == rule_cases
+    assert fast_cases == [
+        (state, attempt, holder)
+        for state in ("READY", "RUNNING")
+        for attempt in (1, None)
+        for holder in ("w", None)
+    ]

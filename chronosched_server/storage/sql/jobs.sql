@@ -110,27 +110,29 @@ where j.job_id = x.job_id;
 -- down (a RUNNING DAG whose count reaches 0 ends
 -- SUCCEEDED). Rows are locked in job_id order (children, then DAGs, likewise)
 -- so concurrent batches cannot deadlock each other.
--- A null attempt means the caller locked the job and transitions.decide_complete
--- said SUCCEED. An attempt applies the success only to a job RUNNING at exactly
--- that attempt, the one case where decide_complete answers SUCCEED whatever
--- else holds: a dispatcher cycle sends its results this way first and skips the
--- lock-and-decide round trip; jobs not returned take the full path. A
--- worker stream's success also names its worker (worker_id: the attempt must
--- be leased to it, decide_complete's `by`) and its token's namespace
--- (namespace_id); null skips either check.
+-- `decided` means the caller locked the job and transitions.decide_complete
+-- said SUCCEED. Otherwise the statement applies the success only where
+-- decide_complete would answer SUCCEED: the job READY or RUNNING, at the
+-- attempt named (if one is: the fence), and leased to the worker named (if
+-- one is: decide_complete's `by`). A dispatcher cycle and a unary
+-- CompleteJob send their successes this way first and skip the
+-- lock-and-decide round trip; jobs not returned (a repeat, a stale attempt,
+-- a job in another state) take the full path, which gives the exact answer.
+-- A token's namespace (namespace_id) limits either way; null skips it.
 -- Returns the jobs it completed.
 with r as (
     select *
     from unnest(
         %(job_ids)s::uuid[], %(attempts)s::int[], %(results)s::jsonb[], %(namespace_ids)s::text[],
-        %(worker_ids)s::text[]
-    ) as r (job_id, attempt, result, namespace_id, worker_id)
+        %(worker_ids)s::text[], %(decided)s::boolean[]
+    ) as r (job_id, attempt, result, namespace_id, worker_id, decided)
 ), held as (
     select j.job_id, r.result
     from jobs j join r on r.job_id = j.job_id
     where (r.namespace_id is null or j.namespace_id = r.namespace_id)
-      and (r.attempt is null
-           or (j.state = 'RUNNING' and j.attempt = r.attempt
+      and (r.decided
+           or (j.state in ('READY', 'RUNNING')
+               and (r.attempt is null or j.attempt = r.attempt)
                and (r.worker_id is null or j.worker_id = r.worker_id)))
     order by j.job_id
     for update of j
