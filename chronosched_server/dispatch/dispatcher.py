@@ -489,7 +489,7 @@ class Dispatcher:
 
         async def apply(group: Sequence[_Pending]) -> list[ResultOut]:
             skipped: Counter[tuple[str, str]] = Counter()
-            async with self.db.transaction() as conn:
+            async with self.db.pipelined_transaction() as conn:
                 outs = await apply_results(conn, [p.item for p in group], skipped)
             self.metrics.count_skipped(skipped)
             return outs

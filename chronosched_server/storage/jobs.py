@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +18,7 @@ from chronosched_server.storage import dags, definitions, namespaces, waiting
 from chronosched_server.storage.db import Conn, Database, execute, fetch_record, fetch_records, pending
 from chronosched_server.storage.metrics import Tally
 from chronosched_server.storage.records import ActiveSchedule, Definition, Job, from_row
-from chronosched_server.storage.results import ResultIn, dags_finished, decide, succeed, undecided, write
+from chronosched_server.storage.results import ResultIn, apply_results, succeed, undecided
 from chronosched_server.transitions import Outcome
 from chronosched_server.validation import Violations, check_kind_payload
 from chronosched_server.waiting import Facts
@@ -80,9 +81,9 @@ async def _apply_one(db: Database, item: ResultIn, tally: Tally | None) -> Job:
     through `succeed_jobs`, which checks the rule book itself, as a
     statement of its own (autocommit: no BEGIN and COMMIT trips; a pipelined
     transaction measured 0.3 to 0.6 ms slower), then the read-back; anything
-    it passed over (a repeat, a refusal), and every failure, by `decide` and
-    `write` in two round trips (BEGIN with the lock, then the writes, the
-    read-back and COMMIT together)."""
+    it passed over (a repeat, a refusal), and every failure, by
+    `apply_results` in two round trips (BEGIN with the lock, then the writes,
+    the read-back and COMMIT together)."""
     if item.success:
         async with db.statement() as conn:
             sent = await succeed(conn, [undecided(item)])
@@ -92,16 +93,15 @@ async def _apply_one(db: Database, item: ResultIn, tally: Tally | None) -> Job:
             if tally is not None:
                 tally.finished[job.namespace_id, job.kind, Outcome.SUCCEED] += 1
             return job
+    skipped: Counter[tuple[str, str]] = Counter()
     async with db.pipelined_transaction() as conn:
-        writes, (out,) = await decide(conn, [item])
+        (out,) = await apply_results(conn, [item], skipped)
         if out.rejected is not None:
             raise out.rejected
-        done = await write(conn, writes)
-        await dags_finished(conn, done.finished, done.failed)
         reloaded = await pending(conn, "get_jobs_by_ids", {"job_ids": [item.job_id]}, _job)
     (job,) = await reloaded.fetch()
     if tally is not None:
-        tally.skipped.update(done.skipped)
+        tally.skipped.update(skipped)
         if out.outcome is not None:
             tally.finished[job.namespace_id, job.kind, out.outcome] += 1
     return job

@@ -74,11 +74,13 @@ async def apply_results(
     conn: Conn, items: list[ResultIn], skipped: Counter[tuple[str, str]] | None = None
 ) -> list[ResultOut]:
     """Apply results in the caller's transaction, in order; rejections write
-    nothing. Jobs skipped by a failure are added to `skipped` (namespace, kind)."""
+    nothing. Jobs skipped by a failure are added to `skipped` (namespace, kind).
+    Meant for a pipelined transaction (`Database.pipelined_transaction`):
+    BEGIN travels with the lock, and the writes with whatever follows them
+    and the COMMIT."""
     writes, outs = await decide(conn, items)
-    async with conn.pipeline():
-        tally = await write(conn, writes)
-        await dags_finished(conn, tally.finished, tally.failed)
+    tally = await write(conn, writes)
+    await dags_finished(conn, tally.finished, tally.failed)
     if skipped is not None:
         skipped.update(tally.skipped)
     return outs
