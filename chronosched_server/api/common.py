@@ -62,6 +62,14 @@ def paginate(rows: Sequence[R], limit: int, cursor: Callable[[R], str]) -> tuple
     return page, ids.encode_page_token(cursor(page[-1])) if len(rows) > limit else ""
 
 
+def within_job_limit(v: Violations, count: int) -> bool:
+    """Whether a call's `jobs` fit the per-call limit; a violation if not."""
+    if count <= validation.MAX_JOBS_PER_CALL:
+        return True
+    v.add("jobs", f"at most {validation.MAX_JOBS_PER_CALL} jobs per call, got {count}", Why.TOO_MANY)
+    return False
+
+
 def read_runs(
     v: Violations, specs: Sequence[dag_pb2.JobSpec | job_pb2.JobRun], keys: Sequence[str]
 ) -> list[NewJob]:

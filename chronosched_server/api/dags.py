@@ -11,7 +11,14 @@ from google.protobuf import empty_pb2
 
 from chronosched.v1 import dag_pb2, dag_pb2_grpc, job_pb2
 from chronosched_server import ids, render, topology, validation
-from chronosched_server.api.common import paginate, read_runs, state_filter, uuid_field, uuid_token
+from chronosched_server.api.common import (
+    paginate,
+    read_runs,
+    state_filter,
+    uuid_field,
+    uuid_token,
+    within_job_limit,
+)
 from chronosched_server.errors import Why
 from chronosched_server.metrics import Metrics
 from chronosched_server.storage import dags, jobs
@@ -26,8 +33,7 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 def read_job_specs(v: Violations, specs: Sequence[dag_pb2.JobSpec]) -> list[NewJob]:
     """Validate JobSpecs. Built for 100,000-job DAGs: keys are checked with one
     regex over all of them (per key only to name the bad ones)."""
-    if len(specs) > validation.MAX_JOBS_PER_CALL:
-        v.add("jobs", f"at most {validation.MAX_JOBS_PER_CALL} jobs per call, got {len(specs)}", Why.TOO_MANY)
+    if not within_job_limit(v, len(specs)):
         return []
     keys = [spec.key for spec in specs]
     if not validation.all_match(validation.KEY_RE, keys):

@@ -9,7 +9,15 @@ import grpc
 from chronosched.v1 import job_pb2, job_pb2_grpc
 from chronosched_server import render, validation
 from chronosched_server.api.auth import caller
-from chronosched_server.api.common import paginate, read_runs, state_filter, to_dict, uuid_field, uuid_token
+from chronosched_server.api.common import (
+    paginate,
+    read_runs,
+    state_filter,
+    to_dict,
+    uuid_field,
+    uuid_token,
+    within_job_limit,
+)
 from chronosched_server.errors import Why
 from chronosched_server.metrics import Metrics
 from chronosched_server.storage import jobs
@@ -84,13 +92,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         runs = []
         if not request.jobs:
             v.add("jobs", "required: at least one run", Why.REQUIRED)
-        elif len(request.jobs) > validation.MAX_JOBS_PER_CALL:
-            v.add(
-                "jobs",
-                f"at most {validation.MAX_JOBS_PER_CALL} jobs per call, got {len(request.jobs)}",
-                Why.TOO_MANY,
-            )
-        else:
+        elif within_job_limit(v, len(request.jobs)):
             runs = read_runs(v, request.jobs, [""] * len(request.jobs))
         v.raise_if_any()
         tally = Tally()
