@@ -2,7 +2,8 @@
 
 Each call is made one at a time from one client (so its latency is the
 server's, not a queue's) on a `chronosched server` process of its own:
-Tick, a one-job CreateDag (start=true), CompleteJob, FailJob (a retry),
+Tick, a one-job CreateDag (start=true), each also with a request_id (as
+the Python client sends every create), CompleteJob, FailJob (a retry),
 GetJob and a 50-job ListJobs page. The baseline, measured in the same run on
 the same PostgreSQL, is one `insert ... ; commit` of a JSON row from a
 psycopg connection in this process: the least a durable enqueue can cost;
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import statistics
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -56,10 +58,26 @@ class Calls:
         job = await self.defs.Tick(definition_pb2.TickRequest(namespace_id=NS, def_id=self.def_id))
         self.ready.append(job.job_id)
 
+    async def tick_idempotent(self) -> None:
+        # As the Python client sends it: every create carries a request_id.
+        await self.defs.Tick(
+            definition_pb2.TickRequest(namespace_id=NS, def_id=self.def_id, request_id=str(uuid.uuid4()))
+        )
+
     async def create_dag(self) -> None:
         await self.dags.CreateDag(
             dag_pb2.CreateDagRequest(
                 namespace_id=NS, jobs=[dag_pb2.JobSpec(key="only", def_id=self.def_id)], start=True
+            )
+        )
+
+    async def create_dag_idempotent(self) -> None:
+        await self.dags.CreateDag(
+            dag_pb2.CreateDagRequest(
+                namespace_id=NS,
+                jobs=[dag_pb2.JobSpec(key="only", def_id=self.def_id)],
+                start=True,
+                request_id=str(uuid.uuid4()),
             )
         )
 
@@ -131,7 +149,9 @@ async def main() -> None:
                 "insert + commit (baseline)": calls.insert,
                 "gRPC call, no database": calls.health,
                 "Tick": calls.tick,
+                "Tick, request_id": calls.tick_idempotent,
                 "CreateDag, 1 job, start": calls.create_dag,
+                "CreateDag, ..., request_id": calls.create_dag_idempotent,
                 "CompleteJob": calls.complete,
                 "FailJob (a retry)": calls.fail,
                 "GetJob": calls.get,
