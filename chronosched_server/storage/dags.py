@@ -22,14 +22,18 @@ from chronosched_server.storage.bulk import copy_rows, copy_text
 from chronosched_server.storage.db import (
     Conn,
     Database,
+    Pending,
+    begin,
+    commit,
     execute,
     fetch_all,
     fetch_record,
     fetch_records,
+    pending,
     with_retries,
 )
 from chronosched_server.storage.metrics import Tally
-from chronosched_server.storage.records import Dag, Dependency, Job
+from chronosched_server.storage.records import Dag, Dependency, Job, from_row
 from chronosched_server.validation import MAX_JOBS_PER_DAG, Violations, check_kind_payload
 from chronosched_worker.kinds import payload_problem
 
@@ -74,34 +78,66 @@ async def _lock_pending(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> Dag
     return dag
 
 
-async def _definitions(
-    conn: Conn, namespace_id: str, jobs: Sequence[NewJob]
-) -> tuple[list[DictRow], list[int]]:
-    """The distinct definitions the jobs run, held, and for each job the
-    index of its own in that list: a job's def_id is hashed once here and
-    never again (uuid.UUID hashes in Python; a 1,000-job enqueue looked
-    each up eight times)."""
+class Versions(NamedTuple):
+    """The distinct definition versions some new jobs run (rows of
+    definitions_by_ids, held) and, per job, the index of its own there."""
+
+    rows: list[DictRow]
+    which: list[int]
+
+
+class VersionsSent(NamedTuple):
+    """definitions_by_ids sent (in a pipeline, unanswered yet) for some new
+    jobs: the distinct def ids asked for, and per job the index of its own."""
+
+    namespace_id: str
+    asked: list[uuid.UUID]
+    which: list[int]
+    rows: Pending[DictRow]
+
+    async def checked(self) -> Versions:
+        """The versions, each found in the namespace and live; or the error
+        naming the first job that runs one that is not."""
+        found = {row["def_id"]: row for row in await self.rows.fetch()}
+        rows: list[DictRow] = []
+        for n, def_id in enumerate(self.asked):
+            row = found.get(def_id)
+            if row is None or row["retire_time"] is not None:
+                i = self.which.index(n)
+                if row is None:
+                    raise InvalidArgument.one(
+                        f"jobs[{i}].def_id",
+                        f"no definition {str(def_id)!r} in namespace {self.namespace_id!r}",
+                        Why.NOT_FOUND,
+                        reason="DEFINITION_NOT_FOUND",
+                    )
+                raise definitions.retired(
+                    self.namespace_id,
+                    row["name"],
+                    def_id,
+                    row["version"],
+                    row["retire_time"],
+                    f"jobs[{i}].def_id",
+                )
+            rows.append(row)
+        return Versions(rows, self.which)
+
+
+async def send_versions(conn: Conn, namespace_id: str, jobs: Sequence[NewJob]) -> VersionsSent:
+    """Read and hold the versions `jobs` run, without waiting for the rows
+    (pipeline mode). A job's def_id is hashed once here and never again
+    (uuid.UUID hashes in Python; a 1,000-job enqueue looked each up eight
+    times)."""
     slot: dict[uuid.UUID, int] = {}
     which = [slot.setdefault(job.def_id, len(slot)) for job in jobs]
-    rows = await fetch_all(conn, "definitions_by_ids", {"namespace_id": namespace_id, "def_ids": list(slot)})
-    found = {row["def_id"]: row for row in rows}
-    defs: list[DictRow] = []
-    for def_id, n in slot.items():
-        row = found.get(def_id)
-        if row is None or row["retire_time"] is not None:
-            i = which.index(n)
-            if row is None:
-                raise InvalidArgument.one(
-                    f"jobs[{i}].def_id",
-                    f"no definition {str(def_id)!r} in namespace {namespace_id!r}",
-                    Why.NOT_FOUND,
-                    reason="DEFINITION_NOT_FOUND",
-                )
-            raise definitions.retired(
-                namespace_id, row["name"], def_id, row["version"], row["retire_time"], f"jobs[{i}].def_id"
-            )
-        defs.append(row)
-    return defs, which
+    params = {"namespace_id": namespace_id, "def_ids": list(slot)}
+    return VersionsSent(
+        namespace_id, list(slot), which, await pending(conn, "definitions_by_ids", params, _row)
+    )
+
+
+def _row(row: DictRow) -> DictRow:
+    return row
 
 
 async def insert_jobs(
@@ -109,18 +145,22 @@ async def insert_jobs(
     namespace_id: str,
     dag_id: uuid.UUID | None,
     jobs: Sequence[NewJob],
-    pending: Sequence[int],
+    indegrees: Sequence[int],
     ready_at: datetime | None,
     tally: Tally | None = None,
+    versions: Versions | None = None,
 ) -> list[str]:
     """COPY the jobs in; with `ready_at`, jobs without parents go in READY, due then.
+    `versions`: theirs, if the caller read them already (send_versions).
 
     `dag_id` None makes standalone jobs (EnqueueJobs), keyed by their
     definition's name as Tick and cron fires key theirs; the jobs' own keys
     are not used then. Returns the new job ids as text, the form COPY needs;
     adds them to `tally.created` by kind.
     """
-    defs, which = await _definitions(conn, namespace_id, jobs)
+    if versions is None:
+        versions = await (await send_versions(conn, namespace_id, jobs)).checked()
+    defs, which = versions
     templates = [row["payload_template"] for row in defs]
     kinds = [row["kind"] for row in defs]
     template_text = [copy_text(json.dumps(t, separators=(",", ":"))) for t in templates]
@@ -154,7 +194,9 @@ async def insert_jobs(
         middle = [f"\t{namespace_id}\t{dag_text}\t{row['def_id']}\t{row['kind']}\t" for row in defs]
         keys = [job.key for job in jobs]
     lines: list[str] = []
-    for job_id, job, key, d, parents, payload in zip(ids, jobs, keys, which, pending, payloads, strict=True):
+    for job_id, job, key, d, parents, payload in zip(
+        ids, jobs, keys, which, indegrees, payloads, strict=True
+    ):
         row = defs[d]
         priority = row["default_priority"] if job.priority is None else job.priority
         if ready_at is not None and parents == 0:
@@ -196,35 +238,46 @@ async def create(
     request_id: str,
     tally: Tally | None = None,
 ) -> Dag:
-    """Create a DAG with its topology in one transaction; `edges` are validated and acyclic."""
-    pending = topology.indegrees(len(jobs), edges)
-    async with db.transaction() as conn:
-        await namespaces.hold(conn, namespace_id)
+    """Create a DAG with its topology in one transaction; `edges` are validated and acyclic.
+
+    Three steps, whatever the size: the namespace hold, the request id's
+    claim, the versions' read and the DAG row go out together (with BEGIN);
+    then the COPYs; then the request id's record with COMMIT. Their answers
+    are read in the order a caller's errors rank: namespace, replay,
+    versions."""
+    indegrees = topology.indegrees(len(jobs), edges)
+    dag_id = uuid7()
+    async with db.steps() as conn:
         idem = namespaces.RequestIds(conn, namespace_id, "CreateDag", request_id)
-        earlier = await idem.claim()
-        if earlier is not None:
-            return await _get(conn, namespace_id, earlier[0])
-        dag_id = uuid7()
-        dag = await fetch_record(
-            conn,
-            Dag,
-            "insert_dag",
-            {
+        async with conn.pipeline():
+            await begin(conn)
+            held = await namespaces.send_hold(conn, namespace_id)
+            claim = await idem.send_claim()
+            versions = await send_versions(conn, namespace_id, jobs) if jobs else None
+            params = {
                 "dag_id": dag_id,
                 "namespace_id": namespace_id,
                 "name": name,
                 "job_count": len(jobs),
                 "start": start,
-            },
-        )
-        assert dag is not None
+            }
+            made = await pending(conn, "insert_dag", params, lambda row: from_row(Dag, row))
+        await namespaces.held(held, namespace_id)
+        earlier = await idem.earlier(claim)
+        if earlier is not None:
+            # Ours is rolled back; the first call's DAG has committed.
+            return await _get(conn, namespace_id, earlier[0])
+        checked = await versions.checked() if versions else None
+        (dag,) = await made.fetch()
         if jobs:
             ids = await insert_jobs(
-                conn, namespace_id, dag_id, jobs, pending, dag.start_time if start else None, tally
+                conn, namespace_id, dag_id, jobs, indegrees, dag.start_time if start else None, tally, checked
             )
             if edges:
                 await _insert_edges(conn, dag_id, [(ids[p], ids[c]) for p, c in edges])
-        await idem.record([dag_id])
+        async with conn.pipeline():
+            await idem.record([dag_id])
+            await commit(conn)
     after_bulk_load(db, len(jobs))
     return dag
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from typing import Any, Generic, TypeVar
 import psycopg
 from psycopg import AsyncCursor
 from psycopg import errors as pgerrors
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -109,6 +111,46 @@ class Database:
             raise Unavailable("database unavailable: no connection", reason="DATABASE_UNAVAILABLE") from exc
 
     @asynccontextmanager
+    async def steps(self) -> AsyncIterator[Conn]:
+        """One transaction sent in steps, for work that mixes pipelined
+        statements with COPY (which pipeline mode cannot carry). The caller
+        opens it with `begin` in its first `async with conn.pipeline()` and
+        ends it with `commit` in its last, and reads a step's answers after
+        its pipeline block: a block then costs one round trip (psycopg syncs
+        once more on leaving a pipeline if answers were read inside it, and
+        an implicit BEGIN would sync alone). The connection is in autocommit
+        so that BEGIN and COMMIT are statements like the others. Rolled back
+        unless committed; database errors leave as domain errors."""
+        try:
+            async with self.pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    yield conn
+                finally:
+                    if conn.info.transaction_status != TransactionStatus.IDLE:
+                        # A broken connection cannot roll back; the pool
+                        # then discards it, and the server ended its
+                        # transaction anyway.
+                        with contextlib.suppress(psycopg.Error):
+                            await conn.execute("rollback")
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.set_autocommit(False)
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        except TimeoutError as exc:
+            raise Unavailable("database unavailable: no connection", reason="DATABASE_UNAVAILABLE") from exc
+
+    @asynccontextmanager
+    async def reads(self) -> AsyncIterator[Conn]:
+        """A connection for reads only, in autocommit. Under READ COMMITTED
+        (the server's level) each statement of a transaction takes a
+        snapshot of its own anyway, so BEGIN and COMMIT around reads would
+        buy nothing and cost two round trips. Database errors leave as
+        domain errors."""
+        async with self.statement() as conn:
+            yield conn
+
+    @asynccontextmanager
     async def statement(self) -> AsyncIterator[Conn]:
         """A connection for one statement that is its own transaction
         (autocommit): one round trip, where BEGIN and COMMIT would add two.
@@ -169,6 +211,16 @@ class Pending(Generic[R]):
 async def pending(conn: Conn, name: str, params: dict[str, Any], make: Callable[[DictRow], R]) -> Pending[R]:
     """Send a named statement without waiting for its rows (pipeline mode)."""
     return Pending(await conn.execute(q(name), params), make)
+
+
+async def begin(conn: Conn) -> None:
+    """Open a `Database.steps` transaction (in its first pipeline)."""
+    await conn.execute("begin")
+
+
+async def commit(conn: Conn) -> None:
+    """End a `Database.steps` transaction (in its last pipeline)."""
+    await conn.execute("commit")
 
 
 async def isolating(

@@ -15,7 +15,16 @@ from psycopg.rows import DictRow
 from chronosched_server.errors import NotFound
 from chronosched_server.ids import uuid7
 from chronosched_server.storage import dags, definitions, namespaces, waiting
-from chronosched_server.storage.db import Conn, Database, execute, fetch_record, fetch_records, pending
+from chronosched_server.storage.db import (
+    Conn,
+    Database,
+    begin,
+    commit,
+    execute,
+    fetch_record,
+    fetch_records,
+    pending,
+)
 from chronosched_server.storage.metrics import Tally
 from chronosched_server.storage.records import ActiveSchedule, Definition, Job, from_row
 from chronosched_server.storage.results import ResultIn, apply_results, succeed, undecided
@@ -26,7 +35,7 @@ from chronosched_server.waiting import Facts
 
 async def get(db: Database, namespace_id: str, job_id: uuid.UUID) -> tuple[Job, Facts]:
     """The job, with the facts that explain why it waits (if it does)."""
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         row = await fetch_record(conn, Job, "get_job", {"namespace_id": namespace_id, "job_id": job_id})
         job = await namespaces.found_or_404(conn, row, namespace_id, "job", str(job_id))
         return job, await waiting.facts(conn, namespace_id, [job])
@@ -42,7 +51,7 @@ async def list_page(
     after: uuid.UUID | None,
     limit: int,
 ) -> tuple[list[Job], Facts]:
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         await namespaces.require(conn, namespace_id)
         rows = await fetch_records(
             conn,
@@ -63,7 +72,7 @@ async def list_page(
 async def list_dag_page(
     db: Database, namespace_id: str, dag_id: uuid.UUID, state: str | None, after: str | None, limit: int
 ) -> tuple[list[Job], Facts]:
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         await dags.require_in_namespace(conn, namespace_id, dag_id)
         rows = await fetch_records(
             conn, Job, "list_dag_jobs", {"dag_id": dag_id, "state": state, "after": after, "limit": limit}
@@ -240,19 +249,35 @@ async def tick(
 ) -> Job:
     """Enqueue one standalone run of a definition version now (READY,
     claimable at once); a new one (not a replay) goes into `tally.created`. With
-    `lease_to`, the one-statement path may instead start it RUNNING for that
+    `lease_to` (and no `request_id`: a replay must never be sent to a worker
+    again), the one-statement path may instead start it RUNNING for that
     worker (tick_one says when); the other paths ignore it."""
-    if not request_id:
-        job = await _tick_one_statement(db, namespace_id, def_id, payload, lease_to)
-        if job is None:
-            job = await _tick_pipelined(db, namespace_id, def_id, payload)
-        if tally is not None:
-            tally.created[job.namespace_id, job.kind] += 1
-        return job
+    assert not (request_id and lease_to), "a Tick with a request_id is never handed off"
+    job = await _tick_one_statement(db, namespace_id, def_id, payload, lease_to, request_id)
+    if job is None:
+        if request_id:
+            return await _tick_idempotent(db, namespace_id, def_id, payload, request_id, tally)
+        job = await _tick_pipelined(db, namespace_id, def_id, payload)
+    if tally is not None:
+        tally.created[job.namespace_id, job.kind] += 1
+    return job
+
+
+async def _tick_idempotent(
+    db: Database,
+    namespace_id: str,
+    def_id: uuid.UUID,
+    payload: dict[str, Any] | None,
+    request_id: str,
+    tally: Tally | None,
+) -> Job:
+    """Tick with a request_id the one statement did not take: a replay (the
+    first call's job), a version not read here yet, or something to refuse
+    (which this path names)."""
     async with db.transaction() as conn:
         await namespaces.hold(conn, namespace_id)
         definition = await definitions.find(conn, namespace_id, def_id)
-        idem = namespaces.RequestIds(conn, namespace_id, "Tick", request_id)
+        idem = namespaces.RequestIds(conn, namespace_id, TICK, request_id)
         earlier = await idem.claim()
         if earlier is not None:
             return await _reload(conn, earlier[0])
@@ -263,6 +288,7 @@ async def tick(
         await insert_standalone(conn, [run])
         await idem.record([job_id])
         job = await _reload(conn, job_id)
+    _remember(namespace_id, def_id, definition)
     if tally is not None:
         tally.created[job.namespace_id, job.kind] += 1
     return job
@@ -283,6 +309,16 @@ class _Version:
 _VERSIONS: dict[tuple[str, uuid.UUID], _Version] = {}
 _VERSIONS_MAX = 10_000
 
+# Tick's method name in request_ids (idempotency keys are per method).
+TICK = "Tick"
+
+
+def _remember(namespace_id: str, def_id: uuid.UUID, definition: Definition) -> None:
+    """Keep a version read for a Tick, for the one-statement path next time."""
+    if len(_VERSIONS) >= _VERSIONS_MAX:
+        _VERSIONS.clear()
+    _VERSIONS[namespace_id, def_id] = _Version(definition.kind, definition.payload_template)
+
 
 async def enqueue(
     db: Database, namespace_id: str, runs: Sequence[dags.NewJob], request_id: str, tally: Tally | None = None
@@ -290,16 +326,24 @@ async def enqueue(
     """Enqueue standalone runs READY and due now, all in one transaction,
     and return their ids in the order of `runs` (a replay of `request_id`:
     the original call's ids, and nothing is made); the new ones go into
-    `tally.created`."""
-    async with db.transaction() as conn:
-        now = await namespaces.hold(conn, namespace_id)
+    `tally.created`. In three steps, as dags.create takes them."""
+    async with db.steps() as conn:
         idem = namespaces.RequestIds(conn, namespace_id, "EnqueueJobs", request_id)
-        earlier = await idem.claim()
+        async with conn.pipeline():
+            await begin(conn)
+            held = await namespaces.send_hold(conn, namespace_id)
+            claim = await idem.send_claim()
+            versions = await dags.send_versions(conn, namespace_id, runs)
+        now = await namespaces.held(held, namespace_id)
+        earlier = await idem.earlier(claim)
         if earlier is not None:
             return [str(job_id) for job_id in earlier]
-        ids = await dags.insert_jobs(conn, namespace_id, None, runs, [0] * len(runs), now, tally)
-        if idem.active:
-            await idem.record([uuid.UUID(job_id) for job_id in ids])
+        checked = await versions.checked()
+        ids = await dags.insert_jobs(conn, namespace_id, None, runs, [0] * len(runs), now, tally, checked)
+        async with conn.pipeline():
+            if idem.active:
+                await idem.record([uuid.UUID(job_id) for job_id in ids])
+            await commit(conn)
     dags.after_bulk_load(db, len(runs))
     return ids
 
@@ -310,12 +354,14 @@ async def _tick_one_statement(
     def_id: uuid.UUID,
     payload: dict[str, Any] | None,
     lease_to: LeaseTo | None,
+    request_id: str,
 ) -> Job | None:
     """Tick in one round trip once the version is known here: the payload
     is merged and checked first, then one autocommit statement holds,
-    inserts and reads back. None when the version is not known yet, or the
-    statement made nothing (namespace or version missing, or retired): the
-    two-trip path then tells which."""
+    inserts (with the request_id's key, if any) and reads back. None when
+    the version is not known yet, or the statement made nothing (namespace
+    or version missing, or retired; or the key was there: a replay): the
+    caller's other path then tells which."""
     version = _VERSIONS.get((namespace_id, def_id))
     if version is None:
         return None
@@ -329,6 +375,8 @@ async def _tick_one_statement(
         "payload": json.dumps(merged),
         "worker_id": lease_to.worker_id if lease_to else None,
         "lease": lease_to.lease if lease_to else None,
+        "method": TICK,
+        "request_id": request_id or None,
     }
     async with db.statement() as conn:
         return await fetch_record(conn, Job, "tick_one", params)
@@ -352,9 +400,7 @@ async def _tick_pipelined(
         if not found:
             raise NotFound("definition", str(def_id), namespace_id=namespace_id)
         definition = definitions.raise_if_retired(found[0])
-        if len(_VERSIONS) >= _VERSIONS_MAX:
-            _VERSIONS.clear()
-        _VERSIONS[namespace_id, def_id] = _Version(definition.kind, definition.payload_template)
+        _remember(namespace_id, def_id, definition)
         job_id = uuid7()
         run = StandaloneJob.of(definition, job_id, payload=payload)
         _payload_problems(definition.kind, run.payload).raise_if_any()

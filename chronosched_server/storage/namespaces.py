@@ -10,10 +10,12 @@ from chronosched_server.errors import AlreadyExists, NamespaceNotEmpty, NotFound
 from chronosched_server.storage.db import (
     Conn,
     Database,
+    Pending,
     execute,
     fetch_one,
     fetch_record,
     fetch_records,
+    pending,
     with_retries,
 )
 from chronosched_server.storage.records import Namespace
@@ -72,11 +74,21 @@ async def hold(conn: Conn, namespace_id: str) -> datetime:
     waits for this write (and then counts what it made) or went first (and
     this is NOT_FOUND, never a half-written row in a deleted namespace).
     Returns the transaction's time (the create_time of the rows it makes)."""
-    row = await fetch_one(conn, "hold_namespace", {"namespace_id": namespace_id})
-    if row is None:
+    return await held(await send_hold(conn, namespace_id), namespace_id)
+
+
+async def send_hold(conn: Conn, namespace_id: str) -> Pending[datetime]:
+    """`hold` sent without waiting for its answer (pipeline mode); `held`
+    reads it."""
+    return await pending(conn, "hold_namespace", {"namespace_id": namespace_id}, lambda row: row["now"])
+
+
+async def held(sent: Pending[datetime], namespace_id: str) -> datetime:
+    """`hold`'s answer to a hold sent by `send_hold`."""
+    rows = await sent.fetch()
+    if not rows:
         raise NotFound("namespace", namespace_id)
-    now: datetime = row["now"]
-    return now
+    return rows[0]
 
 
 async def delete(db: Database, namespace_id: str) -> None:
@@ -115,9 +127,18 @@ class RequestIds:
 
     async def claim(self) -> list[uuid.UUID] | None:
         """None if this call is first (go ahead); else the original call's resource ids."""
+        return await self.earlier(await self.send_claim())
+
+    async def send_claim(self) -> Pending[str] | None:
+        """The claim sent without waiting for its answer (pipeline mode);
+        `earlier` reads it. None without a request id."""
         if not self.active:
             return None
-        if await fetch_one(self.conn, "claim_request_id", self.params) is not None:
+        return await pending(self.conn, "claim_request_id", self.params, lambda row: row["request_id"])
+
+    async def earlier(self, sent: Pending[str] | None) -> list[uuid.UUID] | None:
+        """`claim`'s answer to a claim sent by `send_claim`."""
+        if sent is None or await sent.fetch():
             return None
         row = await fetch_one(self.conn, "get_request_id", self.params)
         assert row is not None

@@ -4,7 +4,7 @@ import asyncio
 
 import grpc
 
-from chronosched.v1 import dag_pb2, job_pb2
+from chronosched.v1 import dag_pb2, definition_pb2, job_pb2
 from tests.support.builders import dag, dag_jobs, definition, fails, namespace
 from tests.support.locks import AConn
 from tests.support.server import Stubs
@@ -348,3 +348,74 @@ async def test_thousands_of_bad_fields_still_give_a_readable_invalid_argument(ap
     # Details ride in a 16 KiB trailer: itemised up to a cap, counted in full in the message.
     assert failure.fields[:2] == ["jobs[0].key", "jobs[1].key"] and len(failure.fields) == 20
     assert "(and 4995 more)" in failure.message
+
+
+async def test_create_dag_and_enqueue_rank_errors_namespace_then_replay_then_versions(
+    api: Stubs, aconn: AConn
+) -> None:
+    """Their first step sends the namespace hold, the request id's claim,
+    the versions' read (and the DAG row) together; the answers are read in
+    this order, so which error a caller sees does not depend on that."""
+    nowhere = "01a21bb3-c3d8-7531-ae11-88dc678939e4"
+    spec = [dag_pb2.JobSpec(key="a", def_id=nowhere)]
+    for request_id in ("", "r-0"):
+        missing = await fails(
+            api.dags.CreateDag(
+                dag_pb2.CreateDagRequest(namespace_id="absent", jobs=spec, start=True, request_id=request_id)
+            ),
+            grpc.StatusCode.NOT_FOUND,
+        )
+        assert missing.reason == "NAMESPACE_NOT_FOUND"
+        missing = await fails(
+            api.jobs.EnqueueJobs(
+                job_pb2.EnqueueJobsRequest(
+                    namespace_id="absent", jobs=[job_pb2.JobRun(def_id=nowhere)], request_id=request_id
+                )
+            ),
+            grpc.StatusCode.NOT_FOUND,
+        )
+        assert missing.reason == "NAMESPACE_NOT_FOUND"
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    first = await api.dags.CreateDag(
+        dag_pb2.CreateDagRequest(
+            namespace_id=ns, jobs=[dag_pb2.JobSpec(key="a", def_id=d.def_id)], start=True, request_id="r-1"
+        )
+    )
+    enqueued = await api.jobs.EnqueueJobs(
+        job_pb2.EnqueueJobsRequest(namespace_id=ns, jobs=[job_pb2.JobRun(def_id=d.def_id)], request_id="r-1")
+    )
+    await api.definitions.RetireDefinition(
+        definition_pb2.RetireDefinitionRequest(namespace_id=ns, def_id=d.def_id)
+    )
+    # A replay ranks before the versions: the first call's result, though
+    # its version is retired now.
+    again = await api.dags.CreateDag(
+        dag_pb2.CreateDagRequest(
+            namespace_id=ns, jobs=[dag_pb2.JobSpec(key="a", def_id=d.def_id)], start=True, request_id="r-1"
+        )
+    )
+    assert again.dag_id == first.dag_id
+    replayed = await api.jobs.EnqueueJobs(
+        job_pb2.EnqueueJobsRequest(namespace_id=ns, jobs=[job_pb2.JobRun(def_id=d.def_id)], request_id="r-1")
+    )
+    assert list(replayed.job_ids) == list(enqueued.job_ids)
+    # A first call with the retired version writes nothing, its key neither.
+    retired = await fails(
+        api.dags.CreateDag(
+            dag_pb2.CreateDagRequest(
+                namespace_id=ns,
+                jobs=[dag_pb2.JobSpec(key="a", def_id=d.def_id)],
+                start=True,
+                request_id="r-2",
+            )
+        ),
+        PRECONDITION,
+    )
+    assert retired.reason == "DEFINITION_RETIRED" and retired.metadata["field"] == "jobs[0].def_id"
+    cur = await aconn.execute("select count(*) from dags where namespace_id = %s", (ns,))
+    assert await cur.fetchone() == (1,)
+    cur = await aconn.execute(
+        "select method, request_id from request_ids where namespace_id = %s order by 1", (ns,)
+    )
+    assert await cur.fetchall() == [("CreateDag", "r-1"), ("EnqueueJobs", "r-1")]

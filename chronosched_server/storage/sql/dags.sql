@@ -1,11 +1,14 @@
 -- name: insert_dag
 -- A DAG created with start=true is written RUNNING at once, as start_dag
 -- would leave it: one statement, and no dead row version per enqueue.
+-- Nothing (rather than a foreign key error) when the namespace is missing:
+-- the pipelined caller reads its hold_namespace first and reports that.
 insert into dags (dag_id, namespace_id, name, job_count, unfinished_job_count, state, start_time, update_time)
-select %(dag_id)s::uuid, %(namespace_id)s::text, %(name)s::text, %(job_count)s::bigint,
+select %(dag_id)s::uuid, n.namespace_id, %(name)s::text, %(job_count)s::bigint,
        %(job_count)s::bigint, case when s then 'RUNNING' else 'PENDING' end,
        case when s then c.t end, case when s then c.t else now() end
-from (select %(start)s::boolean as s, clock_timestamp() as t) c
+from (select %(start)s::boolean as s, clock_timestamp() as t) c, namespaces n
+where n.namespace_id = %(namespace_id)s::text
 returning *;
 
 -- name: get_dag

@@ -213,6 +213,11 @@ where g.dag_id = x.dag_id;
 -- namespace and kind at the same or a higher priority exists (locked by a
 -- claim or not), which it must not overtake: then it goes in READY as above
 -- and waits its turn.
+-- With a request_id (no hand-off then), the key goes in first, naming the
+-- job; the job only if the key did, and the key only if the job will (a
+-- live version), so both or neither commit. A key there already (a replay,
+-- or a concurrent first call, waited for) makes nothing: the caller's
+-- transaction path then returns the first call's job.
 with ns as (
     select namespace_id from namespaces where namespace_id = %(namespace_id)s::text for key share
 ), d as (
@@ -230,6 +235,13 @@ with ns as (
             and r.priority >= d.default_priority and r.due_time <= c.t
     ) as running
     from c
+), r as (
+    insert into request_ids (namespace_id, method, request_id, resource_ids)
+    select d.namespace_id, %(method)s::text, %(request_id)s::text, array[%(job_id)s::uuid]
+    from d
+    where %(request_id)s::text is not null and d.retire_time is null
+    on conflict do nothing
+    returning request_id
 ), j as (
     insert into jobs (
         job_id, namespace_id, def_id, kind, key, state, max_attempts, priority, payload, due_time,
@@ -242,7 +254,7 @@ with ns as (
            case when h.running then c.t + %(lease)s::interval end,
            case when h.running then %(worker_id)s::text else '' end
     from d, c, h
-    where d.retire_time is null
+    where d.retire_time is null and (%(request_id)s::text is null or exists (select from r))
     returning *
 )
 select j.*, d.version as def_version,

@@ -20,8 +20,12 @@ limit %(limit)s::int;
 -- name: claim_request_id
 -- The first caller inserts the key; a concurrent retry blocks here until the
 -- first commits, then finds the row and returns the first call's result.
+-- Nothing (rather than a foreign key error) when the namespace is missing:
+-- a pipelined caller reads its hold_namespace first and reports that.
 insert into request_ids (namespace_id, method, request_id)
-values (%(namespace_id)s::text, %(method)s::text, %(request_id)s::text)
+select namespace_id, %(method)s::text, %(request_id)s::text
+from namespaces
+where namespace_id = %(namespace_id)s::text
 on conflict do nothing
 returning request_id;
 
