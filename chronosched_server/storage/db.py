@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Generic, TypeVar
 
 import psycopg
@@ -61,6 +61,18 @@ def translate(exc: psycopg.Error) -> DomainError:
     return DatabaseError()
 
 
+@contextmanager
+def _domain_errors() -> Iterator[None]:
+    """Around every use of a pooled connection: database errors leave as
+    domain errors, and so does a pool that cannot hand one out."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+    except TimeoutError as exc:  # pool exhausted or database unreachable
+        raise Unavailable("database unavailable: no connection", reason="DATABASE_UNAVAILABLE") from exc
+
+
 class Database:
     """The server's connection pool; every transaction goes through `transaction()`."""
 
@@ -89,26 +101,18 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
         """A connection inside one transaction; database errors leave as domain errors."""
-        try:
+        with _domain_errors():
             async with self.pool.connection() as conn, conn.transaction():
                 yield conn
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
-        except TimeoutError as exc:  # pool exhausted or database unreachable
-            raise Unavailable("database unavailable: no connection", reason="DATABASE_UNAVAILABLE") from exc
 
     @asynccontextmanager
     async def pipelined_transaction(self) -> AsyncIterator[Conn]:
         """Like transaction(), in pipeline mode: BEGIN, the statements up to the
         first fetch, and COMMIT travel without waiting for each other, which
         takes two round trips off every dispatcher cycle."""
-        try:
+        with _domain_errors():
             async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
                 yield conn
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
-        except TimeoutError as exc:
-            raise Unavailable("database unavailable: no connection", reason="DATABASE_UNAVAILABLE") from exc
 
     @asynccontextmanager
     async def steps(self) -> AsyncIterator[Conn]:
@@ -121,24 +125,15 @@ class Database:
         an implicit BEGIN would sync alone). The connection is in autocommit
         so that BEGIN and COMMIT are statements like the others. Rolled back
         unless committed; database errors leave as domain errors."""
-        try:
-            async with self.pool.connection() as conn:
-                await conn.set_autocommit(True)
-                try:
-                    yield conn
-                finally:
-                    if conn.info.transaction_status != TransactionStatus.IDLE:
-                        # A broken connection cannot roll back; the pool
-                        # then discards it, and the server ended its
-                        # transaction anyway.
-                        with contextlib.suppress(psycopg.Error):
-                            await conn.execute("rollback")
+        async with self.statement() as conn:
+            try:
+                yield conn
+            finally:
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    # A broken connection cannot roll back; the pool then
+                    # discards it, and the server ended its transaction.
                     with contextlib.suppress(psycopg.Error):
-                        await conn.set_autocommit(False)
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
-        except TimeoutError as exc:
-            raise Unavailable("database unavailable: no connection", reason="DATABASE_UNAVAILABLE") from exc
+                        await conn.execute("rollback")
 
     @asynccontextmanager
     async def reads(self) -> AsyncIterator[Conn]:
@@ -154,18 +149,15 @@ class Database:
     async def statement(self) -> AsyncIterator[Conn]:
         """A connection for one statement that is its own transaction
         (autocommit): one round trip, where BEGIN and COMMIT would add two.
-        Only for a single statement; database errors leave as domain errors."""
-        try:
+        Only for a single statement (but see `steps` and `reads`); database
+        errors leave as domain errors."""
+        with _domain_errors():
             async with self.pool.connection() as conn:
                 await conn.set_autocommit(True)
                 try:
                     yield conn
                 finally:
                     await conn.set_autocommit(False)
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
-        except TimeoutError as exc:
-            raise Unavailable("database unavailable: no connection", reason="DATABASE_UNAVAILABLE") from exc
 
     async def ping(self, wait_s: float = 2.0) -> bool:
         try:
