@@ -1,12 +1,14 @@
-"""Benchmark scaffolding: a throwaway embedded PostgreSQL and an in-process server."""
+"""Benchmark scaffolding: a throwaway embedded PostgreSQL, a server (its own
+process or in this one), and CPU accounting of processes from /proc."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -87,3 +89,66 @@ async def server(url: str) -> AsyncIterator[tuple[Server, grpc.aio.Channel]]:
             yield srv, channel
     finally:
         await srv.stop(grace=0)
+
+
+# --- CPU, from /proc ------------------------------------------------------------
+
+
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _processes() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, CPU ticks of the process and its reaped children)."""
+    out: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: split after it.
+        fields = raw[raw.rindex(")") + 2 :].split()
+        # After the name: state ppid ... utime(14) stime cutime cstime(17).
+        out[int(entry)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
+    return out
+
+
+def tree_cpu(roots: Sequence[int]) -> float:
+    """CPU seconds of these processes and all their descendants, alive or
+    reaped (a reaped child's time is in its parent's cutime/cstime)."""
+    procs = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    ticks, todo, seen = 0, list(roots), set[int]()
+    while todo:
+        pid = todo.pop()
+        if pid in seen or pid not in procs:
+            continue
+        seen.add(pid)
+        ticks += procs[pid][1]
+        todo += children.get(pid, [])
+    return ticks / TICK
+
+
+def server_pid(port: int) -> int:
+    """The `chronosched server` child of this process listening on port."""
+    for pid, (ppid, _) in _processes().items():
+        if ppid != os.getpid():
+            continue
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"chronosched_server" in argv and str(port).encode() in argv:
+            return pid
+    raise RuntimeError(f"no chronosched server process on port {port}")
+
+
+async def postmaster_pid(url: str) -> int:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        row = await (await conn.execute("select pg_backend_pid()")).fetchone()
+        assert row is not None
+        # While the backend (a child of the postmaster) is still alive.
+        return _processes()[int(row[0])][0]

@@ -37,6 +37,11 @@ drain with chronosched's SDK at 1 slot against PgQueuer's
 against) and with its default batch of 10, which holds a finished job's slot
 until its completion buffer flushes (about ten jobs a second).
 
+Every drain also reports CPU milliseconds per job (from /proc, so Linux
+only): the worker process's own (raw SQL's and the stream client's: this
+process's), chronosched's server's, and all of PostgreSQL's (the postmaster
+and every backend, alive or reaped).
+
 PgQueuer and Procrastinate come from the optional extra
 (`pip install -e '.[bench]'`); a missing one is reported and its row left
 out. Nothing is installed by this script.
@@ -65,7 +70,7 @@ import grpc
 import psycopg
 from google.protobuf import struct_pb2
 
-from bench.common import database, server_process
+from bench.common import database, postmaster_pid, server_pid, server_process, tree_cpu
 from bench.throughput import StreamClient, setup
 from chronosched.v1 import dag_pb2, dag_pb2_grpc, definition_pb2, definition_pb2_grpc, job_pb2, job_pb2_grpc
 
@@ -101,6 +106,19 @@ class Figures:
     # Same-round drain ratios.
     vs_raw: list[float] = field(default_factory=list)
     vs_pgq: list[float] = field(default_factory=list)
+    # Per drain, CPU milliseconds per job.
+    cpu: list[Cpu] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU milliseconds per job of one drain: the worker process (or the
+    in-process client), chronosched's server (None for the others: it idles
+    then) and every PostgreSQL process."""
+
+    worker: float
+    server: float | None
+    postgres: float
 
 
 def missing_peers() -> dict[str, str]:
@@ -177,13 +195,14 @@ class WorkerProcess:
             # Anything else a library prints on stdout is passed through.
             print(f"  [{self.what}] {raw.decode().rstrip()}", flush=True)
 
-    async def finish(self, within: float) -> tuple[float, int]:
-        """Drain mode: the worker's own elapsed time and jobs handled."""
+    async def finish(self, within: float) -> tuple[float, int, float]:
+        """Drain mode: the worker's own elapsed time, jobs handled and CPU
+        seconds."""
         try:
             parts = await self.expect("done", within)
         finally:
             await self.close()
-        return float(parts[1]), int(parts[2])
+        return float(parts[1]), int(parts[2]), float(parts[3])
 
     async def close(self) -> None:
         assert self.proc.stdin is not None
@@ -195,12 +214,19 @@ class WorkerProcess:
             await self.proc.wait()
 
 
-async def drain(contender: str, jobs: int, *args: str) -> float:
+async def drain(contender: str, jobs: int, *args: str) -> tuple[float, float]:
+    """A drain by a worker process: jobs/s and the worker's CPU seconds."""
     worker = await WorkerProcess.start(contender, "drain", "--jobs", str(jobs), *args)
-    elapsed, handled = await worker.finish(within=max(300.0, jobs / 20))
+    elapsed, handled, cpu = await worker.finish(within=max(300.0, jobs / 20))
     if handled != jobs:
         raise RuntimeError(f"{contender} handled {handled} jobs, expected {jobs}")
-    return jobs / elapsed
+    return jobs / elapsed, cpu
+
+
+async def in_process(rate: Awaitable[float]) -> tuple[float, float]:
+    """A drain run by this process: jobs/s and this process's CPU seconds."""
+    started = time.process_time()
+    return await rate, time.process_time() - started
 
 
 async def latency(
@@ -446,15 +472,28 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
         if proc:
             await proc.open()
         raw_url = database_url(url, "peers_raw")
+        server, postmaster = server_pid(port), await postmaster_pid(url)
+
+        async def drained(f: Figures, drain: Awaitable[tuple[float, float]], ours: bool) -> None:
+            """Record a drain of plan.jobs: its rate, and the CPU per job of
+            its worker, the server (ours only) and PostgreSQL."""
+            before = (tree_cpu([server]), tree_cpu([postmaster]))
+            rate, worker = await drain
+            server_s, pg_s = tree_cpu([server]) - before[0], tree_cpu([postmaster]) - before[1]
+            f.drain.append(rate)
+            per_job = 1e3 / plan.jobs
+            f.cpu.append(Cpu(worker * per_job, server_s * per_job if ours else None, pg_s * per_job))
 
         async def do_raw() -> None:
-            fig(RAW).drain.append(await raw_sql(raw_url, plan.jobs))
+            await drained(fig(RAW), in_process(raw_sql(raw_url, plan.jobs)), ours=False)
 
         async def do_sdk() -> None:
             f = fig(SDK)
             f.enqueue.append(await chrono.enqueue("peers16", plan.jobs))
             await settle(url)
-            f.drain.append(await drain("chronosched", plan.jobs, *chrono.worker_args("peers16", CONCURRENCY)))
+            await drained(
+                f, drain("chronosched", plan.jobs, *chrono.worker_args("peers16", CONCURRENCY)), ours=True
+            )
             lat = await latency(
                 "chronosched",
                 lambda: chrono.enqueue_stamped("peerslat"),
@@ -470,20 +509,20 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
             f.enqueue.append(await chrono.enqueue("peers16pf", plan.jobs))
             await settle(url)
             args = (*chrono.worker_args("peers16pf", CONCURRENCY), "--prefetch", "0")
-            f.drain.append(await drain("chronosched", plan.jobs, *args))
+            await drained(f, drain("chronosched", plan.jobs, *args), ours=True)
 
         async def do_stream() -> None:
             f = fig(STREAM)
             f.enqueue.append(await chrono.enqueue_dags("peersstream", plan.jobs))
             await settle(url)
-            f.drain.append(await chrono.stream_drain("peersstream", plan.jobs))
+            await drained(f, in_process(chrono.stream_drain("peersstream", plan.jobs)), ours=True)
 
         async def do_pgq() -> None:
             assert pgq is not None
             f = fig(PGQ)
             f.enqueue.append(await pgq.enqueue(plan.jobs))
             await settle(pgq.url)
-            f.drain.append(await drain("pgqueuer", plan.jobs, *pgq.worker_args(CONCURRENCY)))
+            await drained(f, drain("pgqueuer", plan.jobs, *pgq.worker_args(CONCURRENCY)), ours=False)
             lat = await latency(
                 "pgqueuer", pgq.enqueue_stamped, plan.samples, plan.gap, *pgq.worker_args(CONCURRENCY)
             )
@@ -495,7 +534,7 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
             f = fig(PROC)
             f.enqueue.append(await proc.enqueue(plan.jobs))
             await settle(proc.url)
-            f.drain.append(await drain("procrastinate", plan.jobs, *proc.worker_args()))
+            await drained(f, drain("procrastinate", plan.jobs, *proc.worker_args()), ours=False)
             lat = await latency(
                 "procrastinate", proc.enqueue_stamped, plan.samples, plan.gap, *proc.worker_args()
             )
@@ -511,12 +550,12 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
             async def sdk1() -> float:
                 await chrono.enqueue("peers1", n)
                 await settle(url)
-                return await drain("chronosched", n, *chrono.worker_args("peers1", 1))
+                return (await drain("chronosched", n, *chrono.worker_args("peers1", 1)))[0]
 
             async def sdk1_no_prefetch() -> float:
                 await chrono.enqueue("peers1", n)
                 await settle(url)
-                return await drain("chronosched", n, *chrono.worker_args("peers1", 1), "--prefetch", "0")
+                return (await drain("chronosched", n, *chrono.worker_args("peers1", 1), "--prefetch", "0"))[0]
 
             contenders += [(SDK1, sdk1), (SDK1_NO_PREFETCH, sdk1_no_prefetch)]
             if pgq:
@@ -525,13 +564,13 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
                 async def pgq1() -> float:
                     await peer.enqueue(n)
                     await settle(peer.url)
-                    return await drain("pgqueuer", n, *peer.worker_args(1, batch_size=1))
+                    return (await drain("pgqueuer", n, *peer.worker_args(1, batch_size=1)))[0]
 
                 async def pgq1_default() -> float:
                     # About ten jobs a second: a few are enough.
                     await peer.enqueue(min(n, 50))
                     await settle(peer.url)
-                    return await drain("pgqueuer", min(n, 50), *peer.worker_args(1))
+                    return (await drain("pgqueuer", min(n, 50), *peer.worker_args(1)))[0]
 
                 contenders += [(PGQ1, pgq1), (PGQ1_DEFAULT, pgq1_default)]
             shift = rnd % len(contenders)
@@ -613,6 +652,22 @@ def report(figures: dict[str, Figures], plan: Plan) -> None:
         vs_raw = "1.00x" if name == RAW else times(f.vs_raw)
         vs_pgq = "1.00x" if name == PGQ else times(f.vs_pgq)
         print(f"| {name} | {rate(f.enqueue)} | {rate(f.drain)} | {vs_raw} | {vs_pgq} | {lat} |")
+    print(
+        "\nCPU milliseconds per job over the drains above (medians): the worker process"
+        " (raw SQL and the stream client: this process) / chronosched's server /"
+        " PostgreSQL (every backend) = all.\n"
+    )
+    print("| | worker | server | PostgreSQL | all |\n|---|---:|---:|---:|---:|")
+    for name in (RAW, PGQ, PROC, SDK, SDK_NO_PREFETCH, STREAM):
+        f = figures.get(name)
+        if f is None or not f.cpu:
+            continue
+        worker = statistics.median(c.worker for c in f.cpu)
+        pg = statistics.median(c.postgres for c in f.cpu)
+        servers = [c.server for c in f.cpu if c.server is not None]
+        server = statistics.median(servers) if servers else 0.0
+        shown = f"{server:.3f}" if servers else "—"
+        print(f"| {name} | {worker:.3f} | {shown} | {pg:.3f} | {worker + server + pg:.3f} |")
     if SDK1 in figures:
         print(f"\nOne slot, {plan.one_slot_jobs:,} jobs per drain:\n")
         print("| | drain (jobs/s) | x PgQueuer |\n|---|---:|---:|")

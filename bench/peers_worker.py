@@ -8,9 +8,10 @@ whole protocol with bench.peers:
 - `ready` once set up, just before the worker starts;
 - `lat SECONDS` per job in latency mode: wall time at handler start minus the
   wall time the parent stamped into the job's payload just before enqueueing;
-- `done SECONDS HANDLED` at the end of drain mode: from just before the worker
-  starts until it returns, having handled `--jobs` jobs and (for the SDK)
-  seen every result acknowledged, or (for the peers) finished its own drain.
+- `done SECONDS HANDLED CPU` at the end of drain mode: from just before the
+  worker starts until it returns, having handled `--jobs` jobs and (for the
+  SDK) seen every result acknowledged, or (for the peers) finished its own
+  drain; CPU is this process's CPU seconds (all threads) over that time.
 
 A latency worker runs until its stdin closes. The peers are imported by name
 (importlib) because they come from the optional `bench` extra: bench.peers
@@ -93,13 +94,13 @@ async def run_chronosched(args: argparse.Namespace, tally: Tally) -> None:
         stop.set()
 
     say("ready")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     stopping = asyncio.create_task(stopper())
     # Stopping drains: run returns once every result is acknowledged.
     await worker.run(stop)
     elapsed = time.perf_counter() - started
     await stopping
-    say("done", f"{elapsed:.6f}", tally.handled)
+    say("done", f"{elapsed:.6f}", tally.handled, f"{time.process_time() - cpu:.6f}")
 
 
 async def run_pgqueuer(args: argparse.Namespace, tally: Tally) -> None:
@@ -117,7 +118,7 @@ async def run_pgqueuer(args: argparse.Namespace, tally: Tally) -> None:
     pgq.entrypoint("noop", concurrency_limit=args.concurrency)(noop)
     mode = pgq_types.QueueExecutionMode.drain if args.mode == "drain" else None
     say("ready")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if mode is not None:
         # Drain mode returns once the queue is empty and in-flight jobs are
         # logged as done.
@@ -130,7 +131,7 @@ async def run_pgqueuer(args: argparse.Namespace, tally: Tally) -> None:
     elapsed = time.perf_counter() - started
     with contextlib.suppress(Exception):
         await conn.close()
-    say("done", f"{elapsed:.6f}", tally.handled)
+    say("done", f"{elapsed:.6f}", tally.handled, f"{time.process_time() - cpu:.6f}")
 
 
 async def run_procrastinate(args: argparse.Namespace, tally: Tally) -> None:
@@ -151,7 +152,7 @@ async def run_procrastinate(args: argparse.Namespace, tally: Tally) -> None:
     }
     async with app.open_async():
         say("ready")
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         if args.mode == "drain":
             # wait=False: the worker returns once it has caught up with the queue.
             await app.run_worker_async(wait=False, **options)
@@ -163,7 +164,7 @@ async def run_procrastinate(args: argparse.Namespace, tally: Tally) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await running
         elapsed = time.perf_counter() - started
-    say("done", f"{elapsed:.6f}", tally.handled)
+    say("done", f"{elapsed:.6f}", tally.handled, f"{time.process_time() - cpu:.6f}")
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, Tally], Coroutine[Any, Any, None]]] = {

@@ -58,7 +58,7 @@ from pathlib import Path
 import grpc
 import psycopg
 
-from bench.common import database, server_process
+from bench.common import database, postmaster_pid, server_pid, server_process, tree_cpu
 from bench.peers import Chronosched, WorkerProcess, database_url, settle
 from bench.throughput import make_jobs, setup
 from chronosched.v1 import (
@@ -83,69 +83,6 @@ WARM_UP_NS = "scale-warm-up"
 WARM_UP_JOBS = 2_000
 # A drain that handles nothing new for this long is reported as failed.
 STALL_S = 60.0
-
-
-# --- CPU, from /proc ------------------------------------------------------------
-
-
-TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _processes() -> dict[int, tuple[int, int]]:
-    """pid -> (parent pid, CPU ticks of the process and its reaped children)."""
-    out: dict[int, tuple[int, int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: split after it.
-        fields = raw[raw.rindex(")") + 2 :].split()
-        # After the name: state ppid ... utime(14) stime cutime cstime(17).
-        out[int(entry)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
-    return out
-
-
-def tree_cpu(roots: Sequence[int]) -> float:
-    """CPU seconds of these processes and all their descendants, alive or
-    reaped (a reaped child's time is in its parent's cutime/cstime)."""
-    procs = _processes()
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in procs.items():
-        children.setdefault(ppid, []).append(pid)
-    ticks, todo, seen = 0, list(roots), set[int]()
-    while todo:
-        pid = todo.pop()
-        if pid in seen or pid not in procs:
-            continue
-        seen.add(pid)
-        ticks += procs[pid][1]
-        todo += children.get(pid, [])
-    return ticks / TICK
-
-
-def server_pid(port: int) -> int:
-    """The `chronosched server` child of this process listening on port."""
-    for pid, (ppid, _) in _processes().items():
-        if ppid != os.getpid():
-            continue
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"chronosched_server" in argv and str(port).encode() in argv:
-            return pid
-    raise RuntimeError(f"no chronosched server process on port {port}")
-
-
-async def postmaster_pid(url: str) -> int:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        row = await (await conn.execute("select pg_backend_pid()")).fetchone()
-        assert row is not None
-        # While the backend (a child of the postmaster) is still alive.
-        return _processes()[int(row[0])][0]
 
 
 # --- drains by worker processes -------------------------------------------------
