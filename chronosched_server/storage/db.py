@@ -74,7 +74,9 @@ def _domain_errors() -> Iterator[None]:
 
 
 class Database:
-    """The server's connection pool; every transaction goes through `transaction()`."""
+    """The server's connection pool; every use of a connection goes through
+    one of its context managers (a transaction, a pipelined one, one in
+    steps, reads, or a single statement), which translate database errors."""
 
     def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10):
         self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
