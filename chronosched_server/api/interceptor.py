@@ -12,7 +12,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -124,7 +124,9 @@ class _Call:
     def done(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         # A client that cancels a stream may end it either way: the handler is
         # closed (CancelledError, GeneratorExit) or it sees the requests end
-        # and returns. The call was cancelled all the same.
+        # and returns, possibly before gRPC has marked the call cancelled
+        # (streams are therefore counted once the call has ended:
+        # `_wrap_stream`). The call was cancelled all the same.
         if self.code == "OK" and context.cancelled():
             self.code = grpc.StatusCode.CANCELLED.name
         self.metrics.rpc_requests.labels(self.method, self.code).inc()
@@ -214,6 +216,9 @@ def _wrap_stream(fn: Callable[..., Any], method: str, metrics: Metrics) -> Calla
         except Exception as exc:
             await _abort(context, exc, method, call)
         finally:
-            call.done(context)
+            # Counted when gRPC has ended the call, not when the handler
+            # returned: only then does cancelled() know. (The type stubs
+            # declare the callback as a class, which no function matches.)
+            context.add_done_callback(cast(Any, call.done))
 
     return wrapper
