@@ -313,14 +313,14 @@ async def _get(conn: Conn, namespace_id: str, dag_id: uuid.UUID) -> Dag:
 
 
 async def get(db: Database, namespace_id: str, dag_id: uuid.UUID) -> Dag:
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         return await _get(conn, namespace_id, dag_id)
 
 
 async def list_page(
     db: Database, namespace_id: str, state: str | None, after: uuid.UUID | None, limit: int
 ) -> list[Dag]:
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         await namespaces.require(conn, namespace_id)
         return await fetch_records(
             conn,
@@ -556,7 +556,7 @@ async def require_in_namespace(conn: Conn, namespace_id: str, dag_id: uuid.UUID)
 async def list_dependencies(
     db: Database, namespace_id: str, dag_id: uuid.UUID, after: tuple[uuid.UUID, uuid.UUID] | None, limit: int
 ) -> list[Dependency]:
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         await _get(conn, namespace_id, dag_id)
         return await fetch_records(
             conn,

@@ -116,14 +116,14 @@ async def _create(conn: Conn, new: NewDefinition, request_id: str) -> Definition
 
 
 async def get(db: Database, namespace_id: str, def_id: uuid.UUID) -> Definition:
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         return await find(conn, namespace_id, def_id)
 
 
 async def list_page(
     db: Database, namespace_id: str, name: str | None, after: uuid.UUID | None, limit: int
 ) -> list[Definition]:
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         await namespaces.require(conn, namespace_id)
         return await fetch_records(
             conn,

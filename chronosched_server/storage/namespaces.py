@@ -36,7 +36,7 @@ async def create(db: Database, namespace_id: str, description: str) -> Namespace
 
 
 async def get(db: Database, namespace_id: str) -> Namespace:
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         row = await fetch_record(conn, Namespace, "get_namespace", {"namespace_id": namespace_id})
     if row is None:
         raise NotFound("namespace", namespace_id)
@@ -47,7 +47,7 @@ async def list_page(
     db: Database, after: str | None, limit: int, *, only: str | None = None
 ) -> list[Namespace]:
     """A page of namespaces in id order; `only` lists that one alone (if it exists)."""
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         return await fetch_records(
             conn, Namespace, "list_namespaces", {"after": after, "limit": limit, "only": only}
         )

@@ -82,7 +82,7 @@ async def list_page(
 ) -> list[WorkerPresence]:
     """Unexpired streams in (worker_id, stream_id) order after `after`; with
     `namespace_id`, only those serving it."""
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         return await fetch_records(
             conn,
             WorkerPresence,

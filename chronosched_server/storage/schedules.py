@@ -47,7 +47,7 @@ class Recorded:
 
 async def load_active(db: Database) -> list[ActiveSchedule]:
     """The latest version of every scheduled, unpaused name, with its anchor parts."""
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         return await fetch_records(conn, ActiveSchedule, "load_schedules", {})
 
 
@@ -111,7 +111,7 @@ async def list_fires(
     db: Database, namespace_id: str, def_id: uuid.UUID, before: datetime | None, limit: int
 ) -> list[Fire]:
     """One page of the ledger of the definition's NAME, newest tick first."""
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         definition = await definitions.find(conn, namespace_id, def_id)
         return await fetch_records(
             conn,
@@ -129,7 +129,7 @@ async def _require_schedule(conn: Conn, namespace_id: str, name: str) -> Schedul
 async def get(db: Database, namespace_id: str, name: str) -> Schedule:
     """The schedule of a definition name (NOT_FOUND when no version has that
     name); a retired name's says so (`retire_time`)."""
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         return await _require_schedule(conn, namespace_id, name)
 
 

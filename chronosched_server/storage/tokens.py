@@ -44,7 +44,7 @@ async def create(
 
 
 async def find(db: Database, token_id: str) -> TokenCheck | None:
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         return await fetch_record(conn, TokenCheck, "find_token", {"token_id": token_id})
 
 
@@ -63,7 +63,7 @@ async def list_page(
     after: str | None,
     limit: int,
 ) -> list[Token]:
-    async with db.transaction() as conn:
+    async with db.reads() as conn:
         return await fetch_records(
             conn,
             Token,
