@@ -8,7 +8,7 @@ import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -140,6 +140,22 @@ def _row(row: DictRow) -> DictRow:
     return row
 
 
+# Up to this many jobs (and edges) go in as one INSERT from arrays, which a
+# caller can send in the pipeline of its transaction's last step; more go by
+# COPY, which costs two round trips of its own but less per row. Measured at
+# the storage layer on one machine (docs/performance.md): the INSERT wins
+# below about 8 to 12 rows (0.91 against 1.02 ms for one job) and loses
+# above (2.50 against 1.83 ms for 64). Over a network each round trip saved
+# is worth more.
+INSERT_MAX = 8
+
+
+def copies(n: int) -> bool:
+    """Whether `insert_jobs` (or `insert_edges`) writes `n` rows by COPY,
+    which must run outside a pipeline, or by an INSERT, which may run in one."""
+    return n > INSERT_MAX
+
+
 async def insert_jobs(
     conn: Conn,
     namespace_id: str,
@@ -150,8 +166,9 @@ async def insert_jobs(
     tally: Tally | None = None,
     versions: Versions | None = None,
 ) -> list[str]:
-    """COPY the jobs in; with `ready_at`, jobs without parents go in READY, due then.
+    """Write the jobs; with `ready_at`, jobs without parents go in READY, due then.
     `versions`: theirs, if the caller read them already (send_versions).
+    By COPY or by one INSERT, as `copies` says for their number.
 
     `dag_id` None makes standalone jobs (EnqueueJobs), keyed by their
     definition's name as Tick and cron fires key theirs; the jobs' own keys
@@ -161,12 +178,16 @@ async def insert_jobs(
     if versions is None:
         versions = await (await send_versions(conn, namespace_id, jobs)).checked()
     defs, which = versions
+    copying = copies(len(jobs))
+    # COPY's text format doubles backslashes (the only character JSON text
+    # can hold that it escapes); an INSERT takes the JSON as it is.
+    escape: Callable[[str], str] = copy_text if copying else str
     templates = [row["payload_template"] for row in defs]
     kinds = [row["kind"] for row in defs]
-    template_text = [copy_text(json.dumps(t, separators=(",", ":"))) for t in templates]
+    template_text = [escape(json.dumps(t, separators=(",", ":"))) for t in templates]
     # Built-in kinds' payloads are checked before anything is written; a
     # template once per definition, a merged payload per job that has one
-    # (merged once: its COPY text is rendered here too).
+    # (merged once: its text is rendered here too).
     v = Violations()
     bad_template = [payload_problem(kind, t) is not None for kind, t in zip(kinds, templates, strict=True)]
     payloads: list[str] = []
@@ -174,52 +195,91 @@ async def insert_jobs(
         if job.payload:
             merged = {**templates[d], **job.payload}
             check_kind_payload(v, f"jobs[{i}].payload", kinds[d], merged)
-            payloads.append(copy_text(json.dumps(merged, separators=(",", ":"))))
+            payloads.append(escape(json.dumps(merged, separators=(",", ":"))))
         else:
             if bad_template[d]:
                 check_kind_payload(v, f"jobs[{i}].payload", kinds[d], templates[d])
             payloads.append(template_text[d])
     v.raise_if_any()
     ids = uuid7_strs(len(jobs))
-    due = ready_at.isoformat() if ready_at else r"\N"
-    # Per definition, the constant parts of a row (UUIDs rendered once: str()
-    # per row dominated the COPY otherwise); the loop only glues.
-    # A standalone job's key is its definition's name, so it is part of the
-    # constant middle; a DAG job's own key follows it.
-    if dag_id is None:
-        middle = [f"\t{namespace_id}\t\\N\t{row['def_id']}\t{row['kind']}\t{row['name']}" for row in defs]
-        keys: Sequence[str] = [""] * len(jobs)
+    # The row rules, for both writers: a job's own priority over its
+    # definition's default, and READY (due at `ready_at`) only for a job
+    # without parents in a started DAG or run.
+    priorities = [
+        defs[d]["default_priority"] if job.priority is None else job.priority
+        for job, d in zip(jobs, which, strict=True)
+    ]
+    starts = [ready_at is not None and parents == 0 for parents in indegrees]
+    if not copying:
+        rows = [defs[d] for d in which]
+        await execute(
+            conn,
+            "insert_job_rows",
+            {
+                "namespace_id": namespace_id,
+                "dag_id": dag_id,
+                "job_ids": ids,
+                "def_ids": [row["def_id"] for row in rows],
+                "kinds": [row["kind"] for row in rows],
+                # A standalone job's key is its definition's name (below).
+                "keys": [row["name"] for row in rows] if dag_id is None else [job.key for job in jobs],
+                "states": ["READY" if start else "PENDING" for start in starts],
+                "max_attempts": [row["max_attempts"] for row in rows],
+                "priorities": priorities,
+                "pending_parents": list(indegrees),
+                "payloads": payloads,
+                "due_times": [ready_at if start else None for start in starts],
+            },
+        )
     else:
-        dag_text = str(dag_id)
-        middle = [f"\t{namespace_id}\t{dag_text}\t{row['def_id']}\t{row['kind']}\t" for row in defs]
-        keys = [job.key for job in jobs]
-    lines: list[str] = []
-    for job_id, job, key, d, parents, payload in zip(
-        ids, jobs, keys, which, indegrees, payloads, strict=True
-    ):
-        row = defs[d]
-        priority = row["default_priority"] if job.priority is None else job.priority
-        if ready_at is not None and parents == 0:
-            lines.append(
-                f"{job_id}{middle[d]}{key}\tREADY\t{row['max_attempts']}\t{priority}\t0\t{payload}\t{due}\n"
-            )
+        due = ready_at.isoformat() if ready_at else r"\N"
+        # Per definition, the constant parts of a row (UUIDs rendered once:
+        # str() per row dominated the COPY otherwise); the loop only glues.
+        # A standalone job's key is its definition's name, so it is part of
+        # the constant middle; a DAG job's own key follows it.
+        if dag_id is None:
+            middle = [f"\t{namespace_id}\t\\N\t{row['def_id']}\t{row['kind']}\t{row['name']}" for row in defs]
+            keys: Sequence[str] = [""] * len(jobs)
         else:
-            lines.append(
-                f"{job_id}{middle[d]}{key}\tPENDING\t{row['max_attempts']}\t{priority}\t{parents}\t{payload}\t\\N\n"
-            )
-    await copy_rows(
-        conn,
-        b"copy jobs (job_id, namespace_id, dag_id, def_id, kind, key, state, max_attempts, priority,"
-        b" pending_parents, payload, due_time) from stdin",
-        lines,
-    )
+            dag_text = str(dag_id)
+            middle = [f"\t{namespace_id}\t{dag_text}\t{row['def_id']}\t{row['kind']}\t" for row in defs]
+            keys = [job.key for job in jobs]
+        lines: list[str] = []
+        for job_id, key, d, parents, payload, priority, start in zip(
+            ids, keys, which, indegrees, payloads, priorities, starts, strict=True
+        ):
+            row = defs[d]
+            if start:
+                lines.append(
+                    f"{job_id}{middle[d]}{key}\tREADY\t{row['max_attempts']}\t{priority}\t0\t{payload}\t{due}\n"
+                )
+            else:
+                lines.append(
+                    f"{job_id}{middle[d]}{key}\tPENDING\t{row['max_attempts']}\t{priority}\t{parents}"
+                    f"\t{payload}\t\\N\n"
+                )
+        await copy_rows(
+            conn,
+            b"copy jobs (job_id, namespace_id, dag_id, def_id, kind, key, state, max_attempts, priority,"
+            b" pending_parents, payload, due_time) from stdin",
+            lines,
+        )
     if tally is not None:
         for d, n in Counter(which).items():
             tally.created[namespace_id, kinds[d]] += n
     return ids
 
 
-async def _insert_edges(conn: Conn, dag_id: uuid.UUID, edges: Sequence[tuple[str, str]]) -> None:
+async def insert_edges(conn: Conn, dag_id: uuid.UUID, edges: Sequence[tuple[str, str]]) -> None:
+    """Write a DAG's edges (parent and child job ids), by COPY or by one
+    INSERT as `copies` says for their number."""
+    if not copies(len(edges)):
+        await execute(
+            conn,
+            "insert_edge_rows",
+            {"dag_id": dag_id, "parents": [p for p, _ in edges], "children": [c for _, c in edges]},
+        )
+        return
     dag_text = str(dag_id)
     await copy_rows(
         conn,
@@ -240,11 +300,11 @@ async def create(
 ) -> Dag:
     """Create a DAG with its topology in one transaction; `edges` are validated and acyclic.
 
-    Three steps, whatever the size: the namespace hold, the request id's
-    claim, the versions' read and the DAG row go out together (with BEGIN);
-    then the COPYs; then the request id's record with COMMIT. Their answers
-    are read in the order a caller's errors rank: namespace, replay,
-    versions."""
+    In steps: the namespace hold, the request id's claim, the versions' read
+    and the DAG row go out together (with BEGIN); then the COPYs, if the
+    jobs or edges are many; then the jobs and edges if they are few, the
+    request id's record and COMMIT together. The first step's answers are
+    read in the order a caller's errors rank: namespace, replay, versions."""
     indegrees = topology.indegrees(len(jobs), edges)
     dag_id = uuid7()
     async with db.steps() as conn:
@@ -269,13 +329,21 @@ async def create(
             return await _get(conn, namespace_id, earlier[0])
         checked = await versions.checked() if versions else None
         (dag,) = await made.fetch()
-        if jobs:
-            ids = await insert_jobs(
-                conn, namespace_id, dag_id, jobs, indegrees, dag.start_time if start else None, tally, checked
-            )
-            if edges:
-                await _insert_edges(conn, dag_id, [(ids[p], ids[c]) for p, c in edges])
+
+        async def write() -> None:
+            if jobs:
+                ready_at = dag.start_time if start else None
+                ids = await insert_jobs(conn, namespace_id, dag_id, jobs, indegrees, ready_at, tally, checked)
+                if edges:
+                    await insert_edges(conn, dag_id, [(ids[p], ids[c]) for p, c in edges])
+
+        # A few rows go in the last step's pipeline; COPY runs before it.
+        inline = not copies(len(jobs)) and not copies(len(edges))
+        if not inline:
+            await write()
         async with conn.pipeline():
+            if inline:
+                await write()
             await idem.record([dag_id])
             await commit(conn)
     after_bulk_load(db, len(jobs))

@@ -326,7 +326,7 @@ async def enqueue(
     """Enqueue standalone runs READY and due now, all in one transaction,
     and return their ids in the order of `runs` (a replay of `request_id`:
     the original call's ids, and nothing is made); the new ones go into
-    `tally.created`. In three steps, as dags.create takes them."""
+    `tally.created`. In steps, as dags.create takes them."""
     async with db.steps() as conn:
         idem = namespaces.RequestIds(conn, namespace_id, "EnqueueJobs", request_id)
         async with conn.pipeline():
@@ -339,8 +339,18 @@ async def enqueue(
         if earlier is not None:
             return [str(job_id) for job_id in earlier]
         checked = await versions.checked()
-        ids = await dags.insert_jobs(conn, namespace_id, None, runs, [0] * len(runs), now, tally, checked)
+
+        async def write() -> list[str]:
+            return await dags.insert_jobs(
+                conn, namespace_id, None, runs, [0] * len(runs), now, tally, checked
+            )
+
+        # A few runs go in the last step's pipeline; COPY runs before it.
+        inline = not dags.copies(len(runs))
+        ids = [] if inline else await write()
         async with conn.pipeline():
+            if inline:
+                ids = await write()
             if idem.active:
                 await idem.record([uuid.UUID(job_id) for job_id in ids])
             await commit(conn)

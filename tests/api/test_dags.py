@@ -3,8 +3,11 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import pytest
+from google.protobuf import struct_pb2
 
 from chronosched.v1 import dag_pb2, definition_pb2, job_pb2
+from chronosched_server.storage import dags as storage_dags
 from tests.support.builders import dag, dag_jobs, definition, fails, namespace
 from tests.support.locks import AConn
 from tests.support.server import Stubs
@@ -419,3 +422,76 @@ async def test_create_dag_and_enqueue_rank_errors_namespace_then_replay_then_ver
         "select method, request_id from request_ids where namespace_id = %s order by 1", (ns,)
     )
     assert await cur.fetchall() == [("CreateDag", "r-1"), ("EnqueueJobs", "r-1")]
+
+
+async def _rows(aconn: AConn, where: str, value: str) -> list[tuple[object, ...]]:
+    """The written facts of some jobs, in key and creation order, without their ids."""
+    cur = await aconn.execute(
+        "select j.key, j.kind, j.state, j.max_attempts, j.priority, j.pending_parents, j.payload,"
+        " j.due_time is null, coalesce(j.due_time = coalesce(d.start_time, j.create_time), false)"
+        f" from jobs j left join dags d using (dag_id) where {where} = %s order by j.key, j.job_id",
+        (value,),
+    )
+    return await cur.fetchall()
+
+
+@pytest.mark.parametrize("start", [True, False])
+async def test_few_jobs_by_insert_and_many_by_copy_are_written_alike(
+    api: Stubs, aconn: AConn, monkeypatch: pytest.MonkeyPatch, start: bool
+) -> None:
+    """A few jobs and edges go in by one INSERT (in the transaction's last
+    pipeline), many by COPY: the same request gives the same rows either way,
+    backslashes in payloads included."""
+    ns = await namespace(api)
+    template = struct_pb2.Struct()
+    template.update({"path": "C:\\dir\\", "n": 1})
+    d = await definition(api, ns, payload_template=template, default_priority=3, max_attempts=4)
+    e = await definition(api, ns, "other", kind="other")
+    override = struct_pb2.Struct()
+    override.update({"q": 'a\\b\t"c"\n', "n": 2})
+    request = dag_pb2.CreateDagRequest(
+        namespace_id=ns,
+        jobs=[
+            dag_pb2.JobSpec(key="a", def_id=d.def_id),
+            dag_pb2.JobSpec(key="b", def_id=e.def_id, priority=-2, payload=override),
+            dag_pb2.JobSpec(key="c", def_id=d.def_id, payload=override),
+        ],
+        dependencies=[dag_pb2.DagEdge(parent="a", child="c"), dag_pb2.DagEdge(parent="b", child="c")],
+        start=start,
+    )
+    runs = job_pb2.EnqueueJobsRequest(
+        namespace_id=ns,
+        jobs=[job_pb2.JobRun(def_id=d.def_id, payload=override), job_pb2.JobRun(def_id=e.def_id, priority=5)],
+    )
+    few = await api.dags.CreateDag(request)
+    few_runs = await api.jobs.EnqueueJobs(runs)
+    monkeypatch.setattr(storage_dags, "INSERT_MAX", 0)
+    many = await api.dags.CreateDag(request)
+    many_runs = await api.jobs.EnqueueJobs(runs)
+
+    rows = await _rows(aconn, "j.dag_id::text", few.dag_id)
+    assert rows == await _rows(aconn, "j.dag_id::text", many.dag_id)
+    state = "READY" if start else "PENDING"
+    merged = {"path": "C:\\dir\\", "n": 2, "q": 'a\\b\t"c"\n'}
+    assert rows == [
+        ("a", "noop", state, 4, 3, 0, {"path": "C:\\dir\\", "n": 1}, not start, start),
+        ("b", "other", state, 3, -2, 0, {"q": 'a\\b\t"c"\n', "n": 2}, not start, start),
+        ("c", "noop", "PENDING", 4, 3, 2, merged, True, False),
+    ]
+    for dag_id in (few.dag_id, many.dag_id):
+        edges = await api.dags.ListDependencies(
+            dag_pb2.ListDependenciesRequest(namespace_id=ns, dag_id=dag_id)
+        )
+        keys = {j.job_id: k for k, j in (await dag_jobs(api, ns, dag_id)).items()}
+        assert sorted((keys[x.parent_job_id], keys[x.child_job_id]) for x in edges.dependencies) == [
+            ("a", "c"),
+            ("b", "c"),
+        ]
+    standalone = [
+        await _rows(aconn, "j.job_id::text", job_id) for job_id in [*few_runs.job_ids, *many_runs.job_ids]
+    ]
+    assert standalone[:2] == standalone[2:]
+    assert standalone[:2] == [
+        [("noop", "noop", "READY", 4, 3, 0, merged, False, True)],
+        [("other", "other", "READY", 3, 5, 0, {}, False, True)],
+    ]

@@ -126,3 +126,24 @@ limit %(limit)s::int;
 
 -- name: analyze_queue_tables
 analyze jobs, dependencies;
+
+-- name: insert_job_rows
+-- The rows insert_jobs renders, for a few jobs: one INSERT that can travel
+-- in a pipeline (COPY cannot). dag_id null for standalone runs.
+insert into jobs (
+    job_id, namespace_id, dag_id, def_id, kind, key, state, max_attempts, priority, pending_parents,
+    payload, due_time
+)
+select x.job_id, %(namespace_id)s::text, %(dag_id)s::uuid, x.def_id, x.kind, x.key, x.state, x.max_attempts,
+       x.priority, x.pending_parents, x.payload, x.due_time
+from unnest(
+    %(job_ids)s::uuid[], %(def_ids)s::uuid[], %(kinds)s::text[], %(keys)s::text[], %(states)s::text[],
+    %(max_attempts)s::int[], %(priorities)s::int[], %(pending_parents)s::int[], %(payloads)s::jsonb[],
+    %(due_times)s::timestamptz[]
+) as x (job_id, def_id, kind, key, state, max_attempts, priority, pending_parents, payload, due_time);
+
+-- name: insert_edge_rows
+-- A few edges of one DAG in one INSERT, as insert_job_rows for jobs.
+insert into dependencies (dag_id, parent_job_id, child_job_id)
+select %(dag_id)s::uuid, p, c
+from unnest(%(parents)s::uuid[], %(children)s::uuid[]) as x (p, c);
