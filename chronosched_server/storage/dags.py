@@ -209,7 +209,7 @@ async def insert_jobs(
         defs[d]["default_priority"] if job.priority is None else job.priority
         for job, d in zip(jobs, which, strict=True)
     ]
-    starts = [ready_at is not None and parents == 0 for parents in indegrees]
+    starts = [parents == 0 for parents in indegrees] if ready_at is not None else [False] * len(jobs)
     if not copying:
         rows = [defs[d] for d in which]
         await execute(
