@@ -8,9 +8,9 @@ import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from psycopg.rows import DictRow
 
@@ -38,6 +38,8 @@ from chronosched_server.validation import MAX_JOBS_PER_DAG, Violations, check_ki
 from chronosched_worker.kinds import payload_problem
 
 log = logging.getLogger(__name__)
+
+W = TypeVar("W")
 
 
 class NewJob(NamedTuple):
@@ -138,6 +140,65 @@ async def send_versions(conn: Conn, namespace_id: str, jobs: Sequence[NewJob]) -
 
 def _row(row: DictRow) -> DictRow:
     return row
+
+
+class Opening(NamedTuple):
+    """The first step of a create sent in steps (`Database.steps`): BEGIN,
+    the namespace hold, the request id's claim and the versions' read, in
+    the caller's pipeline (which may add statements of its own)."""
+
+    namespace_id: str
+    idem: namespaces.RequestIds
+    held: Pending[datetime]
+    claim: Pending[str] | None
+    versions: VersionsSent
+
+    async def answers(self) -> tuple[datetime, Versions] | list[uuid.UUID]:
+        """Read in the order a caller's errors rank: NOT_FOUND for a missing
+        namespace, then a replay (the first call's resource ids, returned),
+        then the versions' errors; else the transaction's time and the
+        versions."""
+        now = await namespaces.held(self.held, self.namespace_id)
+        earlier = await self.idem.earlier(self.claim)
+        if earlier is not None:
+            return earlier
+        return now, await self.versions.checked()
+
+    async def close(
+        self,
+        conn: Conn,
+        few: bool,
+        write: Callable[[], Awaitable[W]],
+        resources: Callable[[W], list[uuid.UUID]],
+    ) -> W:
+        """The last steps: `write` (the rows) and then, in one pipeline, the
+        request id's record (naming `resources` of what `write` returned) and
+        COMMIT. With `few` rows the write joins that pipeline; otherwise it
+        runs before it, as COPY cannot travel in one. Returns what `write` did."""
+        if not few:
+            written = await write()
+            async with conn.pipeline():
+                await self._end(conn, written, resources)
+            return written
+        async with conn.pipeline():
+            written = await write()
+            await self._end(conn, written, resources)
+        return written
+
+    async def _end(self, conn: Conn, written: W, resources: Callable[[W], list[uuid.UUID]]) -> None:
+        if self.idem.active:
+            await self.idem.record(resources(written))
+        await commit(conn)
+
+
+async def open_steps(
+    conn: Conn, namespace_id: str, idem: namespaces.RequestIds, jobs: Sequence[NewJob]
+) -> Opening:
+    """Send a create's first step (in the caller's pipeline)."""
+    await begin(conn)
+    held = await namespaces.send_hold(conn, namespace_id)
+    claim = await idem.send_claim()
+    return Opening(namespace_id, idem, held, claim, await send_versions(conn, namespace_id, jobs))
 
 
 # Up to this many jobs (and edges) go in as one INSERT from arrays, which a
@@ -310,10 +371,7 @@ async def create(
     async with db.steps() as conn:
         idem = namespaces.RequestIds(conn, namespace_id, "CreateDag", request_id)
         async with conn.pipeline():
-            await begin(conn)
-            held = await namespaces.send_hold(conn, namespace_id)
-            claim = await idem.send_claim()
-            versions = await send_versions(conn, namespace_id, jobs) if jobs else None
+            opening = await open_steps(conn, namespace_id, idem, jobs)
             params = {
                 "dag_id": dag_id,
                 "namespace_id": namespace_id,
@@ -322,12 +380,11 @@ async def create(
                 "start": start,
             }
             made = await pending(conn, "insert_dag", params, lambda row: from_row(Dag, row))
-        await namespaces.held(held, namespace_id)
-        earlier = await idem.earlier(claim)
-        if earlier is not None:
+        answers = await opening.answers()
+        if isinstance(answers, list):
             # Ours is rolled back; the first call's DAG has committed.
-            return await _get(conn, namespace_id, earlier[0])
-        checked = await versions.checked() if versions else None
+            return await _get(conn, namespace_id, answers[0])
+        _, checked = answers
         (dag,) = await made.fetch()
 
         async def write() -> None:
@@ -337,15 +394,8 @@ async def create(
                 if edges:
                     await insert_edges(conn, dag_id, [(ids[p], ids[c]) for p, c in edges])
 
-        # A few rows go in the last step's pipeline; COPY runs before it.
-        inline = not copies(len(jobs)) and not copies(len(edges))
-        if not inline:
-            await write()
-        async with conn.pipeline():
-            if inline:
-                await write()
-            await idem.record([dag_id])
-            await commit(conn)
+        few = not copies(len(jobs)) and not copies(len(edges))
+        await opening.close(conn, few, write, lambda _: [dag_id])
     after_bulk_load(db, len(jobs))
     return dag
 

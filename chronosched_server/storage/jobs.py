@@ -18,8 +18,6 @@ from chronosched_server.storage import dags, definitions, namespaces, waiting
 from chronosched_server.storage.db import (
     Conn,
     Database,
-    begin,
-    commit,
     execute,
     fetch_record,
     fetch_records,
@@ -330,30 +328,20 @@ async def enqueue(
     async with db.steps() as conn:
         idem = namespaces.RequestIds(conn, namespace_id, "EnqueueJobs", request_id)
         async with conn.pipeline():
-            await begin(conn)
-            held = await namespaces.send_hold(conn, namespace_id)
-            claim = await idem.send_claim()
-            versions = await dags.send_versions(conn, namespace_id, runs)
-        now = await namespaces.held(held, namespace_id)
-        earlier = await idem.earlier(claim)
-        if earlier is not None:
-            return [str(job_id) for job_id in earlier]
-        checked = await versions.checked()
+            opening = await dags.open_steps(conn, namespace_id, idem, runs)
+        answers = await opening.answers()
+        if isinstance(answers, list):
+            return [str(job_id) for job_id in answers]
+        now, checked = answers
 
         async def write() -> list[str]:
             return await dags.insert_jobs(
                 conn, namespace_id, None, runs, [0] * len(runs), now, tally, checked
             )
 
-        # A few runs go in the last step's pipeline; COPY runs before it.
-        inline = not dags.copies(len(runs))
-        ids = [] if inline else await write()
-        async with conn.pipeline():
-            if inline:
-                ids = await write()
-            if idem.active:
-                await idem.record([uuid.UUID(job_id) for job_id in ids])
-            await commit(conn)
+        ids = await opening.close(
+            conn, not dags.copies(len(runs)), write, lambda ids: [uuid.UUID(job_id) for job_id in ids]
+        )
     dags.after_bulk_load(db, len(runs))
     return ids
 
