@@ -21,7 +21,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from chronosched.v1 import job_pb2, worker_pb2
+from google.protobuf import duration_pb2
+
+from chronosched.v1 import worker_pb2
 from chronosched_server import render
 from chronosched_server.dispatch.presence import Presence
 from chronosched_server.dispatch.streams import WorkerStream
@@ -108,6 +110,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._cycle_slots = asyncio.Semaphore(self.config.concurrent_cycles)
+        # Every assignment carries it; rendered once.
+        self._lease_duration = render.dur(self.config.lease)
         self._running: set[asyncio.Task[None]] = set()
         # Tick hand-offs under way (Dispatcher.handoff): shielded from their
         # callers, so held here until they end.
@@ -256,7 +260,7 @@ class Dispatcher:
 
     def _settings(self) -> worker_pb2.StreamSettings:
         return worker_pb2.StreamSettings(
-            lease_duration=render.dur(self.config.lease),
+            lease_duration=self._lease_duration,
             heartbeat_interval=render.dur(timedelta(seconds=self.config.heartbeat_interval_s)),
             silence_timeout=render.dur(timedelta(seconds=self.config.silence_timeout_s)),
         )
@@ -418,7 +422,7 @@ class Dispatcher:
         if job.parents_done_time is not None and job.start_time is not None:
             latency = (job.start_time - job.parents_done_time).total_seconds()
             self.metrics.parent_child_latency.observe(max(latency, 0.0))
-        _add_assignment(frame, job, self.config.lease, seq)
+        _add_assignment(frame, job, self._lease_duration, seq)
 
     # -- hand-off ----------------------------------------------------------
 
@@ -597,17 +601,19 @@ class Dispatcher:
             stream.send(frame)
 
 
-def _add_assignment(frame: worker_pb2.DequeueResponse, claimed: Job, lease: timedelta, seq: int) -> None:
-    job: job_pb2.Job = render.job(claimed)
+def _add_assignment(
+    frame: worker_pb2.DequeueResponse, claimed: Job, lease: duration_pb2.Duration, seq: int
+) -> None:
+    # Rendered in place: building the Job and the assignment's sub-messages
+    # apart and handing them to `add` copies each of them once more, about a
+    # third of what an assignment costs the cycle.
     execution_timeout = claimed.execution_timeout
     assert execution_timeout is not None, "claims carry the definition's execution timeout"
-    frame.assignments.add(
-        job=job,
-        lease_expire_time=job.lease_expire_time,
-        lease_duration=render.dur(lease),
-        execution_timeout=render.dur(execution_timeout),
-        heartbeat_sequence=seq,
-    )
+    assignment = frame.assignments.add(heartbeat_sequence=seq)
+    render.fill_job(assignment.job, claimed)
+    assignment.lease_expire_time.CopyFrom(assignment.job.lease_expire_time)
+    assignment.lease_duration.CopyFrom(lease)
+    assignment.execution_timeout.FromTimedelta(execution_timeout)
 
 
 # Heartbeats of one stream taken by a cycle: (sequence, attempts named).

@@ -1,13 +1,19 @@
-"""Row -> protobuf conversions that are pure arithmetic."""
+"""Record -> protobuf conversions: pure arithmetic and field copies."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
 
+from chronosched.v1 import job_pb2, worker_pb2
+from chronosched_server import render
 from chronosched_server.render import ts
+from chronosched_server.storage.records import Job
 
 MOMENTS = [
     datetime(2026, 11, 27, 9, 30, 15, 123456, tzinfo=UTC),
@@ -32,3 +38,94 @@ def test_ts_matches_protobufs_own_conversion(moment: datetime) -> None:
 
 def test_ts_of_none_is_none() -> None:
     assert ts(None) is None
+
+
+def _record(**overrides: Any) -> Job:
+    moment = datetime(2026, 11, 30, 18, 0, 0, 250000, tzinfo=UTC)
+    fields: dict[str, Any] = {
+        "job_id": uuid.UUID("0192f0a0-0000-7000-8000-000000000001"),
+        "namespace_id": "ns",
+        "dag_id": uuid.UUID("0192f0a0-0000-7000-8000-000000000002"),
+        "def_id": uuid.UUID("0192f0a0-0000-7000-8000-000000000003"),
+        "def_version": 4,
+        "kind": "http",
+        "key": "fetch",
+        "state": "FAILED",
+        "attempt": 2,
+        "max_attempts": 3,
+        "priority": -7,
+        "payload": {"url": "https://example.test", "tries": [1, 2.5, None, True], "nested": {"a": "b"}},
+        "result": {"status": 500},
+        "error": "boom",
+        "due_time": moment,
+        "create_time": moment - timedelta(minutes=5),
+        "start_time": moment + timedelta(seconds=1),
+        "end_time": moment + timedelta(seconds=2),
+        "update_time": moment + timedelta(seconds=2),
+        "lease_expire_time": moment + timedelta(seconds=31),
+        "worker_id": "w-1",
+    }
+    fields.update(overrides)
+    return Job(**fields)
+
+
+def _expected(row: Job) -> job_pb2.Job:
+    """The same job built field by field with protobuf's own conversions."""
+    out = job_pb2.Job(
+        job_id=str(row.job_id),
+        namespace_id=row.namespace_id,
+        dag_id=str(row.dag_id) if row.dag_id else "",
+        def_id=str(row.def_id),
+        def_version=row.def_version,
+        kind=row.kind,
+        key=row.key,
+        state=job_pb2.Job.State.Value("STATE_" + row.state),
+        attempt=row.attempt,
+        max_attempts=row.max_attempts,
+        priority=row.priority,
+        error=row.error,
+        worker_id=row.worker_id,
+    )
+    for name in ("payload", "result"):
+        if (value := getattr(row, name)) is not None:
+            getattr(out, name).update(value)
+            getattr(out, name).SetInParent()
+    for name in ("due_time", "create_time", "start_time", "end_time", "update_time", "lease_expire_time"):
+        if (value := getattr(row, name)) is not None:
+            getattr(out, name).FromDatetime(value)
+    return out
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        _record(),
+        _record(dag_id=None, result=None, error="", end_time=None, lease_expire_time=None, state="PENDING"),
+        _record(payload={}, due_time=None, start_time=None, worker_id="", state="READY"),
+        *(_record(state=state) for state in ("RUNNING", "SUCCEEDED", "CANCELLED")),
+    ],
+)
+def test_job_rendered_in_place_matches_one_built_field_by_field(row: Job) -> None:
+    assert render.job(row) == _expected(row)
+    frame = worker_pb2.DequeueResponse()
+    render.fill_job(frame.assignments.add().job, row)
+    assert frame.assignments[0].job == _expected(row)
+    # An empty payload is still present (a worker reads `{}`, not "unset").
+    assert render.job(row).HasField("payload")
+
+
+def test_every_job_field_is_rendered() -> None:
+    # A field added to the Job message but not to render.fill_job fails here.
+    # Typed as any message: HasField is asked of every field by its name.
+    rendered: Message = render.job(_record())
+    missing = [
+        f.name
+        for f in job_pb2.Job.DESCRIPTOR.fields
+        if f.name != "waiting"
+        and not (
+            rendered.HasField(f.name)
+            if f.message_type is not None
+            else getattr(rendered, f.name) != f.default_value
+        )
+    ]
+    assert missing == []
