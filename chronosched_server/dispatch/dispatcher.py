@@ -383,24 +383,30 @@ class Dispatcher:
             outs.update(await self._apply_apart(missing, together=not broken))
         # One frame per stream per cycle: its acks, then its new assignments.
         frames: dict[WorkerStream, worker_pb2.DequeueResponse] = {}
+        finished: Counter[tuple[str, str, Outcome]] = Counter()
         for pending in batch:
             out = outs[id(pending)]
             if out is None:
                 continue
-            self._count_result(pending, out)
+            self._count_result(pending, out, finished)
             reason = out.rejected.reason if out.rejected else ""
             frame = frames.setdefault(pending.stream, worker_pb2.DequeueResponse())
             frame.acks.add(job=pending.ref, accepted=out.rejected is None, reason=reason)
         for stream, unanswered in answers:
             if not stream.closed:
                 _answer(frames.setdefault(stream, worker_pb2.DequeueResponse()), unanswered, extended)
+        self.metrics.count_results(finished)
         unsent: dict[uuid.UUID, int] = {}
+        started: Counter[tuple[str, str]] = Counter()
         for stream, seq, rows in claimed:
             for job in rows:
                 if stream.closed:
                     unsent[job.job_id] = job.attempt
                     continue
-                self._assign(frames.setdefault(stream, worker_pb2.DequeueResponse()), stream, seq, job)
+                self._assign(
+                    frames.setdefault(stream, worker_pb2.DequeueResponse()), stream, seq, job, started
+                )
+        self.metrics.count_started(started)
         for stream, frame in frames.items():
             stream.send(frame)
         if unsent:
@@ -412,13 +418,21 @@ class Dispatcher:
             # emptied what it could take; new work wakes us by notification.
             self._wake.set()
 
-    def _assign(self, frame: worker_pb2.DequeueResponse, stream: WorkerStream, seq: int, job: Job) -> None:
+    def _assign(
+        self,
+        frame: worker_pb2.DequeueResponse,
+        stream: WorkerStream,
+        seq: int,
+        job: Job,
+        started: Counter[tuple[str, str]],
+    ) -> None:
         """Book a job leased to `stream` (claimed, or handed off by Tick) as
-        its own and add its assignment to the stream's next frame."""
+        its own and add its assignment to the stream's next frame; count it
+        in `started` by (namespace, kind)."""
         stream.in_flight[job.job_id] = job.attempt
         self.owner[job.job_id] = stream
-        self._labels[job.job_id, job.attempt] = (job.namespace_id, job.kind)
-        self.metrics.jobs_started.labels(job.namespace_id, job.kind).inc()
+        self._labels[job.job_id, job.attempt] = label = (job.namespace_id, job.kind)
+        started[label] += 1
         if job.parents_done_time is not None and job.start_time is not None:
             latency = (job.start_time - job.parents_done_time).total_seconds()
             self.metrics.parent_child_latency.observe(max(latency, 0.0))
@@ -462,12 +476,16 @@ class Dispatcher:
             await self._release({job.job_id: job.attempt})
             return job
         frame = worker_pb2.DequeueResponse()
-        self._assign(frame, stream, seq, job)
+        started: Counter[tuple[str, str]] = Counter()
+        self._assign(frame, stream, seq, job, started)
+        self.metrics.count_started(started)
         stream.send(frame)
         self.metrics.handoffs.labels(job.namespace_id, job.kind).inc()
         return job
 
-    def _count_result(self, pending: _Pending, out: ResultOut) -> None:
+    def _count_result(
+        self, pending: _Pending, out: ResultOut, finished: Counter[tuple[str, str, Outcome]]
+    ) -> None:
         # Attempts this process did not push (adopted on a reconnect) have
         # no labels here; they are counted without them.
         namespace, kind = self._labels.pop((pending.item.job_id, pending.ref.attempt), ("", ""))
@@ -475,7 +493,7 @@ class Dispatcher:
             self.metrics.stale_results.inc()
             return
         if out.outcome is not None:
-            self.metrics.count_result(namespace, kind, out.outcome)
+            finished[namespace, kind, out.outcome] += 1
 
     async def _release(self, unsent: dict[uuid.UUID, int]) -> None:
         """Hand back jobs claimed for a stream that closed meanwhile; if this

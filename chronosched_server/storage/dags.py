@@ -30,10 +30,11 @@ from chronosched_server.storage.db import (
     fetch_record,
     fetch_records,
     pending,
+    pending_records,
     with_retries,
 )
 from chronosched_server.storage.metrics import Tally
-from chronosched_server.storage.records import Dag, Dependency, Job, from_row
+from chronosched_server.storage.records import Dag, Dependency, Job
 from chronosched_server.validation import MAX_JOBS_PER_DAG, Violations, check_kind_payload
 from chronosched_worker.kinds import payload_problem
 
@@ -379,7 +380,7 @@ async def create(
                 "job_count": len(jobs),
                 "start": start,
             }
-            made = await pending(conn, "insert_dag", params, lambda row: from_row(Dag, row))
+            made = await pending_records(conn, "insert_dag", params, Dag)
         answers = await opening.answers()
         if isinstance(answers, list):
             # Ours is rolled back; the first call's DAG has committed.

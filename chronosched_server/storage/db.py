@@ -24,7 +24,7 @@ from chronosched_server.errors import (
     Unavailable,
 )
 from chronosched_server.storage.queries import q
-from chronosched_server.storage.records import from_row
+from chronosched_server.storage.records import from_row, from_rows
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class Pending(Generic[R]):
     """The rows of a statement sent in a pipeline, read (as records) once the
     pipeline has flushed; a database error then leaves as a domain error."""
 
-    def __init__(self, cursor: AsyncCursor[DictRow], make: Callable[[DictRow], R]) -> None:
+    def __init__(self, cursor: AsyncCursor[DictRow], make: Callable[[list[DictRow]], list[R]]) -> None:
         self._cursor = cursor
         self._make = make
 
@@ -199,12 +199,17 @@ class Pending(Generic[R]):
             rows = await self._cursor.fetchall()
         except psycopg.Error as exc:
             raise translate(exc) from exc
-        return [self._make(row) for row in rows]
+        return self._make(rows)
 
 
 async def pending(conn: Conn, name: str, params: dict[str, Any], make: Callable[[DictRow], R]) -> Pending[R]:
     """Send a named statement without waiting for its rows (pipeline mode)."""
-    return Pending(await conn.execute(q(name), params), make)
+    return Pending(await conn.execute(q(name), params), lambda rows: [make(row) for row in rows])
+
+
+async def pending_records(conn: Conn, name: str, params: dict[str, Any], cls: type[R]) -> Pending[R]:
+    """`pending` for rows read as records of `cls`."""
+    return Pending(await conn.execute(q(name), params), lambda rows: from_rows(cls, rows))
 
 
 async def begin(conn: Conn) -> None:
@@ -261,7 +266,7 @@ async def fetch_record(conn: Conn, cls: type[R], name: str, params: dict[str, An
 
 
 async def fetch_records(conn: Conn, cls: type[R], name: str, params: dict[str, Any]) -> list[R]:
-    return [from_row(cls, row) for row in await fetch_all(conn, name, params)]
+    return from_rows(cls, await fetch_all(conn, name, params))
 
 
 async def execute(conn: Conn, name: str, params: dict[str, Any]) -> int:

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg.rows import DictRow
-
 from chronosched_server.errors import NotFound
 from chronosched_server.ids import uuid7
 from chronosched_server.storage import dags, definitions, namespaces, waiting
@@ -22,9 +20,10 @@ from chronosched_server.storage.db import (
     fetch_record,
     fetch_records,
     pending,
+    pending_records,
 )
 from chronosched_server.storage.metrics import Tally
-from chronosched_server.storage.records import ActiveSchedule, Definition, Job, from_row
+from chronosched_server.storage.records import ActiveSchedule, Definition, Job
 from chronosched_server.storage.results import ResultIn, apply_results, succeed, undecided
 from chronosched_server.transitions import Outcome
 from chronosched_server.validation import Violations, check_kind_payload
@@ -105,17 +104,13 @@ async def _apply_one(db: Database, item: ResultIn, tally: Tally | None) -> Job:
         (out,) = await apply_results(conn, [item], skipped)
         if out.rejected is not None:
             raise out.rejected
-        reloaded = await pending(conn, "get_jobs_by_ids", {"job_ids": [item.job_id]}, _job)
+        reloaded = await pending_records(conn, "get_jobs_by_ids", {"job_ids": [item.job_id]}, Job)
     (job,) = await reloaded.fetch()
     if tally is not None:
         tally.skipped.update(skipped)
         if out.outcome is not None:
             tally.finished[job.namespace_id, job.kind, out.outcome] += 1
     return job
-
-
-def _job(row: DictRow) -> Job:
-    return from_row(Job, row)
 
 
 async def complete(
@@ -391,7 +386,7 @@ async def _tick_pipelined(
     async with db.pipelined_transaction() as conn:
         key = {"namespace_id": namespace_id, "def_id": def_id}
         held_ns = await pending(conn, "hold_namespace", key, lambda row: row["namespace_id"])
-        held_def = await pending(conn, "hold_definition", key, lambda row: from_row(Definition, row))
+        held_def = await pending_records(conn, "hold_definition", key, Definition)
         if not await held_ns.fetch():
             raise NotFound("namespace", namespace_id)
         found = await held_def.fetch()
@@ -403,6 +398,6 @@ async def _tick_pipelined(
         run = StandaloneJob.of(definition, job_id, payload=payload)
         _payload_problems(definition.kind, run.payload).raise_if_any()
         await insert_standalone(conn, [run])
-        made = await pending(conn, "get_jobs_by_ids", {"job_ids": [job_id]}, lambda row: from_row(Job, row))
+        made = await pending_records(conn, "get_jobs_by_ids", {"job_ids": [job_id]}, Job)
     (job,) = await made.fetch()
     return job

@@ -12,8 +12,8 @@ from datetime import timedelta
 from psycopg.rows import DictRow
 
 from chronosched_server import transitions
-from chronosched_server.storage.db import Conn, Pending, execute, fetch_all, pending
-from chronosched_server.storage.records import Job, LeaseExtension, from_row
+from chronosched_server.storage.db import Conn, Pending, execute, fetch_all, pending_records
+from chronosched_server.storage.records import Job, LeaseExtension
 from chronosched_server.storage.results import Writes, dags_finished, write
 
 REAP_BATCH = 500
@@ -65,7 +65,7 @@ def claim_query(spec: ClaimSpec) -> str:
 
 async def claim(conn: Conn, spec: ClaimSpec, n: int, lease: timedelta) -> Pending[Job]:
     """Send the claim of up to `n` jobs; the caller fetches them (so it can pipeline)."""
-    return await pending(
+    return await pending_records(
         conn,
         claim_query(spec),
         {
@@ -76,7 +76,7 @@ async def claim(conn: Conn, spec: ClaimSpec, n: int, lease: timedelta) -> Pendin
             "lease": lease,
             "worker_id": spec.worker_id,
         },
-        functools.partial(from_row, Job),
+        Job,
     )
 
 
@@ -88,7 +88,7 @@ async def extend(
     worker or outside the stream's namespace are left alone. The caller
     fetches those extended once it no longer pipelines."""
     ids = sorted(refs)
-    return await pending(
+    return await pending_records(
         conn,
         "extend_leases",
         {
@@ -98,7 +98,7 @@ async def extend(
             "namespace_ids": [refs[i][1].namespace_id for i in ids],
             "lease": lease,
         },
-        functools.partial(from_row, LeaseExtension),
+        LeaseExtension,
     )
 
 

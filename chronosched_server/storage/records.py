@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -41,6 +42,25 @@ def from_row(cls: type[R], row: Mapping[str, Any]) -> R:
         elif required:
             raise KeyError(f"{cls.__name__} needs column {name!r}, the query gave {sorted(row)}")
     return cls(**values)
+
+
+def from_rows(cls: type[R], rows: Sequence[Mapping[str, Any]]) -> list[R]:
+    """`from_row` over the rows of one statement. They share their columns,
+    so which fields they fill is worked out once, and a record whose fields
+    are all there is built positionally: about half the cost per row, which
+    the dispatcher pays for every job it claims."""
+    if not rows:
+        return []
+    fields = _columns(cls)
+    first = rows[0]
+    present = [name for name, _ in fields if name in first]
+    missing = [name for name, required in fields if required and name not in first]
+    if missing:
+        raise KeyError(f"{cls.__name__} needs columns {missing}, the query gave {sorted(first)}")
+    if len(present) == len(fields) > 1:
+        pick = itemgetter(*present)
+        return [cls(*pick(row)) for row in rows]
+    return [cls(**{name: row[name] for name in present}) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 from chronosched.v1 import job_pb2, worker_pb2
 from chronosched_server import render
 from chronosched_server.render import ts
-from chronosched_server.storage.records import Job
+from chronosched_server.storage.records import Job, from_row, from_rows
 
 MOMENTS = [
     datetime(2026, 11, 27, 9, 30, 15, 123456, tzinfo=UTC),
@@ -129,3 +129,31 @@ def test_every_job_field_is_rendered() -> None:
         )
     ]
     assert missing == []
+
+
+def _row(record: Job, **extra: Any) -> dict[str, Any]:
+    return {**{name: getattr(record, name) for name in Job.__dataclass_fields__}, **extra}
+
+
+def test_records_from_rows_equal_one_row_at_a_time() -> None:
+    rows = [_row(_record(key=f"k{i}", execution_timeout=timedelta(seconds=i))) for i in range(3)]
+    # Every field there (built positionally), and a column no field takes.
+    assert (
+        from_rows(Job, rows)
+        == [from_row(Job, row) for row in rows]
+        == [_record(key=f"k{i}", execution_timeout=timedelta(seconds=i)) for i in range(3)]
+    )
+    assert from_rows(Job, [{**row, "dag_state": "RUNNING"} for row in rows]) == from_rows(Job, rows)
+    # Optional fields left out (built by name): their defaults.
+    short = [
+        {k: v for k, v in row.items() if k not in ("execution_timeout", "parents_done_time")} for row in rows
+    ]
+    assert [r.execution_timeout for r in from_rows(Job, short)] == [None] * 3
+    assert from_rows(Job, short) == [from_row(Job, row) for row in short]
+    assert from_rows(Job, []) == []
+
+
+def test_records_from_rows_name_a_missing_column() -> None:
+    rows = [{k: v for k, v in _row(_record()).items() if k != "attempt"}]
+    with pytest.raises(KeyError, match="attempt"):
+        from_rows(Job, rows)
