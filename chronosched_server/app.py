@@ -30,6 +30,7 @@ from chronosched.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
+from chronosched_server import eventloop
 from chronosched_server.api.admin import AdminServicer
 from chronosched_server.api.auth import AuthInterceptor, Verifier
 from chronosched_server.api.dags import DagServicer
@@ -227,15 +228,21 @@ class Server:
                 retry_interval_s=self.config.health_retry_interval_s,
             )
         )
+        loop = eventloop.running()
         log.info(
-            "chronosched gRPC server listening on %s (%s)",
+            "chronosched gRPC server listening on %s (%s; event loop %s)",
             host_port(self.config.grpc_host, self.port),
             "plaintext"
             if self._credentials is None
             else "TLS, client certificates required"
             if self.config.tls_client_ca is not None
             else "TLS",
-            extra={"event": "server_started", "address": host_port(self.config.grpc_host, self.port)},
+            loop,
+            extra={
+                "event": "server_started",
+                "address": host_port(self.config.grpc_host, self.port),
+                "event_loop": loop,
+            },
         )
         self.announce_auth()
         return self.port

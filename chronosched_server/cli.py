@@ -30,6 +30,7 @@ from pathlib import Path
 
 from chronosched import cli as operator_cli
 from chronosched import logs
+from chronosched_server import eventloop
 from chronosched_server.config import Config, env_default, format_duration, parse_duration
 from chronosched_server.local import up as local_up
 from chronosched_server.local.up import (
@@ -289,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         "server",
         help="run the gRPC server (does not migrate)",
         description="Run the gRPC server until SIGINT/SIGTERM. Run `chronosched migrate` first.",
+        epilog=f"It runs on uvloop where that is installed; {eventloop.ENV}=asyncio picks asyncio's loop.",
     )
     _add_database_url(server, "PostgreSQL URL (required)")
     server.add_argument(
@@ -472,12 +474,16 @@ def _cmd_server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     auth_problem = _auth_usage(args)
     if auth_problem is not None:
         return _usage_error(parser, "server", auth_problem)
+    try:
+        eventloop.chosen()
+    except ValueError as exc:
+        return _usage_error(parser, "server", str(exc))
     from chronosched_server import app
 
     # serve() installs its own SIGINT/SIGTERM handlers and returns after a
     # graceful stop.
     try:
-        asyncio.run(app.serve(server_config(args)))
+        eventloop.run(app.serve(server_config(args)))
     except app.TlsError as exc:
         print(f"chronosched server: error: {exc}", file=sys.stderr)
         return 1

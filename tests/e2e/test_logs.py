@@ -90,6 +90,8 @@ def test_json_logs_are_one_object_a_line_and_follow_a_job(data_root: Path, tmp_p
     # up's own lines, the server's and the worker's.
     for event in ("postgres_ready", "server_started", "up_ready", "worker_connected", "up_stopping"):
         assert event in events, (event, events)
+    # The server runs on uvloop (a dependency), and says so.
+    assert parsed[events.index("server_started")]["event_loop"] == "uvloop"
     ready = parsed[events.index("up_ready")]
     assert ready["rest_url"] == f"{up.base_url}/api/v1" and ready["message"].startswith("chronosched is up")
 

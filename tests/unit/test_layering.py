@@ -41,6 +41,7 @@ LAYER_OF = {
     "scheduler": "scheduler",
     "api": "api",
     "config": "config",
+    "eventloop": "eventloop",
     "metrics": "metrics",
     "local": "local",
     "app": "app",
@@ -53,6 +54,7 @@ LAYER_OF = {
 ALLOWED = {
     "pure": {"pure"},
     "config": set(),
+    "eventloop": set(),
     "storage": {"pure"},
     # Metric objects and their collectors; fed by dispatch, api and app.
     "metrics": {"pure", "storage"},
@@ -61,7 +63,7 @@ ALLOWED = {
     "scheduler": {"pure", "storage"},
     "api": {"pure", "storage", "render", "dispatch", "metrics"},
     "local": {"pure", "storage", "config"},
-    "app": {"pure", "storage", "render", "dispatch", "scheduler", "api", "config", "metrics"},
+    "app": {"pure", "storage", "render", "dispatch", "scheduler", "api", "config", "eventloop", "metrics"},
     "entry": {
         "pure",
         "storage",
@@ -70,6 +72,7 @@ ALLOWED = {
         "scheduler",
         "api",
         "config",
+        "eventloop",
         "local",
         "app",
         "metrics",
