@@ -49,15 +49,17 @@ def test_prefetch_is_checked() -> None:
 
 async def test_auto_prefetch_follows_how_long_handlers_run(api: Stubs) -> None:
     """The default: no prefetch until a window of runs (16 here) shows them
-    short, then a round of `concurrency` more; back to none once they run
-    long. The server sees it as the stream's slots."""
+    short, then a round of `concurrency` more; a round of at least 8 while
+    they are tiny (a millisecond or less); back to none once they run long.
+    The server sees it as the stream's slots."""
     ns = await namespace(api)
     d = await definition(api, ns, kind="sleep")
     w = Worker(f"127.0.0.1:{api.server.port}", namespaces=[ns], worker_id="prefetcher", concurrency=2)
 
     async def sleep(ctx: JobContext) -> dict[str, object]:
-        # 30 ms is above the 20 ms at which auto prefetch stops.
-        await asyncio.sleep(0.03 if ctx.key.startswith("long") else 0)
+        # 4 ms is short (at most 10) but not tiny (above 2); 30 ms is above
+        # the 20 ms at which auto prefetch stops.
+        await asyncio.sleep({"short": 0.004, "tiny": 0.0, "long": 0.03}[ctx.key.rstrip("0123456789")])
         return {}
 
     w.add_handler("sleep", sleep)
@@ -78,6 +80,9 @@ async def test_auto_prefetch_follows_how_long_handlers_run(api: Stubs) -> None:
         await run_all(["short15"])
         await poll(lambda: _slots(api, 4), within=10, what="the stream to take 2 more")
         assert w.prefetching == 2
+        await run_all([f"tiny{i}" for i in range(16)])
+        await poll(lambda: _slots(api, 10), within=10, what="the stream to take a round of 8")
+        assert w.prefetching == 8
         await run_all([f"long{i}" for i in range(16)])
         await poll(lambda: _slots(api, 2), within=10, what="the stream back to its 2 slots")
         assert w.prefetching == 0

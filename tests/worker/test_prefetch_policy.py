@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from chronosched_worker.prefetch import LONG_RUN_S, MIN_WINDOW, SHORT_RUN_S, AutoPrefetch
+from chronosched_worker.prefetch import (
+    LONG_RUN_S,
+    MIN_ROUND,
+    MIN_WINDOW,
+    SHORT_RUN_S,
+    TINY_END_S,
+    TINY_RUN_S,
+    AutoPrefetch,
+)
 
 
 def feed(policy: AutoPrefetch, runs: list[float]) -> list[int | None]:
@@ -11,9 +19,9 @@ def feed(policy: AutoPrefetch, runs: list[float]) -> list[int | None]:
 
 def test_nothing_is_decided_before_a_full_window() -> None:
     policy = AutoPrefetch(concurrency=4, limit=996)
-    assert feed(policy, [0.0] * (MIN_WINDOW - 1)) == [None] * (MIN_WINDOW - 1)
+    assert feed(policy, [SHORT_RUN_S] * (MIN_WINDOW - 1)) == [None] * (MIN_WINDOW - 1)
     assert policy.current == 0
-    assert policy.observe(0.0) == 4
+    assert policy.observe(SHORT_RUN_S) == 4
     assert policy.current == 4
 
 
@@ -43,6 +51,38 @@ def test_on_at_a_short_median_off_above_the_long_line_and_steady_between() -> No
 def test_never_more_than_the_server_allows() -> None:
     assert feed(AutoPrefetch(concurrency=16, limit=3), [0.0] * 16)[-1] == 3
     one = AutoPrefetch(concurrency=1, limit=999)
-    assert feed(one, [0.0] * 16)[-1] == 1
+    assert feed(one, [SHORT_RUN_S] * 16)[-1] == 1
+    assert feed(AutoPrefetch(concurrency=1, limit=5), [0.0] * 16)[-1] == 5
     none = AutoPrefetch(concurrency=1000, limit=0)
     assert set(feed(none, [0.0] * 2000)) == {None} and none.current == 0
+
+
+def test_tiny_runs_on_few_slots_get_a_round_of_at_least_min_round() -> None:
+    policy = AutoPrefetch(concurrency=1, limit=999)
+    # Straight from nothing to the tiny round, in one change.
+    assert [c for c in feed(policy, [TINY_RUN_S] * 16) if c is not None] == [MIN_ROUND]
+    # Between the tiny lines: kept.
+    assert set(feed(policy, [(TINY_RUN_S + TINY_END_S) / 2] * 32)) == {None}
+    assert policy.current == MIN_ROUND
+    # Above the tiny end but still short: back to a plain round, once.
+    assert [c for c in feed(policy, [SHORT_RUN_S] * 16) if c is not None] == [1]
+    # Tiny again: the bigger round again. Then long runs: the window's
+    # median passes the tiny end before the long line, so a round, then off.
+    assert [c for c in feed(policy, [0.0] * 16) if c is not None] == [MIN_ROUND]
+    assert [c for c in feed(policy, [LONG_RUN_S * 2] * 16) if c is not None] == [1, 0]
+
+
+def test_from_the_tiny_round_straight_past_the_short_line_is_a_plain_round() -> None:
+    policy = AutoPrefetch(concurrency=2, limit=998)
+    assert feed(policy, [0.0] * 16)[-1] == MIN_ROUND
+    # Runs between the short and the long line: more than the tiny round
+    # allows, not long enough to stop.
+    changes = [c for c in feed(policy, [(SHORT_RUN_S + LONG_RUN_S) / 2] * 16) if c is not None]
+    assert changes == [2] and policy.current == 2
+
+
+def test_many_slots_see_no_difference_for_tiny_runs() -> None:
+    # A round of 16 is already at least MIN_ROUND: tiny runs change nothing.
+    policy = AutoPrefetch(concurrency=16, limit=984)
+    assert [c for c in feed(policy, [0.0] * 16) if c is not None] == [16]
+    assert set(feed(policy, [SHORT_RUN_S] * 32)) == {None} and policy.current == 16
