@@ -8,11 +8,11 @@ slots: docs/workers.md, "Prefetch", says why not fewer) while the handler runs
 it has seen lately were short, and nothing otherwise. The bound on what a
 prefetched attempt waits is then about one short run.
 
-A worker of few slots whose runs are tiny (a millisecond or less) gets a
-round of at least MIN_ROUND instead: a round of one or two jobs leaves the
-server a whole dispatch cycle per job or two, the costliest way to run
-them, while eight runs that short still add up to less than one short run
-of waiting.
+A worker of few slots whose runs are tiny (a median of a millisecond or
+less) gets a round of at least MIN_ROUND instead: a round of one or two
+jobs leaves the server a whole dispatch cycle per job or two, the costliest
+way to run them, while the last of eight prefetched attempts waits about
+eight such runs, under 16 ms even at the 2 ms where the bigger round ends.
 
 Pure: the worker feeds it each handler's run time and sends a SlotUpdate
 when `observe` returns a new prefetch.
