@@ -65,10 +65,10 @@ class DispatchConfig:
     # intervals (15 s at most) whatever the lease.
     max_heartbeat_interval_s: float = 5.0
     max_batch: int = 1000
-    # Cycles that may be in their transaction at once. One batches best:
-    # overlapping cycles split the batches and wait on each other's DAG row
-    # locks (numbers in docs/workers.md).
-    concurrent_cycles: int = 1
+    # Cycles that may be in their transaction at once. Two let the server
+    # work on one cycle's results while PostgreSQL runs the other's; more
+    # would only split the batches further (numbers in docs/workers.md).
+    concurrent_cycles: int = 2
 
     @property
     def heartbeat_interval_s(self) -> float:
