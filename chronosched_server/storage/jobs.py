@@ -19,7 +19,6 @@ from chronosched_server.storage.db import (
     execute,
     fetch_record,
     fetch_records,
-    pending,
     pending_records,
 )
 from chronosched_server.storage.metrics import Tally
@@ -384,11 +383,10 @@ async def _tick_pipelined(
     COMMIT go out together once the definition is checked here. The same
     statements, locks and checks as the idempotent path, in fewer trips."""
     async with db.pipelined_transaction() as conn:
+        sent_hold = await namespaces.send_hold(conn, namespace_id)
         key = {"namespace_id": namespace_id, "def_id": def_id}
-        held_ns = await pending(conn, "hold_namespace", key, lambda row: row["namespace_id"])
         held_def = await pending_records(conn, "hold_definition", key, Definition)
-        if not await held_ns.fetch():
-            raise NotFound("namespace", namespace_id)
+        await namespaces.held(sent_hold, namespace_id)
         found = await held_def.fetch()
         if not found:
             raise NotFound("definition", str(def_id), namespace_id=namespace_id)
