@@ -127,7 +127,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         metavar="auto|N",
         help="jobs leased beyond --concurrency that wait here for a slot, so a freed slot starts "
         "the next at once; auto: as many as --concurrency while handler runs are short (median "
-        "10 ms or less), at least 8 while they are tiny (1 ms or less), else none "
+        "10 ms or less), up to 64 held in all while they are tiny (1 ms or less), else none "
         "(env CHRONOSCHED_WORKER_PREFETCH; default auto)",
     )
     parser.add_argument(

@@ -8,11 +8,14 @@ slots: docs/workers.md, "Prefetch", says why not fewer) while the handler runs
 it has seen lately were short, and nothing otherwise. The bound on what a
 prefetched attempt waits is then about one short run.
 
-A worker of few slots whose runs are tiny (a median of a millisecond or
-less) gets a round of at least MIN_ROUND instead: a round of one or two
-jobs leaves the server a whole dispatch cycle per job or two, the costliest
-way to run them, while the last of eight prefetched attempts waits about
-eight such runs, under 16 ms even at the 2 ms where the bigger round ends.
+A worker whose runs are tiny (a median of a millisecond or less) prefetches
+more: enough to hold about TINY_HOLD attempts in all, within TINY_ROUNDS
+rounds and never less than one round. Each dispatch cycle costs the server
+and PostgreSQL a millisecond or two whatever its size, so a worker that holds
+few tiny jobs spends most of its time waiting on cycles; holding more makes
+each cycle carry more and lets the worker run while the next is on its way.
+The last prefetched attempt waits about TINY_ROUNDS runs of each slot at
+most, under 16 ms even at the 2 ms where the bigger prefetch ends.
 
 Pure: the worker feeds it each handler's run time and sends a SlotUpdate
 when `observe` returns a new prefetch.
@@ -28,11 +31,16 @@ SHORT_RUN_S = 0.010
 # Prefetch stops only when the median is above this: between the two the
 # worker keeps what it does, so runs near the line do not flip it each job.
 LONG_RUN_S = 0.020
-# Runs this short earn a round of at least MIN_ROUND; the worker keeps it
-# until the median is above TINY_END_S (the same hysteresis, a size down).
+# Runs this short earn the tiny prefetch; the worker keeps it until the
+# median is above TINY_END_S (the same hysteresis, a size down).
 TINY_RUN_S = 0.001
 TINY_END_S = 0.002
-MIN_ROUND = 8
+# What a worker of tiny runs holds (slots and prefetch). At 16 slots each
+# step from 16 to 64 prefetched drained faster (docs/workers.md, "Prefetch");
+# more would leave more attempts waiting on the leases of a worker that dies.
+TINY_HOLD = 64
+# ...but no more than this many rounds of its slots, which bounds the wait.
+TINY_ROUNDS = 8
 # Runs looked at: the last this many, but never fewer than a round.
 MIN_WINDOW = 16
 
@@ -43,8 +51,10 @@ class AutoPrefetch:
     def __init__(self, concurrency: int, limit: int) -> None:
         # A round: no more than the slots and than the server lets it hold.
         self.round = max(0, min(concurrency, limit))
-        # The round for tiny runs: at least MIN_ROUND, within the same limit.
-        self.tiny_round = max(0, min(max(concurrency, MIN_ROUND), limit))
+        # The prefetch for tiny runs: up to TINY_HOLD held in all, at most
+        # TINY_ROUNDS rounds, at least a round, within the same limit.
+        tiny = max(concurrency, min(TINY_ROUNDS * concurrency, TINY_HOLD - concurrency))
+        self.tiny_round = max(0, min(tiny, limit))
         self.current = 0
         self._runs: deque[float] = deque(maxlen=max(MIN_WINDOW, concurrency))
 

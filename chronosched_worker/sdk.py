@@ -153,9 +153,9 @@ class Worker:
     slot that frees starts its next job without waiting for the server; they
     are leased and renewed like running ones (docs/workers.md, "Prefetch").
     `"auto"` (the default) prefetches a round of `concurrency` while recent
-    handler runs were short (a median of 10 ms or less), a round of at
-    least 8 while they were tiny (1 ms or less), and none otherwise; a
-    number fixes it (0: never).
+    handler runs were short (a median of 10 ms or less), more while they
+    were tiny (1 ms or less: up to 64 held in all, at most 8 rounds), and
+    none otherwise; a number fixes it (0: never).
     `grace_s` is how
     long shutdown waits for in-flight jobs before abandoning them to their
     leases. `channel_options` are merged over the defaults (keepalive, 64 MiB

@@ -49,7 +49,7 @@ def test_prefetch_is_checked() -> None:
 
 async def test_auto_prefetch_follows_how_long_handlers_run(api: Stubs) -> None:
     """The default: no prefetch until a window of runs (16 here) shows them
-    short, then a round of `concurrency` more; a round of at least 8 while
+    short, then a round of `concurrency` more; eight rounds (here 16) while
     they are tiny (a millisecond or less); back to none once they run long.
     The server sees it as the stream's slots."""
     ns = await namespace(api)
@@ -81,8 +81,8 @@ async def test_auto_prefetch_follows_how_long_handlers_run(api: Stubs) -> None:
         await poll(lambda: _slots(api, 4), within=10, what="the stream to take 2 more")
         assert w.prefetching == 2
         await run_all([f"tiny{i}" for i in range(16)])
-        await poll(lambda: _slots(api, 10), within=10, what="the stream to take a round of 8")
-        assert w.prefetching == 8
+        await poll(lambda: _slots(api, 18), within=10, what="the stream to take eight rounds")
+        assert w.prefetching == 16
         await run_all([f"long{i}" for i in range(16)])
         await poll(lambda: _slots(api, 2), within=10, what="the stream back to its 2 slots")
         assert w.prefetching == 0

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from chronosched_worker.prefetch import (
     LONG_RUN_S,
-    MIN_ROUND,
     MIN_WINDOW,
     SHORT_RUN_S,
     TINY_END_S,
+    TINY_HOLD,
+    TINY_ROUNDS,
     TINY_RUN_S,
     AutoPrefetch,
 )
@@ -44,7 +45,7 @@ def test_on_at_a_short_median_off_above_the_long_line_and_steady_between() -> No
     assert changes == [0] and policy.current == 0
     assert set(feed(policy, [(SHORT_RUN_S + LONG_RUN_S) / 2] * 32)) == {None}
     assert policy.current == 0
-    changes = [c for c in feed(policy, [0.0] * 16) if c is not None]
+    changes = [c for c in feed(policy, [SHORT_RUN_S] * 16) if c is not None]
     assert changes == [16]
 
 
@@ -57,32 +58,49 @@ def test_never_more_than_the_server_allows() -> None:
     assert set(feed(none, [0.0] * 2000)) == {None} and none.current == 0
 
 
-def test_tiny_runs_on_few_slots_get_a_round_of_at_least_min_round() -> None:
+def test_tiny_runs_on_one_slot_prefetch_the_most_rounds_and_step_down() -> None:
     policy = AutoPrefetch(concurrency=1, limit=999)
-    # Straight from nothing to the tiny round, in one change.
-    assert [c for c in feed(policy, [TINY_RUN_S] * 16) if c is not None] == [MIN_ROUND]
+    # One slot: TINY_ROUNDS rounds (well under TINY_HOLD), straight from
+    # nothing, in one change.
+    assert [c for c in feed(policy, [TINY_RUN_S] * 16) if c is not None] == [TINY_ROUNDS]
     # Between the tiny lines: kept.
     assert set(feed(policy, [(TINY_RUN_S + TINY_END_S) / 2] * 32)) == {None}
-    assert policy.current == MIN_ROUND
+    assert policy.current == TINY_ROUNDS
     # Above the tiny end but still short: back to a plain round, once.
     assert [c for c in feed(policy, [SHORT_RUN_S] * 16) if c is not None] == [1]
-    # Tiny again: the bigger round again. Then long runs: the window's
+    # Tiny again: the bigger prefetch again. Then long runs: the window's
     # median passes the tiny end before the long line, so a round, then off.
-    assert [c for c in feed(policy, [0.0] * 16) if c is not None] == [MIN_ROUND]
+    assert [c for c in feed(policy, [0.0] * 16) if c is not None] == [TINY_ROUNDS]
     assert [c for c in feed(policy, [LONG_RUN_S * 2] * 16) if c is not None] == [1, 0]
 
 
-def test_from_the_tiny_round_straight_past_the_short_line_is_a_plain_round() -> None:
+def test_from_the_tiny_prefetch_straight_past_the_short_line_is_a_plain_round() -> None:
     policy = AutoPrefetch(concurrency=2, limit=998)
-    assert feed(policy, [0.0] * 16)[-1] == MIN_ROUND
-    # Runs between the short and the long line: more than the tiny round
+    assert feed(policy, [0.0] * 16)[-1] == 2 * TINY_ROUNDS
+    # Runs between the short and the long line: more than the tiny prefetch
     # allows, not long enough to stop.
     changes = [c for c in feed(policy, [(SHORT_RUN_S + LONG_RUN_S) / 2] * 16) if c is not None]
     assert changes == [2] and policy.current == 2
 
 
-def test_many_slots_see_no_difference_for_tiny_runs() -> None:
-    # A round of 16 is already at least MIN_ROUND: tiny runs change nothing.
+def tiny_prefetch(concurrency: int, limit: int = 1000) -> int:
+    policy = AutoPrefetch(concurrency=concurrency, limit=limit - concurrency)
+    feed(policy, [0.0] * max(MIN_WINDOW, concurrency))
+    return policy.current
+
+
+def test_tiny_runs_hold_up_to_tiny_hold_in_all() -> None:
+    # Few slots: TINY_ROUNDS rounds; more: whatever fills TINY_HOLD; from
+    # TINY_HOLD / 2 slots up, one round (never less).
+    assert (TINY_HOLD, TINY_ROUNDS) == (64, 8)
+    got = {c: tiny_prefetch(c) for c in (1, 2, 4, 7, 8, 16, 24, 32, 40, 64, 100)}
+    assert got == {1: 8, 2: 16, 4: 32, 7: 56, 8: 56, 16: 48, 24: 40, 32: 32, 40: 40, 64: 64, 100: 100}
+    # The server's limit still bounds it.
+    assert tiny_prefetch(16, limit=40) == 24
+
+
+def test_at_sixteen_slots_tiny_runs_prefetch_more_than_short_ones() -> None:
     policy = AutoPrefetch(concurrency=16, limit=984)
-    assert [c for c in feed(policy, [0.0] * 16) if c is not None] == [16]
-    assert set(feed(policy, [SHORT_RUN_S] * 32)) == {None} and policy.current == 16
+    assert [c for c in feed(policy, [SHORT_RUN_S] * 16) if c is not None] == [16]
+    assert [c for c in feed(policy, [0.0] * 16) if c is not None] == [TINY_HOLD - 16]
+    assert [c for c in feed(policy, [SHORT_RUN_S] * 16) if c is not None] == [16]
