@@ -709,12 +709,15 @@ def bars(figures: dict[str, Figures]) -> None:
     if stream and pgq and stream.enqueue and pgq.enqueue:
         v = statistics.median(a / b for a, b in zip(stream.enqueue, pgq.enqueue, strict=True))
         lines.append(f"- (not a bar) a 1,000-job DAG per CreateDag call: {v:.2f}x PgQueuer's enqueue")
-    for name, how in ((SDK1, ""), (SDK1_NO_PREFETCH, ", SDK with prefetch 0")):
-        one = figures.get(name)
-        if one and one.vs_pgq:
-            v = statistics.median(one.vs_pgq)
-            text = f"one slot{how} ≥ 1.5x PgQueuer concurrency_limit=1 (batch_size=1, its faster setting)"
-            bar(text, v, v >= 1.5)
+    one = figures.get(SDK1)
+    if one and one.vs_pgq:
+        v = statistics.median(one.vs_pgq)
+        bar("one slot ≥ 1.5x PgQueuer concurrency_limit=1 (batch_size=1, its faster setting)", v, v >= 1.5)
+    # The bar is for the worker as it comes; without prefetch is for the record.
+    one = figures.get(SDK1_NO_PREFETCH)
+    if one and one.vs_pgq:
+        v = statistics.median(one.vs_pgq)
+        lines.append(f"- (not a bar) one slot, SDK with prefetch 0: {v:.2f}x PgQueuer concurrency_limit=1")
     if lines:
         print("\nThe performance bars (docs/performance.md), this run:\n\n" + "\n".join(lines))
 
