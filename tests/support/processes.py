@@ -12,12 +12,24 @@ from chronosched_server.local.embedded import pid_alive
 __all__ = ["clean_env", "free_port", "pid_alive", "server_argv"]
 
 
+# Every port free_port has returned in this process. The kernel often
+# picks a port it picked a moment ago (about 1 bind in 10 over a few
+# thousand), so two ports asked for together, say one process's gRPC and
+# HTTP ports, could otherwise be the same.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago and
+    that this process was not given before."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free port this process was not given already ({len(_handed_out)} given)")
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
