@@ -14,8 +14,8 @@ rounds and never less than one round. Each dispatch cycle costs the server
 and PostgreSQL a millisecond or two whatever its size, so a worker that holds
 few tiny jobs spends most of its time waiting on cycles; holding more makes
 each cycle carry more and lets the worker run while the next is on its way.
-The last prefetched attempt waits about TINY_ROUNDS runs of each slot at
-most, under 16 ms even at the 2 ms where the bigger prefetch ends.
+The last prefetched attempt waits for about TINY_ROUNDS runs of a slot at
+most: under 16 ms even at the 2 ms where the bigger prefetch ends.
 
 Pure: the worker feeds it each handler's run time and sends a SlotUpdate
 when `observe` returns a new prefetch.
