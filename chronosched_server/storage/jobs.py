@@ -83,17 +83,22 @@ async def _reload(conn: Conn, job_id: uuid.UUID) -> Job:
 
 async def _apply_one(db: Database, item: ResultIn, tally: Tally | None) -> Job:
     """One result, as a dispatcher cycle applies them: a success first
-    through `succeed_jobs`, which checks the rule book itself, as a
-    statement of its own (autocommit: no BEGIN and COMMIT trips; a pipelined
-    transaction measured 0.3 to 0.6 ms slower), then the read-back; anything
-    it passed over (a repeat, a refusal), and every failure, by
-    `apply_results` in two round trips (BEGIN with the lock, then the writes,
-    the read-back and COMMIT together)."""
+    through `succeed_jobs`, which checks the rule book itself, with the
+    read-back behind it in one pipeline of an autocommit connection. Both
+    run before the one Sync, so in one implicit transaction: one round trip
+    and one commit, no BEGIN and COMMIT trips (a pipelined BEGIN ... COMMIT
+    measured 0.3 to 0.6 ms slower), and the read sees the write. Anything the
+    success passed over (a repeat, a refusal; its read-back is then
+    dropped), and every failure, goes by `apply_results` in two round trips
+    (BEGIN with the lock, then the writes, the read-back and COMMIT
+    together)."""
     if item.success:
         async with db.statement() as conn:
-            sent = await succeed(conn, [undecided(item)])
+            async with conn.pipeline():
+                sent = await succeed(conn, [undecided(item)])
+                reloaded = await pending_records(conn, "get_jobs_by_ids", {"job_ids": [item.job_id]}, Job)
             applied = await sent.fetch() == [item.job_id]
-            job = await _reload(conn, item.job_id) if applied else None
+            job = (await reloaded.fetch())[0] if applied else None
         if job is not None:
             if tally is not None:
                 tally.finished[job.namespace_id, job.kind, Outcome.SUCCEED] += 1
