@@ -22,7 +22,7 @@ from psycopg import pq
 from chronosched.v1 import job_pb2
 from chronosched_server.errors import DomainError
 from chronosched_server.storage import jobs as storage_jobs
-from chronosched_server.storage.db import Database
+from chronosched_server.storage.db import Conn, Database
 from tests.support.builders import definition, namespace
 from tests.support.server import Stubs
 
@@ -118,38 +118,38 @@ async def test_an_answer_read_inside_the_block_costs_one_more(
     assert await scratch() == [1, 2]
 
 
-async def test_a_block_that_raises_commits_nothing(
-    traced: Traced, scratch: Callable[[], Awaitable[list[int]]]
+async def _raise_midway(conn: Conn) -> None:
+    raise RuntimeError("the caller changed its mind")
+
+
+async def _bad_row(conn: Conn) -> None:
+    await conn.execute("insert into scratch values (null)")
+    await conn.execute("insert into scratch values (3)")
+
+
+@pytest.mark.parametrize(
+    ("trouble", "error"),
+    [(_raise_midway, RuntimeError), (_bad_row, DomainError)],
+    ids=["the block raises", "a statement fails"],
+)
+async def test_a_transaction_that_goes_wrong_commits_nothing(
+    traced: Traced,
+    scratch: Callable[[], Awaitable[list[int]]],
+    trouble: Callable[[Conn], Awaitable[None]],
+    error: type[Exception],
 ) -> None:
-    async def change_of_mind() -> None:
+    async def attempt() -> None:
         async with traced.db.pipelined_transaction() as conn:
             await conn.execute("insert into scratch values (1)")
-            raise RuntimeError("the caller changed its mind")
+            await trouble(conn)
 
-    with pytest.raises(RuntimeError):
-        await change_of_mind()
+    with pytest.raises(error):
+        await attempt()
     assert await scratch() == []
-    # The connection went back to the pool clean and serves the next one.
+    # The connection went back to the pool idle and serves the next one.
     async with traced.db.pipelined_transaction() as conn:
         await conn.execute("insert into scratch values (2)")
     assert await scratch() == [2]
-
-
-async def test_a_failing_statement_rolls_back_the_ones_before_it(
-    traced: Traced, scratch: Callable[[], Awaitable[list[int]]]
-) -> None:
-    async def one_bad_row() -> None:
-        async with traced.db.pipelined_transaction() as conn:
-            await conn.execute("insert into scratch values (1)")
-            await conn.execute("insert into scratch values (null)")
-            await conn.execute("insert into scratch values (3)")
-
-    with pytest.raises(DomainError):
-        await one_bad_row()
-    assert await scratch() == []
-    async with traced.db.pipelined_transaction() as conn:
-        await conn.execute("insert into scratch values (4)")
-    assert await scratch() == [4]
 
 
 async def ready_job(api: Stubs) -> tuple[str, uuid.UUID]:
