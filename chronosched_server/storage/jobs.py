@@ -16,6 +16,7 @@ from chronosched_server.storage import dags, definitions, namespaces, waiting
 from chronosched_server.storage.db import (
     Conn,
     Database,
+    Pending,
     execute,
     fetch_record,
     fetch_records,
@@ -81,6 +82,11 @@ async def _reload(conn: Conn, job_id: uuid.UUID) -> Job:
     return rows[0]
 
 
+async def _send_reload(conn: Conn, job_id: uuid.UUID) -> Pending[Job]:
+    """`_reload` without waiting for the row (pipeline mode)."""
+    return await pending_records(conn, "get_jobs_by_ids", {"job_ids": [job_id]}, Job)
+
+
 async def _apply_one(db: Database, item: ResultIn, tally: Tally | None) -> Job:
     """One result, as a dispatcher cycle applies them: a success first
     through `succeed_jobs`, which checks the rule book itself, with the
@@ -95,7 +101,7 @@ async def _apply_one(db: Database, item: ResultIn, tally: Tally | None) -> Job:
         async with db.statement() as conn:
             async with conn.pipeline():
                 sent = await succeed(conn, [undecided(item)])
-                reloaded = await pending_records(conn, "get_jobs_by_ids", {"job_ids": [item.job_id]}, Job)
+                reloaded = await _send_reload(conn, item.job_id)
             applied = await sent.fetch() == [item.job_id]
             job = (await reloaded.fetch())[0] if applied else None
         if job is not None:
@@ -107,7 +113,7 @@ async def _apply_one(db: Database, item: ResultIn, tally: Tally | None) -> Job:
         (out,) = await apply_results(conn, [item], skipped)
         if out.rejected is not None:
             raise out.rejected
-        reloaded = await pending_records(conn, "get_jobs_by_ids", {"job_ids": [item.job_id]}, Job)
+        reloaded = await _send_reload(conn, item.job_id)
     (job,) = await reloaded.fetch()
     if tally is not None:
         tally.skipped.update(skipped)
@@ -400,6 +406,6 @@ async def _tick_pipelined(
         run = StandaloneJob.of(definition, job_id, payload=payload)
         _payload_problems(definition.kind, run.payload).raise_if_any()
         await insert_standalone(conn, [run])
-        made = await pending_records(conn, "get_jobs_by_ids", {"job_ids": [job_id]}, Job)
+        made = await _send_reload(conn, job_id)
     (job,) = await made.fetch()
     return job
