@@ -150,6 +150,9 @@ class Terminal:
     def __init__(self, argv: list[str], env: dict[str, str], columns: int = 100) -> None:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
+        # COLUMNS and LINES would override the terminal's size (pytest-xdist's
+        # workers set them to 80x24): the process reads the size it is given.
+        env = {k: v for k, v in env.items() if k not in ("COLUMNS", "LINES")}
         self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
         os.close(slave)
         self.master = master
