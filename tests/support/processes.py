@@ -12,24 +12,43 @@ from chronosched_server.local.embedded import pid_alive
 __all__ = ["clean_env", "free_port", "pid_alive", "server_argv"]
 
 
-# Every port free_port has returned in this process. The kernel often
-# picks a port it picked a moment ago (about 1 bind in 10 over a few
-# thousand), so two ports asked for together, say one process's gRPC and
-# HTTP ports, could otherwise be the same.
-_handed_out: set[int] = set()
+# Ports come from a block of this process's own, below the kernel's
+# ephemeral range (32768 and up by default): bind(0) and outgoing
+# connections draw from that range, and the kernel often re-picks a port it
+# just freed, so a port asked for there could be handed to a second caller
+# (another pytest-xdist worker, or the same test asking for its gRPC and HTTP
+# ports) before the first process listens on it. Each xdist worker (gw0,
+# gw1, ...) takes its own block; ports go out in turn and each is checked by
+# a bind.
+_FIRST_PORT = 20000
+_BLOCK = 2000
+_BLOCKS = 6  # 20000-31999
+
+
+def _worker_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw")) if worker.removeprefix("gw").isdigit() else 0
+
+
+_block_start = _FIRST_PORT + (_worker_index() % _BLOCKS) * _BLOCK
+_next = 0
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listened on a moment ago and
-    that this process was not given before."""
-    for _ in range(1000):
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago, from
+    this process's block, not handed out before by this process (until the
+    block's 2,000 ports have all gone out once)."""
+    global _next
+    for _ in range(_BLOCK):
+        port = _block_start + _next % _BLOCK
+        _next += 1
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-    raise RuntimeError(f"no free port this process was not given already ({len(_handed_out)} given)")
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {_block_start}-{_block_start + _BLOCK - 1}")
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
