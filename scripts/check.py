@@ -131,9 +131,18 @@ def envoy_validate() -> int:
     return _run(_python("-m", "chronosched_server.local.envoy", "validate"))
 
 
+# pytest-xdist workers: one per core, at most four. The tests mostly wait on
+# the processes and the PostgreSQL they start, so two workers on two cores
+# take about two thirds of the time one does. Each worker starts its own embedded
+# PostgreSQL and takes ports from a block of its own (tests/support/
+# processes.py). Arguments after -- come later and win: `-- -n 0` runs the
+# suite in one process.
+PYTEST_WORKERS = ("-n", "auto", "--maxprocesses", "4")
+
+
 def make_pytest(extra: Sequence[str]) -> Callable[[], int]:
     def pytest() -> int:
-        rc = _run(_python("-m", "pytest", *extra))
+        rc = _run(_python("-m", "pytest", *PYTEST_WORKERS, *extra))
         if rc == PYTEST_NO_TESTS:
             raise StepError(f"pytest collected no tests (exit code {rc}), counted as a failure")
         return rc
