@@ -216,8 +216,9 @@ class FrontierCollector(Collector):
     async def _run(self) -> Sequence[FrontierCount]:
         return await self._count()
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        frontier = GaugeMetricFamily(
             "chronosched_frontier_jobs",
             "Jobs READY to run (including delayed ones).",
             labels=["namespace", "kind"],
@@ -227,6 +228,16 @@ class FrontierCollector(Collector):
             "READY jobs of a namespace and kind that no live worker stream (on any replica) serves.",
             labels=["namespace", "kind"],
         )
+        return frontier, unserved
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        """The families without samples. Registering asks for this instead of
+        collect(): called on the event loop at start, collect() would block the
+        loop it waits on until its timeout (2 s of a stalled server)."""
+        return self._families()
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family, unserved = self._families()
         with self._lock:
             if time.monotonic() - self._at >= FRONTIER_CACHE_S:
                 future = asyncio.run_coroutine_threadsafe(self._run(), self._loop)

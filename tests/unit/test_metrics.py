@@ -5,16 +5,20 @@ rules` where promtool is installed)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from chronosched_server.cli import build_parser, server_config
-from chronosched_server.metrics import Metrics, PoolCollector, StreamCollector
+from chronosched_server.metrics import FrontierCollector, Metrics, PoolCollector, StreamCollector
+from chronosched_server.storage.records import FrontierCount
 from chronosched_worker import cli as worker_cli
 from chronosched_worker.metrics import WorkerMetrics
 
@@ -131,3 +135,40 @@ def test_two_servers_metrics_do_not_share_a_registry() -> None:
     one.lease_expiries.inc()
     assert two.registry.get_sample_value("chronosched_lease_expiries_total") == 0
     assert one.registry.get_sample_value("chronosched_lease_expiries_total") == 1
+
+
+@pytest.fixture
+def other_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running on a thread of its own, as the server's runs
+    beside the /metrics thread."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
+
+
+def test_registering_the_frontier_collector_runs_no_query(other_loop: asyncio.AbstractEventLoop) -> None:
+    # The server registers it on its event loop at start; had registering
+    # collected (to learn the names), the query would have waited on that
+    # very loop until its timeout, with the server stalled meanwhile.
+    calls = 0
+
+    async def count() -> list[FrontierCount]:
+        nonlocal calls
+        calls += 1
+        return [FrontierCount(namespace_id="team-a", kind="noop", jobs=3, unserved=True)]
+
+    metrics = Metrics()
+    metrics.add(FrontierCollector(other_loop, count))
+    assert calls == 0
+    # Its names are known all the same: a second collector of them is refused.
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        metrics.add(FrontierCollector(other_loop, count))
+    # A scrape runs the query, on that loop.
+    labels = {"namespace": "team-a", "kind": "noop"}
+    assert metrics.registry.get_sample_value("chronosched_frontier_jobs", labels) == 3
+    assert metrics.registry.get_sample_value("chronosched_unserved_ready_jobs", labels) == 3
+    assert calls == 1
