@@ -133,10 +133,10 @@ def envoy_validate() -> int:
 
 # pytest-xdist workers: one per core, at most four. The tests mostly wait on
 # the processes and the PostgreSQL they start, so two workers on two cores
-# take about two thirds of the time one does. Each worker starts its own embedded
-# PostgreSQL and takes ports from a block of its own (tests/support/
-# processes.py). Arguments after -- come later and win: `-- -n 0` runs the
-# suite in one process.
+# take about two thirds of the time one does. Each worker starts an embedded
+# PostgreSQL of its own and takes ports from a block of its own
+# (tests/support/processes.py). Arguments after -- come later and win:
+# `-- -n 0` runs the suite in one process.
 PYTEST_WORKERS = ("-n", "auto", "--maxprocesses", "4")
 
 

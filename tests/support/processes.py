@@ -26,8 +26,8 @@ _BLOCKS = 6  # 20000-31999
 
 
 def _worker_index() -> int:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return int(worker.removeprefix("gw")) if worker.removeprefix("gw").isdigit() else 0
+    number = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    return int(number) if number.isdigit() else 0
 
 
 _block_start = _FIRST_PORT + (_worker_index() % _BLOCKS) * _BLOCK
