@@ -180,7 +180,8 @@ class Aborted(DomainError):
 
 
 class Unavailable(DomainError):
-    """A dependency (the database) cannot be reached; retrying later may work."""
+    """A dependency (the database) cannot be reached, or this server is
+    stopping; retrying later (elsewhere) may work."""
 
     reason = "UNAVAILABLE"
 

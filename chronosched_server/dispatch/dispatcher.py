@@ -116,6 +116,9 @@ class Dispatcher:
         # Tick hand-offs under way (Dispatcher.handoff): shielded from their
         # callers, so held here until they end.
         self._handoffs: set[asyncio.Task[Job]] = set()
+        # Set as stop() begins: streams opened from then on are refused
+        # rather than kept (with no jobs) until the shutdown grace ends.
+        self.stopping = False
         # This replica's open streams as ListWorkers shows them.
         self.presence = Presence(
             db, lambda: self.streams, self.config.heartbeat_interval_s, self.config.silence_timeout_s
@@ -133,6 +136,7 @@ class Dispatcher:
         ]
 
     async def stop(self) -> None:
+        self.stopping = True
         await cancel_all(self._tasks)
         if self._running or self._handoffs:
             await asyncio.wait(self._running | self._handoffs)
@@ -211,6 +215,13 @@ class Dispatcher:
             )
 
     def register(self, stream: WorkerStream) -> None:
+        """Take the stream into the cycles; UNAVAILABLE once this server is
+        stopping. Its streams are ended as the stop begins, and a worker
+        reconnects at once: a stream it opened here meanwhile would get no
+        job and end only with the gRPC server's grace (5 s), where the refusal
+        sends it on to another replica, or back to this address later."""
+        if self.stopping:
+            raise Unavailable("this server is shutting down", reason="SERVER_STOPPING")
         # First, so the worker knows its timing before any lease arrives.
         stream.send(worker_pb2.DequeueResponse(settings=self._settings()))
         self.streams.add(stream)

@@ -12,7 +12,7 @@ import pytest
 
 from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, worker_pb2, worker_pb2_grpc
 from tests.support import grpc_helpers
-from tests.support.builders import dag, dag_jobs, definition, namespace
+from tests.support.builders import RpcFailure, dag, dag_jobs, definition, namespace
 from tests.support.server import Stubs, serving
 
 J = job_pb2.Job
@@ -435,3 +435,24 @@ async def test_the_fenced_success_path_is_the_rule_book_in_every_state(api: Stub
         for attempt in (1, None)
         for holder in ("w", None)
     ]
+
+
+async def test_a_stream_opened_once_the_server_is_stopping_is_refused(api: Stubs) -> None:
+    # Server.stop ends the streams first (the dispatcher's stop) and stops
+    # gRPC only after; a worker reconnecting in between used to be taken in,
+    # given no job, and kept until the gRPC grace ran out.
+    ns = await namespace(api)
+    await api.server.dispatcher.stop()
+    call = worker_pb2_grpc.WorkerServiceStub(api.channel).Dequeue()
+    subscribe = worker_pb2.Subscribe(worker_id="late", namespaces=[ns], kinds=["noop"], slots=1)
+    await call.write(worker_pb2.DequeueRequest(subscribe=subscribe))
+
+    async def read_all() -> None:
+        async for _ in call:
+            pass
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await asyncio.wait_for(read_all(), 10)
+    failure = RpcFailure(raised.value)
+    assert (failure.code, failure.reason) == (grpc.StatusCode.UNAVAILABLE, "SERVER_STOPPING")
+    assert api.server.dispatcher.streams == set()
