@@ -221,6 +221,12 @@ class Dispatcher:
         job and end only with the gRPC server's grace (5 s), where the refusal
         sends it on to another replica, or back to this address later."""
         if self.stopping:
+            # Said, as the servicer logged the stream's connection already.
+            log.info(
+                "worker %s refused: this server is stopping",
+                stream.worker_id,
+                extra={"event": "worker_refused", "worker_id": stream.worker_id},
+            )
             raise Unavailable("this server is shutting down", reason="SERVER_STOPPING")
         # First, so the worker knows its timing before any lease arrives.
         stream.send(worker_pb2.DequeueResponse(settings=self._settings()))

@@ -437,10 +437,13 @@ async def test_the_fenced_success_path_is_the_rule_book_in_every_state(api: Stub
     ]
 
 
-async def test_a_stream_opened_once_the_server_is_stopping_is_refused(api: Stubs) -> None:
+async def test_a_stream_opened_once_the_server_is_stopping_is_refused(
+    api: Stubs, caplog: pytest.LogCaptureFixture
+) -> None:
     # Server.stop ends the streams first (the dispatcher's stop) and stops
     # gRPC only after; a worker reconnecting in between used to be taken in,
     # given no job, and kept until the gRPC grace ran out.
+    caplog.set_level("INFO", logger="chronosched_server")
     ns = await namespace(api)
     await api.server.dispatcher.stop()
     call = worker_pb2_grpc.WorkerServiceStub(api.channel).Dequeue()
@@ -456,3 +459,8 @@ async def test_a_stream_opened_once_the_server_is_stopping_is_refused(api: Stubs
     failure = RpcFailure(raised.value)
     assert (failure.code, failure.reason) == (grpc.StatusCode.UNAVAILABLE, "SERVER_STOPPING")
     assert api.server.dispatcher.streams == set()
+    # The log says so after its "connected" line, which has no "disconnected".
+    events = [getattr(r, "event", None) for r in caplog.records]
+    assert events.count("worker_refused") == 1
+    assert events.index("worker_connected") < events.index("worker_refused")
+    assert "worker_disconnected" not in events
