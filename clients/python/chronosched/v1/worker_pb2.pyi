@@ -571,7 +571,10 @@ Global___StreamSettings: _TypeAlias = StreamSettings  # noqa: Y015
 
 @_typing.final
 class HeartbeatAck(_message.Message):
-    """HeartbeatAck answers one heartbeat after the database extended its leases."""
+    """HeartbeatAck answers one heartbeat after the database extended its leases.
+    Answers may arrive out of sequence order (the server runs more than one
+    dispatch cycle at a time); each is matched to its heartbeat by sequence.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
