@@ -31,7 +31,10 @@ Latency is enqueue -> handler start on an idle system: one job at a time
 (chronosched enqueues it with Tick), the parent stamps the wall time into
 the payload just before the enqueue call (so the call's own time counts),
 the handler subtracts it from the wall time at its start; a short pause
-between samples. The one-slot case repeats the
+between samples. Each contender's latency follows its drain, so its
+database is VACUUM ANALYZEd first (untimed), as before a drain: otherwise
+the samples would meet the drain's dead rows and the autovacuum they start,
+which is not an idle system (docs/performance.md, "Latency after a drain"). The one-slot case repeats the
 drain with chronosched's SDK at 1 slot against PgQueuer's
 `concurrency_limit=1`, with `batch_size=1` (what the ratio is taken
 against) and with its default batch of 10, which holds a finished job's slot
@@ -494,6 +497,7 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
             await drained(
                 f, drain("chronosched", plan.jobs, *chrono.worker_args("peers16", CONCURRENCY)), ours=True
             )
+            await settle(url)
             lat = await latency(
                 "chronosched",
                 lambda: chrono.enqueue_stamped("peerslat"),
@@ -523,6 +527,7 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
             f.enqueue.append(await pgq.enqueue(plan.jobs))
             await settle(pgq.url)
             await drained(f, drain("pgqueuer", plan.jobs, *pgq.worker_args(CONCURRENCY)), ours=False)
+            await settle(pgq.url)
             lat = await latency(
                 "pgqueuer", pgq.enqueue_stamped, plan.samples, plan.gap, *pgq.worker_args(CONCURRENCY)
             )
@@ -535,6 +540,7 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
             f.enqueue.append(await proc.enqueue(plan.jobs))
             await settle(proc.url)
             await drained(f, drain("procrastinate", plan.jobs, *proc.worker_args()), ours=False)
+            await settle(proc.url)
             lat = await latency(
                 "procrastinate", proc.enqueue_stamped, plan.samples, plan.gap, *proc.worker_args()
             )
