@@ -96,10 +96,13 @@ async def _apply_one(db: Database, item: ResultIn, tally: Tally | None) -> Job:
     write. Anything the success passed over (a repeat, a refusal; its
     read-back is then dropped), and every failure, goes by `apply_results`
     in two round trips (BEGIN with the lock, then the writes, the read-back
-    and COMMIT together)."""
+    and COMMIT together). Both run the dispatcher's statements on their
+    generic plans, as its cycles do: left to choose, PostgreSQL may plan
+    `succeed_jobs` anew on every call, which cost a call about 1 ms."""
     if item.success:
         async with db.statement() as conn:
             async with conn.pipeline():
+                await execute(conn, "use_generic_plans", {})
                 sent = await succeed(conn, [undecided(item)])
                 reloaded = await _send_reload(conn, item.job_id)
             applied = await sent.fetch() == [item.job_id]
@@ -110,6 +113,7 @@ async def _apply_one(db: Database, item: ResultIn, tally: Tally | None) -> Job:
             return job
     skipped: Counter[tuple[str, str]] = Counter()
     async with db.pipelined_transaction() as conn:
+        await execute(conn, "use_generic_plans", {})
         (out,) = await apply_results(conn, [item], skipped)
         if out.rejected is not None:
             raise out.rejected

@@ -6,7 +6,9 @@ is a run of messages the client sends before it reads the server's answers.
   COMMIT together. It commits only when its block ends well.
 - A unary CompleteJob success is one (its statement and read-back in one
   implicit transaction); a result that statement passes over (a repeat)
-  takes the lock-and-decide path after it, two more."""
+  takes the lock-and-decide path after it, two more.
+- Unary completions, like the dispatcher's cycles, run their statements on
+  generic plans rather than planning them for each call."""
 
 from __future__ import annotations
 
@@ -180,3 +182,32 @@ async def test_a_repeat_takes_the_full_path_and_changes_nothing(api: Stubs, trac
     again = await storage_jobs.complete(traced.db, job_id, None, {"n": 2}, namespace_id=ns)
     assert (again.state, again.result, again.end_time) == ("SUCCEEDED", {"n": 1}, first.end_time)
     assert await traced.trips() == 3
+
+
+async def test_unary_completions_run_on_generic_plans(api: Stubs, traced: Traced) -> None:
+    """CompleteJob and FailJob run the dispatcher's statements as its cycles
+    do, on generic plans: left to choose, PostgreSQL planned `succeed_jobs`
+    anew for each call. Read off the one connection's prepared statements
+    once psycopg has prepared them (after its fifth run of each)."""
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    made = await api.jobs.EnqueueJobs(
+        job_pb2.EnqueueJobsRequest(namespace_id=ns, jobs=[job_pb2.JobRun(def_id=d.def_id)] * 24)
+    )
+    ids = [uuid.UUID(job_id) for job_id in made.job_ids]
+    for job_id in ids[:12]:
+        done = await storage_jobs.complete(traced.db, job_id, None, {}, namespace_id=ns)
+        assert done.state == "SUCCEEDED"
+    for job_id in ids[12:]:
+        failed = await storage_jobs.fail(traced.db, job_id, None, "no", non_retryable=True, namespace_id=ns)
+        assert failed.state == "FAILED"
+    async with traced.db.pool.connection() as conn:
+        cur = await conn.execute(
+            "select statement, generic_plans, custom_plans from pg_prepared_statements"
+            " where statement like '%set state = ''SUCCEEDED'', result = h.result%'"
+            " or statement like '%where j.job_id = any($1::uuid[])%order by array_position%'"
+        )
+        plans = await cur.fetchall()
+    # The success's statement and the read-back both paths share.
+    assert len(plans) == 2, plans
+    assert [(row["generic_plans"] > 0, row["custom_plans"]) for row in plans] == [(True, 0)] * len(plans)

@@ -154,9 +154,10 @@ from unnest(%(job_ids)s::uuid[], %(attempts)s::int[]) as x (job_id, attempt),
 where j.job_id = x.job_id and j.attempt = x.attempt and j.state = 'RUNNING';
 
 -- name: use_generic_plans
--- For the rest of a dispatcher cycle's transaction: run the prepared
--- statements on their generic plans instead of planning each execution anew.
--- The cycle's statements are index-driven whatever their parameters (plans
--- checked with EXPLAIN EXECUTE), and planning was a quarter of the database
--- time of a 16-job cycle.
+-- For the rest of the transaction (a dispatcher cycle, or a unary
+-- CompleteJob or FailJob): run the prepared statements on their generic
+-- plans instead of planning each execution anew. The cycle's statements are
+-- index-driven whatever their parameters (plans checked with EXPLAIN
+-- EXECUTE), and planning was a quarter of the database time of a 16-job
+-- cycle and about 1 ms of a unary success's 2.
 select set_config('plan_cache_mode', 'force_generic_plan', true);
