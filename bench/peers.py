@@ -34,7 +34,8 @@ the handler subtracts it from the wall time at its start; a short pause
 between samples. Each contender's latency follows its drain, so its
 database is VACUUM ANALYZEd first (untimed), as before a drain: otherwise
 the samples would meet the drain's dead rows and the autovacuum they start,
-which is not an idle system (docs/performance.md, "Latency after a drain"). The one-slot case repeats the
+which is not an idle system (docs/performance.md, "Latency after a drain").
+The one-slot case repeats the
 drain with chronosched's SDK at 1 slot against PgQueuer's
 `concurrency_limit=1`, with `batch_size=1` (what the ratio is taken
 against) and with its default batch of 10, which holds a finished job's slot

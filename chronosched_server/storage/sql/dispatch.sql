@@ -158,6 +158,6 @@ where j.job_id = x.job_id and j.attempt = x.attempt and j.state = 'RUNNING';
 -- CompleteJob or FailJob): run the prepared statements on their generic
 -- plans instead of planning each execution anew. The cycle's statements are
 -- index-driven whatever their parameters (plans checked with EXPLAIN
--- EXECUTE), and planning was a quarter of the database time of a 16-job
--- cycle and about 1 ms of a unary success's 2.
+-- EXECUTE). Planning was a quarter of the database time of a 16-job cycle,
+-- and up to half of a unary success's (about 1 ms of 2, read-back included).
 select set_config('plan_cache_mode', 'force_generic_plan', true);
