@@ -21,6 +21,7 @@ fails on it).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -33,13 +34,16 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from chronosched_server import tokens
-from chronosched_server.errors import PermissionDenied, Unavailable
+from chronosched_server.errors import DomainError, PermissionDenied, Unavailable
 from chronosched_server.quotas import Quotas
 from chronosched_server.storage import tokens as stored_tokens
 from chronosched_server.storage.db import Database
 from chronosched_server.tokens import Permission, Principal
 
 log = logging.getLogger(__name__)
+
+# How long a refused client stream waits for its first message (`_let_in`).
+FIRST_MESSAGE_WAIT_S = 1.0
 
 if TYPE_CHECKING:  # the stubs make RpcMethodHandler generic; the runtime class is not
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -300,14 +304,31 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             except Exception:
                 log.debug("could not record the use of token %s", principal.token_id, exc_info=True)
 
+    async def _let_in(
+        self, context: Ctx, method: str, rule: Rule | None, request: Any, streaming_request: bool
+    ) -> tuple[Principal | None, str | None, str | None]:
+        """`_admit` and then `_within_quota`: the principal, the token
+        presented and the quota key. A client stream that either refuses is
+        answered only once its first message came (or FIRST_MESSAGE_WAIT_S
+        passed): a client writes that message just after opening the call,
+        and had the call ended before, gRPC's client would fail the write
+        and report INTERNAL ("Internal error from Core") in place of the
+        refusal."""
+        try:
+            principal, presented = await self._admit(context, method, rule)
+            return principal, presented, self._within_quota(principal, context)
+        except DomainError:
+            if streaming_request:
+                await _first_message(request)
+            raise
+
     # -- the wrappers --
 
     def _unary(
         self, fn: Callable[..., Any], method: str, rule: Rule | None, *, streaming_request: bool = False
     ) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: Ctx) -> Any:
-            principal, _ = await self._admit(context, method, rule)
-            self._within_quota(principal, context)
+            principal, _, _ = await self._let_in(context, method, rule, request, streaming_request)
             if streaming_request:
                 request = self._checked(request, principal, rule)
             else:
@@ -327,8 +348,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return self._unary(fn, method, rule, streaming_request=streaming_request)
 
         async def wrapper(request: Any, context: Ctx) -> AsyncIterator[Any]:
-            principal, presented = await self._admit(context, method, rule)
-            quota_key = self._within_quota(principal, context)
+            principal, presented, quota_key = await self._let_in(
+                context, method, rule, request, streaming_request
+            )
             if streaming_request:
                 request = self._checked(request, principal, rule)
             else:
@@ -387,3 +409,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 yield request
 
         return gen()
+
+
+async def _first_message(requests: AsyncIterator[Any]) -> None:
+    """Read one request of a stream about to be refused, whatever it holds;
+    nothing read is used."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(FIRST_MESSAGE_WAIT_S):
+            await anext(requests)

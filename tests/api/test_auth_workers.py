@@ -4,6 +4,7 @@ held by its own worker, in those namespaces (docs/security.md, "Workers")."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -256,3 +257,22 @@ async def test_a_reconnecting_worker_resends_the_result_of_an_attempt_it_held(da
         done = await job(api, A, job_id)
         assert done.state == J.STATE_SUCCEEDED and dict(done.result) == {"ran": "before the reconnect"}
         await again.close()
+
+
+async def test_a_refused_stream_still_takes_its_first_message(database_url: str) -> None:
+    """A worker writes its Subscribe just after opening the stream. Had the
+    server refused the call before that write reached it, gRPC's client
+    would fail the write and report INTERNAL ("Internal error from Core")
+    in place of the refusal (seen in a test run). So a refused stream reads
+    its first message (for up to a second) before it answers."""
+    async with auth_server(database_url) as api:
+        stub = worker_pb2_grpc.WorkerServiceStub(api.channel)
+        stream = stub.Dequeue(metadata=(("authorization", "Bearer not-a-token"),))
+        # A client slow to write: a server that refuses at once has ended
+        # the call well before this.
+        await asyncio.sleep(0.3)
+        subscribe = worker_pb2.Subscribe(worker_id="w1", namespaces=[A], kinds=["noop"], slots=1)
+        await stream.write(worker_pb2.DequeueRequest(subscribe=subscribe))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stream.read()
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, refused.value.details()
