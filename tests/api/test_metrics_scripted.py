@@ -211,15 +211,27 @@ async def test_each_job_counter_and_gauge_moves_exactly(database_url: str) -> No
 
         latest: Samples = {}
 
+        def dequeue_codes() -> dict[str, float]:
+            return {
+                dict(labels)["code"]: n
+                for (name, labels), n in latest.items()
+                if name == "chronosched_rpc_requests_total" and ("method", DEQUEUE) in labels
+            }
+
         async def streams_counted() -> bool:
             nonlocal latest
             latest, _ = await scrape(api)
-            return value(latest, "chronosched_rpc_requests_total", method=DEQUEUE, code="CANCELLED") == 3
+            return sum(dequeue_codes().values()) == 3
 
         def seen() -> str:
             return str({k: v for k, v in latest.items() if ("method", DEQUEUE) in k[1]})
 
         await poll(streams_counted, within=10.0, what="the three ended streams to be counted", detail=seen)
+        # Each stream the client cancelled is counted once, as CANCELLED, or
+        # as OK when its handler had already seen the requests end and
+        # returned before gRPC reported the cancel (seen once in about ten
+        # runs of the suite; interceptor._Call.done).
+        assert set(dequeue_codes()) <= {"CANCELLED", "OK"}, seen()
 
 
 async def test_cron_fires_are_timed_and_misfires_counted(database_url: str) -> None:
