@@ -279,7 +279,11 @@ class Server:
 
     async def _set_serving(self, ok: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ["", *SERVICE_NAMES]:
+        # The whole server ("") flips to SERVING last and to NOT_SERVING
+        # first: each `set` may yield, and whoever reads "" as SERVING must
+        # find every service SERVING too (a test saw them still unset).
+        names = [*SERVICE_NAMES, ""] if ok else ["", *SERVICE_NAMES]
+        for name in names:
             await self.health.set(name, status)
 
     async def _database_changed(self, up: bool) -> None:
