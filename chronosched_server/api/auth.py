@@ -308,7 +308,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self, context: Ctx, method: str, rule: Rule | None, request: Any, streaming_request: bool
     ) -> tuple[Principal | None, str | None, str | None]:
         """`_admit` and then `_within_quota`: the principal, the token
-        presented and the quota key. A client stream that either refuses is
+        presented and the quota key. A client stream refused by either is
         answered only once its first message came (or FIRST_MESSAGE_WAIT_S
         passed): a client writes that message just after opening the call,
         and had the call ended before, gRPC's client would fail the write
