@@ -305,18 +305,30 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 log.debug("could not record the use of token %s", principal.token_id, exc_info=True)
 
     async def _let_in(
-        self, context: Ctx, method: str, rule: Rule | None, request: Any, streaming_request: bool
+        self,
+        context: Ctx,
+        method: str,
+        rule: Rule | None,
+        request: Any,
+        streaming_request: bool,
+        *,
+        hold_slot: bool = False,
     ) -> tuple[Principal | None, str | None, str | None]:
-        """`_admit` and then `_within_quota`: the principal, the token
-        presented and the quota key. A client stream refused by either is
-        answered only once its first message came (or FIRST_MESSAGE_WAIT_S
-        passed): a client writes that message just after opening the call,
-        and had the call ended before, gRPC's client would fail the write
-        and report INTERNAL ("Internal error from Core") in place of the
-        refusal."""
+        """`_admit`, `_within_quota` and, with `hold_slot`, one of the
+        caller's stream slots: the principal, the token presented and the
+        quota key (whose slot, when taken, the caller must give back). A
+        client stream refused by any of them is answered only once its first
+        message came (or FIRST_MESSAGE_WAIT_S passed): a client writes that
+        message just after opening the call, and had the call ended before,
+        gRPC's client would fail the write and report INTERNAL ("Internal
+        error from Core") in place of the refusal."""
         try:
             principal, presented = await self._admit(context, method, rule)
-            return principal, presented, self._within_quota(principal, context)
+            quota_key = self._within_quota(principal, context)
+            if hold_slot and quota_key is not None:
+                assert self.quotas is not None
+                self.quotas.open_stream(quota_key)
+            return principal, presented, quota_key
         except DomainError:
             if streaming_request:
                 await _first_message(request)
@@ -348,25 +360,22 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return self._unary(fn, method, rule, streaming_request=streaming_request)
 
         async def wrapper(request: Any, context: Ctx) -> AsyncIterator[Any]:
-            principal, presented, quota_key = await self._let_in(
-                context, method, rule, request, streaming_request
-            )
-            if streaming_request:
-                request = self._checked(request, principal, rule)
-            else:
-                self._check_namespaces(principal, rule, request)
-                await self._touch(principal)
-            if principal is not None:
-                _CALLER.set(principal)
-            recheck = presented is not None and principal is not None and principal.token_id is not None
-            recheck_at = time.monotonic() + self.recheck_s
             # A worker's stream holds one of its caller's stream slots until
             # it ends, however it ends.
-            slot = quota_key is not None and streaming_request and self.quotas is not None
-            if slot:
-                assert self.quotas is not None and quota_key is not None
-                self.quotas.open_stream(quota_key)
+            principal, presented, quota_key = await self._let_in(
+                context, method, rule, request, streaming_request, hold_slot=streaming_request
+            )
+            slot = quota_key is not None and streaming_request
             try:
+                if streaming_request:
+                    request = self._checked(request, principal, rule)
+                else:
+                    self._check_namespaces(principal, rule, request)
+                    await self._touch(principal)
+                if principal is not None:
+                    _CALLER.set(principal)
+                recheck = presented is not None and principal is not None and principal.token_id is not None
+                recheck_at = time.monotonic() + self.recheck_s
                 async with contextlib.aclosing(fn(request, context)) as items:
                     async for item in items:
                         if recheck and time.monotonic() >= recheck_at:

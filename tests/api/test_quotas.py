@@ -4,6 +4,7 @@ runs, and a refused request changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -53,11 +54,15 @@ async def test_a_burst_then_resource_exhausted_and_nothing_written(
     assert [r[0] for r in await cur.fetchall()] == ["q0", "q1", "q2"]
 
 
-async def _subscribe(stubs: Stubs, worker_id: str) -> grpc.aio.StreamStreamCall[Any, Any]:
-    """Open a Dequeue stream and read its first answer. The quota refuses
-    at stream start, so the refusal may reach the client on its write or on
-    its read depending on timing; either way it raises here."""
+async def _subscribe(
+    stubs: Stubs, worker_id: str, write_after_s: float = 0.0
+) -> grpc.aio.StreamStreamCall[Any, Any]:
+    """Open a Dequeue stream, write its Subscribe (after `write_after_s`, as
+    a slow client would) and read its first answer; a refusal raises on the
+    read."""
     call = worker_pb2_grpc_stub(stubs).Dequeue()
+    if write_after_s:
+        await asyncio.sleep(write_after_s)
     await call.write(
         worker_pb2.DequeueRequest(
             subscribe=worker_pb2.Subscribe(worker_id=worker_id, all_namespaces=True, slots=1, kinds=["noop"])
@@ -90,6 +95,23 @@ async def test_a_second_stream_of_the_same_caller_is_refused(database_url: str) 
 
         third = await poll(reopen, within=10.0, what="the first stream's slot to be released")
         third.cancel()
+
+
+async def test_a_stream_over_the_limit_still_takes_its_first_message(database_url: str) -> None:
+    """The stream quota refuses at the start of the call. Had it ended the
+    call before the worker's Subscribe reached the server, gRPC's client
+    would fail that write and report INTERNAL ("Internal error from Core")
+    in place of RESOURCE_EXHAUSTED (seen in a CI run): the refusal waits
+    for the first message, as every refusal at a stream's start does."""
+    async with serving(database_url, max_streams_per_caller=1) as stubs:
+        first = await _subscribe(stubs, "w1")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            # A client slow to write: a server that refuses at once has
+            # ended the call well before this.
+            await _subscribe(stubs, "w2", write_after_s=0.3)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.value.details()
+        assert _limit(refused.value) == "streams_per_caller"
+        first.cancel()
 
 
 def worker_pb2_grpc_stub(stubs: Stubs) -> worker_pb2_grpc.WorkerServiceAsyncStub:
