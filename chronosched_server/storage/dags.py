@@ -123,6 +123,8 @@ class VersionsSent(NamedTuple):
                     f"jobs[{i}].def_id",
                 )
             rows.append(row)
+            # Read live here: the one-statement paths may use it from now on.
+            definitions.remember(self.namespace_id, def_id, row["kind"], row["payload_template"])
         return Versions(rows, self.which)
 
 
@@ -362,15 +364,22 @@ async def create(
 ) -> Dag:
     """Create a DAG with its topology in one transaction; `edges` are validated and acyclic.
 
-    In steps: the namespace hold, the request id's claim, the versions' read
+    A small DAG of versions read here before goes in one statement
+    (`_create_one_statement`); otherwise, or when that made nothing, in
+    steps: the namespace hold, the request id's claim, the versions' read
     and the DAG row go out together (with BEGIN); then the COPYs, if the
     jobs or edges are many; then the jobs and edges if they are few, the
     request id's record and COMMIT together. The first step's answers are
     read in the order a caller's errors rank: namespace, replay, versions."""
     indegrees = topology.indegrees(len(jobs), edges)
+    made_at_once = await _create_one_statement(
+        db, namespace_id, name, jobs, edges, indegrees, start, request_id, tally
+    )
+    if made_at_once is not None:
+        return made_at_once
     dag_id = uuid7()
     async with db.steps() as conn:
-        idem = namespaces.RequestIds(conn, namespace_id, "CreateDag", request_id)
+        idem = namespaces.RequestIds(conn, namespace_id, CREATE_DAG, request_id)
         async with conn.pipeline():
             opening = await open_steps(conn, namespace_id, idem, jobs)
             params = {
@@ -398,6 +407,66 @@ async def create(
         few = not copies(len(jobs)) and not copies(len(edges))
         await opening.close(conn, few, write, lambda _: [dag_id])
     after_bulk_load(db, len(jobs))
+    return dag
+
+
+# CreateDag's method name in request_ids (idempotency keys are per method).
+CREATE_DAG = "CreateDag"
+
+
+async def _create_one_statement(
+    db: Database,
+    namespace_id: str,
+    name: str,
+    jobs: Sequence[NewJob],
+    edges: Sequence[tuple[int, int]],
+    indegrees: Sequence[int],
+    start: bool,
+    request_id: str,
+    tally: Tally | None,
+) -> Dag | None:
+    """A small DAG (jobs and edges few enough for one INSERT each) whose
+    versions this process has read, in one statement and one round trip:
+    the payloads are merged and checked here first, then create_dag_one
+    holds, inserts and returns the DAG. None when that path does not apply
+    or made nothing (something missing or retired, a payload to refuse, or
+    the request id taken: a replay); the steps path then says which."""
+    if not jobs or copies(len(jobs)) or copies(len(edges)):
+        return None
+    known = [definitions.known(namespace_id, job.def_id) for job in jobs]
+    payloads: list[str] = []
+    for job, version in zip(jobs, known, strict=True):
+        if version is None:
+            return None
+        merged = {**version.payload_template, **job.payload} if job.payload else version.payload_template
+        if payload_problem(version.kind, merged) is not None:
+            return None  # refused by the steps path, after what they check first
+        payloads.append(json.dumps(merged, separators=(",", ":")))
+    ids = uuid7_strs(len(jobs))
+    params = {
+        "dag_id": uuid7(),
+        "namespace_id": namespace_id,
+        "name": name,
+        "job_count": len(jobs),
+        "start": start,
+        "method": CREATE_DAG,
+        "request_id": request_id or None,
+        "def_ids": list(dict.fromkeys(job.def_id for job in jobs)),
+        "job_ids": ids,
+        "job_def_ids": [job.def_id for job in jobs],
+        "keys": [job.key for job in jobs],
+        "priorities": [job.priority for job in jobs],
+        "pending_parents": list(indegrees),
+        "payloads": payloads,
+        "parents": [ids[p] for p, _ in edges],
+        "children": [ids[c] for _, c in edges],
+    }
+    async with db.statement() as conn:
+        dag = await fetch_record(conn, Dag, "create_dag_one", params)
+    if dag is not None and tally is not None:
+        for version in known:
+            assert version is not None
+            tally.created[namespace_id, version.kind] += 1
     return dag
 
 

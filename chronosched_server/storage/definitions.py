@@ -45,6 +45,36 @@ class NewDefinition:
     delay_after_parents: timedelta
 
 
+@dataclass(frozen=True)
+class KnownVersion:
+    """What a one-statement write (a Tick, a small CreateDag) needs of a
+    definition version before it sends its statement: immutable once
+    written (a trigger refuses updates but the retire time, which those
+    statements check themselves)."""
+
+    kind: str
+    payload_template: dict[str, Any]
+
+
+# Versions this process has read, by (namespace, def_id). Bounded: emptied
+# when full, as refilling costs one two-trip write per version.
+_VERSIONS: dict[tuple[str, uuid.UUID], KnownVersion] = {}
+_VERSIONS_MAX = 10_000
+
+
+def remember(namespace_id: str, def_id: uuid.UUID, kind: str, payload_template: dict[str, Any]) -> None:
+    """Keep a version read for new work, for the one-statement paths next time."""
+    if len(_VERSIONS) >= _VERSIONS_MAX:
+        _VERSIONS.clear()
+    _VERSIONS[namespace_id, def_id] = KnownVersion(kind, payload_template)
+
+
+def known(namespace_id: str, def_id: uuid.UUID) -> KnownVersion | None:
+    """The version if this process has read it already (no I/O). Whether it
+    is still live, or its namespace still there, only the database says."""
+    return _VERSIONS.get((namespace_id, def_id))
+
+
 async def find(conn: Conn, namespace_id: str, def_id: uuid.UUID) -> Definition:
     """The definition, or NOT_FOUND (naming the namespace if that is what is missing)."""
     key = {"namespace_id": namespace_id, "def_id": def_id}

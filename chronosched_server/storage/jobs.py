@@ -240,7 +240,7 @@ class LeaseTo:
 def known_kind(namespace_id: str, def_id: uuid.UUID) -> str | None:
     """The kind of a version a Tick here has read already (no I/O); None
     when none has, and then Tick cannot hand the run off to a worker."""
-    version = _VERSIONS.get((namespace_id, def_id))
+    version = definitions.known(namespace_id, def_id)
     return None if version is None else version.kind
 
 
@@ -300,30 +300,12 @@ async def _tick_idempotent(
     return job
 
 
-@dataclass(frozen=True)
-class _Version:
-    """What Tick needs of a definition version before its one statement:
-    immutable once written (a trigger refuses updates but the retire time,
-    which the statement checks itself)."""
-
-    kind: str
-    payload_template: dict[str, Any]
-
-
-# Versions this process has read for a Tick, by (namespace, def_id). Bounded:
-# emptied when full, as refilling costs one two-trip Tick per version.
-_VERSIONS: dict[tuple[str, uuid.UUID], _Version] = {}
-_VERSIONS_MAX = 10_000
-
 # Tick's method name in request_ids (idempotency keys are per method).
 TICK = "Tick"
 
 
 def _remember(namespace_id: str, def_id: uuid.UUID, definition: Definition) -> None:
-    """Keep a version read for a Tick, for the one-statement path next time."""
-    if len(_VERSIONS) >= _VERSIONS_MAX:
-        _VERSIONS.clear()
-    _VERSIONS[namespace_id, def_id] = _Version(definition.kind, definition.payload_template)
+    definitions.remember(namespace_id, def_id, definition.kind, definition.payload_template)
 
 
 async def enqueue(
@@ -368,7 +350,7 @@ async def _tick_one_statement(
     the version is not known yet, or the statement made nothing (namespace
     or version missing, or retired; or the key was there: a replay): the
     caller's other path then tells which."""
-    version = _VERSIONS.get((namespace_id, def_id))
+    version = definitions.known(namespace_id, def_id)
     if version is None:
         return None
     merged = StandaloneJob.merged(version.payload_template, payload)

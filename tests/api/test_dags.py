@@ -8,6 +8,7 @@ from google.protobuf import struct_pb2
 
 from chronosched.v1 import dag_pb2, definition_pb2, job_pb2
 from chronosched_server.storage import dags as storage_dags
+from chronosched_server.storage import definitions as storage_definitions
 from tests.support.builders import dag, dag_jobs, definition, fails, namespace
 from tests.support.locks import AConn
 from tests.support.server import Stubs
@@ -440,7 +441,8 @@ async def test_few_jobs_by_insert_and_many_by_copy_are_written_alike(
     api: Stubs, aconn: AConn, monkeypatch: pytest.MonkeyPatch, start: bool
 ) -> None:
     """A few jobs and edges go in by one INSERT (in the transaction's last
-    pipeline), many by COPY: the same request gives the same rows either way,
+    pipeline, or in create_dag_one's single statement once the versions are
+    known), many by COPY: the same request gives the same rows every way,
     backslashes in payloads included."""
     ns = await namespace(api)
     template = struct_pb2.Struct()
@@ -463,13 +465,16 @@ async def test_few_jobs_by_insert_and_many_by_copy_are_written_alike(
         namespace_id=ns,
         jobs=[job_pb2.JobRun(def_id=d.def_id, payload=override), job_pb2.JobRun(def_id=e.def_id, priority=5)],
     )
+    storage_definitions._VERSIONS.clear()
     few = await api.dags.CreateDag(request)
     few_runs = await api.jobs.EnqueueJobs(runs)
+    once = await api.dags.CreateDag(request)
     monkeypatch.setattr(storage_dags, "INSERT_MAX", 0)
     many = await api.dags.CreateDag(request)
     many_runs = await api.jobs.EnqueueJobs(runs)
 
     rows = await _rows(aconn, "j.dag_id::text", few.dag_id)
+    assert rows == await _rows(aconn, "j.dag_id::text", once.dag_id)
     assert rows == await _rows(aconn, "j.dag_id::text", many.dag_id)
     state = "READY" if start else "PENDING"
     merged = {"path": "C:\\dir\\", "n": 2, "q": 'a\\b\t"c"\n'}
@@ -478,7 +483,7 @@ async def test_few_jobs_by_insert_and_many_by_copy_are_written_alike(
         ("b", "other", state, 3, -2, 0, {"q": 'a\\b\t"c"\n', "n": 2}, not start, start),
         ("c", "noop", "PENDING", 4, 3, 2, merged, True, False),
     ]
-    for dag_id in (few.dag_id, many.dag_id):
+    for dag_id in (few.dag_id, once.dag_id, many.dag_id):
         edges = await api.dags.ListDependencies(
             dag_pb2.ListDependenciesRequest(namespace_id=ns, dag_id=dag_id)
         )

@@ -16,6 +16,7 @@ import pytest
 
 from chronosched.v1 import definition_pb2, job_pb2
 from chronosched_server.dispatch.streams import WorkerStream
+from chronosched_server.storage import definitions as storage_definitions
 from chronosched_server.storage import jobs as storage_jobs
 from chronosched_server.storage.records import Job as Record
 from tests.api.test_dequeue import RawWorker
@@ -59,7 +60,7 @@ def started(api: Stubs, ns: str, kind: str) -> float:
 async def learnt(api: Stubs, ns: str, def_id: str) -> J:
     """A first Tick of the version in this process: read in two trips,
     never handed off (the kind is not known before), so READY."""
-    storage_jobs._VERSIONS.pop((ns, uuid.UUID(def_id)), None)
+    storage_definitions._VERSIONS.pop((ns, uuid.UUID(def_id)), None)
     job = await tick(api, ns, def_id)
     assert job.state == J.STATE_READY
     return job

@@ -8,7 +8,9 @@ is a run of messages the client sends before it reads the server's answers.
   implicit transaction); a result that statement passes over (a repeat)
   takes the lock-and-decide path after it, two more.
 - Unary completions, like the dispatcher's cycles, run their statements on
-  generic plans rather than planning them for each call."""
+  generic plans rather than planning them for each call.
+- A small CreateDag is one once this process knows its versions, and two
+  (its steps) before."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from psycopg import pq
 
 from chronosched.v1 import job_pb2
 from chronosched_server.errors import DomainError
+from chronosched_server.storage import dags as storage_dags
+from chronosched_server.storage import definitions as storage_definitions
 from chronosched_server.storage import jobs as storage_jobs
 from chronosched_server.storage.db import Conn, Database
 from tests.support.builders import definition, namespace
@@ -211,3 +215,28 @@ async def test_unary_completions_run_on_generic_plans(api: Stubs, traced: Traced
     # The success's statement and the read-back both paths share.
     assert len(plans) == 2, plans
     assert [(row["generic_plans"] > 0, row["custom_plans"]) for row in plans] == [(True, 0)] * len(plans)
+
+
+async def test_a_small_create_dag_is_one_round_trip_once_its_versions_are_known(
+    api: Stubs, traced: Traced, aconn: psycopg.AsyncConnection[tuple[object, ...]]
+) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    def_id = uuid.UUID(d.def_id)
+    jobs = [storage_dags.NewJob(key, def_id, None, None) for key in ("a", "b")]
+    storage_definitions._VERSIONS.clear()
+    made = []
+    for trips in (2, 1):
+        dag = await storage_dags.create(traced.db, ns, "t", jobs, [(0, 1)], True, "")
+        assert await traced.trips() == trips
+        made.append(dag.dag_id)
+    cur = await aconn.execute(
+        "select dag_id, key, state, pending_parents, due_time is not null from jobs"
+        " where dag_id = any(%s) order by dag_id, key",
+        (made,),
+    )
+    assert await cur.fetchall() == [
+        (dag_id, key, state, parents, due)
+        for dag_id in made
+        for key, state, parents, due in (("a", "READY", 0, True), ("b", "PENDING", 1, False))
+    ]

@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import json_format
 
 from chronosched.v1 import definition_pb2, job_pb2, namespace_pb2
-from chronosched_server.storage import jobs as storage_jobs
+from chronosched_server.storage import definitions as storage_definitions
 from tests.support.builders import definition, fails, namespace
 from tests.support.server import Stubs
 
@@ -27,9 +27,9 @@ async def tick(api: Stubs, ns: str, def_id: str, **payload: Any) -> job_pb2.Job:
 async def test_both_paths_make_the_same_job_and_refuse_alike(api: Stubs) -> None:
     ns = await namespace(api)
     d = await definition(api, ns, kind="command", payload_template={"argv": ["echo", "a"]}, max_attempts=4)
-    storage_jobs._VERSIONS.clear()
+    storage_definitions._VERSIONS.clear()
     first = await tick(api, ns, d.def_id)  # two trips; learns the version
-    assert (ns, uuid.UUID(d.def_id)) in storage_jobs._VERSIONS
+    assert (ns, uuid.UUID(d.def_id)) in storage_definitions._VERSIONS
     second = await tick(api, ns, d.def_id, argv=["echo", "b"])  # one statement
     for job, argv in ((first, ["echo", "a"]), (second, ["echo", "b"])):
         assert job.state == job_pb2.Job.STATE_READY and job.key == d.name
@@ -55,7 +55,7 @@ async def test_both_paths_make_the_same_job_and_refuse_alike(api: Stubs) -> None
 async def test_a_namespace_deleted_after_the_version_was_learnt_is_not_found(api: Stubs) -> None:
     ns = await namespace(api, "team-gone")
     d = await definition(api, ns, kind="noop")
-    storage_jobs._VERSIONS.clear()
+    storage_definitions._VERSIONS.clear()
     job = await tick(api, ns, d.def_id)
     await api.jobs.CompleteJob(job_pb2.CompleteJobRequest(namespace_id=ns, job_id=job.job_id))
     await api.definitions.RetireDefinition(

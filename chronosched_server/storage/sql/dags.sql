@@ -147,3 +147,64 @@ from unnest(
 insert into dependencies (dag_id, parent_job_id, child_job_id)
 select %(dag_id)s::uuid, p, c
 from unnest(%(parents)s::uuid[], %(children)s::uuid[]) as x (p, c);
+
+-- name: create_dag_one
+-- A small CreateDag (insert_job_rows' few jobs and edges, every version
+-- read by this process before) in one statement and one round trip
+-- (autocommit): the namespace held (KEY SHARE) as hold_namespace holds it,
+-- the versions (FOR SHARE, in id order) as definitions_by_ids, the DAG as
+-- insert_dag writes it, its jobs and edges as insert_job_rows and
+-- insert_edge_rows, and with a request_id its key, naming the DAG. Payloads
+-- are merged and checked by the caller beforehand; a job's priority null
+-- means its version's default. No row means nothing was made: the
+-- namespace or a version is missing, a version is retired, or the key was
+-- there (a replay, or a concurrent first call, waited for); the caller's
+-- steps then say which, or return the first call's DAG.
+with ns as (
+    select namespace_id from namespaces where namespace_id = %(namespace_id)s::text for key share
+), d as (
+    select d.def_id, d.kind, d.max_attempts, d.default_priority, d.retire_time
+    from job_definitions d join ns on ns.namespace_id = d.namespace_id
+    where d.def_id = any(%(def_ids)s::uuid[])
+    order by d.def_id
+    for share of d
+), ok as (
+    select count(*) = cardinality(%(def_ids)s::uuid[]) and bool_and(d.retire_time is null) as live
+    from d
+), c as (
+    select %(start)s::boolean as s, clock_timestamp() as t
+), r as (
+    insert into request_ids (namespace_id, method, request_id, resource_ids)
+    select %(namespace_id)s::text, %(method)s::text, %(request_id)s::text, array[%(dag_id)s::uuid]
+    from ok
+    where %(request_id)s::text is not null and ok.live
+    on conflict do nothing
+    returning request_id
+), g as (
+    insert into dags (dag_id, namespace_id, name, job_count, unfinished_job_count, state, start_time, update_time)
+    select %(dag_id)s::uuid, %(namespace_id)s::text, %(name)s::text, %(job_count)s::bigint,
+           %(job_count)s::bigint, case when c.s then 'RUNNING' else 'PENDING' end,
+           case when c.s then c.t end, case when c.s then c.t else now() end
+    from ok, c
+    where ok.live and (%(request_id)s::text is null or exists (select from r))
+    returning *
+), j as (
+    insert into jobs (
+        job_id, namespace_id, dag_id, def_id, kind, key, state, max_attempts, priority, pending_parents,
+        payload, due_time
+    )
+    select x.job_id, g.namespace_id, g.dag_id, x.def_id, d.kind, x.key,
+           case when c.s and x.pending_parents = 0 then 'READY' else 'PENDING' end, d.max_attempts,
+           coalesce(x.priority, d.default_priority), x.pending_parents, x.payload,
+           case when c.s and x.pending_parents = 0 then g.start_time end
+    from g, c, unnest(
+        %(job_ids)s::uuid[], %(job_def_ids)s::uuid[], %(keys)s::text[], %(priorities)s::int[],
+        %(pending_parents)s::int[], %(payloads)s::jsonb[]
+    ) as x (job_id, def_id, key, priority, pending_parents, payload)
+    join d on d.def_id = x.def_id
+), e as (
+    insert into dependencies (dag_id, parent_job_id, child_job_id)
+    select g.dag_id, x.p, x.c
+    from g, unnest(%(parents)s::uuid[], %(children)s::uuid[]) as x (p, c)
+)
+select g.* from g;
