@@ -30,7 +30,7 @@ from chronosched_server.dispatch.streams import WorkerStream
 from chronosched_server.errors import DomainError, Unavailable
 from chronosched_server.metrics import Metrics
 from chronosched_server.storage import leases, notifications
-from chronosched_server.storage.db import Database, execute, isolating
+from chronosched_server.storage.db import Database, isolating
 from chronosched_server.storage.jobs import LeaseTo
 from chronosched_server.storage.records import Job
 from chronosched_server.storage.results import (
@@ -348,8 +348,7 @@ class Dispatcher:
             # have to wait for mid-way. Writes, heartbeats, claims and COMMIT
             # then go out together: one round trip per cycle when every
             # result is a plain success, two otherwise, whatever the sizes.
-            async with self.db.pipelined_transaction() as conn:
-                await execute(conn, "use_generic_plans", {})
+            async with self.db.pipelined_transaction(generic_plans=True) as conn:
                 succeeded = await succeed(conn, [undecided(p.item) for p in plain]) if plain else None
                 writes, decided = await decide(conn, [p.item for p in others])
                 tally = await write(conn, writes)
@@ -528,7 +527,7 @@ class Dispatcher:
 
         async def apply(group: Sequence[_Pending]) -> list[ResultOut]:
             skipped: Counter[tuple[str, str]] = Counter()
-            async with self.db.pipelined_transaction() as conn:
+            async with self.db.pipelined_transaction(generic_plans=True) as conn:
                 outs = await apply_results(conn, [p.item for p in group], skipped)
             self.metrics.count_skipped(skipped)
             return outs

@@ -108,7 +108,7 @@ class Database:
                 yield conn
 
     @asynccontextmanager
-    async def pipelined_transaction(self) -> AsyncIterator[Conn]:
+    async def pipelined_transaction(self, *, generic_plans: bool = False) -> AsyncIterator[Conn]:
         """Like transaction(), in pipeline mode: BEGIN, the statements up to the
         first answer read, and COMMIT travel without waiting for each other,
         so a transaction that reads its answers only after the block costs one
@@ -117,9 +117,13 @@ class Database:
         waits for its BEGIN alone, then for its COMMIT, and syncs once more
         on leaving (a libpq trace showed four round trips where one would
         do). Committed only if the block ends without an exception; rolled
-        back otherwise, and when a statement failed."""
+        back otherwise, and when a statement failed. With `generic_plans`,
+        its prepared statements run on their generic plans
+        (`use_generic_plans`), in the same round trip."""
         async with self.steps() as conn, conn.pipeline():
             await begin(conn)
+            if generic_plans:
+                await execute(conn, "use_generic_plans", {})
             yield conn
             await commit(conn)
 

@@ -112,8 +112,7 @@ async def _apply_one(db: Database, item: ResultIn, tally: Tally | None) -> Job:
                 tally.finished[job.namespace_id, job.kind, Outcome.SUCCEED] += 1
             return job
     skipped: Counter[tuple[str, str]] = Counter()
-    async with db.pipelined_transaction() as conn:
-        await execute(conn, "use_generic_plans", {})
+    async with db.pipelined_transaction(generic_plans=True) as conn:
         (out,) = await apply_results(conn, [item], skipped)
         if out.rejected is not None:
             raise out.rejected

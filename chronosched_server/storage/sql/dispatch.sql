@@ -154,9 +154,9 @@ from unnest(%(job_ids)s::uuid[], %(attempts)s::int[]) as x (job_id, attempt),
 where j.job_id = x.job_id and j.attempt = x.attempt and j.state = 'RUNNING';
 
 -- name: use_generic_plans
--- For the rest of the transaction (a dispatcher cycle, or a unary
--- CompleteJob or FailJob): run the prepared statements on their generic
--- plans instead of planning each execution anew. The cycle's statements are
+-- For the rest of the transaction (a dispatcher cycle or its results
+-- applied apart, or a unary CompleteJob or FailJob): run the prepared
+-- statements on their generic plans instead of planning each execution anew. The cycle's statements are
 -- index-driven whatever their parameters (plans checked with EXPLAIN
 -- EXECUTE). Planning was a quarter of the database time of a 16-job cycle,
 -- and up to half of a unary success's (about 1 ms of 2, read-back included).
