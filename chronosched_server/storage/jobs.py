@@ -237,8 +237,8 @@ class LeaseTo:
 
 
 def known_kind(namespace_id: str, def_id: uuid.UUID) -> str | None:
-    """The kind of a version a Tick here has read already (no I/O); None
-    when none has, and then Tick cannot hand the run off to a worker."""
+    """The kind of a version this process has read already (no I/O); None
+    when it has not, and then Tick cannot hand the run off to a worker."""
     version = definitions.known(namespace_id, def_id)
     return None if version is None else version.kind
 
