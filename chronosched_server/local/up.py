@@ -68,6 +68,10 @@ WORKER_GRACE_S = 10
 # server gets to drain in-flight calls before it is killed.
 SERVER_READY_TIMEOUT_S = 60.0
 ENVOY_READY_TIMEOUT_S = 30.0
+# Past this, `up` says it is ready with the local workers that connected so
+# far (the banner says how many); the others keep trying.
+WORKERS_READY_TIMEOUT_S = 30.0
+WORKERS_POLL_S = 0.05
 SERVER_STOP_GRACE_S = 15.0
 ENVOY_STOP_GRACE_S = 10.0
 
@@ -259,7 +263,7 @@ def _start_worker(
         grpc_target,
         "--all-namespaces",
         "--worker-id",
-        f"local-{os.getpid()}-{index}",
+        local_worker_id(index),
         "--grace",
         str(WORKER_GRACE_S),
         "--log-level",
@@ -275,6 +279,11 @@ def _start_worker(
     # is then findable by session id, see _reap_worker_leftovers.
     env = _child_env(CHRONOSCHED_TOKEN=token) if token else _child_env()
     return subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+
+
+def local_worker_id(index: int) -> str:
+    """A local worker's id: it carries this run's pid (see _start)."""
+    return f"local-{os.getpid()}-{index}"
 
 
 def _reap_worker_leftovers(pid: int) -> None:
@@ -338,6 +347,8 @@ class _Up(UpOptions):
     server: subprocess.Popen[bytes] | None = None
     envoy: EnvoyProcess | None = None
     worker_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # How many local workers had their streams open when up said it was ready.
+    workers_connected: int = 0
     state: dict[str, Any] = field(default_factory=dict)
     # With --auth: whether up made the admin token (then the banner shows
     # it), and the worker token up made for its local workers.
@@ -544,6 +555,53 @@ class _Up(UpOptions):
             grpc_target=self.grpc_target,
             worker_pids=[p.pid for p in self.worker_procs],
         )
+        self.workers_connected = self._wait_workers(url)
+        self.signals.check()
+
+    def _wait_workers(self, url: str) -> int:
+        """Wait until every local worker's stream is open (its row in
+        worker_streams, which ListWorkers reads), so that whoever reads the
+        banner finds them listed and a job enqueued then starts at once;
+        stop waiting after WORKERS_READY_TIMEOUT_S, when a worker exits
+        (the supervisor restarts it) or on a signal. How many connected."""
+        if not self.worker_procs:
+            return 0
+        # Imported here, as in _migrate: psycopg is heavy.
+        from chronosched_server.errors import DomainError
+        from chronosched_server.storage import presence
+        from chronosched_server.storage.db import Database
+
+        ids = {local_worker_id(i) for i in range(len(self.worker_procs))}
+
+        async def wait() -> set[str]:
+            db = Database(url, min_size=1, max_size=1)
+            await db.open()
+            try:
+                deadline = time.monotonic() + WORKERS_READY_TIMEOUT_S
+                while True:
+                    rows = await presence.list_page(db, None, None, len(ids) + 1000)
+                    connected = ids & {row.worker_id for row in rows}
+                    ended = any(p.poll() is not None for p in self.worker_procs)
+                    if connected == ids or ended or time.monotonic() >= deadline:
+                        return connected
+                    self.signals.check()
+                    await asyncio.sleep(WORKERS_POLL_S)
+            finally:
+                await db.close()
+
+        try:
+            connected = asyncio.run(wait())
+        except DomainError as exc:
+            log.warning("could not see whether the local workers connected: %s", exc)
+            return 0
+        if connected != ids:
+            log.warning(
+                "%d of %d local workers connected; the others keep trying (their logs say why)",
+                len(connected),
+                len(ids),
+                extra={"event": "workers_not_connected", "missing": sorted(ids - connected)},
+            )
+        return len(connected)
 
     @property
     def _worker_token_description(self) -> str:
@@ -841,6 +899,7 @@ class _Up(UpOptions):
             f"  {'PostgreSQL':<{width}}{self._database_line()}",
             f"TLS:  {self._tls_line()}",
             f"auth: {self._auth_line()}",
+            f"workers: {self._workers_line()}",
         ]
         if not _is_loopback(self.listen) and self.tls_client_ca is None and not self._auth_on():
             lines.append(
@@ -849,6 +908,13 @@ class _Up(UpOptions):
             )
         lines.append("Press Ctrl-C to stop.")
         return lines
+
+    def _workers_line(self) -> str:
+        if not self.workers:
+            return "none here (--workers 0); connect your own"
+        if self.workers_connected == self.workers:
+            return f"{self.workers} local, connected (every namespace, the built-in kinds)"
+        return f"{self.workers_connected} of {self.workers} local connected so far; the others keep trying"
 
     def _database_line(self) -> str:
         if self.pg is None:

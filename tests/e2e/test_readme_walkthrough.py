@@ -77,14 +77,11 @@ def test_the_readme_walkthrough_runs_as_written(data_root: Path, tmp_path: Path)
         assert script.count(README_HOST) >= 2, "the walk-through's API and healthz URLs moved"
         script = "set -euo pipefail\n" + script.replace(README_HOST, up.base_url)
         with httpx.Client(base_url=up.base_url, timeout=30) as api:
-            # `up` says it is ready once its server and Envoy serve; its two
-            # local workers connect a second or two later (the README says
-            # so), and the walk-through lists them.
-            wait_until(
-                lambda: len(ok(api.get("/api/v1/workers")).get("workers", [])) == 2 or None,
-                within=30,
-                what="up's two local workers to connect",
-            )
+            # `up` says it is ready only once its two local workers have
+            # connected, and the walk-through lists them straight away.
+            assert "workers: 2 local, connected" in up.log_path.read_text(errors="replace")
+            workers = ok(api.get("/api/v1/workers")).get("workers", [])
+            assert len(workers) == 2, workers
             control = _control_schedule(api)
             run = subprocess.run(
                 ["bash", "-c", script],

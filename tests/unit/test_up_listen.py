@@ -123,9 +123,25 @@ def test_the_default_banner(make_up: type[local_up._Up], tmp_path: Path) -> None
             "  PostgreSQL       yours (--database-url); up starts none",
             "TLS:  off (plaintext gRPC and HTTP)",
             "auth: off (loopback only)",
+            "workers: none here (--workers 0); connect your own",
             "Press Ctrl-C to stop.",
         ]
     )
+
+
+@pytest.mark.parametrize(
+    ("connected", "line"),
+    [
+        (2, "workers: 2 local, connected (every namespace, the built-in kinds)"),
+        (1, "workers: 1 of 2 local connected so far; the others keep trying"),
+    ],
+)
+def test_the_banner_says_how_many_local_workers_connected(
+    make_up: type[local_up._Up], tmp_path: Path, connected: int, line: str
+) -> None:
+    up = make_up(**_options(tmp_path, workers=2))
+    up.workers_connected = connected
+    assert line in up.banner(1.0)
 
 
 def test_every_interface_without_tls_or_auth_is_a_warning(
