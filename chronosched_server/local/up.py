@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -572,6 +573,10 @@ class _Up(UpOptions):
         from chronosched_server.storage.db import Database
 
         ids = {local_worker_id(i) for i in range(len(self.worker_procs))}
+        # Streams are listed in (worker_id, stream_id) order: start just
+        # before this run's ids, so other workers of a shared database
+        # cannot crowd them out of the page.
+        before_ours = (local_worker_id(0)[:-1], uuid.UUID(int=0))
 
         async def wait() -> set[str]:
             db = Database(url, min_size=1, max_size=1)
@@ -579,7 +584,7 @@ class _Up(UpOptions):
             try:
                 deadline = time.monotonic() + WORKERS_READY_TIMEOUT_S
                 while True:
-                    rows = await presence.list_page(db, None, None, len(ids) + 1000)
+                    rows = await presence.list_page(db, None, before_ours, 10 * len(ids))
                     connected = ids & {row.worker_id for row in rows}
                     ended = any(p.poll() is not None for p in self.worker_procs)
                     if connected == ids or ended or time.monotonic() >= deadline:
