@@ -334,6 +334,22 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 await _first_message(request)
             raise
 
+    async def _admitted(
+        self, request: Any, principal: Principal | None, rule: Rule | None, streaming_request: bool
+    ) -> Any:
+        """After `_let_in`: the request checked against the namespaces the
+        principal covers (a stream's first message, as it comes), the
+        token's use recorded and the caller set for the servicer; returns
+        the request (a stream wrapped to check its first message)."""
+        if streaming_request:
+            request = self._checked(request, principal, rule)
+        else:
+            self._check_namespaces(principal, rule, request)
+            await self._touch(principal)
+        if principal is not None:
+            _CALLER.set(principal)
+        return request
+
     # -- the wrappers --
 
     def _unary(
@@ -341,13 +357,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: Ctx) -> Any:
             principal, _, _ = await self._let_in(context, method, rule, request, streaming_request)
-            if streaming_request:
-                request = self._checked(request, principal, rule)
-            else:
-                self._check_namespaces(principal, rule, request)
-                await self._touch(principal)
-            if principal is not None:
-                _CALLER.set(principal)
+            request = await self._admitted(request, principal, rule, streaming_request)
             return await fn(request, context)
 
         return wrapper
@@ -367,13 +377,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             )
             slot = quota_key is not None and streaming_request
             try:
-                if streaming_request:
-                    request = self._checked(request, principal, rule)
-                else:
-                    self._check_namespaces(principal, rule, request)
-                    await self._touch(principal)
-                if principal is not None:
-                    _CALLER.set(principal)
+                request = await self._admitted(request, principal, rule, streaming_request)
                 recheck = presented is not None and principal is not None and principal.token_id is not None
                 recheck_at = time.monotonic() + self.recheck_s
                 async with contextlib.aclosing(fn(request, context)) as items:
