@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -48,6 +48,8 @@ from chronosched_server.tokens import NewToken
 
 if TYPE_CHECKING:
     import grpc
+
+    from chronosched_server.storage.db import Database
 
 log = logging.getLogger("chronosched")
 
@@ -285,6 +287,21 @@ def _start_worker(
 def local_worker_id(index: int) -> str:
     """A local worker's id: it carries this run's pid (see _start)."""
     return f"local-{os.getpid()}-{index}"
+
+
+@contextlib.asynccontextmanager
+async def _database(url: str) -> AsyncIterator[Database]:
+    """One connection's Database for up's own few statements, closed after."""
+    # Imported here, as in _migrate: the CLI imports this module for its
+    # defaults, and psycopg is heavy.
+    from chronosched_server.storage.db import Database
+
+    db = Database(url, min_size=1, max_size=1)
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
 
 
 def _reap_worker_leftovers(pid: int) -> None:
@@ -570,7 +587,6 @@ class _Up(UpOptions):
         # Imported here, as in _migrate: psycopg is heavy.
         from chronosched_server.errors import DomainError
         from chronosched_server.storage import presence
-        from chronosched_server.storage.db import Database
 
         ids = {local_worker_id(i) for i in range(len(self.worker_procs))}
         # Streams are listed in (worker_id, stream_id) order: start just
@@ -579,9 +595,7 @@ class _Up(UpOptions):
         before_ours = (local_worker_id(0)[:-1], uuid.UUID(int=0))
 
         async def wait() -> set[str]:
-            db = Database(url, min_size=1, max_size=1)
-            await db.open()
-            try:
+            async with _database(url) as db:
                 deadline = time.monotonic() + WORKERS_READY_TIMEOUT_S
                 while True:
                     rows = await presence.list_page(db, None, before_ours, 10 * len(ids))
@@ -591,8 +605,6 @@ class _Up(UpOptions):
                         return connected
                     self.signals.check()
                     await asyncio.sleep(WORKERS_POLL_S)
-            finally:
-                await db.close()
 
         try:
             connected = asyncio.run(wait())
@@ -622,7 +634,6 @@ class _Up(UpOptions):
         from chronosched_server import tokens
         from chronosched_server.errors import DomainError
         from chronosched_server.storage import tokens as stored_tokens
-        from chronosched_server.storage.db import Database
 
         if not self.admin_token:
             self.admin_token = tokens.new_admin_token()
@@ -633,9 +644,7 @@ class _Up(UpOptions):
         description = self._worker_token_description
 
         async def store() -> None:
-            db = Database(url, min_size=1, max_size=1)
-            await db.open()
-            try:
+            async with _database(url) as db:
                 await stored_tokens.revoke_described(db, description)
                 await stored_tokens.create(
                     db,
@@ -646,8 +655,6 @@ class _Up(UpOptions):
                     description=description,
                     ttl=None,
                 )
-            finally:
-                await db.close()
 
         try:
             asyncio.run(store())
@@ -663,17 +670,12 @@ class _Up(UpOptions):
             return
         from chronosched_server.errors import DomainError
         from chronosched_server.storage import tokens as stored_tokens
-        from chronosched_server.storage.db import Database
 
         token_id = self.worker_token.token_id
 
         async def revoke() -> None:
-            db = Database(url, min_size=1, max_size=1)
-            await db.open()
-            try:
+            async with _database(url) as db:
                 await stored_tokens.revoke(db, token_id)
-            finally:
-                await db.close()
 
         try:
             asyncio.run(revoke())
