@@ -314,18 +314,16 @@ class Dispatcher:
             if stream.unanswered:
                 answers.append((stream, stream.unanswered))
                 stream.unanswered = []
-        # Each claim names the newest heartbeat read before it (snapshot now:
-        # the claim runs later, so it surely ran after that heartbeat came).
-        wants = [(s, s.free, s.heartbeat_seq) for s in self.streams if s.free > 0]
+        wants = [(s, s.free) for s in self.streams if s.free > 0]
         if not batch and not beats and not wants and not answers:
             return
-        for stream, n, _ in wants:
+        for stream, n in wants:
             stream.reserved += n
         started = time.perf_counter()
         try:
             await self._transact(batch, beats, wants, answers)
         finally:
-            for stream, n, _ in wants:
+            for stream, n in wants:
                 stream.reserved -= n
             self.metrics.dispatch_cycle.observe(time.perf_counter() - started)
             self.metrics.dispatch_batch.observe(len(batch))
@@ -334,7 +332,7 @@ class Dispatcher:
         self,
         batch: list[_Pending],
         beats: dict[uuid.UUID, tuple[int, leases.Holder]],
-        wants: list[tuple[WorkerStream, int, int]],
+        wants: list[tuple[WorkerStream, int]],
         answers: list[_Answers],
     ) -> None:
         quick = fast_path([p.item for p in batch])
@@ -353,9 +351,13 @@ class Dispatcher:
                 writes, decided = await decide(conn, [p.item for p in others])
                 tally = await write(conn, writes)
                 extending = await leases.extend(conn, beats, self.config.lease) if beats else None
+                # Each claim names the newest heartbeat read before it was
+                # queued, so surely before it ran: read here rather than when
+                # the cycle began, which may be long before under load (a
+                # grant named heartbeat 0 of a stream that had sent 2).
                 claims = [
-                    (s, seq, await leases.claim(conn, s.claim_spec, n, self.config.lease))
-                    for s, n, seq in wants
+                    (s, s.heartbeat_seq, await leases.claim(conn, s.claim_spec, n, self.config.lease))
+                    for s, n in wants
                 ]
                 # Last: a failing DAG's row is then locked only until the commit.
                 await dags_finished(conn, tally.finished, tally.failed)
@@ -427,7 +429,7 @@ class Dispatcher:
             stream.send(frame)
         if unsent:
             await self._release(unsent)
-        full = any(len(rows) == n for (_, n, _), (_, _, rows) in zip(wants, claimed, strict=False))
+        full = any(len(rows) == n for (_, n), (_, _, rows) in zip(wants, claimed, strict=False))
         if self._results or full:
             # More results queued meanwhile, or a claim took all it asked for
             # and the frontier may hold more. A claim that came back short
