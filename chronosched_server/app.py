@@ -81,6 +81,11 @@ class TlsError(ValueError):
     """The TLS files cannot be used: the message names the file and why."""
 
 
+class ListenError(OSError):
+    """An address the server was told to listen on cannot be bound (another
+    process holds the port, or the host is not this machine's)."""
+
+
 def server_credentials(config: Config) -> grpc.ServerCredentials | None:
     """The listener's TLS credentials from `config`, or None for plaintext.
 
@@ -147,6 +152,10 @@ class Server:
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
+                # gRPC sets SO_REUSEPORT by default on Linux: a second server
+                # on a taken port would bind and the kernel would split the
+                # connections between the two. Off, the second one fails.
+                ("grpc.so_reuseport", 0),
                 *_KEEPALIVE,
             ],
         )
@@ -197,12 +206,33 @@ class Server:
         self._serving = False
 
     async def start(self) -> int:
-        """Open the pool and listen; returns the bound port (useful with port 0)."""
+        """Listen and open the pool; returns the bound port (useful with port 0).
+
+        The port is bound before anything opens, so a taken port fails the
+        start at once. Whatever a failed start opened is closed before the
+        error leaves: a psycopg pool left open keeps retrying its connections
+        through the event loop's shutdown, and the process never exits.
+        """
+        try:
+            if self._credentials is None:
+                self.port = self.grpc.add_insecure_port(self.config.grpc_address)
+            else:
+                self.port = self.grpc.add_secure_port(self.config.grpc_address, self._credentials)
+        except RuntimeError as exc:
+            # gRPC's own error says only "Failed to bind" (its log line has the errno).
+            raise ListenError(
+                f"cannot listen on {self.config.grpc_address}: the port is taken, "
+                "or the host is not an address of this machine"
+            ) from exc
         await self.db.open()
-        if self._credentials is None:
-            self.port = self.grpc.add_insecure_port(self.config.grpc_address)
-        else:
-            self.port = self.grpc.add_secure_port(self.config.grpc_address, self._credentials)
+        try:
+            await self._start_opened()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+        return self.port
+
+    async def _start_opened(self) -> None:
         await self.grpc.start()
         await self.dispatcher.start()
         if self.scheduler is not None:
@@ -211,7 +241,11 @@ class Server:
         if self.config.metrics_port is not None:
             # Registered here: the frontier query runs on this event loop.
             self.metrics.add(FrontierCollector(asyncio.get_running_loop(), lambda: frontier_counts(self.db)))
-            self.metrics_port = self.metrics.serve(self.config.grpc_host, self.config.metrics_port)
+            address = host_port(self.config.grpc_host, self.config.metrics_port)
+            try:
+                self.metrics_port = self.metrics.serve(self.config.grpc_host, self.config.metrics_port)
+            except OSError as exc:
+                raise ListenError(f"cannot serve metrics on {address}: {exc.strerror or exc}") from exc
             log.info(
                 "metrics on http://%s/metrics",
                 host_port(self.config.grpc_host, self.metrics_port),
@@ -245,7 +279,6 @@ class Server:
             },
         )
         self.announce_auth()
-        return self.port
 
     def announce_auth(self) -> None:
         """Say at start whether calls need tokens: loudly when they do not."""

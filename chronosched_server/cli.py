@@ -484,7 +484,7 @@ def _cmd_server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     # graceful stop.
     try:
         eventloop.run(app.serve(server_config(args)))
-    except app.TlsError as exc:
+    except (app.TlsError, app.ListenError) as exc:
         print(f"chronosched server: error: {exc}", file=sys.stderr)
         return 1
     return 0
