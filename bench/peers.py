@@ -9,7 +9,10 @@ order that rotates from round to round (so a noisy minute on a shared machine
 hurts each in turn); the table gives the median over the rounds and their
 spread, and every ratio is the median of the same-round ratios. Between a
 contender's enqueue and its drain its database gets an untimed VACUUM
-ANALYZE, so that no drain inherits the dead rows of the one before it.
+ANALYZE, so that no drain inherits the dead rows of the one before it;
+`--no-vacuum` leaves it out, so each drain starts on a backlog as a user's
+first one does, with no statistics yet (rounds after the first may meet an
+autovacuum's).
 
 - raw SQL baseline: claim (`FOR UPDATE SKIP LOCKED`) + done, one job per
   transaction, 16 connections (psycopg) on a plain table;
@@ -440,6 +443,9 @@ class Plan:
     samples: int
     one_slot_jobs: int
     gap: float
+    # False (--no-vacuum): drains start on the backlog as enqueued, before
+    # any ANALYZE, as a user's first backlog does.
+    settle: bool = True
 
 
 async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
@@ -447,6 +453,10 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
 
     def fig(name: str) -> Figures:
         return figures.setdefault(name, Figures())
+
+    async def settle_unless_fresh(url: str) -> None:
+        if plan.settle:
+            await settle(url)
 
     async with database() as url, server_process(url) as (port, channel):
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -459,6 +469,7 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
             f"PostgreSQL {row[0]} (embedded, throwaway), synchronous_commit={sync[0]};"
             f" {os.cpu_count()} cores; {plan.jobs:,} jobs, {plan.rounds} rounds,"
             f" {plan.samples} latency samples per contender and round;"
+            f" {'VACUUM ANALYZE before each drain' if plan.settle else 'no VACUUM ANALYZE (--no-vacuum)'};"
             f" load average {os.getloadavg()[0]:.1f} at the start",
             flush=True,
         )
@@ -494,11 +505,11 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
         async def do_sdk() -> None:
             f = fig(SDK)
             f.enqueue.append(await chrono.enqueue("peers16", plan.jobs))
-            await settle(url)
+            await settle_unless_fresh(url)
             await drained(
                 f, drain("chronosched", plan.jobs, *chrono.worker_args("peers16", CONCURRENCY)), ours=True
             )
-            await settle(url)
+            await settle_unless_fresh(url)
             lat = await latency(
                 "chronosched",
                 lambda: chrono.enqueue_stamped("peerslat"),
@@ -512,23 +523,23 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
         async def do_sdk_no_prefetch() -> None:
             f = fig(SDK_NO_PREFETCH)
             f.enqueue.append(await chrono.enqueue("peers16pf", plan.jobs))
-            await settle(url)
+            await settle_unless_fresh(url)
             args = (*chrono.worker_args("peers16pf", CONCURRENCY), "--prefetch", "0")
             await drained(f, drain("chronosched", plan.jobs, *args), ours=True)
 
         async def do_stream() -> None:
             f = fig(STREAM)
             f.enqueue.append(await chrono.enqueue_dags("peersstream", plan.jobs))
-            await settle(url)
+            await settle_unless_fresh(url)
             await drained(f, in_process(chrono.stream_drain("peersstream", plan.jobs)), ours=True)
 
         async def do_pgq() -> None:
             assert pgq is not None
             f = fig(PGQ)
             f.enqueue.append(await pgq.enqueue(plan.jobs))
-            await settle(pgq.url)
+            await settle_unless_fresh(pgq.url)
             await drained(f, drain("pgqueuer", plan.jobs, *pgq.worker_args(CONCURRENCY)), ours=False)
-            await settle(pgq.url)
+            await settle_unless_fresh(pgq.url)
             lat = await latency(
                 "pgqueuer", pgq.enqueue_stamped, plan.samples, plan.gap, *pgq.worker_args(CONCURRENCY)
             )
@@ -539,9 +550,9 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
             assert proc is not None
             f = fig(PROC)
             f.enqueue.append(await proc.enqueue(plan.jobs))
-            await settle(proc.url)
+            await settle_unless_fresh(proc.url)
             await drained(f, drain("procrastinate", plan.jobs, *proc.worker_args()), ours=False)
-            await settle(proc.url)
+            await settle_unless_fresh(proc.url)
             lat = await latency(
                 "procrastinate", proc.enqueue_stamped, plan.samples, plan.gap, *proc.worker_args()
             )
@@ -556,12 +567,12 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
 
             async def sdk1() -> float:
                 await chrono.enqueue("peers1", n)
-                await settle(url)
+                await settle_unless_fresh(url)
                 return (await drain("chronosched", n, *chrono.worker_args("peers1", 1)))[0]
 
             async def sdk1_no_prefetch() -> float:
                 await chrono.enqueue("peers1", n)
-                await settle(url)
+                await settle_unless_fresh(url)
                 return (await drain("chronosched", n, *chrono.worker_args("peers1", 1), "--prefetch", "0"))[0]
 
             contenders += [(SDK1, sdk1), (SDK1_NO_PREFETCH, sdk1_no_prefetch)]
@@ -570,13 +581,13 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
 
                 async def pgq1() -> float:
                     await peer.enqueue(n)
-                    await settle(peer.url)
+                    await settle_unless_fresh(peer.url)
                     return (await drain("pgqueuer", n, *peer.worker_args(1, batch_size=1)))[0]
 
                 async def pgq1_default() -> float:
                     # About ten jobs a second: a few are enough.
                     await peer.enqueue(min(n, 50))
-                    await settle(peer.url)
+                    await settle_unless_fresh(peer.url)
                     return (await drain("pgqueuer", min(n, 50), *peer.worker_args(1)))[0]
 
                 contenders += [(PGQ1, pgq1), (PGQ1_DEFAULT, pgq1_default)]
@@ -740,6 +751,11 @@ def main() -> int:
         help="jobs per one-slot drain (default 500; --quick 100; 0 to skip)",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, about two minutes")
+    parser.add_argument(
+        "--no-vacuum",
+        action="store_true",
+        help="no VACUUM ANALYZE between enqueue and drain: drains start on backlogs without statistics",
+    )
     args = parser.parse_args()
     jobs = args.jobs or (2_000 if args.quick else 20_000)
     plan = Plan(
@@ -750,6 +766,7 @@ def main() -> int:
         # jobs give a stable rate.
         one_slot_jobs=(100 if args.quick else 500) if args.one_slot_jobs is None else args.one_slot_jobs,
         gap=0.02,
+        settle=not args.no_vacuum,
     )
     if plan.jobs % BATCH and plan.jobs > BATCH:
         parser.error(f"--jobs must be a multiple of {BATCH} (batches of {BATCH})")
