@@ -73,6 +73,12 @@ def _domain_errors() -> Iterator[None]:
         raise Unavailable("database unavailable: no connection", reason="DATABASE_UNAVAILABLE") from exc
 
 
+async def _configure(conn: Conn) -> None:
+    # Committed: a session setting made in a transaction rolled back is undone.
+    await conn.execute(q("configure_session"))
+    await conn.commit()
+
+
 class Database:
     """The server's connection pool; every use of a connection goes through
     one of its context managers (a transaction, a pipelined one, one in
@@ -92,6 +98,7 @@ class Database:
             # UNAVAILABLE) and the pool replaces it.
             timeout=10.0,
             reconnect_timeout=0,
+            configure=_configure,
         )
 
     async def open(self) -> None:
