@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from chronosched.v1 import namespace_pb2
-from tests.support.processes import clean_env, server_argv
+from tests.support.processes import clean_env, free_port, server_argv
 from tests.support.server import serving
 
 # Far above a start's second or two: the old code never exited at all.
@@ -53,10 +53,7 @@ def test_a_taken_metrics_port_stops_the_start_and_closes_what_it_opened(
 ) -> None:
     # The metrics port is bound after the pool has opened and the gRPC server
     # has started: the process must close both and exit.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        grpc_port = probe.getsockname()[1]
-    done = _server(database_url, grpc_port, "--metrics-port", str(held_port))
+    done = _server(database_url, free_port(), "--metrics-port", str(held_port))
     assert done.returncode == 1, done.stderr
     assert f"chronosched server: error: cannot serve metrics on 127.0.0.1:{held_port}: " in done.stderr
 

@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import conninfo, errors, sql
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from chronosched_server.errors import AlreadyExists, DatabaseError, FailedPrecondition, Unavailable
@@ -117,15 +118,16 @@ async def test_every_named_query_prepares_with_its_declared_parameter_types(acon
     assert checked >= 40
 
 
-async def _generic_plans(aconn: AConn, names: tuple[str, ...]) -> dict[str, str]:
+async def _generic_plans(conn: psycopg.AsyncConnection[Any], names: tuple[str, ...]) -> dict[str, str]:
+    """EXPLAIN of each named query's prepared plan, on a connection of any
+    row factory (a test's own, or one of the server's pool)."""
     plans: dict[str, str] = {}
     for name in names:
         text, params = to_positional(all_queries()[name])
-        await aconn.execute(f"prepare plan_{name} as {text}".encode())
-        rows = await fetch_all(
-            aconn, f"explain execute plan_{name}({', '.join(['null'] * len(params))})".encode()
-        )
-        plans[name] = "\n".join(str(r[0]) for r in rows)
+        await conn.execute(f"prepare plan_{name} as {text}".encode())
+        async with conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(f"explain execute plan_{name}({', '.join(['null'] * len(params))})".encode())
+            plans[name] = "\n".join(str(r[0]) for r in await cur.fetchall())
     return plans
 
 
@@ -203,17 +205,10 @@ async def test_the_servers_connections_plan_the_hot_statements_by_index_on_a_job
     await db.open()
     try:
         names = ("tick_one", "claim_jobs_in", "claim_jobs_any", "succeed_jobs", "create_dag_one")
-        plans: dict[str, str] = {}
         async with db.transaction() as conn:
             await conn.execute(b"analyze jobs")
             await conn.execute(b"set local plan_cache_mode = force_generic_plan")
-            for name in names:
-                text, params = to_positional(all_queries()[name])
-                await conn.execute(f"prepare plan_{name} as {text}".encode())
-                cur = await conn.execute(
-                    f"explain execute plan_{name}({', '.join(['null'] * len(params))})".encode()
-                )
-                plans[name] = "\n".join(str(next(iter(row.values()))) for row in await cur.fetchall())
+            plans = await _generic_plans(conn, names)
             raise psycopg.Rollback()  # the ANALYZE and the prepared plans go
         for name, plan in plans.items():
             assert "Seq Scan on jobs" not in plan, (name, plan)
