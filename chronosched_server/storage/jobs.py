@@ -358,6 +358,7 @@ async def _tick_one_statement(
     params = {
         "namespace_id": namespace_id,
         "def_id": def_id,
+        "kind": version.kind,
         "job_id": uuid7(),
         "payload": json.dumps(merged),
         "worker_id": lease_to.worker_id if lease_to else None,

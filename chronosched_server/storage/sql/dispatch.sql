@@ -56,14 +56,16 @@ returning j.*, d.version as def_version, d.execution_timeout,
 with picked as (
     select r.job_id
     from jobs r
-    where r.state = 'READY'
+    -- `like`, not `=`: the predicate of jobs_ready_any_namespace_idx, which
+    -- `state = 'READY'` would not prove, and which keeps jobs_ready_idx out
+    -- of this walk's reach (migration 0017).
+    where r.state like 'READY'
       -- IN (select ...) rather than = any(...): PostgreSQL hashes the list
       -- once per claim instead of comparing each walked row against all of
       -- it (a worker may name 1,000 namespaces).
       and (%(all_namespaces)s::boolean or r.namespace_id in (select unnest(%(namespaces)s::text[])))
       and r.kind = any(%(kinds)s::text[]) and r.due_time <= clock_timestamp()
-    -- -priority: the order of jobs_ready_any_namespace_idx, which only this
-    -- walk can use (migration 0014).
+    -- -priority: the order of jobs_ready_any_namespace_idx (migration 0014).
     order by -r.priority, r.due_time, r.job_id
     limit %(n)s::int
     for update of r skip locked

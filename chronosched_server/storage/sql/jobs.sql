@@ -204,8 +204,9 @@ where g.dag_id = x.dag_id;
 -- hold_definition do, insert the job READY as insert_standalone_jobs does
 -- (key = the definition's name, its attempts
 -- and priority), and return it as get_job reads it. No row means that
--- something is missing (the namespace or the version) or the version is
--- retired: the caller then takes the two-trip path, which says which. The
+-- something is missing (the namespace or the version), the version is
+-- retired, or it is not of the kind the caller read from its cache of
+-- versions: the caller then takes the two-trip path, which says which. The
 -- payload is merged and checked by the caller beforehand.
 -- Hand-off: given a worker_id (a connected worker of this server has a
 -- slot held for the kind), the job is inserted RUNNING and leased to that
@@ -223,15 +224,21 @@ with ns as (
 ), d as (
     select d.*
     from job_definitions d join ns on ns.namespace_id = d.namespace_id
-    where d.def_id = %(def_id)s::uuid
+    where d.def_id = %(def_id)s::uuid and d.kind = %(kind)s::text
     for share of d
 ), c as (
     select clock_timestamp() as t
-), h as (
+-- Materialized: inlined, the check ran once for each of the four uses of
+-- h.running below.
+), h as materialized (
     select %(worker_id)s::text is not null and not exists (
         select 1
         from jobs r, d
-        where r.state = 'READY' and r.namespace_id = d.namespace_id and r.kind = d.kind
+        -- The namespace and kind as given, not as d's columns: then they
+        -- bound the index scan whatever jobs' statistics say. Joined to d
+        -- only, a plan made on statistics that found no READY job read
+        -- every READY job of every namespace by due time.
+        where r.state = 'READY' and r.namespace_id = %(namespace_id)s::text and r.kind = %(kind)s::text
             and r.priority >= d.default_priority and r.due_time <= c.t
     ) as running
     from c
