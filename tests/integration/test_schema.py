@@ -168,9 +168,10 @@ async def test_each_statement_of_ready_jobs_can_read_only_its_own_ready_index(ac
 
 
 async def _ready_index_rows(conn: AConn, name: str, params: dict[str, Any]) -> dict[str, int]:
-    """Run a named query's generic plan under EXPLAIN ANALYZE (in a
-    transaction rolled back) and count the rows each READY index handed up,
-    with those its node then filtered out."""
+    """Run a named query under EXPLAIN ANALYZE (in a transaction rolled
+    back), planned as the dispatcher's cycle plans it (configure_session,
+    use_generic_plans), and count the rows each READY index handed up, with
+    those its node then filtered out."""
     text, names = to_positional(all_queries()[name])
     values = sql.SQL(", ").join(sql.Literal(params[n]) for n in names)
     rows: dict[str, int] = dict.fromkeys(READY_INDEXES, 0)
@@ -183,8 +184,8 @@ async def _ready_index_rows(conn: AConn, name: str, params: dict[str, Any]) -> d
             walk(child)
 
     async with conn.transaction(force_rollback=True):
-        await conn.execute(b"set local enable_seqscan = off")  # as on the server's connections
-        await conn.execute(b"set local plan_cache_mode = force_generic_plan")
+        await conn.execute(q("configure_session"))
+        await conn.execute(q("use_generic_plans"))
         await conn.execute(f"prepare run_{name} as {text}".encode())
         explain = sql.SQL("explain (analyze, format json) execute {}({})").format(
             sql.Identifier(f"run_{name}"), values
@@ -254,6 +255,37 @@ async def test_ready_jobs_are_read_through_their_own_index_after_an_analyze_foun
     }
     handed_off = await _ready_index_rows(aconn, "tick_one", tick)
     assert handed_off == dict.fromkeys(READY_INDEXES, 0), handed_off
+
+
+async def test_a_claim_reads_ready_jobs_in_index_order_before_jobs_has_statistics(aconn: AConn) -> None:
+    """Before jobs' first ANALYZE the planner guesses a READY job or two,
+    and the walk's plan took a bitmap scan of its index (rows out of index
+    order) and sorted them: every claim of 16 read all 20,000 READY jobs,
+    25 to 29 ms. The cycle plans with bitmap scans off (use_generic_plans),
+    so each claim reads its index in order and stops at 16."""
+    await aconn.execute(b"alter table jobs set (autovacuum_enabled = off)")  # no ANALYZE at all
+    for namespace_id in ("one", "two"):
+        await _insert_namespace(aconn, namespace_id)
+        def_id = await _insert_definition(aconn, namespace_id)
+        await aconn.execute(
+            b"insert into jobs (job_id, namespace_id, def_id, kind, key, state, max_attempts, due_time)"
+            b" select gen_random_uuid(), %s, %s, 'report', 'n', 'READY', 3, now() - interval '1 second'"
+            b" from generate_series(1, 10000)",
+            (namespace_id, def_id),
+        )
+    analyzed = await fetch_value(
+        aconn,
+        b"select last_analyze is not null or last_autoanalyze is not null"
+        b" from pg_stat_user_tables where relname = 'jobs'",
+    )
+    assert analyzed is False
+    claim = {"kinds": ["report"], "n": 16, "lease": "30s", "worker_id": "w"}
+    walk = await _ready_index_rows(
+        aconn, "claim_jobs_any", {**claim, "all_namespaces": True, "namespaces": []}
+    )
+    assert walk["jobs_ready_idx"] == 0 and 16 <= walk["jobs_ready_any_namespace_idx"] <= 64, walk
+    per_pair = await _ready_index_rows(aconn, "claim_jobs_in", {**claim, "namespaces": ["two"]})
+    assert per_pair["jobs_ready_any_namespace_idx"] == 0 and 16 <= per_pair["jobs_ready_idx"] <= 64, per_pair
 
 
 async def test_a_claim_leases_its_picked_jobs_by_the_primary_key_before_jobs_has_statistics(
