@@ -204,6 +204,29 @@ async def _ready_index_rows(
     return rows
 
 
+async def _insert_ready_jobs(conn: AConn, namespace_id: str, def_id: uuid.UUID, n: int) -> None:
+    """n standalone jobs of a `report` definition, READY and due."""
+    await conn.execute(
+        b"insert into jobs (job_id, namespace_id, def_id, kind, key, state, max_attempts, due_time)"
+        b" select gen_random_uuid(), %s, %s, 'report', 'n', 'READY', 3, now() - interval '1 second'"
+        b" from generate_series(1, %s)",
+        (namespace_id, def_id, n),
+    )
+
+
+async def _claims_read_only_their_own_ready_index(conn: AConn, namespace_id: str) -> None:
+    """A claim of 16 `report` jobs, by the walk of all namespaces and by
+    namespace_id's pair, each reads a claim's worth of its own READY index
+    and nothing of the other."""
+    claim = {"kinds": ["report"], "n": 16, "lease": "30s", "worker_id": "w"}
+    walk = await _ready_index_rows(
+        conn, "claim_jobs_any", {**claim, "all_namespaces": True, "namespaces": []}
+    )
+    assert walk["jobs_ready_idx"] == 0 and 16 <= walk["jobs_ready_any_namespace_idx"] <= 64, walk
+    per_pair = await _ready_index_rows(conn, "claim_jobs_in", {**claim, "namespaces": [namespace_id]})
+    assert per_pair["jobs_ready_any_namespace_idx"] == 0 and 16 <= per_pair["jobs_ready_idx"] <= 64, per_pair
+
+
 async def test_ready_jobs_are_read_through_their_own_index_after_an_analyze_found_none(
     aconn: AConn,
 ) -> None:
@@ -220,15 +243,7 @@ async def test_ready_jobs_are_read_through_their_own_index_after_an_analyze_foun
         await _insert_namespace(aconn, namespace_id)
         defs[namespace_id] = await _insert_definition(aconn, namespace_id)
 
-    async def ready_jobs(namespace_id: str) -> None:
-        await aconn.execute(
-            b"insert into jobs (job_id, namespace_id, def_id, kind, key, state, max_attempts, due_time)"
-            b" select gen_random_uuid(), %s, %s, 'report', 'n', 'READY', 3, now() - interval '1 second'"
-            b" from generate_series(1, 20000)",
-            (namespace_id, defs[namespace_id]),
-        )
-
-    await ready_jobs("drained")
+    await _insert_ready_jobs(aconn, "drained", defs["drained"], 20000)
     await aconn.execute(
         b"update jobs set state = 'SUCCEEDED', end_time = now() where namespace_id = 'drained'"
     )
@@ -241,15 +256,9 @@ async def test_ready_jobs_are_read_through_their_own_index_after_an_analyze_foun
     # The statistics this test is about: no READY tuples on many pages.
     assert [(r[0], r[2]) for r in stats] == [("jobs_ready_any_namespace_idx", 0), ("jobs_ready_idx", 0)]
     assert all(r[1] > 50 for r in stats), stats
-    await ready_jobs("busy")
+    await _insert_ready_jobs(aconn, "busy", defs["busy"], 20000)
 
-    claim = {"kinds": ["report"], "n": 16, "lease": "30s", "worker_id": "w"}
-    walk = await _ready_index_rows(
-        aconn, "claim_jobs_any", {**claim, "all_namespaces": True, "namespaces": []}
-    )
-    assert walk["jobs_ready_idx"] == 0 and 16 <= walk["jobs_ready_any_namespace_idx"] <= 64, walk
-    per_pair = await _ready_index_rows(aconn, "claim_jobs_in", {**claim, "namespaces": ["busy"]})
-    assert per_pair["jobs_ready_any_namespace_idx"] == 0 and 16 <= per_pair["jobs_ready_idx"] <= 64, per_pair
+    await _claims_read_only_their_own_ready_index(aconn, "busy")
     tick = {
         "namespace_id": "idle",
         "def_id": defs["idle"],
@@ -274,26 +283,14 @@ async def test_a_claim_reads_ready_jobs_in_index_order_before_jobs_has_statistic
     await aconn.execute(b"alter table jobs set (autovacuum_enabled = off)")  # no ANALYZE at all
     for namespace_id in ("one", "two"):
         await _insert_namespace(aconn, namespace_id)
-        def_id = await _insert_definition(aconn, namespace_id)
-        await aconn.execute(
-            b"insert into jobs (job_id, namespace_id, def_id, kind, key, state, max_attempts, due_time)"
-            b" select gen_random_uuid(), %s, %s, 'report', 'n', 'READY', 3, now() - interval '1 second'"
-            b" from generate_series(1, 10000)",
-            (namespace_id, def_id),
-        )
+        await _insert_ready_jobs(aconn, namespace_id, await _insert_definition(aconn, namespace_id), 10000)
     analyzed = await fetch_value(
         aconn,
         b"select last_analyze is not null or last_autoanalyze is not null"
         b" from pg_stat_user_tables where relname = 'jobs'",
     )
     assert analyzed is False
-    claim = {"kinds": ["report"], "n": 16, "lease": "30s", "worker_id": "w"}
-    walk = await _ready_index_rows(
-        aconn, "claim_jobs_any", {**claim, "all_namespaces": True, "namespaces": []}
-    )
-    assert walk["jobs_ready_idx"] == 0 and 16 <= walk["jobs_ready_any_namespace_idx"] <= 64, walk
-    per_pair = await _ready_index_rows(aconn, "claim_jobs_in", {**claim, "namespaces": ["two"]})
-    assert per_pair["jobs_ready_any_namespace_idx"] == 0 and 16 <= per_pair["jobs_ready_idx"] <= 64, per_pair
+    await _claims_read_only_their_own_ready_index(aconn, "two")
 
 
 async def test_a_claim_leases_its_picked_jobs_by_the_primary_key_before_jobs_has_statistics(
