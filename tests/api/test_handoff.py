@@ -20,6 +20,7 @@ from chronosched_server.storage import definitions as storage_definitions
 from chronosched_server.storage import jobs as storage_jobs
 from chronosched_server.storage.records import Job as Record
 from tests.api.test_dequeue import RawWorker
+from tests.api.test_stream_churn import until
 from tests.support.builders import definition, namespace
 from tests.support.server import Stubs
 
@@ -160,7 +161,16 @@ async def busy_worker(api: Stubs) -> tuple[str, definition_pb2.JobDefinition, Ra
     worker = RawWorker(api, namespaces=[ns], slots=2)
     await worker.start()
     await worker.next("assignment")
-    (stream,) = api.server.dispatcher.streams  # registered: it had its assignment
+    dispatcher = api.server.dispatcher
+    (stream,) = dispatcher.streams  # registered: it had its assignment
+    # A cycle holds every free slot while it runs (and the dispatcher polls
+    # for a worker with a free slot), so a hand-off offered during one finds
+    # none: under load, one of these tests once got no slot. The callers
+    # offer theirs before a cycle woken after this could take the slot.
+    await until(
+        lambda: stream.free == 1 and not dispatcher._running,
+        lambda: f"no cycle to run: {len(dispatcher._running)} running, {stream.free} slots free",
+    )
     return ns, d, worker, stream
 
 
