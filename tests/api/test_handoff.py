@@ -80,6 +80,7 @@ async def test_a_tick_with_a_free_slot_starts_leased_to_the_worker(api: Stubs, d
     # the lease from that heartbeat).
     await worker.heartbeat(1, (first.job_id, first.attempt))
     await worker.next("heartbeat_ack")
+    await quiet(api)  # the heartbeat's cycle gave its hold on the free slot back
     job = await tick(api, ns, d.def_id, payload={"n": 1})
     assert job.state == J.STATE_RUNNING and job.worker_id == "w1" and job.attempt == 1
     assert job.HasField("lease_expire_time") and job.HasField("start_time")
@@ -161,17 +162,20 @@ async def busy_worker(api: Stubs) -> tuple[str, definition_pb2.JobDefinition, Ra
     worker = RawWorker(api, namespaces=[ns], slots=2)
     await worker.start()
     await worker.next("assignment")
-    dispatcher = api.server.dispatcher
-    (stream,) = dispatcher.streams  # registered: it had its assignment
-    # A cycle holds every free slot while it runs (and the dispatcher polls
-    # for a worker with a free slot), so a hand-off offered during one finds
-    # none: under load, one of these tests once got no slot. The callers
-    # offer theirs before a cycle woken after this could take the slot.
-    await until(
-        lambda: stream.free == 1 and not dispatcher._running,
-        lambda: f"no cycle to run: {len(dispatcher._running)} running, {stream.free} slots free",
-    )
+    (stream,) = api.server.dispatcher.streams  # registered: it had its assignment
+    # The callers offer their hand-off before a cycle woken after this could
+    # take the slot.
+    await quiet(api)
     return ns, d, worker, stream
+
+
+async def quiet(api: Stubs) -> None:
+    """Until no dispatch cycle runs. A cycle holds every free slot while it
+    runs (and the dispatcher polls every half second for a worker with a
+    free slot), so a hand-off offered during one finds none: under load,
+    one of these tests once got no slot."""
+    dispatcher = api.server.dispatcher
+    await until(lambda: not dispatcher._running, lambda: f"{len(dispatcher._running)} cycles to end")
 
 
 async def test_a_stream_closing_during_the_tick_gets_nothing_and_the_job_waits(
