@@ -278,7 +278,7 @@ async def test_a_claim_reads_ready_jobs_in_index_order_before_jobs_has_statistic
     """Before jobs' first ANALYZE the planner guesses a READY job or two,
     and the walk's plan took a bitmap scan of its index (rows out of index
     order) and sorted them: every claim of 16 read all 20,000 READY jobs,
-    25 to 29 ms. The cycle plans with bitmap scans off (use_generic_plans),
+    24 to 29 ms. The cycle plans with bitmap scans off (use_generic_plans),
     so each claim reads its index in order and stops at 16."""
     await aconn.execute(b"alter table jobs set (autovacuum_enabled = off)")  # no ANALYZE at all
     for namespace_id in ("one", "two"):

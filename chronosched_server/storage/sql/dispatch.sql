@@ -183,7 +183,7 @@ select set_config('enable_seqscan', 'off', false);
 -- and up to half of a unary success's (about 1 ms of 2, read-back included).
 -- Bitmap scans go off too: they return rows out of index order, so a claim
 -- planned on one must read every READY job it could take and sort them.
--- Before jobs' first ANALYZE the walk's plan did (25 to 29 ms a claim of 16
+-- Before jobs' first ANALYZE the walk's plan did (24 to 29 ms a claim of 16
 -- from 20,000 READY jobs, against 1 ms in index order). The cycle's other
 -- statements look rows up by key arrays, which a plain index scan serves.
 select set_config('plan_cache_mode', 'force_generic_plan', true),
