@@ -20,9 +20,9 @@ from chronosched_server.storage import definitions as storage_definitions
 from chronosched_server.storage import jobs as storage_jobs
 from chronosched_server.storage.records import Job as Record
 from tests.api.test_dequeue import RawWorker
-from tests.api.test_stream_churn import until
 from tests.support.builders import definition, namespace
 from tests.support.server import Stubs
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 J = job_pb2.Job
@@ -175,7 +175,7 @@ async def quiet(api: Stubs) -> None:
     free slot), so a hand-off offered during one finds none: under load,
     one of these tests once got no slot."""
     dispatcher = api.server.dispatcher
-    await until(lambda: not dispatcher._running, lambda: f"{len(dispatcher._running)} cycles to end")
+    await eventually(lambda: not dispatcher._running, within=10.0, what="the running dispatch cycles to end")
 
 
 async def test_a_stream_closing_during_the_tick_gets_nothing_and_the_job_waits(
