@@ -214,6 +214,17 @@ async def _insert_ready_jobs(conn: AConn, namespace_id: str, def_id: uuid.UUID, 
     )
 
 
+async def _jobs_analyzed(conn: AConn) -> bool:
+    """Whether jobs has had an ANALYZE (by hand or by autovacuum)."""
+    analyzed = await fetch_value(
+        conn,
+        b"select last_analyze is not null or last_autoanalyze is not null"
+        b" from pg_stat_user_tables where relname = 'jobs'",
+    )
+    assert isinstance(analyzed, bool)
+    return analyzed
+
+
 async def _claims_read_only_their_own_ready_index(conn: AConn, namespace_id: str) -> None:
     """A claim of 16 `report` jobs, by the walk of all namespaces and by
     namespace_id's pair, each reads a claim's worth of its own READY index
@@ -284,12 +295,7 @@ async def test_a_claim_reads_ready_jobs_in_index_order_before_jobs_has_statistic
     for namespace_id in ("one", "two"):
         await _insert_namespace(aconn, namespace_id)
         await _insert_ready_jobs(aconn, namespace_id, await _insert_definition(aconn, namespace_id), 10000)
-    analyzed = await fetch_value(
-        aconn,
-        b"select last_analyze is not null or last_autoanalyze is not null"
-        b" from pg_stat_user_tables where relname = 'jobs'",
-    )
-    assert analyzed is False
+    assert await _jobs_analyzed(aconn) is False
     await _claims_read_only_their_own_ready_index(aconn, "two")
 
 
@@ -301,28 +307,9 @@ async def test_a_claim_leases_its_picked_jobs_by_the_primary_key_before_jobs_has
     jobs' first ANALYZE walk a whole READY index for those ids: 6 ms a claim
     on a fresh backlog of 20,000, ten times the claim itself."""
     async with aconn.transaction(force_rollback=True):
-        d = uuid.uuid4()
-        await aconn.execute(b"insert into namespaces (namespace_id) values ('fresh')")
-        await aconn.execute(
-            b"insert into job_definitions (def_id, namespace_id, name, version, kind, misfire_policy,"
-            b" overlap_policy, starting_deadline, max_attempts, backoff_initial, backoff_max,"
-            b" backoff_multiplier, execution_timeout, default_priority, delay_after_parents)"
-            b" values (%s, 'fresh', 'n', 1, 'noop', 'skip', 'allow',"
-            b" '0', 3, '1s', '1m', 2, '1h', 0, '0')",
-            (d,),
-        )
-        await aconn.execute(
-            b"insert into jobs (job_id, namespace_id, def_id, kind, key, state, max_attempts, due_time)"
-            b" select gen_random_uuid(), 'fresh', %s, 'noop', 'n', 'READY', 3, now()"
-            b" from generate_series(1, 20000)",
-            (d,),
-        )
-        analyzed = await fetch_value(
-            aconn,
-            b"select last_analyze is not null or last_autoanalyze is not null"
-            b" from pg_stat_user_tables where relname = 'jobs'",
-        )
-        assert analyzed is False
+        await _insert_namespace(aconn, "fresh")
+        await _insert_ready_jobs(aconn, "fresh", await _insert_definition(aconn, "fresh"), 20000)
+        assert await _jobs_analyzed(aconn) is False
         await aconn.execute(b"set local plan_cache_mode = force_generic_plan")
         plans = await _generic_plans(aconn, ("claim_jobs_in", "claim_jobs_any"))
     for name, plan in plans.items():
@@ -350,7 +337,7 @@ async def test_the_servers_connections_plan_the_hot_statements_by_index_on_a_job
             await conn.execute(b"analyze jobs")
             await conn.execute(b"set local plan_cache_mode = force_generic_plan")
             plans = await _generic_plans(conn, names)
-            raise psycopg.Rollback()  # the ANALYZE and the prepared plans go
+            raise psycopg.Rollback()  # the ANALYZE's statistics go with it
         for name, plan in plans.items():
             assert "Seq Scan on jobs" not in plan, (name, plan)
             assert "Index" in plan, (name, plan)
