@@ -51,6 +51,7 @@ def read_subscribe(message: worker_pb2.DequeueRequest, namespace_limit: str | No
     for i, kind in enumerate(sub.kinds):
         validation.check_pattern(v, f"subscribe.kinds[{i}]", kind, validation.KIND_RE, required=True)
     validation.check_range(v, "subscribe.slots", sub.slots, 0, MAX_SLOTS)
+    validation.check_range(v, "subscribe.lookahead", sub.lookahead, 0, MAX_SLOTS)
     running: dict[uuid.UUID, int] = {}
     for i, ref in enumerate(sub.running):
         parsed = _ref(v, f"subscribe.running[{i}]", ref)
@@ -63,6 +64,7 @@ def read_subscribe(message: worker_pb2.DequeueRequest, namespace_limit: str | No
         all_namespaces=sub.all_namespaces,
         kinds=list(sub.kinds),
         slots=sub.slots,
+        lookahead=sub.lookahead,
         in_flight=running,
         namespace_limit=namespace_limit,
     )
@@ -132,14 +134,16 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             return
         stream = read_subscribe(first, caller().namespace)
         log.info(
-            "worker %s connected (%d slots, kinds %s)",
+            "worker %s connected (%d slots, lookahead %d, kinds %s)",
             stream.worker_id,
             stream.slots,
+            stream.lookahead,
             stream.kinds,
             extra={
                 "event": "worker_connected",
                 "worker_id": stream.worker_id,
                 "slots": stream.slots,
+                "lookahead": stream.lookahead,
                 "kinds": sorted(stream.kinds),
             },
         )
@@ -200,7 +204,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 self.dispatcher.heartbeat(stream, message.heartbeat.sequence, refs)
             elif kind == "slots":
                 stream.slots = max(0, min(MAX_SLOTS, message.slots.slots))
-                self.dispatcher.capacity_changed()
+                self.dispatcher.capacity_changed(stream)
             else:
                 log.warning(
                     "worker %s sent an unexpected %s message; ignored",

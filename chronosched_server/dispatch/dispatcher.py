@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2
 from chronosched.v1 import worker_pb2
 from chronosched_server import render
 from chronosched_server.dispatch.presence import Presence
-from chronosched_server.dispatch.streams import WorkerStream
+from chronosched_server.dispatch.streams import Held, WorkerStream
 from chronosched_server.errors import DomainError, Unavailable
 from chronosched_server.metrics import Metrics
 from chronosched_server.storage import leases, notifications
@@ -116,6 +116,8 @@ class Dispatcher:
         # Tick hand-offs under way (Dispatcher.handoff): shielded from their
         # callers, so held here until they end.
         self._handoffs: set[asyncio.Task[Job]] = set()
+        # Give-backs of held jobs under way (Dispatcher._give_back).
+        self._releases: set[asyncio.Task[None]] = set()
         # Set as stop() begins: streams opened from then on are refused
         # rather than kept (with no jobs) until the shutdown grace ends.
         self.stopping = False
@@ -142,8 +144,12 @@ class Dispatcher:
             await asyncio.wait(self._running | self._handoffs)
         # Results already received are applied before the server goes away,
         # so a worker's acknowledged-by-TCP result is not left to a retry.
+        # Held jobs go back now: they would wait out their leases otherwise.
         for stream in self.streams:
             stream.slots = 0
+            self._give_back(stream, len(stream.held))
+        if self._releases:
+            await asyncio.wait(self._releases)
         batch, self._results = self._results, []
         if batch:
             with contextlib.suppress(Exception):
@@ -182,6 +188,10 @@ class Dispatcher:
         """Before a new stream takes jobs: give back what the database leases
         to its worker id but the worker does not hold (see leases.reclaim).
         Best effort: if the database is away, those leases expire instead."""
+        # Jobs an earlier stream of this worker held (never sent) go back
+        # with their attempt unused first; taken back here they would spend one.
+        if self._releases:
+            await asyncio.wait(self._releases)
         skipped: Counter[tuple[str, str]] = Counter()
         try:
             async with self.db.transaction() as conn:
@@ -244,6 +254,7 @@ class Dispatcher:
             if self.owner.get(job_id) is stream:
                 del self.owner[job_id]
             self._labels.pop((job_id, attempt), None)
+        self._give_back(stream, len(stream.held))
 
     def stream_counts(self) -> tuple[int, int]:
         """Open streams and their free slots (read by the metrics thread:
@@ -262,6 +273,10 @@ class Dispatcher:
                     del self.owner[item.job_id]
             self._results.append(_Pending(stream, ref, item))
         if items:
+            # Jobs held for the freed slots go out now, before the cycle
+            # that applies these results (docs/workers.md, "Lookahead").
+            stream.holding = True
+            self._send_held(stream)
             self._wake.set()
 
     def heartbeat(self, stream: WorkerStream, sequence: int, refs: list[tuple[uuid.UUID, int]]) -> None:
@@ -282,7 +297,13 @@ class Dispatcher:
             silence_timeout=render.dur(timedelta(seconds=self.config.silence_timeout_s)),
         )
 
-    def capacity_changed(self) -> None:
+    def capacity_changed(self, stream: WorkerStream) -> None:
+        """The worker changed its slots: fill new ones from what is held,
+        and hold nothing for a worker with none (it is draining)."""
+        if stream.slots == 0:
+            self._give_back(stream, len(stream.held))
+        else:
+            self._send_held(stream)
         self._wake.set()
 
     # -- the pump --------------------------------------------------------
@@ -314,7 +335,7 @@ class Dispatcher:
             if stream.unanswered:
                 answers.append((stream, stream.unanswered))
                 stream.unanswered = []
-        wants = [(s, s.free) for s in self.streams if s.free > 0]
+        wants = [(s, s.room) for s in self.streams if s.room > 0]
         if not batch and not beats and not wants and not answers:
             return
         for stream, n in wants:
@@ -416,14 +437,18 @@ class Dispatcher:
         self.metrics.count_results(finished)
         unsent: dict[uuid.UUID, int] = {}
         started: Counter[tuple[str, str]] = Counter()
+        now = time.monotonic()
         for stream, seq, rows in claimed:
+            if stream.closed:
+                unsent.update((job.job_id, job.attempt) for job in rows)
+                continue
+            # Claimed jobs queue behind those already held, and the free
+            # slots take from the front: a stream's jobs start in claim order.
             for job in rows:
-                if stream.closed:
-                    unsent[job.job_id] = job.attempt
-                    continue
-                self._assign(
-                    frames.setdefault(stream, worker_pb2.DequeueResponse()), stream, seq, job, started
-                )
+                stream.held[job.job_id] = Held(job, seq, now)
+                self.owner[job.job_id] = stream
+            if stream.held and len(stream.in_flight) < stream.slots:
+                self._feed(frames.setdefault(stream, worker_pb2.DequeueResponse()), stream, started)
         self.metrics.count_started(started)
         for stream, frame in frames.items():
             stream.send(frame)
@@ -435,6 +460,37 @@ class Dispatcher:
             # and the frontier may hold more. A claim that came back short
             # emptied what it could take; new work wakes us by notification.
             self._wake.set()
+
+    def _feed(
+        self, frame: worker_pb2.DequeueResponse, stream: WorkerStream, started: Counter[tuple[str, str]]
+    ) -> None:
+        """Move held jobs into the stream's slots that run nothing, adding
+        their assignments to `frame`."""
+        for held in stream.take_held(stream.slots - len(stream.in_flight)):
+            self._assign(frame, stream, held.seq, held.job, started)
+
+    def _send_held(self, stream: WorkerStream) -> None:
+        if not stream.held or stream.closed:
+            return
+        frame = worker_pb2.DequeueResponse()
+        started: Counter[tuple[str, str]] = Counter()
+        self._feed(frame, stream, started)
+        if started:
+            self.metrics.count_started(started)
+            stream.send(frame)
+
+    def _give_back(self, stream: WorkerStream, n: int) -> None:
+        """Return the `n` oldest of the stream's held jobs to READY with
+        their attempt unused (the worker never saw them), in a task."""
+        refs: dict[uuid.UUID, int] = {}
+        for held in stream.take_held(n):
+            refs[held.job.job_id] = held.job.attempt
+            if self.owner.get(held.job.job_id) is stream:
+                del self.owner[held.job.job_id]
+        if refs:
+            task = asyncio.create_task(self._release(refs))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
 
     def _assign(
         self,
@@ -584,8 +640,9 @@ class Dispatcher:
         while True:
             await asyncio.sleep(tick)
             since_keepalive += tick
-            if self._heartbeats or any(s.free for s in self.streams):
+            if self._heartbeats or any(s.room for s in self.streams):
                 self._wake.set()
+            self._give_back_stale()
             if since_keepalive >= self.config.heartbeat_interval_s:
                 since_keepalive = 0.0
                 beat = worker_pb2.Keepalive()
@@ -593,6 +650,19 @@ class Dispatcher:
                 for stream in self.streams:
                     stream.send(worker_pb2.DequeueResponse(keepalive=beat))
             self._end_silent_streams()
+
+    def _give_back_stale(self) -> None:
+        """Give back held jobs that waited longer than a quarter of the
+        heartbeat interval, and hold nothing more for their streams until a
+        result comes in. Bounded so that a job sent late still reaches the
+        worker with most of its lease left: the worker counts the lease from
+        a heartbeat sent before the claim (docs/workers.md, "Lookahead")."""
+        oldest = time.monotonic() - self.config.heartbeat_interval_s / 4
+        for stream in self.streams:
+            stale = sum(1 for held in stream.held.values() if held.since < oldest)
+            if stale:
+                stream.holding = False
+                self._give_back(stream, stale)
 
     def _end_silent_streams(self) -> None:
         """End streams whose worker has said nothing (not even a heartbeat)
@@ -630,7 +700,12 @@ class Dispatcher:
         frames: dict[WorkerStream, worker_pb2.DequeueResponse] = {}
         for job_id, attempt in refs:
             stream = self.owner.get(job_id)
-            if stream is not None and stream.in_flight.get(job_id) == attempt:
+            held = stream.held.get(job_id) if stream is not None else None
+            if stream is not None and held is not None and held.job.attempt == attempt:
+                # Never sent: it is simply not sent now.
+                del stream.held[job_id]
+                del self.owner[job_id]
+            elif stream is not None and stream.in_flight.get(job_id) == attempt:
                 frame = frames.setdefault(stream, worker_pb2.DequeueResponse())
                 frame.cancels.add(job=worker_pb2.JobRef(job_id=str(job_id), attempt=attempt), reason=reason)
         for stream, frame in frames.items():

@@ -66,7 +66,8 @@ class Presence:
                 all_namespaces=s.all_namespaces,
                 kinds=list(s.kinds),
                 slots=s.slots,
-                jobs_in_flight=len(s.in_flight),
+                # Held jobs are leased to the worker too.
+                jobs_in_flight=len(s.in_flight) + len(s.held),
                 silent_s=now - s.last_heard,
                 connected_s=now - s.connected,
             )

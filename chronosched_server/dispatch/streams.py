@@ -5,17 +5,29 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from chronosched.v1 import worker_pb2
 from chronosched_server.storage.leases import ClaimSpec, Holder
+from chronosched_server.storage.records import Job
 
 # Frames queued for a worker are merged while they stay under this size: one
 # gRPC message costs about as much CPU as a job's database work, so a worker
 # that fell behind gets one message, not one per ack and assignment. The cap
 # keeps merged frames far below the workers' 64 MiB receive limit.
 FRAME_BYTES = 4 << 20
+
+
+class Held(NamedTuple):
+    """A job claimed for a stream's lookahead, not sent yet."""
+
+    job: Job
+    # The heartbeat its claim named (Assignment.heartbeat_sequence).
+    seq: int
+    # Monotonic time of the claim, for the give-back of jobs held too long.
+    since: float
 
 
 @dataclass(eq=False)
@@ -48,6 +60,13 @@ class WorkerStream:
     stream_id: uuid.UUID = field(default_factory=uuid.uuid4)
     # Monotonic time the stream subscribed.
     connected: float = field(default_factory=time.monotonic)
+    # Jobs the server may hold for the worker beyond its free slots
+    # (Subscribe.lookahead), and those it holds, oldest first.
+    lookahead: int = 0
+    held: OrderedDict[uuid.UUID, Held] = field(default_factory=OrderedDict)
+    # Cleared when held jobs waited too long and went back (the worker's runs
+    # are long): nothing more is held until one of its results comes in.
+    holding: bool = True
     # Frames not yet written, and the size of the last one (still mergeable).
     _frames: deque[worker_pb2.DequeueResponse] = field(default_factory=deque)
     _last_bytes: int = 0
@@ -69,7 +88,24 @@ class WorkerStream:
 
     @property
     def free(self) -> int:
-        return 0 if self.closed else max(0, self.slots - len(self.in_flight) - self.reserved)
+        """Slots nothing is promised to: not running, not reserved by a claim
+        in progress, not to be filled by a held job."""
+        if self.closed:
+            return 0
+        return max(0, self.slots - len(self.in_flight) - len(self.held) - self.reserved)
+
+    @property
+    def room(self) -> int:
+        """How many jobs a claim may take for the stream: its free slots and
+        what its lookahead may still hold. A worker with no slots holds none."""
+        if self.closed or self.slots == 0:
+            return 0
+        ahead = self.lookahead if self.holding else 0
+        return max(0, self.slots + ahead - len(self.in_flight) - len(self.held) - self.reserved)
+
+    def take_held(self, n: int) -> list[Held]:
+        """Up to `n` held jobs, oldest first, no longer held."""
+        return [self.held.popitem(last=False)[1] for _ in range(min(n, len(self.held)))]
 
     def send(self, frame: worker_pb2.DequeueResponse) -> None:
         """Queue a frame, merged into the last unwritten one when it fits."""

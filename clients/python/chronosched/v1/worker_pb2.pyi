@@ -117,7 +117,9 @@ class ConnectedWorker(_message.Message):
     slots: _builtins.int
     """How many jobs it runs at once."""
     jobs_in_flight: _builtins.int
-    """Attempts leased to it on this stream and not yet reported back."""
+    """Attempts leased to it on this stream and not yet reported back, with
+    those the server holds for it (Subscribe.lookahead).
+    """
     @_builtins.property
     def namespaces(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The namespaces it takes jobs from (empty with all_namespaces); for a
@@ -244,6 +246,7 @@ class Subscribe(_message.Message):
     KINDS_FIELD_NUMBER: _builtins.int
     SLOTS_FIELD_NUMBER: _builtins.int
     RUNNING_FIELD_NUMBER: _builtins.int
+    LOOKAHEAD_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """The worker process's id, kept across its reconnects and never shared by
     two live workers (see running), `[A-Za-z0-9][A-Za-z0-9._:-]{0,127}`.
@@ -253,6 +256,16 @@ class Subscribe(_message.Message):
     slots: _builtins.int
     """How many jobs the worker runs at once, 0 to 1000 (0: a draining worker
     reconnecting to report what it still runs).
+    """
+    lookahead: _builtins.int
+    """How many jobs the server may lease to the worker ahead of its free
+    slots and hold for it, 0 to 1000 (0, the default: none). Each is sent
+    the moment a result frees a slot, so a worker with short jobs starts its
+    next one without waiting for a dispatch cycle. A held job is RUNNING and
+    leased to the worker from when the server claimed it; the server gives
+    it back to READY, its attempt unused, when the stream ends, the worker's
+    slots go to 0, or it waits longer than a quarter of
+    StreamSettings.heartbeat_interval. docs/workers.md, "Lookahead".
     """
     @_builtins.property
     def namespaces(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -282,10 +295,11 @@ class Subscribe(_message.Message):
         kinds: _abc.Iterable[_builtins.str] | None = ...,
         slots: _builtins.int = ...,
         running: _abc.Iterable[Global___JobRef] | None = ...,
+        lookahead: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_namespaces", b"all_namespaces", "kinds", b"kinds", "namespaces", b"namespaces", "running", b"running", "slots", b"slots", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_namespaces", b"all_namespaces", "kinds", b"kinds", "lookahead", b"lookahead", "namespaces", b"namespaces", "running", b"running", "slots", b"slots", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
