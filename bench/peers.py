@@ -23,7 +23,9 @@ autovacuum's).
   with an async no-op handler at 16 slots in its own process, with its
   default prefetch ("auto": a round of 16 more once its runs show short)
   and with prefetch 0, and the bare stream client of bench.throughput
-  (answers every assignment at once);
+  (answers every assignment at once), without and with a lookahead of 48
+  (the server holds up to 48 more jobs for it and sends each as a result
+  frees a slot; that row's enqueue is not shown, it is the same call);
 - PgQueuer (asyncpg driver): enqueue = `Queries.enqueue` with lists of 1,000;
   drain = a `PgQueuer` worker in drain mode in its own process, entrypoint
   `concurrency_limit=16`, on uvloop as its CLI runs it;
@@ -96,6 +98,8 @@ PROC = "Procrastinate 3.10"
 SDK = "chronosched, SDK Worker (16 slots, prefetch auto: the default)"
 SDK_NO_PREFETCH = "chronosched, SDK Worker (16 slots, prefetch 0)"
 STREAM = "chronosched, bare stream client (16 slots; enqueue: CreateDag)"
+LOOKAHEAD = 48
+STREAM_AHEAD = f"chronosched, bare stream client (16 slots, lookahead {LOOKAHEAD})"
 SDK1 = "chronosched, SDK Worker (1 slot, prefetch auto: the default)"
 SDK1_NO_PREFETCH = "chronosched, SDK Worker (1 slot, prefetch 0)"
 PGQ1 = "PgQueuer 1.6 (concurrency_limit=1, batch_size=1)"
@@ -359,8 +363,9 @@ class Chronosched:
     def worker_args(self, ns: str, slots: int) -> tuple[str, ...]:
         return ("--server", self.server, "--namespace", ns, "--concurrency", str(slots))
 
-    async def stream_drain(self, ns: str, jobs: int) -> float:
-        client = StreamClient(self.channel, ns, CONCURRENCY, f"peers-stream-{os.getpid()}")
+    async def stream_drain(self, ns: str, jobs: int, lookahead: int = 0) -> float:
+        worker_id = f"peers-stream-{os.getpid()}-{lookahead}"
+        client = StreamClient(self.channel, ns, CONCURRENCY, worker_id, lookahead)
         started = time.perf_counter()
         await client.run(jobs)
         return jobs / (time.perf_counter() - started)
@@ -474,7 +479,7 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
             flush=True,
         )
         chrono = Chronosched(port, channel)
-        for ns in ("peers16", "peers16pf", "peers1", "peerslat", "peersstream"):
+        for ns in ("peers16", "peers16pf", "peers1", "peerslat", "peersstream", "peersahead"):
             await chrono.namespace(ns)
         pgq = PgQueuer(database_url(url, "peers_pgqueuer")) if "pgqueuer" not in missing else None
         proc = (
@@ -532,6 +537,13 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
             f.enqueue.append(await chrono.enqueue_dags("peersstream", plan.jobs))
             await settle_unless_fresh(url)
             await drained(f, in_process(chrono.stream_drain("peersstream", plan.jobs)), ours=True)
+
+        async def do_stream_ahead() -> None:
+            # Enqueued as the bare stream client's row is, but not timed again.
+            await chrono.enqueue_dags("peersahead", plan.jobs)
+            await settle_unless_fresh(url)
+            drain = chrono.stream_drain("peersahead", plan.jobs, LOOKAHEAD)
+            await drained(fig(STREAM_AHEAD), in_process(drain), ours=True)
 
         async def do_pgq() -> None:
             assert pgq is not None
@@ -595,8 +607,8 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
             for name, step in contenders[shift:] + contenders[:shift]:
                 fig(name).drain.append(await step())
 
-        # Rotating keeps this cyclic order, so chronosched's two rows never
-        # follow each other (neither starts in the other's aftermath).
+        # Rotating keeps this cyclic order, so no two drains of chronosched's
+        # at 16 slots follow each other (none starts in another's aftermath).
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [(RAW, do_raw), (SDK, do_sdk)]
         if pgq:
             steps.append((PGQ, do_pgq))
@@ -605,6 +617,7 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
             steps.append((PROC, do_proc))
         steps.append((SDK_NO_PREFETCH, do_sdk_no_prefetch))
         steps.append(("one slot", do_one_slot))
+        steps.append((STREAM_AHEAD, do_stream_ahead))
         for rnd in range(plan.rounds):
             order = steps[rnd % len(steps) :] + steps[: rnd % len(steps)]
             print(f"round {rnd + 1}/{plan.rounds}: {', '.join(name for name, _ in order)}", flush=True)
@@ -612,7 +625,7 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
                 started = time.monotonic()
                 await step()
                 print(f"  {name}: {time.monotonic() - started:.1f} s", flush=True)
-            for name in (SDK, SDK_NO_PREFETCH, STREAM, PGQ, PROC):
+            for name in (SDK, SDK_NO_PREFETCH, STREAM, STREAM_AHEAD, PGQ, PROC):
                 f = figures.get(name)
                 if f and len(f.drain) == rnd + 1:
                     f.vs_raw.append(f.drain[rnd] / figures[RAW].drain[rnd])
@@ -662,7 +675,7 @@ def report(figures: dict[str, Figures], plan: Plan) -> None:
         " | x raw SQL | x PgQueuer | enqueue → handler start p50 / p99 (ms) |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    for name in (RAW, PGQ, PROC, SDK, SDK_NO_PREFETCH, STREAM):
+    for name in (RAW, PGQ, PROC, SDK, SDK_NO_PREFETCH, STREAM, STREAM_AHEAD):
         f = figures.get(name)
         if f is None:
             continue
@@ -676,7 +689,7 @@ def report(figures: dict[str, Figures], plan: Plan) -> None:
         " PostgreSQL (every backend) = all.\n"
     )
     print("| | worker | server | PostgreSQL | all |\n|---|---:|---:|---:|---:|")
-    for name in (RAW, PGQ, PROC, SDK, SDK_NO_PREFETCH, STREAM):
+    for name in (RAW, PGQ, PROC, SDK, SDK_NO_PREFETCH, STREAM, STREAM_AHEAD):
         f = figures.get(name)
         if f is None or not f.cpu:
             continue
@@ -712,6 +725,10 @@ def bars(figures: dict[str, Figures]) -> None:
     if stream and stream.vs_raw:
         v = statistics.median(stream.vs_raw)
         bar("bare stream client ≥ 1.5x raw SQL", v, v >= 1.5)
+    ahead = figures.get(STREAM_AHEAD)
+    if ahead and ahead.vs_raw:
+        v = statistics.median(ahead.vs_raw)
+        bar(f"the same with lookahead {LOOKAHEAD} (Subscribe.lookahead) ≥ 1.5x raw SQL", v, v >= 1.5)
     if sdk and pgq and sdk.p50 and pgq.p50:
         p50, theirs = statistics.median(sdk.p50) * 1e3, statistics.median(pgq.p50) * 1e3
         lines.append(

@@ -91,9 +91,11 @@ async def commits(url: str) -> int:
 class StreamClient:
     """A worker that answers every assignment at once with success."""
 
-    def __init__(self, channel: grpc.aio.Channel, ns: str, slots: int, worker_id: str):
+    def __init__(self, channel: grpc.aio.Channel, ns: str, slots: int, worker_id: str, lookahead: int = 0):
         self.call = worker_pb2_grpc.WorkerServiceStub(channel).Dequeue()
-        self.sub = worker_pb2.Subscribe(worker_id=worker_id, namespaces=[ns], kinds=["noop"], slots=slots)
+        self.sub = worker_pb2.Subscribe(
+            worker_id=worker_id, namespaces=[ns], kinds=["noop"], slots=slots, lookahead=lookahead
+        )
         self.done = 0
         self.acked = asyncio.Event()  # set on every ack, for waiters on `done`
         self.assigned: asyncio.Queue[tuple[float, Any]] = asyncio.Queue()
