@@ -23,8 +23,8 @@ autovacuum's).
   with an async no-op handler at 16 slots in its own process, with its
   default prefetch ("auto": a round of 16 more once its runs show short)
   and with prefetch 0, and the bare stream client of bench.throughput
-  (answers every assignment at once), without and with a lookahead of 48
-  (the server holds up to 48 more jobs for it and sends each as a result
+  (answers every assignment at once), without and with a lookahead of 240
+  (the server holds up to 240 more jobs for it and sends each as a result
   frees a slot; that row's enqueue is not shown, it is the same call);
 - PgQueuer (asyncpg driver): enqueue = `Queries.enqueue` with lists of 1,000;
   drain = a `PgQueuer` worker in drain mode in its own process, entrypoint
@@ -98,7 +98,7 @@ PROC = "Procrastinate 3.10"
 SDK = "chronosched, SDK Worker (16 slots, prefetch auto: the default)"
 SDK_NO_PREFETCH = "chronosched, SDK Worker (16 slots, prefetch 0)"
 STREAM = "chronosched, bare stream client (16 slots; enqueue: CreateDag)"
-LOOKAHEAD = 48
+LOOKAHEAD = 240
 STREAM_AHEAD = f"chronosched, bare stream client (16 slots, lookahead {LOOKAHEAD})"
 SDK1 = "chronosched, SDK Worker (1 slot, prefetch auto: the default)"
 SDK1_NO_PREFETCH = "chronosched, SDK Worker (1 slot, prefetch 0)"

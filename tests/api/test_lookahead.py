@@ -7,6 +7,8 @@ server stops; a cancelled one is never sent."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import grpc
 import psycopg
@@ -16,6 +18,7 @@ from chronosched.v1 import dag_pb2, definition_pb2, job_pb2, worker_pb2
 from chronosched_server.dispatch.streams import WorkerStream
 from tests.api.test_dequeue import RawWorker
 from tests.support.builders import dag, definition, namespace
+from tests.support.locks import open_transaction, until_waiting
 from tests.support.server import Stubs, serving
 from tests.support.waiting import eventually, poll, stays
 
@@ -254,4 +257,60 @@ async def test_an_idle_worker_with_lookahead_gets_no_empty_frames(api: Stubs) ->
     # The poll cycle claims for it every 0.5 s and finds nothing: no frame
     # (keepalives come every 5 s).
     await stays(lambda: worker.frames == 1, for_s=1.2, what="only the settings frame")
+    await worker.close()
+
+
+@asynccontextmanager
+async def result_blocked_on_its_row(database_url: str, worker: RawWorker, job: J) -> AsyncIterator[None]:
+    """Hold `job`'s row locked while its result is sent, until a cycle's
+    transaction waits for the lock; release it on leaving."""
+    async with open_transaction(database_url) as holder:
+        await holder.execute("select 1 from jobs where job_id = %s for update", (job.job_id,))
+        await worker.send_result(job.job_id, job.attempt)
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as watch:
+            await until_waiting(watch, 1, "the cycle applying the first result")
+        yield
+
+
+async def test_a_free_slot_gets_a_second_cycle_while_one_waits(api: Stubs, database_url: str) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    ticked = await ticks(api, ns, d.def_id, 3)
+    worker = RawWorker(api, namespaces=[ns], slots=2)
+    await worker.start()
+    first, second = [(await worker.next("assignment")).job for _ in range(2)]
+    async with result_blocked_on_its_row(database_url, worker, first):
+        # The second result frees a slot the blocked cycle did not reserve:
+        # another cycle applies it and fills the slot meanwhile.
+        ack, third = await answered(worker, second)
+        assert ack.job.job_id == second.job_id and third.job_id == ticked[2]
+        # The first is still being applied.
+        assert worker.inbox.empty() and len(api.server.dispatcher._running) == 1
+    assert (await worker.next("ack")).job.job_id == first.job_id
+    await worker.close()
+
+
+async def test_with_every_slot_fed_from_held_jobs_a_cycle_waits_for_the_running_one(
+    api: Stubs, database_url: str
+) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    await ticks(api, ns, d.def_id, 6)
+    worker = RawWorker(api, namespaces=[ns], slots=2, lookahead=4)
+    await worker.start()
+    first, second = [(await worker.next("assignment")).job for _ in range(2)]
+    stream = await holding(api, "w1", 4)
+    async with result_blocked_on_its_row(database_url, worker, first):
+        # The second result's slot is filled from what is held at once; no
+        # worker has a free slot, so its result waits for the running cycle
+        # rather than start a cycle of its own.
+        await worker.send_result(second.job_id, second.attempt)
+        kinds = [(await worker.inbox.get())[0] for _ in range(2)]
+        assert kinds == ["assignment", "assignment"]
+        assert len(stream.held) == 2 and stream.free == 0
+        dispatcher = api.server.dispatcher
+        await stays(lambda: len(dispatcher._running) == 1, for_s=0.6, what="one cycle running")
+        assert worker.inbox.empty()
+    acked = {(await worker.next("ack")).job.job_id for _ in range(2)}
+    assert acked == {first.job_id, second.job_id}
     await worker.close()
