@@ -314,3 +314,19 @@ async def test_with_every_slot_fed_from_held_jobs_a_cycle_waits_for_the_running_
     acked = {(await worker.next("ack")).job.job_id for _ in range(2)}
     assert acked == {first.job_id, second.job_id}
     await worker.close()
+
+
+async def test_a_job_waiting_behind_held_ones_finds_the_worker_full(api: Stubs) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    ticked = await ticks(api, ns, d.def_id, 4)
+    worker = RawWorker(api, namespaces=[ns], slots=1, lookahead=2)
+    await worker.start()
+    await worker.next("assignment")
+    await holding(api, "w1", 2)
+    await api.server.dispatcher.presence.sync()
+    waiting = (await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=ticked[3]))).waiting
+    # Three jobs leased to a worker of one slot: its one slot is in use.
+    assert waiting.reason == job_pb2.Waiting.REASON_WORKERS_FULL
+    assert (waiting.slots_in_use, waiting.slots_total) == (1, 1)
+    await worker.close()

@@ -22,11 +22,13 @@ order by c.job_id, p.key;
 
 -- name: waiting_capacity
 -- The live worker streams (ListWorkers' rows) serving each kind in the
--- page's namespace, and the database's clock for due times.
+-- page's namespace, and the database's clock for due times. A stream's jobs
+-- in flight count the jobs the server holds for it (Subscribe.lookahead),
+-- which fill no slot yet: slots in use are at most its slots.
 select k.kind,
        count(w.stream_id)::int as workers,
        coalesce(sum(w.slots), 0)::int as slots,
-       coalesce(sum(w.jobs_in_flight), 0)::int as in_flight,
+       coalesce(sum(least(w.jobs_in_flight, w.slots)), 0)::int as in_flight,
        now() as now
 from unnest(%(kinds)s::text[]) as k (kind)
 left join worker_streams w
