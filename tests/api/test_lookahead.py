@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import grpc
 import psycopg
@@ -72,14 +73,39 @@ async def holding(api: Stubs, worker_id: str, n: int) -> WorkerStream:
     return stream
 
 
-async def test_held_jobs_go_out_one_per_freed_slot_in_claim_order(api: Stubs, database_url: str) -> None:
+@dataclass
+class OneSentTwoHeld:
+    ns: str
+    ticked: list[str]  # the namespace's jobs, in claim order
+    worker: RawWorker
+    sent: J
+    stream: WorkerStream
+
+
+async def one_sent_two_held(api: Stubs, jobs: int = 3, worker_id: str = "w1") -> OneSentTwoHeld:
+    """`jobs` READY jobs, and a worker of one slot and lookahead 2 that got
+    the first while the server holds the next two."""
     ns = await namespace(api)
     d = await definition(api, ns)
-    ticked = await ticks(api, ns, d.def_id, 4)
-    worker = RawWorker(api, namespaces=[ns], slots=1, lookahead=2)
+    ticked = await ticks(api, ns, d.def_id, jobs)
+    worker = RawWorker(api, namespaces=[ns], slots=1, lookahead=2, worker_id=worker_id)
     await worker.start()
-    first = (await worker.next("assignment")).job
-    stream = await holding(api, "w1", 2)
+    sent = (await worker.next("assignment")).job
+    return OneSentTwoHeld(ns, ticked, worker, sent, await holding(api, worker_id, 2))
+
+
+async def until_the_held_went_back(database_url: str, ns: str) -> None:
+    """Until the two held jobs are READY again at attempt 1, the sent one RUNNING."""
+
+    async def back() -> bool:
+        return await jobs_by_state(database_url, ns) == {("RUNNING", 1, "w1"): 1, ("READY", 1, ""): 2}
+
+    await poll(back, within=5.0, what="the two held jobs READY again at attempt 1")
+
+
+async def test_held_jobs_go_out_one_per_freed_slot_in_claim_order(api: Stubs, database_url: str) -> None:
+    setup = await one_sent_two_held(api, jobs=4)
+    ns, ticked, worker, first, stream = setup.ns, setup.ticked, setup.worker, setup.sent, setup.stream
     # Three leased to the worker (one sent, two held), the fourth waits.
     assert await jobs_by_state(database_url, ns) == {("RUNNING", 1, "w1"): 3, ("READY", 1, ""): 1}
     # ListWorkers counts the held ones (its rows are refreshed every
@@ -108,38 +134,19 @@ async def test_held_jobs_go_out_one_per_freed_slot_in_claim_order(api: Stubs, da
 async def test_held_jobs_go_back_with_their_attempt_when_the_stream_ends(
     api: Stubs, database_url: str
 ) -> None:
-    ns = await namespace(api)
-    d = await definition(api, ns)
-    await ticks(api, ns, d.def_id, 3)
-    worker = RawWorker(api, namespaces=[ns], slots=1, lookahead=2)
-    await worker.start()
-    sent = (await worker.next("assignment")).job
-    await holding(api, "w1", 2)
-    await worker.close()
-
-    async def back() -> bool:
-        return await jobs_by_state(database_url, ns) == {("RUNNING", 1, "w1"): 1, ("READY", 1, ""): 2}
-
-    await poll(back, within=5.0, what="the two held jobs READY again at attempt 1")
+    setup = await one_sent_two_held(api)
+    await setup.worker.close()
+    await until_the_held_went_back(database_url, setup.ns)
     # The one the worker got keeps its lease: the worker may still run it.
-    got = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=sent.job_id))
+    got = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=setup.ns, job_id=setup.sent.job_id))
     assert (got.state, got.attempt) == (J.STATE_RUNNING, 1)
 
 
 async def test_held_jobs_go_back_when_the_worker_has_no_slots(api: Stubs, database_url: str) -> None:
-    ns = await namespace(api)
-    d = await definition(api, ns)
-    await ticks(api, ns, d.def_id, 3)
-    worker = RawWorker(api, namespaces=[ns], slots=1, lookahead=2)
-    await worker.start()
-    sent = (await worker.next("assignment")).job
-    stream = await holding(api, "w1", 2)
+    setup = await one_sent_two_held(api)
+    worker, sent, stream = setup.worker, setup.sent, setup.stream
     await worker.call.write(worker_pb2.DequeueRequest(slots=worker_pb2.SlotUpdate(slots=0)))
-
-    async def back() -> bool:
-        return await jobs_by_state(database_url, ns) == {("RUNNING", 1, "w1"): 1, ("READY", 1, ""): 2}
-
-    await poll(back, within=5.0, what="the held jobs READY again at attempt 1")
+    await until_the_held_went_back(database_url, setup.ns)
     # Given back for the slots, not for waiting too long (which would also
     # stop the holding).
     assert stream.holding
@@ -181,18 +188,14 @@ async def test_jobs_held_too_long_go_back_and_holding_waits_for_a_result(databas
         await worker.start()
         sent = (await worker.next("assignment")).job
         stream = stream_of(api, "w1")
-
-        async def back() -> bool:
-            return await jobs_by_state(database_url, ns) == {("RUNNING", 1, "w1"): 1, ("READY", 1, ""): 2}
-
-        await poll(back, within=5.0, what="the held jobs READY again at attempt 1")
+        await until_the_held_went_back(database_url, ns)
         assert not stream.holding
         # The worker's one slot is busy and it holds nothing: no claim
         # takes the READY jobs back for it (the poll runs every 0.5 s).
         await worker.heartbeat(1, (sent.job_id, sent.attempt))
         assert [r.job.job_id for r in (await worker.next("heartbeat_ack")).extended] == [sent.job_id]
         await stays(lambda: not stream.held, for_s=1.2, what="nothing held again")
-        assert await back()
+        await until_the_held_went_back(database_url, ns)
         # Its result frees the slot: the next job comes, at its first attempt.
         _, following = await answered(worker, sent)
         assert following.attempt == 1 and not following.error
@@ -201,13 +204,8 @@ async def test_jobs_held_too_long_go_back_and_holding_waits_for_a_result(databas
 
 
 async def test_a_new_stream_of_the_worker_gets_its_held_jobs_at_the_same_attempt(api: Stubs) -> None:
-    ns = await namespace(api)
-    d = await definition(api, ns)
-    ticked = await ticks(api, ns, d.def_id, 3)
-    old = RawWorker(api, namespaces=[ns], slots=1, lookahead=2, worker_id="w-again")
-    await old.start()
-    sent = (await old.next("assignment")).job
-    await holding(api, "w-again", 2)
+    setup = await one_sent_two_held(api, worker_id="w-again")
+    ns, ticked, old, sent = setup.ns, setup.ticked, setup.worker, setup.sent
     # The worker reconnects holding the one it got: those it never saw are
     # not taken back as lost assignments (which would spend an attempt).
     new = RawWorker(
@@ -227,15 +225,9 @@ async def test_a_new_stream_of_the_worker_gets_its_held_jobs_at_the_same_attempt
 
 async def test_held_jobs_go_back_when_the_server_stops(database_url: str) -> None:
     async with serving(database_url) as api:
-        ns = await namespace(api)
-        d = await definition(api, ns)
-        await ticks(api, ns, d.def_id, 3)
-        worker = RawWorker(api, namespaces=[ns], slots=1, lookahead=2)
-        await worker.start()
-        await worker.next("assignment")
-        await holding(api, "w1", 2)
-    await worker.close()
-    assert await jobs_by_state(database_url, ns) == {("RUNNING", 1, "w1"): 1, ("READY", 1, ""): 2}
+        setup = await one_sent_two_held(api)
+    await setup.worker.close()
+    assert await jobs_by_state(database_url, setup.ns) == {("RUNNING", 1, "w1"): 1, ("READY", 1, ""): 2}
 
 
 async def test_lookahead_is_validated(api: Stubs) -> None:
@@ -317,16 +309,11 @@ async def test_with_every_slot_fed_from_held_jobs_a_cycle_waits_for_the_running_
 
 
 async def test_a_job_waiting_behind_held_ones_finds_the_worker_full(api: Stubs) -> None:
-    ns = await namespace(api)
-    d = await definition(api, ns)
-    ticked = await ticks(api, ns, d.def_id, 4)
-    worker = RawWorker(api, namespaces=[ns], slots=1, lookahead=2)
-    await worker.start()
-    await worker.next("assignment")
-    await holding(api, "w1", 2)
+    setup = await one_sent_two_held(api, jobs=4)
     await api.server.dispatcher.presence.sync()
-    waiting = (await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=ns, job_id=ticked[3]))).waiting
+    last = job_pb2.GetJobRequest(namespace_id=setup.ns, job_id=setup.ticked[3])
+    waiting = (await api.jobs.GetJob(last)).waiting
     # Three jobs leased to a worker of one slot: its one slot is in use.
     assert waiting.reason == job_pb2.Waiting.REASON_WORKERS_FULL
     assert (waiting.slots_in_use, waiting.slots_total) == (1, 1)
-    await worker.close()
+    await setup.worker.close()
