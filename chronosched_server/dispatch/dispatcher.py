@@ -68,7 +68,8 @@ class DispatchConfig:
     # Cycles that may be in their transaction at once. Two let the server
     # work on one cycle's results while PostgreSQL runs the other's; more
     # would only split the batches further (numbers in docs/workers.md). The
-    # second starts only for a worker with a free slot (Dispatcher._pump_once).
+    # second starts only for a worker with a free slot, or for heartbeats
+    # (Dispatcher._pump_once).
     concurrent_cycles: int = 2
 
     @property
@@ -312,12 +313,13 @@ class Dispatcher:
     async def _pump_once(self) -> None:
         await self._wake.wait()
         await self._cycle_slots.acquire()
-        if self._running and not any(s.free for s in self.streams):
+        if self._running and not self._heartbeats and not any(s.free for s in self.streams):
             # A second cycle at once is for a worker with a free slot that
-            # the running one did not reserve. With none, what waits
-            # (results, heartbeats, the refill of held jobs) costs less as
-            # one cycle after it: a cycle's cost is mostly per cycle, not
-            # per job (docs/workers.md, "Lookahead").
+            # the running one did not reserve, or for heartbeats (a worker
+            # stops its runs if their answers are late). Otherwise what
+            # waits (results, the refill of held jobs) costs less as one
+            # cycle after it: a cycle's cost is mostly per cycle, not per
+            # job (docs/workers.md, "Lookahead").
             try:
                 await asyncio.wait(set(self._running))
             except BaseException:

@@ -327,3 +327,25 @@ async def test_a_job_waiting_behind_held_ones_finds_the_worker_full(api: Stubs) 
     assert waiting.reason == job_pb2.Waiting.REASON_WORKERS_FULL
     assert (waiting.slots_in_use, waiting.slots_total) == (1, 1)
     await setup.worker.close()
+
+
+async def test_a_heartbeat_gets_a_cycle_of_its_own_while_one_waits(api: Stubs, database_url: str) -> None:
+    ns = await namespace(api)
+    d = await definition(api, ns)
+    await ticks(api, ns, d.def_id, 6)
+    worker = RawWorker(api, namespaces=[ns], slots=2, lookahead=4)
+    await worker.start()
+    first, second = [(await worker.next("assignment")).job for _ in range(2)]
+    await holding(api, "w1", 4)
+    async with result_blocked_on_its_row(database_url, worker, first):
+        # The first's slot was filled from what is held.
+        await worker.next("assignment")
+        # Every slot is busy or fed from held jobs, but a heartbeat's answer
+        # cannot wait for a cycle stuck on a lock: the worker would stop
+        # its runs when its lease clock ran out.
+        await worker.heartbeat(1, (second.job_id, second.attempt))
+        ack = await worker.next("heartbeat_ack")
+        assert [r.job.job_id for r in ack.extended] == [second.job_id]
+        assert len(api.server.dispatcher._running) == 1
+    assert (await worker.next("ack")).job.job_id == first.job_id
+    await worker.close()
