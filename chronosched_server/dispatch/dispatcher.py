@@ -110,6 +110,9 @@ class Dispatcher:
         # job_id -> (attempt, the stream asking) for the next cycle's extension.
         self._heartbeats: dict[uuid.UUID, tuple[int, leases.Holder]] = {}
         self._wake = asyncio.Event()
+        # Set when work arrives that must not wait for a running cycle (a
+        # heartbeat, a free slot): see _until_a_second_cycle_pays.
+        self._urgent = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._cycle_slots = asyncio.Semaphore(self.config.concurrent_cycles)
         # Every assignment carries it; rendered once.
@@ -246,6 +249,7 @@ class Dispatcher:
         self.presence.changed()
         for job_id in stream.in_flight:
             self.owner[job_id] = stream
+        self._urgent.set()
         self._wake.set()
 
     def unregister(self, stream: WorkerStream) -> None:
@@ -279,6 +283,8 @@ class Dispatcher:
             # that applies these results (docs/workers.md, "Lookahead").
             stream.holding = True
             self._send_held(stream)
+            if stream.free:
+                self._urgent.set()
             self._wake.set()
 
     def heartbeat(self, stream: WorkerStream, sequence: int, refs: list[tuple[uuid.UUID, int]]) -> None:
@@ -290,6 +296,7 @@ class Dispatcher:
         stream.heartbeat_seq = max(stream.heartbeat_seq, sequence)
         stream.unanswered.append((sequence, refs))
         self._heartbeats.update((job_id, (attempt, stream.holder)) for job_id, attempt in refs)
+        self._urgent.set()
         self._wake.set()
 
     def _settings(self) -> worker_pb2.StreamSettings:
@@ -306,6 +313,8 @@ class Dispatcher:
             self._give_back(stream, len(stream.held))
         else:
             self._send_held(stream)
+            if stream.free:
+                self._urgent.set()
         self._wake.set()
 
     # -- the pump --------------------------------------------------------
@@ -313,24 +322,32 @@ class Dispatcher:
     async def _pump_once(self) -> None:
         await self._wake.wait()
         await self._cycle_slots.acquire()
-        if self._running and not self._heartbeats and not any(s.free for s in self.streams):
-            # A second cycle at once is for a worker with a free slot that
-            # the running one did not reserve, or for heartbeats (a worker
-            # stops its runs if their answers are late). Otherwise what
-            # waits (results, the refill of held jobs) costs less as one
-            # cycle after it: a cycle's cost is mostly per cycle, not per
-            # job (docs/workers.md, "Lookahead").
-            try:
-                await asyncio.wait(set(self._running))
-            except BaseException:
-                self._cycle_slots.release()
-                raise
+        try:
+            await self._until_a_second_cycle_pays()
+        except BaseException:
+            self._cycle_slots.release()
+            raise
         # Cleared only now: whatever arrived while all cycles were busy is
         # picked up by this one.
         self._wake.clear()
         task = asyncio.create_task(self._cycle())
         self._running.add(task)
         task.add_done_callback(self._cycle_done)
+
+    async def _until_a_second_cycle_pays(self) -> None:
+        """A second cycle at once is for a worker with a free slot that the
+        running one did not reserve, or for heartbeats (a worker stops its
+        runs if their answers are late). Otherwise what waits (results, the
+        refill of held jobs) costs less as one cycle after the running one:
+        a cycle's cost is mostly per cycle, not per job (docs/workers.md,
+        "Lookahead")."""
+        while self._running and not self._heartbeats and not any(s.free for s in self.streams):
+            self._urgent.clear()
+            urgent = asyncio.ensure_future(self._urgent.wait())
+            try:
+                await asyncio.wait({*self._running, urgent}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                urgent.cancel()
 
     def _cycle_done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
