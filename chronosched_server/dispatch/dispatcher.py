@@ -110,9 +110,9 @@ class Dispatcher:
         # job_id -> (attempt, the stream asking) for the next cycle's extension.
         self._heartbeats: dict[uuid.UUID, tuple[int, leases.Holder]] = {}
         self._wake = asyncio.Event()
-        # Set when work arrives that must not wait for a running cycle (a
-        # heartbeat, a free slot): see _until_a_second_cycle_pays.
-        self._urgent = asyncio.Event()
+        # Set when a heartbeat arrives, which must not wait for a running
+        # cycle: see _until_a_second_cycle_pays.
+        self._heartbeat_arrived = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._cycle_slots = asyncio.Semaphore(self.config.concurrent_cycles)
         # Every assignment carries it; rendered once.
@@ -249,7 +249,6 @@ class Dispatcher:
         self.presence.changed()
         for job_id in stream.in_flight:
             self.owner[job_id] = stream
-        self._urgent.set()
         self._wake.set()
 
     def unregister(self, stream: WorkerStream) -> None:
@@ -283,8 +282,6 @@ class Dispatcher:
             # that applies these results (docs/workers.md, "Lookahead").
             stream.holding = True
             self._send_held(stream)
-            if stream.free:
-                self._urgent.set()
             self._wake.set()
 
     def heartbeat(self, stream: WorkerStream, sequence: int, refs: list[tuple[uuid.UUID, int]]) -> None:
@@ -296,7 +293,7 @@ class Dispatcher:
         stream.heartbeat_seq = max(stream.heartbeat_seq, sequence)
         stream.unanswered.append((sequence, refs))
         self._heartbeats.update((job_id, (attempt, stream.holder)) for job_id, attempt in refs)
-        self._urgent.set()
+        self._heartbeat_arrived.set()
         self._wake.set()
 
     def _settings(self) -> worker_pb2.StreamSettings:
@@ -313,8 +310,6 @@ class Dispatcher:
             self._give_back(stream, len(stream.held))
         else:
             self._send_held(stream)
-            if stream.free:
-                self._urgent.set()
         self._wake.set()
 
     # -- the pump --------------------------------------------------------
@@ -337,17 +332,18 @@ class Dispatcher:
     async def _until_a_second_cycle_pays(self) -> None:
         """A second cycle at once is for a worker with a free slot that the
         running one did not reserve, or for heartbeats (a worker stops its
-        runs if their answers are late). Otherwise what waits (results, the
-        refill of held jobs) costs less as one cycle after the running one:
-        a cycle's cost is mostly per cycle, not per job (docs/workers.md,
-        "Lookahead")."""
+        runs if their answers are late), so the wait ends early for a
+        heartbeat. Otherwise what waits (results, the refill of held jobs,
+        slots freed meanwhile) costs less as one cycle after the running
+        one: a cycle's cost is mostly per cycle, not per job
+        (docs/workers.md, "Lookahead")."""
         while self._running and not self._heartbeats and not any(s.free for s in self.streams):
-            self._urgent.clear()
-            urgent = asyncio.ensure_future(self._urgent.wait())
+            self._heartbeat_arrived.clear()
+            beat = asyncio.ensure_future(self._heartbeat_arrived.wait())
             try:
-                await asyncio.wait({*self._running, urgent}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({*self._running, beat}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                urgent.cancel()
+                beat.cancel()
 
     def _cycle_done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
