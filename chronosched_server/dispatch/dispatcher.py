@@ -69,7 +69,7 @@ class DispatchConfig:
     # work on one cycle's results while PostgreSQL runs the other's; more
     # would only split the batches further (numbers in docs/workers.md). The
     # second starts only for a worker with a free slot, or for heartbeats
-    # (Dispatcher._pump_once).
+    # (Dispatcher._until_a_second_cycle_pays).
     concurrent_cycles: int = 2
 
     @property
@@ -727,12 +727,14 @@ class Dispatcher:
         frames: dict[WorkerStream, worker_pb2.DequeueResponse] = {}
         for job_id, attempt in refs:
             stream = self.owner.get(job_id)
-            held = stream.held.get(job_id) if stream is not None else None
-            if stream is not None and held is not None and held.job.attempt == attempt:
+            if stream is None:
+                continue
+            held = stream.held.get(job_id)
+            if held is not None and held.job.attempt == attempt:
                 # Never sent: it is simply not sent now.
                 del stream.held[job_id]
                 del self.owner[job_id]
-            elif stream is not None and stream.in_flight.get(job_id) == attempt:
+            elif stream.in_flight.get(job_id) == attempt:
                 frame = frames.setdefault(stream, worker_pb2.DequeueResponse())
                 frame.cancels.add(job=worker_pb2.JobRef(job_id=str(job_id), attempt=attempt), reason=reason)
         for stream, frame in frames.items():

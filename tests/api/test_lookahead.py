@@ -83,24 +83,26 @@ async def holding(api: Stubs, worker_id: str, n: int) -> WorkerStream:
 
 
 @dataclass
-class OneSentTwoHeld:
+class SentAndHeld:
     ns: str
     ticked: list[str]  # the namespace's jobs, in claim order
     worker: RawWorker
-    sent: J
+    sent: list[J]  # one per slot
     stream: WorkerStream
 
 
-async def one_sent_two_held(api: Stubs, jobs: int = 3, worker_id: str = "w1") -> OneSentTwoHeld:
-    """`jobs` READY jobs, and a worker of one slot and lookahead 2 that got
-    the first while the server holds the next two."""
+async def sent_and_held(
+    api: Stubs, *, jobs: int = 3, slots: int = 1, lookahead: int = 2, worker_id: str = "w1"
+) -> SentAndHeld:
+    """`jobs` READY jobs, and a worker that got the first `slots` of them
+    while the server holds the next `lookahead`."""
     ns = await namespace(api)
     d = await definition(api, ns)
     ticked = await ticks(api, ns, d.def_id, jobs)
-    worker = RawWorker(api, namespaces=[ns], slots=1, lookahead=2, worker_id=worker_id)
+    worker = RawWorker(api, namespaces=[ns], slots=slots, lookahead=lookahead, worker_id=worker_id)
     await worker.start()
-    sent = (await worker.next("assignment")).job
-    return OneSentTwoHeld(ns, ticked, worker, sent, await holding(api, worker_id, 2))
+    sent = [(await worker.next("assignment")).job for _ in range(slots)]
+    return SentAndHeld(ns, ticked, worker, sent, await holding(api, worker_id, lookahead))
 
 
 async def until_the_held_went_back(database_url: str, ns: str) -> None:
@@ -113,8 +115,9 @@ async def until_the_held_went_back(database_url: str, ns: str) -> None:
 
 
 async def test_held_jobs_go_out_one_per_freed_slot_in_claim_order(api: Stubs, database_url: str) -> None:
-    setup = await one_sent_two_held(api, jobs=4)
-    ns, ticked, worker, first, stream = setup.ns, setup.ticked, setup.worker, setup.sent, setup.stream
+    setup = await sent_and_held(api, jobs=4)
+    ns, ticked, worker, stream = setup.ns, setup.ticked, setup.worker, setup.stream
+    (first,) = setup.sent
     # Three leased to the worker (one sent, two held), the fourth waits.
     assert await jobs_by_state(database_url, ns) == {("RUNNING", 1, "w1"): 3, ("READY", 1, ""): 1}
     # ListWorkers counts the held ones (its rows are refreshed every
@@ -143,17 +146,18 @@ async def test_held_jobs_go_out_one_per_freed_slot_in_claim_order(api: Stubs, da
 async def test_held_jobs_go_back_with_their_attempt_when_the_stream_ends(
     api: Stubs, database_url: str
 ) -> None:
-    setup = await one_sent_two_held(api)
+    setup = await sent_and_held(api)
     await setup.worker.close()
     await until_the_held_went_back(database_url, setup.ns)
     # The one the worker got keeps its lease: the worker may still run it.
-    got = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=setup.ns, job_id=setup.sent.job_id))
+    got = await api.jobs.GetJob(job_pb2.GetJobRequest(namespace_id=setup.ns, job_id=setup.sent[0].job_id))
     assert (got.state, got.attempt) == (J.STATE_RUNNING, 1)
 
 
 async def test_held_jobs_go_back_when_the_worker_has_no_slots(api: Stubs, database_url: str) -> None:
-    setup = await one_sent_two_held(api)
-    worker, sent, stream = setup.worker, setup.sent, setup.stream
+    setup = await sent_and_held(api)
+    worker, stream = setup.worker, setup.stream
+    (sent,) = setup.sent
     await worker.call.write(worker_pb2.DequeueRequest(slots=worker_pb2.SlotUpdate(slots=0)))
     await until_the_held_went_back(database_url, setup.ns)
     # Given back for the slots, not for waiting too long (which would also
@@ -213,8 +217,9 @@ async def test_jobs_held_too_long_go_back_and_holding_waits_for_a_result(databas
 
 
 async def test_a_new_stream_of_the_worker_gets_its_held_jobs_at_the_same_attempt(api: Stubs) -> None:
-    setup = await one_sent_two_held(api, worker_id="w-again")
-    ns, ticked, old, sent = setup.ns, setup.ticked, setup.worker, setup.sent
+    setup = await sent_and_held(api, worker_id="w-again")
+    ns, ticked, old = setup.ns, setup.ticked, setup.worker
+    (sent,) = setup.sent
     # The worker reconnects holding the one it got: those it never saw are
     # not taken back as lost assignments (which would spend an attempt).
     new = RawWorker(
@@ -234,7 +239,7 @@ async def test_a_new_stream_of_the_worker_gets_its_held_jobs_at_the_same_attempt
 
 async def test_held_jobs_go_back_when_the_server_stops(database_url: str) -> None:
     async with serving(database_url) as api:
-        setup = await one_sent_two_held(api)
+        setup = await sent_and_held(api)
     await setup.worker.close()
     assert await jobs_by_state(database_url, setup.ns) == {("RUNNING", 1, "w1"): 1, ("READY", 1, ""): 2}
 
@@ -294,13 +299,9 @@ async def test_a_free_slot_gets_a_second_cycle_while_one_waits(api: Stubs, datab
 async def test_with_every_slot_fed_from_held_jobs_a_cycle_waits_for_the_running_one(
     api: Stubs, database_url: str
 ) -> None:
-    ns = await namespace(api)
-    d = await definition(api, ns)
-    await ticks(api, ns, d.def_id, 6)
-    worker = RawWorker(api, namespaces=[ns], slots=2, lookahead=4)
-    await worker.start()
-    first, second = [(await worker.next("assignment")).job for _ in range(2)]
-    stream = await holding(api, "w1", 4)
+    setup = await sent_and_held(api, jobs=6, slots=2, lookahead=4)
+    worker, stream = setup.worker, setup.stream
+    first, second = setup.sent
     async with result_blocked_on_its_row(database_url, worker, first):
         # The second result's slot is filled from what is held at once; no
         # worker has a free slot, so its result waits for the running cycle
@@ -319,7 +320,7 @@ async def test_with_every_slot_fed_from_held_jobs_a_cycle_waits_for_the_running_
 
 
 async def test_a_job_waiting_behind_held_ones_finds_the_worker_full(api: Stubs) -> None:
-    setup = await one_sent_two_held(api, jobs=4)
+    setup = await sent_and_held(api, jobs=4)
     await api.server.dispatcher.presence.sync()
     last = job_pb2.GetJobRequest(namespace_id=setup.ns, job_id=setup.ticked[3])
     waiting = (await api.jobs.GetJob(last)).waiting
@@ -330,13 +331,9 @@ async def test_a_job_waiting_behind_held_ones_finds_the_worker_full(api: Stubs) 
 
 
 async def test_a_heartbeat_gets_a_cycle_of_its_own_while_one_waits(api: Stubs, database_url: str) -> None:
-    ns = await namespace(api)
-    d = await definition(api, ns)
-    await ticks(api, ns, d.def_id, 6)
-    worker = RawWorker(api, namespaces=[ns], slots=2, lookahead=4)
-    await worker.start()
-    first, second = [(await worker.next("assignment")).job for _ in range(2)]
-    await holding(api, "w1", 4)
+    setup = await sent_and_held(api, jobs=6, slots=2, lookahead=4)
+    worker = setup.worker
+    first, second = setup.sent
     async with result_blocked_on_its_row(database_url, worker, first):
         # The first's slot was filled from what is held; so is the second's,
         # whose result then waits for the blocked cycle.
