@@ -7,12 +7,18 @@ holds four databases: chronosched's, PgQueuer's, Procrastinate's and a
 scratch one for the baseline. Each round runs every contender once, in an
 order that rotates from round to round (so a noisy minute on a shared machine
 hurts each in turn); the table gives the median over the rounds and their
-spread, and every ratio is the median of the same-round ratios. Between a
-contender's enqueue and its drain its database gets an untimed VACUUM
-ANALYZE, so that no drain inherits the dead rows of the one before it;
-`--no-vacuum` leaves it out, so each drain starts on a backlog as a user's
-first one does, with no statistics yet (rounds after the first may meet an
-autovacuum's).
+spread, and every ratio is the median of the same-round ratios.
+
+A round starts with the enqueues that are timed, which make the backlogs
+its drains start on: the contenders take turns call by call (1,000 jobs a
+call, the order rotating at each turn) until each has made its backlog, and
+each one's rate is over its own calls' time. Timed one after another, each
+contender's half second fell on a different moment of a shared machine, and
+the same code's ratio moved by a third from run to run. Before a drain its
+database gets an untimed VACUUM ANALYZE, so that no drain inherits the dead
+rows of the one before it; `--no-vacuum` leaves it out, so each drain starts
+on a backlog as a user's first one does, with no statistics yet (rounds
+after the first may meet an autovacuum's).
 
 - raw SQL baseline: claim (`FOR UPDATE SKIP LOCKED`) + done, one job per
   transaction, 16 connections (psycopg) on a plain table;
@@ -304,12 +310,32 @@ async def raw_sql(url: str, jobs: int, clients: int = CONCURRENCY) -> float:
     return jobs / elapsed
 
 
-async def batches(jobs: int, call: Callable[[int], Awaitable[None]]) -> float:
-    """Enqueue `jobs` in calls of BATCH (`call(count)` makes `count`); jobs/s."""
-    started = time.perf_counter()
+Enqueue = Callable[[int], Awaitable[None]]
+
+
+async def batches(jobs: int, call: Enqueue) -> None:
+    """Enqueue `jobs` in calls of BATCH (`call(count)` makes `count`), untimed."""
     for first in range(0, jobs, BATCH):
         await call(min(BATCH, jobs - first))
-    return jobs / (time.perf_counter() - started)
+
+
+async def interleaved(jobs: int, calls: dict[str, Enqueue]) -> dict[str, float]:
+    """Enqueue `jobs` with each of `calls` in calls of BATCH, taking turns
+    call by call (the order rotating at each turn), and return each one's
+    jobs/s over its own calls' time. Compared this way, a noisy second on a
+    shared machine or a checkpoint under way falls on every contender alike:
+    timed one after the other, 20,000 jobs are half a second each, and a
+    contender's figure moved by a third from run to run."""
+    spent = dict.fromkeys(calls, 0.0)
+    names = list(calls)
+    for turn, first in enumerate(range(0, jobs, BATCH)):
+        count = min(BATCH, jobs - first)
+        shift = turn % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            await calls[name](count)
+            spent[name] += time.perf_counter() - started
+    return {name: jobs / seconds for name, seconds in spent.items()}
 
 
 # --- chronosched --------------------------------------------------------------
@@ -327,18 +353,22 @@ class Chronosched:
     async def namespace(self, ns: str) -> None:
         self.defs[ns] = await setup(self.channel, ns)
 
-    async def enqueue(self, ns: str, jobs: int) -> float:
-        """EnqueueJobs, 1,000 standalone runs per call."""
+    def runs(self, ns: str) -> Enqueue:
+        """One EnqueueJobs call of `count` standalone runs."""
         def_id = self.defs[ns]
 
         async def call(count: int) -> None:
             runs = [job_pb2.JobRun(def_id=def_id) for _ in range(count)]
             await self.jobs.EnqueueJobs(job_pb2.EnqueueJobsRequest(namespace_id=ns, jobs=runs), timeout=120)
 
-        return await batches(jobs, call)
+        return call
 
-    async def enqueue_dags(self, ns: str, jobs: int) -> float:
-        """CreateDag, one 1,000-job DAG without edges per call."""
+    async def enqueue(self, ns: str, jobs: int) -> None:
+        """`jobs` standalone runs by EnqueueJobs, untimed."""
+        await batches(jobs, self.runs(ns))
+
+    def dag(self, ns: str) -> Enqueue:
+        """One CreateDag call: a started `count`-job DAG without edges."""
         def_id = self.defs[ns]
 
         async def call(count: int) -> None:
@@ -347,7 +377,7 @@ class Chronosched:
                 dag_pb2.CreateDagRequest(namespace_id=ns, jobs=specs, start=True), timeout=120
             )
 
-        return await batches(jobs, call)
+        return call
 
     async def enqueue_stamped(self, ns: str) -> None:
         # One job is enqueued with Tick (run a definition once now), the call
@@ -390,11 +420,8 @@ class PgQueuer:
     async def close(self) -> None:
         await self.conn.close()
 
-    async def enqueue(self, jobs: int) -> float:
-        async def call(count: int) -> None:
-            await self.queries.enqueue(["noop"] * count, [None] * count, [0] * count)
-
-        return await batches(jobs, call)
+    async def enqueue(self, count: int) -> None:
+        await self.queries.enqueue(["noop"] * count, [None] * count, [0] * count)
 
     async def enqueue_stamped(self) -> None:
         await self.queries.enqueue("noop", repr(time.time()).encode())
@@ -425,11 +452,8 @@ class Procrastinate:
         assert self.opened is not None
         await self.opened.__aexit__(None, None, None)
 
-    async def enqueue(self, jobs: int) -> float:
-        async def call(count: int) -> None:
-            await self.deferrer.batch_defer_async(*({} for _ in range(count)))
-
-        return await batches(jobs, call)
+    async def enqueue(self, count: int) -> None:
+        await self.deferrer.batch_defer_async(*({} for _ in range(count)))
 
     async def enqueue_stamped(self) -> None:
         await self.deferrer.defer_async(t=time.time())
@@ -465,7 +489,7 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
 
     async with database() as url, server_process(url) as (port, channel):
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            for name in ("peers_raw", "peers_pgqueuer", "peers_procrastinate"):
+            for name in ("peers_raw", "peers_pgqueuer", "peers_pgqueuer1", "peers_procrastinate"):
                 await conn.execute(f"create database {name}")
             row = await (await conn.execute("show server_version")).fetchone()
             sync = await (await conn.execute("show synchronous_commit")).fetchone()
@@ -482,6 +506,9 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
         for ns in ("peers16", "peers16pf", "peers1", "peerslat", "peersstream", "peersahead"):
             await chrono.namespace(ns)
         pgq = PgQueuer(database_url(url, "peers_pgqueuer")) if "pgqueuer" not in missing else None
+        # Its one-slot drains have a database of their own: the 16-slot
+        # backlog (made at the round's start) may still wait in the other.
+        pgq_one = PgQueuer(database_url(url, "peers_pgqueuer1")) if "pgqueuer" not in missing else None
         proc = (
             Procrastinate(database_url(url, "peers_procrastinate"))
             if "procrastinate" not in missing
@@ -489,6 +516,8 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
         )
         if pgq:
             await pgq.open()
+        if pgq_one:
+            await pgq_one.open()
         if proc:
             await proc.open()
         raw_url = database_url(url, "peers_raw")
@@ -509,7 +538,6 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
 
         async def do_sdk() -> None:
             f = fig(SDK)
-            f.enqueue.append(await chrono.enqueue("peers16", plan.jobs))
             await settle_unless_fresh(url)
             await drained(
                 f, drain("chronosched", plan.jobs, *chrono.worker_args("peers16", CONCURRENCY)), ours=True
@@ -527,20 +555,18 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
 
         async def do_sdk_no_prefetch() -> None:
             f = fig(SDK_NO_PREFETCH)
-            f.enqueue.append(await chrono.enqueue("peers16pf", plan.jobs))
             await settle_unless_fresh(url)
             args = (*chrono.worker_args("peers16pf", CONCURRENCY), "--prefetch", "0")
             await drained(f, drain("chronosched", plan.jobs, *args), ours=True)
 
         async def do_stream() -> None:
             f = fig(STREAM)
-            f.enqueue.append(await chrono.enqueue_dags("peersstream", plan.jobs))
             await settle_unless_fresh(url)
             await drained(f, in_process(chrono.stream_drain("peersstream", plan.jobs)), ours=True)
 
         async def do_stream_ahead() -> None:
             # Enqueued as the bare stream client's row is, but not timed again.
-            await chrono.enqueue_dags("peersahead", plan.jobs)
+            await batches(plan.jobs, chrono.dag("peersahead"))
             await settle_unless_fresh(url)
             drain = chrono.stream_drain("peersahead", plan.jobs, LOOKAHEAD)
             await drained(fig(STREAM_AHEAD), in_process(drain), ours=True)
@@ -548,7 +574,6 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
         async def do_pgq() -> None:
             assert pgq is not None
             f = fig(PGQ)
-            f.enqueue.append(await pgq.enqueue(plan.jobs))
             await settle_unless_fresh(pgq.url)
             await drained(f, drain("pgqueuer", plan.jobs, *pgq.worker_args(CONCURRENCY)), ours=False)
             await settle_unless_fresh(pgq.url)
@@ -561,7 +586,6 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
         async def do_proc() -> None:
             assert proc is not None
             f = fig(PROC)
-            f.enqueue.append(await proc.enqueue(plan.jobs))
             await settle_unless_fresh(proc.url)
             await drained(f, drain("procrastinate", plan.jobs, *proc.worker_args()), ours=False)
             await settle_unless_fresh(proc.url)
@@ -588,17 +612,17 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
                 return (await drain("chronosched", n, *chrono.worker_args("peers1", 1), "--prefetch", "0"))[0]
 
             contenders += [(SDK1, sdk1), (SDK1_NO_PREFETCH, sdk1_no_prefetch)]
-            if pgq:
-                peer = pgq
+            if pgq_one:
+                peer = pgq_one
 
                 async def pgq1() -> float:
-                    await peer.enqueue(n)
+                    await batches(n, peer.enqueue)
                     await settle_unless_fresh(peer.url)
                     return (await drain("pgqueuer", n, *peer.worker_args(1, batch_size=1)))[0]
 
                 async def pgq1_default() -> float:
                     # About ten jobs a second: a few are enough.
-                    await peer.enqueue(min(n, 50))
+                    await batches(min(n, 50), peer.enqueue)
                     await settle_unless_fresh(peer.url)
                     return (await drain("pgqueuer", min(n, 50), *peer.worker_args(1)))[0]
 
@@ -618,9 +642,24 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
         steps.append((SDK_NO_PREFETCH, do_sdk_no_prefetch))
         steps.append(("one slot", do_one_slot))
         steps.append((STREAM_AHEAD, do_stream_ahead))
+        # The backlogs the drains below start on, made by the enqueue calls
+        # that are timed: each contender's, in turns (`interleaved`).
+        enqueues: dict[str, Enqueue] = {
+            SDK: chrono.runs("peers16"),
+            SDK_NO_PREFETCH: chrono.runs("peers16pf"),
+            STREAM: chrono.dag("peersstream"),
+        }
+        if pgq:
+            enqueues[PGQ] = pgq.enqueue
+        if proc:
+            enqueues[PROC] = proc.enqueue
         for rnd in range(plan.rounds):
             order = steps[rnd % len(steps) :] + steps[: rnd % len(steps)]
             print(f"round {rnd + 1}/{plan.rounds}: {', '.join(name for name, _ in order)}", flush=True)
+            started = time.monotonic()
+            for name, jobs_per_s in (await interleaved(plan.jobs, enqueues)).items():
+                fig(name).enqueue.append(jobs_per_s)
+            print(f"  enqueue, in turns: {time.monotonic() - started:.1f} s", flush=True)
             for name, step in order:
                 started = time.monotonic()
                 await step()
@@ -638,6 +677,8 @@ async def run(plan: Plan, missing: dict[str, str]) -> dict[str, Figures]:
                 default.vs_pgq.append(default.drain[rnd] / figures[PGQ1].drain[rnd])
         if pgq:
             await pgq.close()
+        if pgq_one:
+            await pgq_one.close()
         if proc:
             await proc.close()
     # Others' work on a shared machine shows here, not in the ratios alone.
