@@ -154,34 +154,21 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         await self.dispatcher.reclaim_unheld(stream)
         self.dispatcher.register(stream)
         reader = asyncio.create_task(self._read(request_iterator, stream))
-        outgoing: asyncio.Task[worker_pb2.DequeueResponse | None] | None = None
         try:
-            while True:
-                outgoing = asyncio.create_task(stream.next_frame())
-                done, _ = await asyncio.wait({outgoing, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if outgoing in done:
-                    frame = outgoing.result()
-                    if frame is None:
-                        return
-                    yield frame
-                    continue
-                outgoing.cancel()
-                # The worker closed its side (or sent garbage): finish what is
-                # queued for it, then end the stream.
-                for frame in stream.take_queued():
-                    yield frame
-                reader.result()
-                return
+            # The reader ends the stream when the worker closes its side (or
+            # sends garbage), so this loop waits on the frames alone: a task
+            # and an asyncio.wait per frame cost more than the frame.
+            while (frame := await stream.next_frame()) is not None:
+                yield frame
+            if reader.done():
+                reader.result()  # a refused message ends the call with its status
         finally:
             self.dispatcher.unregister(stream)
-            # The frame wait as well as the reader: a client that drops the
-            # call closes this generator while it waits for a frame, and a
-            # pending task nobody references is destroyed by the collector.
-            for task in (outgoing, reader):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+            # A client that drops the call closes this generator while it
+            # waits for a frame, with the reader still reading.
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
             log.info(
                 "worker %s disconnected",
                 stream.worker_id,
@@ -189,6 +176,15 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             )
 
     async def _read(self, requests: AsyncIterator[worker_pb2.DequeueRequest], stream: WorkerStream) -> None:
+        try:
+            await self._read_all(requests, stream)
+        finally:
+            # What is queued still goes out; then the stream ends.
+            stream.end()
+
+    async def _read_all(
+        self, requests: AsyncIterator[worker_pb2.DequeueRequest], stream: WorkerStream
+    ) -> None:
         async for message in requests:
             stream.last_heard = time.monotonic()
             kind = message.WhichOneof("message")

@@ -129,15 +129,10 @@ class WorkerStream:
             await self._ready.wait()
         return self._frames.popleft()
 
-    def take_queued(self) -> list[worker_pb2.DequeueResponse]:
-        """Every frame still queued (the worker closed its side: finish them)."""
-        frames = list(self._frames)
-        self._frames.clear()
-        return frames
-
     def end(self) -> None:
-        """Finish the stream after what is queued: the worker reconnects, to
-        another server if this one is going away, and resends unacked results."""
-        if not self.closed:
-            self._ending = True
-            self._ready.set()
+        """Finish the stream after what is queued, and queue nothing more:
+        the worker closed its side, or the server ends the stream (the
+        worker then reconnects, to another server if this one is going away,
+        and resends unacked results)."""
+        self._ending = True
+        self._ready.set()
