@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from google.protobuf import duration_pb2
 
@@ -81,8 +82,7 @@ class DispatchConfig:
         return 3 * self.heartbeat_interval_s
 
 
-@dataclass(frozen=True)
-class _Pending:
+class _Pending(NamedTuple):
     stream: WorkerStream
     ref: worker_pb2.JobRef
     item: ResultIn

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import AsyncCursor
 from psycopg import errors as pgerrors
 from psycopg.pq import TransactionStatus
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from chronosched_server.errors import (
@@ -24,7 +24,7 @@ from chronosched_server.errors import (
     Unavailable,
 )
 from chronosched_server.storage.queries import q
-from chronosched_server.storage.records import from_row, from_rows
+from chronosched_server.storage.records import from_row, from_rows, from_tuples
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class Pending(Generic[R]):
     """The rows of a statement sent in a pipeline, read (as records) once the
     pipeline has flushed; a database error then leaves as a domain error."""
 
-    def __init__(self, cursor: AsyncCursor[DictRow], make: Callable[[list[DictRow]], list[R]]) -> None:
+    def __init__(self, cursor: AsyncCursor[Any], make: Callable[[list[Any]], list[R]]) -> None:
         self._cursor = cursor
         self._make = make
 
@@ -226,8 +226,12 @@ async def pending(conn: Conn, name: str, params: dict[str, Any], make: Callable[
 
 
 async def pending_records(conn: Conn, name: str, params: dict[str, Any], cls: type[R]) -> Pending[R]:
-    """`pending` for rows read as records of `cls`."""
-    return Pending(await conn.execute(q(name), params), lambda rows: from_rows(cls, rows))
+    """`pending` for rows read as records of `cls` (from tuple rows: `from_tuples`)."""
+    cursor = conn.cursor(row_factory=tuple_row)
+    await cursor.execute(q(name), params)
+    return Pending(
+        cursor, lambda rows: from_tuples(cls, [column.name for column in cursor.description or ()], rows)
+    )
 
 
 async def begin(conn: Conn) -> None:

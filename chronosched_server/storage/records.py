@@ -1,4 +1,5 @@
-"""What the storage layer hands up: frozen, typed records, never cursor rows.
+"""What the storage layer hands up: typed records (frozen, but for Job: see
+there), never cursor rows.
 
 Nothing above storage/ sees a column name or a psycopg type; mypy checks every
 field a caller reads. Each record names the columns of the queries that make
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
@@ -44,6 +45,15 @@ def from_row(cls: type[R], row: Mapping[str, Any]) -> R:
     return cls(**values)
 
 
+def _present(cls: type[Any], columns: Collection[str]) -> list[str]:
+    """The fields of `cls` that `columns` fill; a missing required one is a bug."""
+    fields = _columns(cls)
+    missing = [name for name, required in fields if required and name not in columns]
+    if missing:
+        raise KeyError(f"{cls.__name__} needs columns {missing}, the query gave {sorted(columns)}")
+    return [name for name, _ in fields if name in columns]
+
+
 def from_rows(cls: type[R], rows: Sequence[Mapping[str, Any]]) -> list[R]:
     """`from_row` over the rows of one statement. They share their columns,
     so which fields they fill is worked out once, and a record whose fields
@@ -51,16 +61,26 @@ def from_rows(cls: type[R], rows: Sequence[Mapping[str, Any]]) -> list[R]:
     the dispatcher pays for every job it claims."""
     if not rows:
         return []
-    fields = _columns(cls)
-    first = rows[0]
-    present = [name for name, _ in fields if name in first]
-    missing = [name for name, required in fields if required and name not in first]
-    if missing:
-        raise KeyError(f"{cls.__name__} needs columns {missing}, the query gave {sorted(first)}")
-    if len(present) == len(fields) > 1:
+    present = _present(cls, rows[0])
+    if len(present) == len(_columns(cls)) > 1:
         pick = itemgetter(*present)
         return [cls(*pick(row)) for row in rows]
     return [cls(**{name: row[name] for name in present}) for row in rows]
+
+
+def from_tuples(cls: type[R], columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[R]:
+    """`from_rows` for rows read as tuples, the statement's `columns` named
+    apart: psycopg builds a tuple row in C and a dict row in Python, which
+    cost the dispatcher's cycle a few percent for the 23 columns of each job
+    it claims."""
+    if not rows:
+        return []
+    index = {name: i for i, name in enumerate(columns)}
+    present = _present(cls, index)
+    if len(present) == len(_columns(cls)) > 1:
+        pick = itemgetter(*(index[name] for name in present))
+        return [cls(*pick(row)) for row in rows]
+    return [cls(**{name: row[index[name]] for name in present}) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +131,11 @@ class Dag:
     update_time: datetime
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, unlike the other records: a frozen dataclass's __init__ sets
+# each field through object.__setattr__, 4.0 us for a Job's 23 against 0.36
+# us, and the dispatcher builds one for every job it claims. Nothing assigns
+# to a Job's fields.
+@dataclass(slots=True)
 class Job:
     job_id: uuid.UUID
     namespace_id: str

@@ -17,7 +17,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg.rows import DictRow
 
@@ -27,9 +27,10 @@ from chronosched_server.storage.db import Conn, Pending, execute, fetch_all, pen
 from chronosched_server.transitions import JobFacts, Outcome
 
 
-@dataclass(frozen=True)
-class ResultIn:
+class ResultIn(NamedTuple):
     """One reported outcome; `attempt` None is an operator action (no fence).
+    A tuple, as ResultOut: a stream builds one of each per result, and a
+    frozen dataclass's constructor costs several times as much.
 
     `namespace_id` limits it to a job of that namespace (the caller's token,
     or the request): a job elsewhere is NOT_FOUND, as a missing one is.
@@ -53,8 +54,7 @@ class ResultIn:
 Plain = tuple[uuid.UUID, int | None, str, str | None, str | None, bool]
 
 
-@dataclass(frozen=True)
-class ResultOut:
+class ResultOut(NamedTuple):
     """`rejected` is set when the result changed nothing and was refused."""
 
     changed: bool

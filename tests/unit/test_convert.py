@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 from chronosched.v1 import job_pb2, worker_pb2
 from chronosched_server import render
 from chronosched_server.render import ts
-from chronosched_server.storage.records import Job, from_row, from_rows
+from chronosched_server.storage.records import Job, from_row, from_rows, from_tuples
 
 MOMENTS = [
     datetime(2026, 11, 27, 9, 30, 15, 123456, tzinfo=UTC),
@@ -153,7 +153,29 @@ def test_records_from_rows_equal_one_row_at_a_time() -> None:
     assert from_rows(Job, []) == []
 
 
+def _tuples(rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The rows as a tuple row factory gives them, with the columns in
+    another order than the record's fields."""
+    columns = sorted(rows[0])
+    return columns, [tuple(row[c] for c in columns) for row in rows]
+
+
+def test_records_from_tuples_equal_those_from_rows() -> None:
+    rows = [_row(_record(key=f"k{i}", execution_timeout=timedelta(seconds=i))) for i in range(3)]
+    optional = ("execution_timeout", "parents_done_time")
+    for variant in (
+        rows,
+        [{**row, "dag_state": "RUNNING"} for row in rows],
+        [{k: v for k, v in row.items() if k not in optional} for row in rows],
+    ):
+        assert from_tuples(Job, *_tuples(variant)) == from_rows(Job, variant)
+    assert [r.key for r in from_tuples(Job, *_tuples(rows))] == ["k0", "k1", "k2"]
+    assert from_tuples(Job, ["job_id"], []) == []
+
+
 def test_records_from_rows_name_a_missing_column() -> None:
     rows = [{k: v for k, v in _row(_record()).items() if k != "attempt"}]
     with pytest.raises(KeyError, match="attempt"):
         from_rows(Job, rows)
+    with pytest.raises(KeyError, match="attempt"):
+        from_tuples(Job, *_tuples(rows))
