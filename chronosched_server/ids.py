@@ -25,21 +25,29 @@ def uuid7() -> uuid.UUID:
 _lock = threading.Lock()
 _last_ms = 0
 _last_seq = 0
-# The variant field is the top two bits of the tail's first hex digit (10).
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+# The variant field is the top two bits of the tail's first byte (10): this
+# table sets them in every byte it translates.
+_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
+# rand_a's text, a sequence number within the millisecond, with its dash.
+_SEQ = [f"{s:03x}-" for s in range(4096)]
 
 
 def uuid7_strs(count: int) -> list[str]:
     """`count` v7 UUIDs as canonical strings, increasing across all calls.
 
     Bulk inserts need the text form only; uuid.UUID.__str__ alone cost 1.5 s
-    for a 100,000-job DAG, so the text is formatted here directly, from one
-    hex string of random bytes (per id only slicing and one f-string). The
-    12-bit rand_a field is a sequence number within the millisecond; when it
-    runs out the timestamp moves on by one, so order holds for any batch size.
+    for a 100,000-job DAG, so the text is formatted here directly: the random
+    tails are one hex string (their variant bits set for all at once) and the
+    sequence texts are made once, so an id costs two slices and one f-string
+    (0.37 us against 0.72 with the variant and the sequence formatted per
+    id). The 12-bit rand_a field is a sequence number within the
+    millisecond; when it runs out the timestamp moves on by one, so order
+    holds for any batch size.
     """
     global _last_ms, _last_seq
-    tails = os.urandom(8 * count).hex()
+    tails = bytearray(os.urandom(8 * count))
+    tails[0::8] = tails[0::8].translate(_VARIANT)
+    hexed = tails.hex()
     out: list[str] = []
     with _lock:
         ms, seq = _last_ms, _last_seq
@@ -53,10 +61,13 @@ def uuid7_strs(count: int) -> list[str]:
             head = f"{ms:012x}"
             prefix = f"{head[:8]}-{head[8:]}-7"
             n = min(count - done, 0xFFF - seq)
-            for s in range(seq + 1, seq + 1 + n):
-                t = tails[16 * done : 16 * done + 16]
-                out.append(f"{prefix}{s:03x}-{_VARIANT[t[0]]}{t[1:4]}-{t[4:]}")
-                done += 1
+            seqs = range(seq + 1, seq + 1 + n)
+            starts = range(16 * done, 16 * (done + n), 16)
+            out += [
+                f"{prefix}{_SEQ[s]}{hexed[j : j + 4]}-{hexed[j + 4 : j + 16]}"
+                for s, j in zip(seqs, starts, strict=True)
+            ]
+            done += n
             seq += n
         _last_ms, _last_seq = ms, seq
     return out
