@@ -330,7 +330,7 @@ async def interleaved(jobs: int, calls: dict[str, Enqueue], seed: int) -> dict[s
     run repeats): rotated, each contender always came right after the same
     other one, and the same EnqueueJobs call ran 2% to 12% faster in the
     place after another EnqueueJobs than in the place after Procrastinate's
-    batch_defer (six runs)."""
+    batch_defer (all seven runs that rotated)."""
     spent = dict.fromkeys(calls, 0.0)
     names = list(calls)
     shuffle = random.Random(seed).shuffle

@@ -156,8 +156,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         reader = asyncio.create_task(self._read(request_iterator, stream))
         try:
             # The reader ends the stream when the worker closes its side (or
-            # sends garbage), so this loop waits on the frames alone: a task
-            # and an asyncio.wait per frame cost more than the frame.
+            # sends garbage), so this loop waits on the frames alone: a new
+            # task and an asyncio.wait for every frame were a part of the
+            # server's CPU per job worth saving (docs/performance.md).
             while (frame := await stream.next_frame()) is not None:
                 yield frame
             if reader.done():
