@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
@@ -45,27 +45,28 @@ def from_row(cls: type[R], row: Mapping[str, Any]) -> R:
     return cls(**values)
 
 
-def _present(cls: type[Any], columns: Collection[str]) -> list[str]:
-    """The fields of `cls` that `columns` fill; a missing required one is a bug."""
+def _build(cls: type[R], keys: Mapping[str, Any], rows: Sequence[Any]) -> list[R]:
+    """Records of `cls` from `rows`, which all hold a field's value under
+    `keys[field]` (a column name or index); a missing required one is a bug.
+    A record whose fields are all there is built positionally: about half
+    the cost per row, which the dispatcher pays for every job it claims."""
     fields = _columns(cls)
-    missing = [name for name, required in fields if required and name not in columns]
+    missing = [name for name, required in fields if required and name not in keys]
     if missing:
-        raise KeyError(f"{cls.__name__} needs columns {missing}, the query gave {sorted(columns)}")
-    return [name for name, _ in fields if name in columns]
+        raise KeyError(f"{cls.__name__} needs columns {missing}, the query gave {sorted(keys)}")
+    present = [name for name, _ in fields if name in keys]
+    if len(present) == len(fields) > 1:
+        pick = itemgetter(*(keys[name] for name in present))
+        return [cls(*pick(row)) for row in rows]
+    return [cls(**{name: row[keys[name]] for name in present}) for row in rows]
 
 
 def from_rows(cls: type[R], rows: Sequence[Mapping[str, Any]]) -> list[R]:
     """`from_row` over the rows of one statement. They share their columns,
-    so which fields they fill is worked out once, and a record whose fields
-    are all there is built positionally: about half the cost per row, which
-    the dispatcher pays for every job it claims."""
+    so which fields they fill is worked out once."""
     if not rows:
         return []
-    present = _present(cls, rows[0])
-    if len(present) == len(_columns(cls)) > 1:
-        pick = itemgetter(*present)
-        return [cls(*pick(row)) for row in rows]
-    return [cls(**{name: row[name] for name in present}) for row in rows]
+    return _build(cls, {name: name for name in rows[0]}, rows)
 
 
 def from_tuples(cls: type[R], columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[R]:
@@ -75,12 +76,7 @@ def from_tuples(cls: type[R], columns: Sequence[str], rows: Sequence[Sequence[An
     it claims."""
     if not rows:
         return []
-    index = {name: i for i, name in enumerate(columns)}
-    present = _present(cls, index)
-    if len(present) == len(_columns(cls)) > 1:
-        pick = itemgetter(*(index[name] for name in present))
-        return [cls(*pick(row)) for row in rows]
-    return [cls(**{name: row[index[name]] for name in present}) for row in rows]
+    return _build(cls, {name: i for i, name in enumerate(columns)}, rows)
 
 
 @dataclass(frozen=True, slots=True)
